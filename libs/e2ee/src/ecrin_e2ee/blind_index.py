@@ -12,7 +12,8 @@ practitioner's. A practice that wants shared search generates one :class:`Search
 distributes it to members like a scope key.
 
 Normalisation of names: NFKD, combining marks removed, casefolded, every run of spaces,
-hyphens, apostrophes, dots and underscores collapsed to one space, trimmed. So
+hyphens, apostrophes, dots and underscores collapsed to one space, trimmed; the letters
+``œ æ ø ł đ ı`` (which NFKD keeps) are transliterated to ``oe ae o l d i`` first. So
 ``"Jean-Éloïse  D'Arc"`` and ``"jean eloise d arc"`` give the same token.
 
 INS (NIR): 13 characters (digits; ``2A``/``2B`` allowed for Corsica) and a 2-digit key
@@ -42,8 +43,26 @@ _BIRTH_CONTEXT = b"ecrin-bi-birth"
 _OWNER_CONTEXT = b"ecrin-search-key"
 
 
+# Letters NFKD does not decompose but a French keyboard user would type without the mark.
+_TRANSLITERATE = str.maketrans(
+    {
+        "œ": "oe",
+        "Œ": "oe",
+        "æ": "ae",
+        "Æ": "ae",
+        "ø": "o",
+        "Ø": "o",
+        "ł": "l",
+        "Ł": "l",
+        "đ": "d",
+        "Đ": "d",
+        "ı": "i",
+    }
+)
+
+
 def normalise_name(name: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", name)
+    decomposed = unicodedata.normalize("NFKD", name).translate(_TRANSLITERATE)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _SEPARATORS.sub(" ", stripped.casefold()).strip()
 

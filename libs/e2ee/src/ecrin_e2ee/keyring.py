@@ -15,6 +15,7 @@ granter_id(16), sealed_key)``; times are Unix seconds, 0 meaning unbounded.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 import struct
@@ -304,12 +305,7 @@ def seal_entry(
         sealed_key=sealed,
         signature=bytes(64),
     )
-    signature = granter.sign(unsigned.signed_bytes())
-    return KeyringEntry(**{**_fields(unsigned), "signature": signature})
-
-
-def _fields(entry: KeyringEntry) -> dict[str, Any]:
-    return {name: getattr(entry, name) for name in KeyringEntry.__dataclass_fields__}
+    return dataclasses.replace(unsigned, signature=granter.sign(unsigned.signed_bytes()))
 
 
 def open_entry(

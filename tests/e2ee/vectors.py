@@ -1,0 +1,281 @@
+"""Known-answer vectors for Écrin's own formats, produced through the deterministic seams.
+
+Regenerate (only when a format version changes on purpose)::
+
+    uv run python -m tests.e2ee.vectors
+
+``tests/e2ee/test_vectors.py`` checks that regenerating reproduces the committed files byte
+for byte, and that each vector opens through the public API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.hashlib
+
+from ecrin_e2ee import (
+    GrantTerms,
+    IdentityKeys,
+    KdfParams,
+    Permission,
+    RecoveryKey,
+    Relationship,
+    Scope,
+    ScopeKey,
+    SearchKey,
+    _seams,
+    create_invitation,
+    derive_account_keys,
+    encrypt_record,
+    grant_scope_keys,
+    normalise_ins,
+    normalise_name,
+    padme,
+    rekey_record_header,
+    wrap_identity,
+)
+from ecrin_e2ee._wire import b64e
+
+DATA = Path(__file__).parent / "data"
+FIXED_NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+FILE_ID = uuid.UUID("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")
+ALICE = uuid.UUID("a11ce000-0000-4000-8000-000000000001")  # practitioner (author, granter)
+BOB = uuid.UUID("b0b00000-0000-4000-8000-000000000002")  # replacement (member)
+RECORD_ID = uuid.UUID("5ec0d000-0000-4000-8000-000000000003")
+
+
+class SeededRandom:
+    """``BLAKE2b-512(key=seed, counter(8))`` blocks: reproducible, never used in production."""
+
+    def __init__(self, seed: str) -> None:
+        self._seed = seed.encode()
+        self._counter = 0
+
+    def __call__(self, size: int) -> bytes:
+        out = b""
+        while len(out) < size:
+            out += nacl.hashlib.blake2b(
+                self._counter.to_bytes(8, "big"), key=self._seed, digest_size=64
+            ).digest()
+            self._counter += 1
+        return out[:size]
+
+
+@contextlib.contextmanager
+def deterministic(seed: str, now: datetime = FIXED_NOW) -> Iterator[None]:
+    saved = (_seams._random_bytes, _seams._clock)
+    _seams._random_bytes = SeededRandom(seed)
+    _seams._clock = lambda: now
+    try:
+        yield
+    finally:
+        _seams._random_bytes, _seams._clock = saved
+
+
+def content_rule(n: int) -> bytes:
+    """Vector content: byte i is ``i % 251``."""
+    return bytes(i % 251 for i in range(n))
+
+
+def _identities() -> tuple[IdentityKeys, IdentityKeys]:
+    with deterministic("identities"):
+        return IdentityKeys.generate(ALICE), IdentityKeys.generate(BOB)
+
+
+def kdf_vectors() -> dict[str, Any]:
+    params = KdfParams.insecure_for_tests()
+    cases = []
+    for passphrase, salt_seed in [("correct horse battery staple", "s1"), ("Kiné ésthète ①", "s2")]:
+        salt = SeededRandom(salt_seed)(16)
+        keys = derive_account_keys(passphrase, salt, params)
+        cases.append(
+            {
+                "passphrase": passphrase,
+                "salt": b64e(salt),
+                "params": params.to_json(),
+                "login_public_key": b64e(keys.login_public_key),
+                "kek": b64e(keys.kek.to_bytes()),
+            }
+        )
+    return {"description": "Argon2id master secret, BLAKE2b subkeys", "cases": cases}
+
+
+def identity_vectors() -> dict[str, Any]:
+    alice, bob = _identities()
+    pa, pb = alice.public_identity(), bob.public_identity()
+    return {
+        "description": "identity keys x25519(32)||ed25519 seed(32); self-signed public identity",
+        "cases": [
+            {
+                "identity_keys": b64e(k.to_bytes()),
+                "public_identity": p.to_json(),
+                "fingerprint": p.fingerprint().hex(),
+            }
+            for k, p in [(alice, pa), (bob, pb)]
+        ],
+        "safety_number": pa.safety_number(pb),
+    }
+
+
+def recovery_vectors() -> dict[str, Any]:
+    with deterministic("recovery"):
+        keys = [RecoveryKey.generate() for _ in range(3)]
+    keys.append(RecoveryKey(bytes(32)))
+    keys.append(RecoveryKey(b"\xff" * 32))
+    return {"cases": [{"key": b64e(k.to_bytes()), "text": k.to_text()} for k in keys]}
+
+
+def wrapped_identity_vectors() -> dict[str, Any]:
+    alice, _ = _identities()
+    with deterministic("wrapped-identity"):
+        salt = _seams.random_bytes(16)
+        kek = derive_account_keys("passphrase of alice", salt, KdfParams.insecure_for_tests()).kek
+        recovery = RecoveryKey.generate()
+        by_kek = wrap_identity(alice, kek)
+        by_recovery = wrap_identity(alice, recovery)
+    return {
+        "identity_keys": b64e(alice.to_bytes()),
+        "kek": b64e(kek.to_bytes()),
+        "recovery_key": recovery.to_text(),
+        "wrapped_by_passphrase": by_kek.to_json(),
+        "wrapped_by_recovery": by_recovery.to_json(),
+    }
+
+
+def keyring_vectors() -> dict[str, Any]:
+    alice, bob = _identities()
+    with deterministic("keyring"):
+        scope_key = ScopeKey.generate(FILE_ID, Scope.CLINICAL, 3)
+        terms = GrantTerms(
+            Relationship.REPLACEMENT,
+            frozenset({Permission.READ, Permission.APPEND}),
+            valid_from=datetime(2026, 2, 1, tzinfo=UTC),
+            valid_until=datetime(2026, 4, 1, tzinfo=UTC),
+        )
+        (entry,) = grant_scope_keys(
+            [scope_key], bob.public_identity(), terms, granter=alice
+        )
+    return {
+        "granter_identity": alice.public_identity().to_json(),
+        "member_identity_keys": b64e(bob.to_bytes()),
+        "member_id": str(BOB),
+        "scope_key": b64e(scope_key.to_bytes()),
+        "open_at": FIXED_NOW.isoformat(),
+        "entry": entry.to_json(),
+        "signed_bytes": b64e(entry.signed_bytes()),
+    }
+
+
+def record_vectors() -> dict[str, Any]:
+    alice, bob = _identities()
+    cases = []
+    for n in (0, 300, 65_636):
+        with deterministic(f"record-{n}"):
+            v1 = ScopeKey.generate(FILE_ID, Scope.CLINICAL, 1)
+            v2 = ScopeKey.generate(FILE_ID, Scope.CLINICAL, 2)
+            metadata = {
+                "title": "Bilan initial — genou gauche",
+                "kind": "bilan",
+                "content_type": "text/plain",
+                "created": "2026-03-01",
+            }
+            record = encrypt_record(
+                content_rule(n),
+                metadata,
+                file_id=FILE_ID,
+                record_id=RECORD_ID,
+                record_version=1,
+                scope_key=v1,
+                author=alice,
+            )
+            rekeyed = rekey_record_header(record.header, v1, v2, bob)
+        cases.append(
+            {
+                "content_length": n,
+                "content_rule": "byte i = i % 251",
+                "metadata": metadata,
+                "scope_key_v1": b64e(v1.to_bytes()),
+                "scope_key_v2": b64e(v2.to_bytes()),
+                "record": record.to_json(),
+                "rekeyed_header_by_member": b64e(rekeyed.to_bytes()),
+            }
+        )
+    return {
+        "author_identity": alice.public_identity().to_json(),
+        "member_identity": bob.public_identity().to_json(),
+        "cases": cases,
+    }
+
+
+def invitation_vectors() -> dict[str, Any]:
+    with deterministic("invitation"):
+        keys = [
+            ScopeKey.generate(FILE_ID, Scope.SHARED, 1),
+            ScopeKey.generate(FILE_ID, Scope.ADMINISTRATIVE, 2),
+        ]
+        code, payload = create_invitation(keys, params=KdfParams.insecure_for_tests())
+    return {
+        "code": code.to_text(),
+        "scope_keys": [
+            {"scope": k.scope.value, "version": k.version, "key": b64e(k.to_bytes())} for k in keys
+        ],
+        "payload": payload.to_json(),
+    }
+
+
+def blind_index_vectors() -> dict[str, Any]:
+    alice, _ = _identities()
+    key = SearchKey.for_owner(alice)
+    names = ["Jean-Éloïse  D'Arc", "JEAN ELOISE D ARC", "Müller", "Ñúñez-García", "Øster"]
+    ins = ["1 84 12 76 451 089 46", "2840276451089 30", "1 84 12 2A 451 089 33"]
+    return {
+        "owner_identity_keys": b64e(alice.to_bytes()),
+        "search_key": b64e(key.to_bytes()),
+        "names": [
+            {"input": n, "normalised": normalise_name(n), "token": key.name_token(n)}
+            for n in names
+        ],
+        "ins": [
+            {"input": i, "normalised": normalise_ins(i), "token": key.ins_token(i)} for i in ins
+        ],
+    }
+
+
+def padme_vectors() -> dict[str, Any]:
+    lengths = [0, 1, 2, 3, 9, 100, 255, 256, 1000, 4097, 65536, 65537, 10**6, 268435456, 268435457]
+    return {"cases": [[n, padme(n)] for n in lengths]}
+
+
+BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
+    "kdf": kdf_vectors,
+    "identity": identity_vectors,
+    "recovery": recovery_vectors,
+    "wrapped_identity": wrapped_identity_vectors,
+    "keyring_entry": keyring_vectors,
+    "record": record_vectors,
+    "invitation": invitation_vectors,
+    "blind_index": blind_index_vectors,
+    "padme": padme_vectors,
+}
+
+
+def render(name: str) -> str:
+    return json.dumps(BUILDERS[name](), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    for name in BUILDERS:
+        (DATA / f"{name}.json").write_text(render(name), encoding="utf-8")
+        print(f"wrote {name}.json")
+
+
+if __name__ == "__main__":
+    main()
