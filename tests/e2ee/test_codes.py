@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ecrin_e2ee import InvalidCode, InvitationCode, RecoveryKey
 from ecrin_e2ee.codes import ALPHABET
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def _groups(text: str) -> list[str]:
@@ -23,7 +22,10 @@ class TestRecoveryKeyText:
         text = key.to_text()
         assert text.startswith("ecrin-rk-")
         assert RecoveryKey.from_text(text) == key
-        assert RecoveryKey.from_text(text.upper().replace("-", " ").replace("ECRIN RK ", "ecrin-rk-")) == key
+        assert (
+            RecoveryKey.from_text(text.upper().replace("-", " ").replace("ECRIN RK ", "ecrin-rk-"))
+            == key
+        )
 
     def test_forgiving_reading(self) -> None:
         key = RecoveryKey(bytes(32))

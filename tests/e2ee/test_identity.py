@@ -3,11 +3,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ecrin_e2ee import FormatError, IdentityKeys, IdentityMismatchError, PublicIdentity
 from ecrin_e2ee._wire import b64e
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 class TestPublicIdentity:
@@ -27,7 +26,9 @@ class TestPublicIdentity:
         with pytest.raises(IdentityMismatchError):
             PublicIdentity.from_json(obj)
 
-    def test_substituted_keys_are_rejected(self, alice: IdentityKeys, mallory: IdentityKeys) -> None:
+    def test_substituted_keys_are_rejected(
+        self, alice: IdentityKeys, mallory: IdentityKeys
+    ) -> None:
         obj = alice.public_identity().to_json()
         obj["enc_public"] = mallory.public_identity().to_json()["enc_public"]
         with pytest.raises(IdentityMismatchError):
@@ -47,7 +48,11 @@ class TestPublicIdentity:
             pub.verify_fingerprint("not hex")
 
     def test_fingerprint_changes_with_any_key(self, alice: IdentityKeys) -> None:
-        other = IdentityKeys(alice.account_id, IdentityKeys.generate(alice.account_id).encryption_key, alice.signing_key)
+        other = IdentityKeys(
+            alice.account_id,
+            IdentityKeys.generate(alice.account_id).encryption_key,
+            alice.signing_key,
+        )
         assert other.public_identity().fingerprint() != alice.public_identity().fingerprint()
 
 

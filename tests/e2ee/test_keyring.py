@@ -5,9 +5,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ecrin_e2ee import (
     DecryptionError,
     FormatError,
@@ -24,6 +21,8 @@ from ecrin_e2ee import (
 )
 from ecrin_e2ee._wire import b64d, b64e
 from ecrin_e2ee.keyring import seal
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 READ = frozenset({Permission.READ})
@@ -72,8 +71,12 @@ class TestKeyringEntry:
         with pytest.raises(DecryptionError):
             open_entry(KeyringEntry.from_json(obj), bob, alice.public_identity(), at=NOW)
 
-    def test_validity_window(self, alice: IdentityKeys, bob: IdentityKeys, clinical_key: ScopeKey) -> None:
-        entry = _entry(clinical_key, bob, alice, valid_from=NOW, valid_until=NOW + timedelta(days=30))
+    def test_validity_window(
+        self, alice: IdentityKeys, bob: IdentityKeys, clinical_key: ScopeKey
+    ) -> None:
+        entry = _entry(
+            clinical_key, bob, alice, valid_from=NOW, valid_until=NOW + timedelta(days=30)
+        )
         granter = alice.public_identity()
         open_entry(entry, bob, granter, at=NOW + timedelta(days=1))
         for when in (NOW - timedelta(seconds=1), NOW + timedelta(days=30)):
@@ -126,7 +129,9 @@ class TestKeyringEntry:
         with pytest.raises(DecryptionError):
             open_entry(mixed, bob, alice.public_identity(), at=NOW)
 
-    def test_malformed_json(self, alice: IdentityKeys, bob: IdentityKeys, clinical_key: ScopeKey) -> None:
+    def test_malformed_json(
+        self, alice: IdentityKeys, bob: IdentityKeys, clinical_key: ScopeKey
+    ) -> None:
         obj = _entry(clinical_key, bob, alice).to_json()
         obj["scope"] = "billing"
         with pytest.raises(FormatError):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import nacl.hashlib
-
 from ecrin_e2ee import (
     GrantTerms,
     IdentityKeys,
@@ -159,9 +158,7 @@ def keyring_vectors() -> dict[str, Any]:
             valid_from=datetime(2026, 2, 1, tzinfo=UTC),
             valid_until=datetime(2026, 4, 1, tzinfo=UTC),
         )
-        (entry,) = grant_scope_keys(
-            [scope_key], bob.public_identity(), terms, granter=alice
-        )
+        (entry,) = grant_scope_keys([scope_key], bob.public_identity(), terms, granter=alice)
     return {
         "granter_identity": alice.public_identity().to_json(),
         "member_identity_keys": b64e(bob.to_bytes()),
@@ -239,8 +236,7 @@ def blind_index_vectors() -> dict[str, Any]:
         "owner_identity_keys": b64e(alice.to_bytes()),
         "search_key": b64e(key.to_bytes()),
         "names": [
-            {"input": n, "normalised": normalise_name(n), "token": key.name_token(n)}
-            for n in names
+            {"input": n, "normalised": normalise_name(n), "token": key.name_token(n)} for n in names
         ],
         "ins": [
             {"input": i, "normalised": normalise_ins(i), "token": key.ins_token(i)} for i in ins
