@@ -1,0 +1,35 @@
+# Écrin: end-to-end encrypted patient records. `make help` lists the targets.
+SHELL := /bin/sh
+UV := $(shell ./tools/bootstrap-uv.sh)
+RUN := $(UV) run --frozen
+PYTEST_WORKERS ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help sync run test test-fast lint fmt bench bench-e2ee clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+sync: ## install every workspace member and the dev tools from uv.lock
+	@$(UV) sync --frozen --all-packages
+
+run: sync ## run the four services on SQLite under var/ and print the gateway and docs URLs
+	@$(RUN) python -m ecrin_platform.devstack --state var
+
+test: sync ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set)
+	@$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+lint: sync ## ruff and mypy
+	@$(RUN) ruff check libs services tests
+	@$(RUN) mypy libs/e2ee/src libs/platform/src services/gateway/src services/kms/src services/sharing/src services/records-api/src
+
+fmt: sync ## format the code with ruff
+	@$(RUN) ruff format libs services tests
+
+bench-e2ee: sync ## client cryptography benchmark (prints a table, checks the targets)
+	@$(RUN) python benchmarks/bench_e2ee.py
+
+bench: bench-e2ee ## every benchmark
+
+clean: ## remove local state (databases, keys, logs under var/)
+	rm -rf var

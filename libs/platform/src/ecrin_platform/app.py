@@ -1,0 +1,92 @@
+"""The application skeleton every service builds on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI
+
+from ecrin_platform.db import create_engine, create_sessionmaker
+from ecrin_platform.guards import BodyLimitMiddleware, InternalAuthMiddleware
+from ecrin_platform.health import health_router
+from ecrin_platform.migrations import upgrade_to_head
+from ecrin_platform.observability import Metrics, ObservabilityMiddleware, configure_logging
+from ecrin_platform.problems import install_problem_handlers
+from ecrin_platform.settings import ServiceSettings
+from ecrin_platform.tokens import InternalTokenVerifier
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+def build_service_app(
+    *,
+    service: str,
+    title: str,
+    settings: ServiceSettings,
+    script_location: Path,
+    routers: Sequence[APIRouter] = (),
+    upload_paths: Iterable[str] = (),
+    internal_auth: bool = True,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    description: str = "",
+    docs: bool = True,
+) -> FastAPI:
+    """A FastAPI app with the database, problem+json errors, logs, metrics and guards.
+
+    ``upload_paths`` are path regexes that accept ``settings.max_upload_bytes`` instead of
+    ``settings.max_body_bytes``.
+    """
+    configure_logging(service, settings.log_level)
+    log = logging.getLogger(f"ecrin.{service}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade_to_head, script_location, settings.database_url)
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        for hook in on_startup:
+            await hook(app)
+        log.info("started")
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                await hook(app)
+            await app.state.http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  openapi_url="/openapi.json" if docs else None,
+                  docs_url="/docs" if docs else None, redoc_url=None)
+    app.state.settings = settings
+    app.state.service = service
+    metrics = Metrics(service)
+    app.state.metrics = metrics
+    install_problem_handlers(app)
+    app.include_router(health_router(script_location))
+    for router in routers:
+        app.include_router(router)
+
+    if internal_auth:
+        verifier = InternalTokenVerifier(settings.internal_public_key_pem(), audience=service)
+        app.state.verifier = verifier
+        app.add_middleware(InternalAuthMiddleware, verifier=lambda: verifier)
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
+                       overrides=[(p, settings.max_upload_bytes) for p in upload_paths])
+    # Added last, so outermost: every response, even a 401 or a 413, gets a request id.
+    app.add_middleware(ObservabilityMiddleware, service=service, metrics=metrics)
+    return app
+
+
+def state(app: FastAPI, name: str) -> Any:
+    return getattr(app.state, name)

@@ -1,0 +1,42 @@
+"""Request dependencies shared by the services, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ecrin_platform.db import transaction
+from ecrin_platform.problems import Unauthorized
+from ecrin_platform.tokens import InternalClaims, Principal
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async for session in transaction(request.app.state.sessionmaker):
+        yield session
+
+
+# scope="function": the transaction commits before the response is sent, so an
+# acknowledged write is a committed write.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_internal_claims(request: Request) -> InternalClaims:
+    claims = request.scope.get("state", {}).get("internal")
+    if claims is None:
+        raise Unauthorized("A valid internal token is required.")
+    return claims
+
+
+InternalClaimsDep = Annotated[InternalClaims, Depends(get_internal_claims)]
+
+
+def get_principal(claims: InternalClaimsDep) -> Principal:
+    if claims.principal is None:
+        raise Unauthorized("This route needs an authenticated user.")
+    return claims.principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,161 @@
+"""Runs the four services as local processes: ``make run`` and the end-to-end tests.
+
+Generates the internal-token key pair under the state folder (never committed), migrates
+each service's own database, starts each service on its own port, and stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ecrin_platform.tokens import generate_keypair_pem
+
+SERVICES = {
+    # service: (python package, environment prefix, default port)
+    "gateway": ("gateway", "ECRIN_GATEWAY_", 8000),
+    "records-api": ("records_api", "ECRIN_RECORDS_", 8001),
+    "kms": ("kms", "ECRIN_KMS_", 8002),
+    "sharing": ("sharing", "ECRIN_SHARING_", 8003),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_keys(state: Path) -> tuple[Path, Path]:
+    keys = state / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    private, public = keys / "internal-token.key", keys / "internal-token.pub"
+    if not private.exists():
+        private_pem, public_pem = generate_keypair_pem()
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private_pem)
+        public.write_bytes(public_pem)
+    return private, public
+
+
+@dataclass
+class Stack:
+    state: Path
+    database_urls: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        for service, (package, _, port) in SERVICES.items():
+            self.database_urls.setdefault(
+                service, f"sqlite+aiosqlite:///{(self.state / f'{package}.db').resolve()}")
+            self.ports.setdefault(service, port)
+        self.private_key, self.public_key = ensure_keys(self.state)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self, service: str) -> dict[str, str]:
+        package, prefix, _ = SERVICES[service]
+        env = {**os.environ, **self.extra_env,
+               f"{prefix}DATABASE_URL": self.database_urls[service]}
+        if service == "gateway":
+            env[f"{prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE"] = str(self.private_key)
+            env[f"{prefix}RECORDS_URL"] = self.url("records-api")
+            env[f"{prefix}KMS_URL"] = self.url("kms")
+            env[f"{prefix}SHARING_URL"] = self.url("sharing")
+        else:
+            env[f"{prefix}INTERNAL_TOKEN_PUBLIC_KEY_FILE"] = str(self.public_key)
+        return env
+
+    def migrate(self) -> None:
+        for service, (package, _, _) in SERVICES.items():
+            subprocess.run([sys.executable, "-m", package, "migrate"],  # noqa: S603
+                           env=self.env(service), check=True)
+
+    def start(self, service: str) -> None:
+        package = SERVICES[service][0]
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115
+        self.processes[service] = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", package, "serve", "--port", str(self.ports[service])],
+            env=self.env(service), stdout=out, stderr=subprocess.STDOUT if out else None)
+
+    def start_all(self) -> None:
+        for service in SERVICES:
+            self.start(service)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0, services: list[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        for service in services or list(SERVICES):
+            while True:
+                process = self.processes.get(service)
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"{service} exited with {process.returncode}")
+                try:
+                    if httpx.get(self.url(service) + "/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not become ready")
+                time.sleep(0.1)
+
+    def stop(self, service: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(service, None)
+        if process is None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for service in list(self.processes):
+            self.stop(service)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the four Écrin services locally.")
+    parser.add_argument("--state", type=Path, default=Path("var"))
+    args = parser.parse_args()
+    stack = Stack(state=args.state, extra_env={"ECRIN_GATEWAY_DEVELOPMENT_PROFILE": "true"})
+    print("Migrating four SQLite databases under", args.state.resolve(), flush=True)
+    stack.migrate()
+    stack.start_all()
+    gateway = stack.url("gateway")
+    print(f"\nÉcrin is running.\n  gateway: {gateway}\n  API docs: {gateway}/docs\n"
+          f"  OpenAPI: {gateway}/openapi.json\n"
+          + "".join(f"  {s}: {stack.url(s)} (internal; needs the gateway's token)\n"
+                    for s in SERVICES if s != "gateway")
+          + "Press Ctrl-C to stop all four.", flush=True)
+    try:
+        while all(p.poll() is None for p in stack.processes.values()):
+            time.sleep(0.5)
+        print("A service exited; stopping the others.", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+    finally:
+        stack.stop_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Pure ASGI guards: internal authentication and request body limits."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ecrin_platform.problems import PROBLEM_JSON, problem_body
+from ecrin_platform.tokens import HEADER, InternalTokenVerifier, InvalidInternalToken
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+async def send_problem(send: Send, status: int, detail: str,
+                       headers: Iterable[tuple[bytes, bytes]] = (), **extra: Any) -> None:
+    body = json.dumps(problem_body(status, detail, **extra)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class InternalAuthMiddleware:
+    """Every call but health and metrics must carry a valid internal token."""
+
+    def __init__(self, app: ASGIApp, *, verifier: Callable[[], InternalTokenVerifier]) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        token = b""
+        for name, value in scope.get("headers") or []:
+            if name == HEADER.encode():
+                token = value
+                break
+        try:
+            if not token:
+                raise InvalidInternalToken("missing")
+            claims = self.verifier().verify(token.decode("latin-1"))
+        except InvalidInternalToken:
+            await send_problem(send, 401, "A valid internal token is required.",
+                               [(b"www-authenticate", b'Bearer realm="ecrin-internal"')])
+            return
+        scope.setdefault("state", {})["internal"] = claims
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, *, default_limit: int,
+                 overrides: Iterable[tuple[str, int]] = ()) -> None:
+        self.app = app
+        self.default_limit = default_limit
+        self.overrides = [(re.compile(pattern), limit) for pattern, limit in overrides]
+
+    def limit_for(self, path: str) -> int:
+        for pattern, limit in self.overrides:
+            if pattern.match(path):
+                return limit
+        return self.default_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await send_problem(send, 400, "Invalid Content-Length.")
+                    return
+                if declared > limit:
+                    await send_problem(send, 413, f"The body exceeds {limit} bytes.",
+                                       max_bytes=limit)
+                    return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await send_problem(send, 413, f"The body exceeds {limit} bytes.", max_bytes=limit)
+        except Exception as exc:  # an app may wrap our signal in its own error
+            if _caused_by_limit(exc) and not response_started:
+                await send_problem(send, 413, f"The body exceeds {limit} bytes.", max_bytes=limit)
+            else:
+                raise
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``; an HTTPException so that the app renders it as a 413
+    even when a framework wraps body-parsing errors."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The body exceeds {limit} bytes.")
+
+
+def _caused_by_limit(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, _BodyTooLarge):
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            return any(_caused_by_limit(e) for e in exc.exceptions)
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,0 +1,149 @@
+"""RFC 9457 problem details: one error base and one renderer for every service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://ecrin.health/problems/"
+
+
+class ServiceError(Exception):
+    """Base of every domain error; subclasses set ``status`` and ``slug``."""
+
+    status: int = 400
+    slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class NotFound(ServiceError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Unauthorized(ServiceError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(ServiceError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class Conflict(ServiceError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PreconditionFailed(ServiceError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PayloadTooLarge(ServiceError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class ServiceUnavailable(ServiceError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Request validation failed"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal server error"),
+    503: ("service-unavailable", "Service unavailable"),
+}
+
+
+def problem_body(status: int, detail: str | None = None, *, slug: str | None = None,
+                 title: str | None = None, instance: str | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    default_slug, default_title = _TITLES.get(status, ("error", "Error"))
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (slug or default_slug),
+        "title": title or default_title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return body
+
+
+def problem_response(status: int, detail: str | None = None, *,
+                     headers: dict[str, str] | None = None, **kwargs: Any) -> JSONResponse:
+    return JSONResponse(problem_body(status, detail, **kwargs), status_code=status,
+                        media_type=PROBLEM_JSON, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return problem_response(exc.status, exc.detail, slug=exc.slug, title=exc.title,
+                            headers=exc.headers, request_id=_request_id(request), **exc.extra)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None),
+                            request_id=_request_id(request))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Never echo the offending input back: it may be health data.
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    return problem_response(422, "The request does not match the schema.", errors=errors,
+                            request_id=_request_id(request))
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(503, "The database is unavailable; retry shortly.",
+                            headers={"Retry-After": "1"}, request_id=_request_id(request))
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(409, "The request conflicts with existing state.",
+                            request_id=_request_id(request))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(500, "An unexpected error occurred.", request_id=_request_id(request))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sa_exc.IntegrityError, _integrity_error)
+    app.add_exception_handler(sa_exc.OperationalError, _database_unavailable)
+    app.add_exception_handler(sa_exc.InterfaceError, _database_unavailable)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(Exception, _unhandled)

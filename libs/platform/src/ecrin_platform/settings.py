@@ -1,0 +1,33 @@
+"""Settings base shared by the services; each service subclasses it with its own prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Read once at start-up and injected."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///var/service.db"
+    #: PEM of the gateway's Ed25519 public key that signs internal tokens, or a path to it.
+    internal_token_public_key: SecretStr | None = None
+    internal_token_public_key_file: Path | None = None
+    #: Largest request body accepted on ordinary routes.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    #: Largest request body accepted on streaming upload routes.
+    max_upload_bytes: int = Field(default=200 << 20, ge=1024)
+    log_level: str = "INFO"
+    #: Run Alembic to head on start-up (development convenience; production runs a Job).
+    migrate_on_start: bool = False
+
+    def internal_public_key_pem(self) -> bytes:
+        if self.internal_token_public_key is not None:
+            return self.internal_token_public_key.get_secret_value().encode()
+        if self.internal_token_public_key_file is not None:
+            return self.internal_token_public_key_file.read_bytes()
+        raise RuntimeError("no internal token public key configured")

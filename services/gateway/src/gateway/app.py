@@ -1,0 +1,84 @@
+"""Builds the gateway: the only public entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.responses import Response
+
+from ecrin_platform.app import build_service_app
+from ecrin_platform.tokens import InternalTokenIssuer, Principal
+from gateway.openapi import MergedOpenAPI
+from gateway.proxy import Proxy
+from gateway.settings import Settings
+
+SERVICE = "gateway"
+MIGRATIONS = Path(__file__).parent / "migrations"
+UPLOAD_PATHS = [r"^/v1/records/[^/]+/content$", r"^/v1/records/[^/]+/versions/[^/]+/content$"]
+PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def anonymous(_request: Request) -> Principal | None:
+    return None
+
+
+def docs_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> JSONResponse:
+        app = request.app
+        doc = await app.state.openapi.document(app.state.http, app.openapi())
+        return JSONResponse(doc)
+
+    @router.get("/docs")
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Écrin API")
+
+    return router
+
+
+def proxy_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.api_route("/v1/{path:path}", methods=PROXIED_METHODS)
+    async def forward(request: Request, path: str) -> Response:
+        return await request.app.state.proxy.forward(request)
+
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    issuer = InternalTokenIssuer(settings.internal_private_key_pem(),
+                                 lifetime_s=settings.internal_token_lifetime_s)
+
+    async def start(app: FastAPI) -> None:
+        app.state.http.timeout = settings.upstream_timeout_s
+        app.state.proxy = Proxy(client=app.state.http, issuer=issuer,
+                                upstream_url=settings.upstream_url,
+                                resolve_principal=app.state.resolve_principal)
+
+    app = build_service_app(
+        service=SERVICE,
+        title="Écrin",
+        description=(
+            "End-to-end encrypted patient records for physiotherapy practices. Every route "
+            "of the four services, reached through this gateway. Servers only ever see "
+            "ciphertext and wrapped keys."),
+        settings=settings,
+        script_location=MIGRATIONS,
+        routers=[docs_router(), proxy_router()],
+        upload_paths=UPLOAD_PATHS,
+        internal_auth=False,
+        on_startup=[start],
+        docs=False,  # the merged document replaces FastAPI's own
+    )
+    app.state.issuer = issuer
+    app.state.resolve_principal = anonymous
+    app.state.openapi = MergedOpenAPI(issuer=issuer, upstream_url=settings.upstream_url,
+                                      cache_s=settings.openapi_cache_s)
+    return app

@@ -1,0 +1,29 @@
+"""Builds the kms application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ecrin_platform.app import build_service_app
+from kms.service_info import router as info_router
+from kms.settings import Settings
+
+SERVICE = "kms"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    return build_service_app(
+        service=SERVICE,
+        title="Écrin KMS",
+        description=(
+            "Public-key directory, wrapped identity keys and patient keyrings. "
+            "Holds no unwrapped key."),
+        settings=settings,
+        script_location=MIGRATIONS,
+        routers=[info_router],
+        upload_paths=[],
+    )

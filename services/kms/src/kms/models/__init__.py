@@ -1,0 +1,12 @@
+"""ORM models of the kms service; its own metadata, its own database."""
+
+from __future__ import annotations
+
+from ecrin_platform.db import Base as PlatformBase
+
+
+class Base(PlatformBase):
+    __abstract__ = True
+
+
+metadata = Base.metadata

@@ -1,0 +1,13 @@
+"""Écrin KMS settings, read from ``ECRIN_KMS_*``."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from ecrin_platform.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ECRIN_KMS_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///var/kms.db"

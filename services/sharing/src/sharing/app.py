@@ -1,0 +1,29 @@
+"""Builds the sharing application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ecrin_platform.app import build_service_app
+from sharing.service_info import router as info_router
+from sharing.settings import Settings
+
+SERVICE = "sharing"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    return build_service_app(
+        service=SERVICE,
+        title="Écrin sharing",
+        description=(
+            "Patient files, grants, invitations and pending rotations; "
+            "the authorisation decision point."),
+        settings=settings,
+        script_location=MIGRATIONS,
+        routers=[info_router],
+        upload_paths=[],
+    )

@@ -1,0 +1,79 @@
+"""Fixtures shared by every test: keys, databases per backend and per worker, apps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ecrin_platform.tokens import InternalTokenIssuer, generate_keypair_pem
+from tests.support.databases import Backend, available_backends, in_thread, provision_database
+
+pytest_plugins = ["tests.support.apps", "tests.support.stack"]
+
+
+@pytest.fixture(scope="session")
+def internal_keys() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) of the internal-token key for this test session."""
+    return generate_keypair_pem()
+
+
+@pytest.fixture(scope="session")
+def issuer(internal_keys: tuple[bytes, bytes]) -> InternalTokenIssuer:
+    return InternalTokenIssuer(internal_keys[0])
+
+
+@pytest.fixture(scope="session")
+def worker_id_safe(request: pytest.FixtureRequest) -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(params=available_backends(), ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param.name == "postgres":
+        request.applymarker(pytest.mark.postgres)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_cache() -> dict[tuple[str, str], str]:
+    return {}
+
+
+@pytest.fixture
+def database_url_for(backend: Backend, tmp_path_factory: pytest.TempPathFactory,
+                     worker_id_safe: str, database_cache: dict[tuple[str, str], str]):
+    """Returns a function giving the migrated database URL of a service on this backend."""
+
+    def get(service: str) -> str:
+        key = (backend.name, service)
+        if key not in database_cache:
+            # Alembic runs its own event loop: give it a thread of its own.
+            database_cache[key] = in_thread(provision_database, backend, service,
+                                            worker_id_safe, tmp_path_factory.getbasetemp())
+        return database_cache[key]
+
+    return get
+
+
+@pytest.fixture
+def tmp_state(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def no_blocking() -> AsyncIterator[None]:
+    """Fails a test whose code blocks the event loop for more than 100 ms."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.1
+    yield
+    loop.set_debug(False)

@@ -1,0 +1,95 @@
+"""Per-worker databases, migrated with Alembic: SQLite always, PostgreSQL when given.
+
+``ECRIN_TEST_POSTGRES_URL`` names a PostgreSQL server (an ``postgresql+asyncpg://`` URL to
+a database the user may connect to, normally ``postgres``). Each test worker gets its own
+database per service, created fresh and migrated to head. With
+``ECRIN_TEST_REQUIRE_POSTGRES=1`` (CI) an unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from ecrin_platform.migrations import upgrade_to_head
+
+POSTGRES_URL = os.environ.get("ECRIN_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("ECRIN_TEST_REQUIRE_POSTGRES") == "1"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+
+
+SQLITE = Backend("sqlite")
+POSTGRES = Backend("postgres")
+
+
+def available_backends() -> list[Backend]:
+    if REQUIRE_POSTGRES and not POSTGRES_URL:
+        raise RuntimeError("ECRIN_TEST_REQUIRE_POSTGRES=1 but ECRIN_TEST_POSTGRES_URL is unset")
+    return [SQLITE, POSTGRES] if POSTGRES_URL else [SQLITE]
+
+
+def migrations_of(service: str) -> Path:
+    package = {"records-api": "records_api"}.get(service, service)
+    module = __import__(f"{package}.app", fromlist=["MIGRATIONS"])
+    return module.MIGRATIONS
+
+
+async def _recreate_postgres_database(name: str) -> None:
+    import asyncpg
+
+    url = make_url(POSTGRES_URL)
+    try:
+        conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                     password=url.password, database=url.database or "postgres",
+                                     timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL at {url.host}:{url.port} is unreachable: {exc!r}")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def postgres_url_for(database: str) -> str:
+    return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+def provision_database(backend: Backend, service: str, worker: str, tmp: Path) -> str:
+    """A fresh database for (service, worker), migrated to head; returns its URL."""
+    if backend is POSTGRES or backend.name == "postgres":
+        name = f"ecrin_test_{worker}_{service.replace('-', '_')}"
+        asyncio.run(_recreate_postgres_database(name))
+        url = postgres_url_for(name)
+    else:
+        path = tmp / f"{worker}-{service}.db"
+        path.unlink(missing_ok=True)
+        url = f"sqlite+aiosqlite:///{path}"
+    upgrade_to_head(migrations_of(service), url)
+    return url
+
+
+def fresh_database(backend: Backend, name: str, tmp: Path) -> str:
+    """An empty, unmigrated database, for tests of migrations and readiness."""
+    if backend.name == "postgres":
+        in_thread(asyncio.run, _recreate_postgres_database(name))
+        return postgres_url_for(name)
+    path = tmp / f"{name}.db"
+    path.unlink(missing_ok=True)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def in_thread(fn, *args):
+    """Runs ``fn`` in a thread of its own: safe to call from inside a running event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()

@@ -1,0 +1,37 @@
+"""The four real services as processes on free ports, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ecrin_platform.devstack import SERVICES, Stack, free_port
+from tests.support.databases import available_backends, fresh_database, in_thread
+
+
+def start_stack(backend_name: str, state: Path, worker: str, **extra_env: str) -> Stack:
+    urls: dict[str, str] = {}
+    if backend_name == "postgres":
+        from tests.support.databases import POSTGRES
+
+        for service in SERVICES:
+            urls[service] = fresh_database(POSTGRES,
+                                           f"ecrin_e2e_{worker}_{service.replace('-', '_')}",
+                                           state)
+    stack = Stack(state=state, database_urls=urls,
+                  ports={s: free_port() for s in SERVICES}, extra_env=extra_env,
+                  log_dir=state / "logs")
+    in_thread(stack.migrate)
+    stack.start_all()
+    return stack
+
+
+@pytest.fixture(scope="session", params=[b.name for b in available_backends()])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          worker_id_safe: str) -> Iterator[Stack]:
+    state = tmp_path_factory.mktemp(f"stack-{request.param}")
+    running = start_stack(request.param, state, worker_id_safe)
+    yield running
+    running.stop_all()
