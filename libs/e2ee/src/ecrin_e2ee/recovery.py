@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
+from nacl.signing import SigningKey
+
 from ecrin_e2ee._secret import SecretKey
+from ecrin_e2ee._wire import derive_key
 from ecrin_e2ee.codes import decode_groups, encode_groups
 from ecrin_e2ee.errors import InvalidCode
 
 __all__ = ["RecoveryKey"]
+
+_LOGIN_CONTEXT = b"ecrin-rk-login"
 
 
 class RecoveryKey(SecretKey):
@@ -36,3 +41,15 @@ class RecoveryKey(SecretKey):
         if not stripped.lower().startswith(cls.PREFIX):
             raise InvalidCode(f"recovery key must start with {cls.PREFIX!r}")
         return cls(decode_groups(stripped[len(cls.PREFIX) :], cls.TEXT_DIGITS, cls.SIZE))
+
+    def login_signing_key(self) -> SigningKey:
+        """The Ed25519 key that proves possession of the recovery key to the gateway.
+
+        Seed = ``BLAKE2b(key=recovery_key, person="ecrin-rk-login")``: the gateway stores
+        only its public half, which reveals nothing about the recovery key itself.
+        """
+        return SigningKey(derive_key(self._key, _LOGIN_CONTEXT))
+
+    @property
+    def login_public_key(self) -> bytes:
+        return bytes(self.login_signing_key().verify_key)
