@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from ecrin_e2ee import IdentityKeys, KdfParams, PublicIdentity, Scope, ScopeKey
 
 

@@ -4,6 +4,9 @@ import asyncio
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ecrin_e2ee import (
     DecryptionError,
     FormatError,
@@ -18,8 +21,6 @@ from ecrin_e2ee import (
     unwrap_identity,
     wrap_identity,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 class TestKdfParams:

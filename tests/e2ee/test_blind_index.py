@@ -3,9 +3,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from ecrin_e2ee import FormatError, IdentityKeys, SearchKey, normalise_ins, normalise_name
 from hypothesis import given
 from hypothesis import strategies as st
+
+from ecrin_e2ee import FormatError, IdentityKeys, SearchKey, normalise_ins, normalise_name
 
 
 class TestNormaliseName:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from ecrin_e2ee import InvalidCode, InvitationCode, RecoveryKey
-from ecrin_e2ee.codes import ALPHABET
 from hypothesis import given
 from hypothesis import strategies as st
+
+from ecrin_e2ee import InvalidCode, InvitationCode, RecoveryKey
+from ecrin_e2ee.codes import ALPHABET
 
 
 def _groups(text: str) -> list[str]:

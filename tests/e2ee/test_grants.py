@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from ecrin_e2ee import (
     DecryptionError,
     GrantTerms,

@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from ecrin_e2ee import FormatError, IdentityKeys, IdentityMismatchError, PublicIdentity
-from ecrin_e2ee._wire import b64e
 from hypothesis import given
 from hypothesis import strategies as st
+
+from ecrin_e2ee import FormatError, IdentityKeys, IdentityMismatchError, PublicIdentity
+from ecrin_e2ee._wire import b64e
 
 
 class TestPublicIdentity:

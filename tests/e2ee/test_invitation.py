@@ -3,6 +3,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ecrin_e2ee import (
     DecryptionError,
     GrantTerms,
@@ -20,8 +23,6 @@ from ecrin_e2ee import (
     redeem_invitation,
 )
 from ecrin_e2ee._wire import b64d, b64e
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 class TestInvitation:

@@ -5,6 +5,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ecrin_e2ee import (
     DecryptionError,
     FormatError,
@@ -21,8 +24,6 @@ from ecrin_e2ee import (
 )
 from ecrin_e2ee._wire import b64d, b64e
 from ecrin_e2ee.keyring import seal
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 READ = frozenset({Permission.READ})

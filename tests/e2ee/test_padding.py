@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from ecrin_e2ee import padme
 from hypothesis import given
 from hypothesis import strategies as st
+
+from ecrin_e2ee import padme
 
 
 class TestPadme:

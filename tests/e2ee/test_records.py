@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ecrin_e2ee import (
     CHUNK_SIZE,
     DecryptionError,
@@ -23,8 +26,6 @@ from ecrin_e2ee import (
     open_record,
     padded_content_length,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .vectors import deterministic
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from ecrin_e2ee import (
     DecryptionError,
     E2EEError,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+
 from ecrin_e2ee import (
     EncryptedRecord,
     IdentityKeys,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.hashlib
+
 from ecrin_e2ee import (
     GrantTerms,
     IdentityKeys,

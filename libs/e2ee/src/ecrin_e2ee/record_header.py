@@ -14,7 +14,7 @@ Layout (big-endian integers; 410 bytes in format version 1)::
      82    4  chunk_size (u32, 65536 in version 1)
      86    8  padded_length (u64): plaintext bytes in the stream, padding included
      94   32  metadata_digest = BLAKE2b-256(person "ecrin-meta-dgst", metadata ciphertext)
-    126   32  content_digest  = BLAKE2b-256(person "ecrin-content", chunk_0 || chunk_1 ...)
+    126   32  content_digest  = SHA-256("ecrin-content-v1" || chunk_0 || chunk_1 ...)
     158   32  dek_commitment  = BLAKE2b-256(key DEK, person "ecrin-dek-commit")
     190   64  author_signature: Ed25519(author, canonical("ecrin/record-author/v1", bytes 0..190))
     254    4  key_version (u32): scope key version wrapping the DEK

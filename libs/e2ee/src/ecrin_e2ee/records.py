@@ -26,16 +26,19 @@ in the destination directory and renames it only when the whole stream has verif
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import queue
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Self
 
-import nacl.hashlib
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,
     crypto_aead_xchacha20poly1305_ietf_encrypt,
@@ -84,7 +87,6 @@ _META_LABEL = b"ecrin/metadata/v1"
 _STREAM_CONTEXT = b"ecrin-stream-key"
 _META_CONTEXT = b"ecrin-meta-key"
 _META_DIGEST_CONTEXT = b"ecrin-meta-dgst"
-_CONTENT_DIGEST_CONTEXT = b"ecrin-content"
 _ZEROS = bytes(CHUNK_SIZE)
 
 
@@ -93,8 +95,75 @@ def padded_content_length(content_length: int) -> int:
     return padme(max(content_length, MIN_PADDED_CONTENT))
 
 
-def _content_hasher() -> Any:
-    return nacl.hashlib.blake2b(digest_size=32, person=_CONTENT_DIGEST_CONTEXT.ljust(16, b"\0"))
+class _ContentDigest:
+    """The content digest: ``SHA-256("ecrin-content-v1" || chunk_0 || chunk_1 || ...)``.
+
+    Why SHA-256 here when BLAKE2b is used everywhere else: this digest runs over every
+    content byte, and SHA-256 is hardware-accelerated on current client CPUs (x86 SHA-NI,
+    ARMv8 crypto extensions; ~2 GB/s through OpenSSL's ``hashlib``) while BLAKE2b runs at
+    ~1 GB/s, slower than the stream cipher itself. It is plain FIPS 180-4 SHA-256, the same
+    function as libsodium's ``crypto_hash_sha256_init/update/final`` (PyNaCl exposes no
+    incremental SHA-256, hence ``hashlib``).
+
+    From the second chunk on, hashing runs on a worker thread fed through a bounded queue;
+    both libsodium and ``hashlib`` release the GIL on large buffers, so hashing overlaps
+    encryption. At most ``_IN_FLIGHT`` chunks wait, so memory stays constant. A
+    single-chunk record never starts a thread.
+    """
+
+    PREFIX = b"ecrin-content-v1"
+    _IN_FLIGHT = 8
+
+    def __init__(self) -> None:
+        self._hasher = hashlib.sha256(self.PREFIX)
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._first = True
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while (chunk := self._queue.get()) is not None:
+            self._hasher.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        if self._first:
+            self._first = False
+            self._hasher.update(chunk)
+            return
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=self._IN_FLIGHT)
+            self._thread = threading.Thread(target=self._work, name="ecrin-digest", daemon=True)
+            self._thread.start()
+        assert self._queue is not None
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        """Stop the worker (idempotent); called on completion and on abandonment."""
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def digest(self) -> bytes:
+        self.close()
+        return self._hasher.digest()
+
+
+def _rechunk(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
+    """Yield the source as pieces of exactly CHUNK_SIZE bytes, the last one possibly shorter
+    (or empty for an empty source is *not* yielded)."""
+    buffer = bytearray()
+    for block in _read_blocks(source):
+        if not buffer and len(block) == CHUNK_SIZE:
+            yield block  # fast path: aligned reads are passed through without copying
+            continue
+        buffer += block
+        while len(buffer) >= CHUNK_SIZE:
+            yield bytes(buffer[:CHUNK_SIZE])
+            del buffer[:CHUNK_SIZE]
+    if buffer:
+        yield bytes(buffer)
 
 
 def _encode_metadata(content_length: int, metadata: Mapping[str, Any]) -> bytes:
@@ -229,13 +298,13 @@ class RecordEncryptor:
         )
         self._state = _stream_state(derive_key(self._dek, _STREAM_CONTEXT), stream_header)
         self._ad = canonical(_CHUNK_LABEL, self._draft.identity_bytes())
-        self._hasher = _content_hasher()
+        self._digest = _ContentDigest()
         self._result: tuple[RecordHeader, bytes] | None = None
         self._started = False
 
     def _push(self, plain: bytes, tag: int) -> bytes:
         chunk: bytes = crypto_secretstream_xchacha20poly1305_push(self._state, plain, self._ad, tag)
-        self._hasher.update(chunk)
+        self._digest.update(chunk)
         return chunk
 
     def encrypt(self, source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
@@ -246,25 +315,26 @@ class RecordEncryptor:
         if self._started:
             raise RuntimeError("a RecordEncryptor encrypts exactly one stream")
         self._started = True
-        buffer = bytearray()
-        length = 0
-        for block in _read_blocks(source):
-            length += len(block)
-            buffer += block
-            while len(buffer) > CHUNK_SIZE:  # strictly more: the final chunk is still ahead
-                yield self._push(bytes(buffer[:CHUNK_SIZE]), _TAG_MESSAGE)
-                del buffer[:CHUNK_SIZE]
-        padded = padded_content_length(length)
-        remaining = padded - (length - len(buffer))
-        # The buffered tail, then zero padding, in CHUNK_SIZE pieces; last one is FINAL.
-        while remaining > 0:
-            size = min(CHUNK_SIZE, remaining)
-            piece = bytes(buffer[:size])
-            del buffer[:size]
-            piece += _ZEROS[: size - len(piece)]
-            remaining -= size
-            yield self._push(piece, _TAG_FINAL if remaining == 0 else _TAG_MESSAGE)
-        self._finish(length, padded)
+        try:
+            length = 0
+            held = b""  # the latest piece, pushed once we know it is not the final chunk
+            for piece in _rechunk(source):
+                if held:
+                    yield self._push(held, _TAG_MESSAGE)
+                held = piece
+                length += len(piece)
+            padded = padded_content_length(length)
+            remaining = padded - (length - len(held))
+            # The held tail, then zero padding, in CHUNK_SIZE pieces; the last one is FINAL.
+            while remaining > 0:
+                size = min(CHUNK_SIZE, remaining)
+                piece = held[:size] if len(held) >= size else held + _ZEROS[: size - len(held)]
+                held = held[size:]
+                remaining -= size
+                yield self._push(piece, _TAG_FINAL if remaining == 0 else _TAG_MESSAGE)
+            self._finish(length, padded)
+        finally:
+            self._digest.close()
 
     def _finish(self, content_length: int, padded_length: int) -> None:
         from dataclasses import replace
@@ -280,7 +350,7 @@ class RecordEncryptor:
             self._draft,
             padded_length=padded_length,
             metadata_digest=digest(meta_ct, _META_DIGEST_CONTEXT),
-            content_digest=self._hasher.digest(),
+            content_digest=self._digest.digest(),
         )
         signed = replace(core, author_signature=self._author.sign(core.author_message()))
         header = signed.with_wrap(self._scope_key, self._dek, self._author)
@@ -358,7 +428,15 @@ class RecordDecryptor:
         self._started = True
         state = _stream_state(self._stream_key, self.header.stream_header)
         ad = canonical(_CHUNK_LABEL, self.header.identity_bytes())
-        hasher = _content_hasher()
+        digest = _ContentDigest()
+        try:
+            yield from self._pull_all(chunks, state, ad, digest)
+        finally:
+            digest.close()
+
+    def _pull_all(
+        self, chunks: Iterable[bytes], state: Any, ad: bytes, hasher: _ContentDigest
+    ) -> Iterator[bytes]:
         count = self.chunk_count
         padded = self.header.padded_length
         content_left = self.content_length
@@ -378,12 +456,12 @@ class RecordDecryptor:
                 raise DecryptionError()
             hasher.update(chunk)
             take = min(len(plain), content_left)
-            if any(plain[take:]):
+            if take < len(plain) and plain[take:] != _ZEROS[: len(plain) - take]:
                 raise DecryptionError()  # padding must be zero
             content_left -= take
             if take:
                 yield plain if take == len(plain) else plain[:take]
-        if index != count or hasher.digest() != self.header.content_digest:
+        if index != count or not hmac.compare_digest(hasher.digest(), self.header.content_digest):
             raise DecryptionError()
 
 
