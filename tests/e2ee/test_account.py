@@ -135,3 +135,19 @@ class TestCreateAccount:
         )
         assert setup.public_identity.account_id == account_id
         assert "secret" not in repr(setup).replace("<secret>", "")
+
+
+class TestRecoveryLoginKey:
+    def test_proves_possession_without_revealing_the_key(self) -> None:
+        key = RecoveryKey.generate()
+        public = key.login_public_key
+        assert public == RecoveryKey.from_text(key.to_text()).login_public_key
+        assert public != key.to_bytes() and len(public) == 32
+        signature = key.login_signing_key().sign(b"challenge").signature
+        from nacl.signing import VerifyKey
+
+        VerifyKey(public).verify(b"challenge", signature)
+        # independent of the recovery wrap key
+        from ecrin_e2ee.account import _wrapping
+
+        assert _wrapping(key)[1] != bytes(key.login_signing_key())

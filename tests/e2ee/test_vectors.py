@@ -68,7 +68,9 @@ class TestVectorsOpen:
 
     def test_recovery(self) -> None:
         for case in _load("recovery")["cases"]:
-            assert RecoveryKey.from_text(case["text"]).to_bytes() == b64d(case["key"])
+            key = RecoveryKey.from_text(case["text"])
+            assert key.to_bytes() == b64d(case["key"])
+            assert key.login_public_key == b64d(case["login_public_key"])
 
     def test_wrapped_identity(self) -> None:
         data = _load("wrapped_identity")

@@ -129,7 +129,16 @@ def recovery_vectors() -> dict[str, Any]:
         keys = [RecoveryKey.generate() for _ in range(3)]
     keys.append(RecoveryKey(bytes(32)))
     keys.append(RecoveryKey(b"\xff" * 32))
-    return {"cases": [{"key": b64e(k.to_bytes()), "text": k.to_text()} for k in keys]}
+    return {
+        "cases": [
+            {
+                "key": b64e(k.to_bytes()),
+                "text": k.to_text(),
+                "login_public_key": b64e(k.login_public_key),
+            }
+            for k in keys
+        ]
+    }
 
 
 def wrapped_identity_vectors() -> dict[str, Any]:

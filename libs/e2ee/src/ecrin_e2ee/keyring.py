@@ -26,7 +26,6 @@ from typing import Any, ClassVar, Self
 
 import nacl.hashlib
 from nacl.bindings import crypto_box, crypto_box_seal_open, crypto_scalarmult_base
-from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from ecrin_e2ee import _seams
@@ -338,7 +337,7 @@ def open_entry(
             entry.sealed_key, own.enc_public, bytes(member_keys.encryption_key)
         )
         key = ScopeKey.from_bound_bytes(plain)
-    except (BadSignatureError, Exception):
+    except Exception:  # BadSignatureError, CryptoError, FormatError: all opaque
         raise DecryptionError() from None
     if (key.file_id, key.scope, key.version) != (entry.file_id, entry.scope, entry.version):
         raise DecryptionError()
