@@ -77,4 +77,5 @@ class TestIdentityKeys:
     def test_bytes_round_trip(self, raw: bytes) -> None:
         keys = IdentityKeys.from_bytes(uuid.UUID(int=1), raw)
         assert keys.to_bytes() == raw
-        keys.public_identity().verify()
+        public = keys.public_identity()
+        assert PublicIdentity.from_json(public.to_json()) == public

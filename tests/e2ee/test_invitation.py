@@ -65,7 +65,9 @@ class TestInvitation:
         with pytest.raises(DecryptionError):
             redeem_invitation(InvitationCode.generate(), payload)
 
-    @pytest.mark.parametrize("field", ["ciphertext", "nonce", "salt", "file_id", "lookup_id"])
+    @pytest.mark.parametrize(
+        "field", ["ciphertext", "nonce", "salt", "file_id", "lookup_id", "kdf"]
+    )
     def test_tamper(self, file_id: uuid.UUID, fast_params: KdfParams, field: str) -> None:
         code, payload = create_invitation(
             [ScopeKey.generate(file_id, Scope.SHARED)], params=fast_params
@@ -75,6 +77,8 @@ class TestInvitation:
             obj[field] = str(uuid.uuid4())
         elif field == "lookup_id":
             obj[field] = InvitationCode.generate().lookup_id()
+        elif field == "kdf":
+            obj[field] = {**obj[field], "opslimit": obj[field]["opslimit"] + 1}
         else:
             raw = bytearray(b64d(obj[field]))
             raw[-1] ^= 1

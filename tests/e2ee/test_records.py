@@ -437,3 +437,57 @@ class TestDecryptToFile:
         with pytest.raises(DecryptionError):
             decrypt_to_file(dec, sample.chunks[:-1], tmp_path / "out.bin")
         assert list(tmp_path.iterdir()) == []
+
+
+class TestLifecycle:
+    def test_abandoned_streams_stop_their_digest_thread(
+        self, clinical_key: ScopeKey, alice: IdentityKeys
+    ) -> None:
+        import threading
+
+        before = threading.active_count()
+        enc = RecordEncryptor(
+            file_id=clinical_key.file_id,
+            record_id=uuid.uuid4(),
+            record_version=1,
+            scope_key=clinical_key,
+            author=alice,
+            metadata={},
+        )
+        stream = enc.encrypt(bytes(CHUNK_SIZE) for _ in range(6))
+        next(stream), next(stream), next(stream)
+        assert threading.active_count() == before + 1
+        stream.close()
+        assert threading.active_count() == before
+        with pytest.raises(RuntimeError):
+            _ = enc.header
+
+    def test_abandoned_decryption_stops_its_thread(
+        self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys
+    ) -> None:
+        import threading
+
+        before = threading.active_count()
+        dec = RecordDecryptor(
+            sample.header,
+            sample.metadata_ciphertext,
+            scope_key=clinical_key,
+            author=alice.public_identity(),
+        )
+        stream = dec.decrypt(sample.chunks)
+        next(stream), next(stream)
+        stream.close()
+        assert threading.active_count() == before
+
+    def test_one_shot_objects(
+        self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys
+    ) -> None:
+        dec = RecordDecryptor(
+            sample.header,
+            sample.metadata_ciphertext,
+            scope_key=clinical_key,
+            author=alice.public_identity(),
+        )
+        b"".join(dec.decrypt(sample.chunks))
+        with pytest.raises(RuntimeError):
+            list(dec.decrypt(sample.chunks))
