@@ -49,7 +49,7 @@ from ecrin_e2ee.errors import DecryptionError, FormatError
 from ecrin_e2ee.identity import IdentityKeys, PublicIdentity
 from ecrin_e2ee.keyring import Scope, ScopeKey
 
-__all__ = ["RecordHeader", "unwrap_dek", "wrap_dek"]
+__all__ = ["RecordHeader", "unwrap_dek"]
 
 MAGIC = b"ECRH"
 FORMAT_VERSION = 1
@@ -262,13 +262,6 @@ class RecordHeader:
 
 def _dek_ad(core: bytes, key_version: int) -> bytes:
     return canonical(_DEK_LABEL, core, u32(key_version))
-
-
-def wrap_dek(
-    header: RecordHeader, scope_key: ScopeKey, dek: bytes, signer: IdentityKeys
-) -> RecordHeader:
-    """See :meth:`RecordHeader.with_wrap`."""
-    return header.with_wrap(scope_key, dek, signer)
 
 
 def unwrap_dek(header: RecordHeader, scope_key: ScopeKey) -> bytes:

@@ -35,7 +35,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Self
 
@@ -151,8 +151,10 @@ class _ContentDigest:
 
 
 def _rechunk(source: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
-    """Yield the source as pieces of exactly CHUNK_SIZE bytes, the last one possibly shorter
-    (or empty for an empty source is *not* yielded)."""
+    """Yield the source in pieces of exactly CHUNK_SIZE bytes; the last may be shorter.
+
+    An empty source yields nothing.
+    """
     buffer = bytearray()
     for block in _read_blocks(source):
         if not buffer and len(block) == CHUNK_SIZE:
@@ -337,8 +339,6 @@ class RecordEncryptor:
             self._digest.close()
 
     def _finish(self, content_length: int, padded_length: int) -> None:
-        from dataclasses import replace
-
         meta_nonce = _seams.random_bytes(24)
         meta_ct = meta_nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(
             _encode_metadata(content_length, self._metadata),
