@@ -8,6 +8,7 @@ default parameters). Async callers must run it off the event loop::
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -108,8 +109,6 @@ def new_salt() -> bytes:
 
 
 def _passphrase_bytes(passphrase: str | bytes) -> bytes:
-    import unicodedata
-
     if isinstance(passphrase, str):
         # NFKC so the same passphrase typed on two keyboards derives the same key.
         return unicodedata.normalize("NFKC", passphrase).encode("utf-8")
