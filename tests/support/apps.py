@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrin_platform.deps import get_session
-from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal
+from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal, generate_keypair_pem
+
+ACCESS_KEY = generate_keypair_pem()[0]
 
 SETTINGS = {
     "records-api": ("records_api.app", "records_api.settings"),
@@ -30,6 +32,7 @@ def build_app(service: str, database_url: str, internal_keys: tuple[bytes, bytes
     keys: dict[str, Any] = {"internal_token_public_key": internal_keys[1].decode()}
     if service == "gateway":
         keys["internal_token_private_key"] = internal_keys[0].decode()
+        keys["access_token_private_key"] = ACCESS_KEY.decode()
     settings = settings_cls(database_url=database_url, **keys, **overrides)
     return create_app(settings)
 

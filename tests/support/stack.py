@@ -10,6 +10,15 @@ import pytest
 from ecrin_platform.devstack import SERVICES, Stack, free_port
 from tests.support.databases import available_backends, fresh_database, in_thread
 
+#: Test-only settings: cheap Argon2 (clients use KdfParams.insecure_for_tests()) and a
+#: per-IP limit that the whole suite, all from 127.0.0.1, stays under.
+TEST_ENV = {
+    "ECRIN_GATEWAY_MIN_KDF_OPSLIMIT": "1",
+    "ECRIN_GATEWAY_MIN_KDF_MEMLIMIT": "8192",
+    "ECRIN_GATEWAY_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
+    "ECRIN_KDF_PROFILE": "insecure-test",
+}
+
 
 def start_stack(backend_name: str, state: Path, worker: str, **extra_env: str) -> Stack:
     urls: dict[str, str] = {}
@@ -21,7 +30,7 @@ def start_stack(backend_name: str, state: Path, worker: str, **extra_env: str) -
                                            f"ecrin_e2e_{worker}_{service.replace('-', '_')}",
                                            state)
     stack = Stack(state=state, database_urls=urls,
-                  ports={s: free_port() for s in SERVICES}, extra_env=extra_env,
+                  ports={s: free_port() for s in SERVICES}, extra_env={**TEST_ENV, **extra_env},
                   log_dir=state / "logs")
     in_thread(stack.migrate)
     stack.start_all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -87,3 +88,12 @@ async def transaction(
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def read_only_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session that only reads: on SQLite it never takes the write lock."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{READ_ONLY: True})
+        async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+            yield session

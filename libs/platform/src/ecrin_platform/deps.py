@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrin_platform.db import transaction
-from ecrin_platform.problems import Unauthorized
+from ecrin_platform.problems import Forbidden, Unauthorized
 from ecrin_platform.tokens import InternalClaims, Principal
 
 
@@ -40,3 +40,23 @@ def get_principal(claims: InternalClaimsDep) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_user(principal: CurrentPrincipal) -> Principal:
+    """A principal in a normal session: recovery sessions are refused here."""
+    if principal.session_kind != "normal":
+        raise Forbidden("A recovery session may only reset the passphrase.")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(get_user)]
+
+
+def get_gateway_system(claims: InternalClaimsDep) -> InternalClaims:
+    """Internal routes: only the gateway's own system calls (never a forwarded request)."""
+    if claims.extra.get("system") is not True:
+        raise Forbidden("This route is for the gateway only.")
+    return claims
+
+
+GatewaySystem = Annotated[InternalClaims, Depends(get_gateway_system)]

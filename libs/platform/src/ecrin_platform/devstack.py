@@ -35,10 +35,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ensure_keys(state: Path) -> tuple[Path, Path]:
+def ensure_keys(state: Path, name: str = "internal-token") -> tuple[Path, Path]:
     keys = state / "keys"
     keys.mkdir(parents=True, exist_ok=True)
-    private, public = keys / "internal-token.key", keys / "internal-token.pub"
+    private, public = keys / f"{name}.key", keys / f"{name}.pub"
     if not private.exists():
         private_pem, public_pem = generate_keypair_pem()
         fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -64,6 +64,7 @@ class Stack:
                 service, f"sqlite+aiosqlite:///{(self.state / f'{package}.db').resolve()}")
             self.ports.setdefault(service, port)
         self.private_key, self.public_key = ensure_keys(self.state)
+        self.access_key, _ = ensure_keys(self.state, "access-token")
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -74,6 +75,7 @@ class Stack:
                f"{prefix}DATABASE_URL": self.database_urls[service]}
         if service == "gateway":
             env[f"{prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE"] = str(self.private_key)
+            env[f"{prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE"] = str(self.access_key)
             env[f"{prefix}RECORDS_URL"] = self.url("records-api")
             env[f"{prefix}KMS_URL"] = self.url("kms")
             env[f"{prefix}SHARING_URL"] = self.url("sharing")

@@ -34,6 +34,8 @@ class Principal:
     role: str
     session_id: str | None = None
     second_factor: bool = False
+    #: "normal", or "recovery" for a session that may only reset the passphrase.
+    session_kind: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class InternalTokenIssuer:
             claims["amr2"] = principal.second_factor
             if principal.session_id:
                 claims["sid"] = principal.session_id
+            if principal.session_kind != "normal":
+                claims["skd"] = principal.session_kind
         claims.update(extra)
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
@@ -121,8 +125,10 @@ class InternalTokenVerifier:
         if "sub" in claims:
             principal = Principal(account_id=str(claims["sub"]), role=str(claims.get("role", "")),
                                   session_id=claims.get("sid"),
-                                  second_factor=bool(claims.get("amr2", False)))
-        known = {"iss", "aud", "iat", "nbf", "exp", "jti", "rid", "sub", "role", "sid", "amr2"}
+                                  second_factor=bool(claims.get("amr2", False)),
+                                  session_kind=str(claims.get("skd", "normal")))
+        known = {"iss", "aud", "iat", "nbf", "exp", "jti", "rid", "sub", "role", "sid", "amr2",
+                 "skd"}
         return InternalClaims(audience=self.audience, request_id=claims.get("rid"),
                               principal=principal, token_id=claims["jti"],
                               extra={k: v for k, v in claims.items() if k not in known})

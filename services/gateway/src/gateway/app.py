@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -10,7 +11,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.responses import Response
 
 from ecrin_platform.app import build_service_app
-from ecrin_platform.tokens import InternalTokenIssuer, Principal
+from ecrin_platform.tokens import InternalTokenIssuer
+from gateway.auth.endpoints import router as auth_router
+from gateway.auth.kms import KmsClient
+from gateway.auth.principal import resolve_principal
+from gateway.auth.ratelimit import AuthRateLimiter
+from gateway.auth.service import AuthContext
+from gateway.auth.tokens import AccessTokens
 from gateway.openapi import MergedOpenAPI
 from gateway.proxy import Proxy
 from gateway.settings import Settings
@@ -19,10 +26,6 @@ SERVICE = "gateway"
 MIGRATIONS = Path(__file__).parent / "migrations"
 UPLOAD_PATHS = [r"^/v1/records/[^/]+/content$", r"^/v1/records/[^/]+/versions/[^/]+/content$"]
 PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-async def anonymous(_request: Request) -> Principal | None:
-    return None
 
 
 def docs_router() -> APIRouter:
@@ -55,12 +58,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     issuer = InternalTokenIssuer(settings.internal_private_key_pem(),
                                  lifetime_s=settings.internal_token_lifetime_s)
+    tokens = AccessTokens(settings.access_private_key_pem(), settings.access_token_ttl_s)
+    if settings.development_profile:
+        settings.require_practitioner_2fa = False
 
     async def start(app: FastAPI) -> None:
         app.state.http.timeout = settings.upstream_timeout_s
         app.state.proxy = Proxy(client=app.state.http, issuer=issuer,
                                 upstream_url=settings.upstream_url,
-                                resolve_principal=app.state.resolve_principal)
+                                resolve_principal=resolve_principal)
+        app.state.auth = AuthContext(settings=settings, tokens=tokens,
+                                     kms=KmsClient(app.state.http, issuer,
+                                                   settings.upstream_url("kms")))
+        app.state.rate_limiter = AuthRateLimiter(settings.redis_url,
+                                                 settings.auth_rate_limit_per_ip,
+                                                 settings.auth_rate_limit_per_account)
+        if not settings.require_practitioner_2fa:
+            logging.getLogger("ecrin.gateway").warning(
+                "require_practitioner_2fa is OFF (development profile): practitioners reach "
+                "patient data without a second factor")
 
     app = build_service_app(
         service=SERVICE,
@@ -71,14 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ciphertext and wrapped keys."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[docs_router(), proxy_router()],
+        routers=[docs_router(), auth_router, proxy_router()],
         upload_paths=UPLOAD_PATHS,
         internal_auth=False,
         on_startup=[start],
         docs=False,  # the merged document replaces FastAPI's own
     )
     app.state.issuer = issuer
-    app.state.resolve_principal = anonymous
     app.state.openapi = MergedOpenAPI(issuer=issuer, upstream_url=settings.upstream_url,
                                       cache_s=settings.openapi_cache_s)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from ecrin_platform.settings import ServiceSettings
@@ -26,12 +26,40 @@ class Settings(ServiceSettings):
     #: How long the merged OpenAPI document is cached.
     openapi_cache_s: float = 30.0
 
+    #: PEM of the Ed25519 key that signs access tokens (distinct from the internal one).
+    access_token_private_key: SecretStr | None = None
+    access_token_private_key_file: Path | None = None
+    access_token_ttl_s: int = Field(default=900, ge=30, le=900)
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    challenge_ttl_s: int = Field(default=120, ge=10, le=600)
+    #: Host name bound into login challenges; defaults to the request's Host header.
+    public_host: str | None = None
+    #: Practitioners without a verified second factor are kept off patient data.
+    require_practitioner_2fa: bool = True
+    #: Development profile (make run): relaxes require_practitioner_2fa and says so.
+    development_profile: bool = False
+    #: The weakest Argon2id parameters accepted for an account (libsodium MODERATE).
+    min_kdf_opslimit: int = 3
+    min_kdf_memlimit: int = 256 * 1024 * 1024
+    #: Rate-limit storage: ``redis://host:port/db`` for several replicas, else in memory.
+    redis_url: str | None = None
+    #: Limits on the challenge, login, second-factor and recovery routes.
+    auth_rate_limit_per_ip: str = "30/minute"
+    auth_rate_limit_per_account: str = "10/minute"
+
     def internal_private_key_pem(self) -> bytes:
         if self.internal_token_private_key is not None:
             return self.internal_token_private_key.get_secret_value().encode()
         if self.internal_token_private_key_file is not None:
             return self.internal_token_private_key_file.read_bytes()
         raise RuntimeError("no internal token private key configured")
+
+    def access_private_key_pem(self) -> bytes:
+        if self.access_token_private_key is not None:
+            return self.access_token_private_key.get_secret_value().encode()
+        if self.access_token_private_key_file is not None:
+            return self.access_token_private_key_file.read_bytes()
+        raise RuntimeError("no access token private key configured")
 
     def upstream_url(self, service: str) -> str:
         return {"records-api": self.records_url, "kms": self.kms_url,

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ecrin_platform.app import build_service_app
+from kms.accounts.endpoints import directory, internal, keys
 from kms.service_info import router as info_router
 from kms.settings import Settings
 
@@ -24,6 +25,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Holds no unwrapped key."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router],
+        routers=[info_router, directory, keys, internal],
         upload_paths=[],
     )

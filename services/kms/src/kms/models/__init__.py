@@ -1,6 +1,13 @@
-"""ORM models of the kms service; its own metadata, its own database."""
+"""ORM models of the kms: the public-key directory and wrapped identity keys."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrin_platform.db import Base as PlatformBase
 
@@ -10,3 +17,30 @@ class Base(PlatformBase):
 
 
 metadata = Base.metadata
+
+
+class DirectoryEntry(Base):
+    """An account's public identity (self-signed) and its fingerprint."""
+
+    __tablename__ = "directory"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    identity: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WrappedKey(Base):
+    """Identity private keys wrapped on the device: under a KEK (one per KDF salt) or
+    under the recovery key. Opaque to the kms."""
+
+    __tablename__ = "wrapped_keys"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    #: "passphrase" or "recovery"
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: the KDF salt (b64) for a passphrase wrap; "recovery" for the recovery wrap
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrap: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

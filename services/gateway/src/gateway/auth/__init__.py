@@ -1,0 +1,1 @@
+"""Accounts, login by challenge, sessions, refresh tokens, second factors, recovery."""

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Annotated
+
+import qrcode
+import qrcode.image.svg
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from ecrin_platform.deps import SessionDep
+from gateway.auth.ratelimit import AuthRateLimiter
+from gateway.auth.repository import AuthRepository
+from gateway.auth.schemas import (
+    ChallengeIn,
+    ChallengeOut,
+    LoginIn,
+    MeOut,
+    PassphraseChangeIn,
+    RecoveryCodesOut,
+    RefreshIn,
+    SessionOut,
+    SignupIn,
+    SignupOut,
+    TokenPair,
+    TotpConfirmIn,
+    TotpEnrolmentOut,
+)
+from gateway.auth.service import Authenticated, AuthService, account_out
+
+router = APIRouter(prefix="/v1/auth", tags=["gateway"])
+
+
+def get_service(request: Request, session: SessionDep) -> AuthService:
+    return AuthService(AuthRepository(session), request.app.state.auth)
+
+
+Service = Annotated[AuthService, Depends(get_service)]
+
+
+async def current(request: Request, service: Service) -> Authenticated:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return await service.authenticate(token if scheme.lower() == "bearer" else None)
+
+
+Current = Annotated[Authenticated, Depends(current)]
+
+
+async def normal_session(auth: Current) -> Authenticated:
+    from ecrin_platform.problems import Forbidden
+
+    if auth.session.kind != "normal":
+        raise Forbidden("A recovery session may only reset the passphrase.")
+    return auth
+
+
+CurrentNormal = Annotated[Authenticated, Depends(normal_session)]
+
+
+def limiter(request: Request) -> AuthRateLimiter:
+    return request.app.state.rate_limiter
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def host_of(request: Request) -> str:
+    return request.app.state.settings.public_host or request.headers.get("host", "")
+
+
+no_store = {"Cache-Control": "no-store"}
+
+
+@router.post("/signup", status_code=201, response_model=SignupOut,
+             summary="Create an account: public keys to the gateway, wrapped keys to the kms")
+async def signup(body: SignupIn, service: Service, response: Response,
+                 idempotency_key: Annotated[str, Header(min_length=8, max_length=128)]
+                 ) -> SignupOut:
+    response.headers.update(no_store)
+    return await service.signup(body, idempotency_key)
+
+
+@router.post("/challenge", response_model=ChallengeOut,
+             summary="Get a one-time challenge and the account's KDF salt and parameters")
+async def challenge(body: ChallengeIn, request: Request, service: Service,
+                    response: Response) -> ChallengeOut:
+    await limiter(request).check("challenge", client_ip(request), body.email.lower())
+    response.headers.update(no_store)
+    return await service.challenge(str(body.email), body.action, host_of(request))
+
+
+@router.post("/login", response_model=TokenPair,
+             summary="Log in with a signature of the challenge by the login key")
+async def login(body: LoginIn, request: Request, service: Service,
+                response: Response) -> TokenPair:
+    await limiter(request).check("login", client_ip(request), str(body.challenge_id))
+    response.headers.update(no_store)
+    return await service.login(body)
+
+
+@router.post("/recover", response_model=TokenPair,
+             summary="Open a recovery session with a signature by the recovery key")
+async def recover(body: LoginIn, request: Request, service: Service,
+                  response: Response) -> TokenPair:
+    await limiter(request).check("recover", client_ip(request), str(body.challenge_id))
+    response.headers.update(no_store)
+    return await service.login(body, recovery=True)
+
+
+@router.post("/refresh", response_model=TokenPair,
+             summary="Rotate the refresh token; reusing an old one revokes the session")
+async def refresh(body: RefreshIn, service: Service, response: Response) -> TokenPair:
+    response.headers.update(no_store)
+    return await service.refresh(body.refresh_token)
+
+
+@router.post("/logout", status_code=204, summary="End the current session")
+async def logout(auth: Current, service: Service) -> Response:
+    await service.logout(auth)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, summary="Who is logged in")
+async def me(auth: Current) -> MeOut:
+    return MeOut(account=account_out(auth.account), session_id=auth.session.id,
+                 session_kind=auth.session.kind,
+                 second_factor_verified=auth.session.second_factor_verified)
+
+
+@router.get("/sessions", response_model=list[SessionOut], summary="List one's live sessions")
+async def sessions(auth: CurrentNormal, service: Service) -> list[SessionOut]:
+    return await service.sessions(auth)
+
+
+@router.delete("/sessions/{session_id}", status_code=204, summary="Revoke a session")
+async def revoke_session(session_id: uuid.UUID, auth: CurrentNormal, service: Service) -> Response:
+    await service.revoke_session(auth, session_id)
+    return Response(status_code=204)
+
+
+@router.post("/2fa/totp", response_model=TotpEnrolmentOut,
+             summary="Start TOTP enrolment: secret, otpauth URI and QR code")
+async def enrol_totp(request: Request, auth: CurrentNormal, service: Service,
+                     response: Response) -> TotpEnrolmentOut:
+    await limiter(request).check("2fa", client_ip(request), str(auth.account.id))
+    secret, uri = await service.enrol_totp(auth)
+    image = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    response.headers.update(no_store)
+    return TotpEnrolmentOut(secret=secret, otpauth_uri=uri, qr_svg=buffer.getvalue().decode())
+
+
+@router.post("/2fa/totp/confirm", response_model=RecoveryCodesOut,
+             summary="Confirm TOTP with a first code; returns ten one-time recovery codes")
+async def confirm_totp(body: TotpConfirmIn, request: Request, auth: CurrentNormal,
+                       service: Service, response: Response) -> RecoveryCodesOut:
+    await limiter(request).check("2fa", client_ip(request), str(auth.account.id))
+    response.headers.update(no_store)
+    return RecoveryCodesOut(recovery_codes=await service.confirm_totp(auth, body.code))
+
+
+@router.post("/passphrase", status_code=204,
+             summary="Switch to a new login key and KDF salt; revokes the other sessions")
+async def change_passphrase(body: PassphraseChangeIn, request: Request, auth: Current,
+                            service: Service) -> Response:
+    await limiter(request).check("passphrase", client_ip(request), str(auth.account.id))
+    await service.change_passphrase(auth, body)
+    return Response(status_code=204)

@@ -1,0 +1,44 @@
+"""Who a forwarded request acts for, and the gateway's own gates before forwarding."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from ecrin_platform.db import read_only_session
+from ecrin_platform.problems import Forbidden
+from ecrin_platform.tokens import Principal
+from gateway.auth.errors import SecondFactorMissing
+from gateway.auth.repository import AuthRepository
+from gateway.auth.service import AuthService
+
+#: Areas holding patient data: practitioners need a verified second factor there.
+PATIENT_DATA_AREAS = frozenset({"records", "keyrings", "files", "grants", "invitations",
+                                "rotations"})
+#: The only public paths a recovery session may reach.
+RECOVERY_PREFIXES = ("/v1/keys/me/wraps/",)
+
+
+async def resolve_principal(request: Request) -> Principal | None:
+    """Anonymous without a bearer token; 401 for a bad one; the gates otherwise."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    app = request.app
+    async with read_only_session(app.state.engine) as session:
+        service = AuthService(AuthRepository(session), app.state.auth)
+        auth = await service.authenticate(token if scheme.lower() == "bearer" else None)
+    principal = Principal(account_id=str(auth.account.id), role=auth.account.role,
+                          session_id=str(auth.session.id),
+                          second_factor=auth.session.second_factor_verified,
+                          session_kind=auth.session.kind)
+    path = request.url.path
+    if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
+        raise Forbidden("A recovery session may only reset the passphrase.")
+    area = path.split("/")[2] if path.count("/") >= 2 else ""
+    settings = app.state.settings
+    if (settings.require_practitioner_2fa and principal.role == "practitioner"
+            and not principal.second_factor and area in PATIENT_DATA_AREAS):
+        raise SecondFactorMissing("Enable and verify a second factor (ecrin 2fa enable) to "
+                                  "reach patient data.")
+    return principal

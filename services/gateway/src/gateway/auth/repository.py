@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.models import Account, LoginChallenge, RefreshToken, Session
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, obj: object) -> None:
+        self.session.add(obj)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def account(self, account_id: uuid.UUID) -> Account | None:
+        return await self.session.get(Account, account_id)
+
+    async def account_by_email(self, email: str) -> Account | None:
+        row = await self.session.execute(select(Account).where(Account.email == email))
+        return row.scalar_one_or_none()
+
+    async def delete_account(self, account_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Account).where(Account.id == account_id))
+
+    async def challenge_for_update(self, challenge_id: uuid.UUID) -> LoginChallenge | None:
+        row = await self.session.execute(
+            select(LoginChallenge).where(LoginChallenge.id == challenge_id).with_for_update())
+        return row.scalar_one_or_none()
+
+    async def purge_challenges(self, before: datetime) -> None:
+        await self.session.execute(delete(LoginChallenge).where(LoginChallenge.expires_at < before))
+
+    async def session_row(self, session_id: uuid.UUID) -> Session | None:
+        return await self.session.get(Session, session_id)
+
+    async def sessions_of(self, account_id: uuid.UUID, now: datetime) -> list[Session]:
+        rows = await self.session.execute(
+            select(Session).where(Session.account_id == account_id, Session.revoked_at.is_(None),
+                                  Session.expires_at > now).order_by(Session.created_at))
+        return list(rows.scalars())
+
+    async def revoke_sessions(self, account_id: uuid.UUID, now: datetime, reason: str,
+                              *, except_id: uuid.UUID | None = None) -> None:
+        stmt = update(Session).where(Session.account_id == account_id,
+                                     Session.revoked_at.is_(None))
+        if except_id is not None:
+            stmt = stmt.where(Session.id != except_id)
+        await self.session.execute(stmt.values(revoked_at=now, revoked_reason=reason))
+
+    async def refresh_token_for_update(self, token_hash: str) -> RefreshToken | None:
+        row = await self.session.execute(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update())
+        return row.scalar_one_or_none()

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+Role = Literal["practitioner", "staff", "patient", "representative"]
+Action = Literal["login", "recover", "passphrase"]
+
+
+def _decoded_size(value: str) -> int:
+    try:
+        return len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        raise ValueError("not base64url") from None
+
+
+def _exactly(size: int):  # type: ignore[no-untyped-def]
+    def check(value: str) -> str:
+        if _decoded_size(value) != size:
+            raise ValueError(f"must decode to {size} bytes")
+        return value
+
+    return check
+
+
+_B64 = Field(max_length=128, pattern="^[A-Za-z0-9_-]*$")
+Key32 = Annotated[str, _B64, AfterValidator(_exactly(32))]
+Salt = Annotated[str, _B64, AfterValidator(_exactly(16))]
+Signature = Annotated[str, _B64, AfterValidator(_exactly(64))]
+
+
+def b64decode(value: str) -> bytes:
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KdfParamsIn(Strict):
+    alg: Literal["argon2id13"]
+    opslimit: int = Field(ge=1, le=2**32 - 1)
+    memlimit: int = Field(ge=8192, le=2**42)
+
+
+class KdfIn(Strict):
+    salt: Salt
+    params: KdfParamsIn
+
+
+class WrapsIn(Strict):
+    passphrase: dict[str, Any]
+    recovery: dict[str, Any]
+
+
+class SignupIn(Strict):
+    account_id: uuid.UUID
+    email: EmailStr
+    role: Role
+    login_public_key: Key32
+    kdf: KdfIn
+    recovery_public_key: Key32
+    identity: dict[str, Any]
+    wrapped_keys: WrapsIn
+
+
+class AccountOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: str
+    second_factor_enabled: bool
+
+
+class SignupOut(BaseModel):
+    account_id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+
+
+class ChallengeIn(Strict):
+    email: EmailStr
+    action: Action = "login"
+
+
+class KdfOut(BaseModel):
+    salt: str
+    params: dict[str, Any]
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: uuid.UUID
+    challenge: str
+    expires_at: datetime
+    kdf: KdfOut
+
+
+class LoginIn(Strict):
+    challenge_id: uuid.UUID
+    signature: Signature
+    totp_code: str | None = Field(default=None, max_length=10)
+    recovery_code: str | None = Field(default=None, max_length=32)
+    device_name: str | None = Field(default=None, max_length=120)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int
+    session_id: uuid.UUID
+    second_factor_verified: bool
+    account: AccountOut
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(min_length=16, max_length=128)
+
+
+class MeOut(BaseModel):
+    account: AccountOut
+    session_id: uuid.UUID
+    session_kind: str
+    second_factor_verified: bool
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    device_name: str | None
+    kind: str
+    created_at: datetime
+    last_used_at: datetime
+    current: bool
+
+
+class TotpEnrolmentOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class TotpConfirmIn(Strict):
+    code: str = Field(min_length=6, max_length=10)
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class PassphraseChangeIn(Strict):
+    challenge_id: uuid.UUID | None = None
+    signature: Signature | None = None
+    new_login_public_key: Key32
+    new_kdf: KdfIn
+    totp_code: str | None = Field(default=None, max_length=10)

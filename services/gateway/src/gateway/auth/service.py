@@ -1,0 +1,351 @@
+"""The rules of accounts and sessions. Endpoints parse and delegate; this module decides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyotp
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from ecrin_e2ee import E2EEError, PublicIdentity
+from ecrin_platform.problems import Forbidden, NotFound, ServiceError
+from gateway.auth.errors import (
+    EmailTaken,
+    IdempotencyKeyReused,
+    InvalidCredentials,
+    InvalidToken,
+    RefreshTokenReused,
+    SecondFactorRequired,
+    WeakKdf,
+    WrapMissing,
+)
+from gateway.auth.kms import KmsClient
+from gateway.auth.repository import AuthRepository
+from gateway.auth.schemas import (
+    AccountOut,
+    ChallengeOut,
+    KdfIn,
+    KdfOut,
+    LoginIn,
+    PassphraseChangeIn,
+    SessionOut,
+    SignupIn,
+    SignupOut,
+    TokenPair,
+    b64decode,
+    b64encode,
+)
+from gateway.auth.tokens import AccessTokens, hash_token
+from gateway.models import Account, LoginChallenge, RefreshToken, Session
+from gateway.settings import Settings
+
+CHALLENGE_LABEL = "ecrin-auth-v1"
+RECOVERY_SESSION_TTL = timedelta(minutes=15)
+
+
+class InvalidIdentity(ServiceError):
+    status, slug, title = 422, "invalid-identity", "Invalid public identity"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class AuthContext:
+    """What the auth rules need besides the database; built once per app."""
+
+    settings: Settings
+    tokens: AccessTokens
+    kms: KmsClient
+
+    def fake_salt(self, email: str) -> bytes:
+        return self.tokens.secret_for(b"fake-salt:" + email.encode())[:16]
+
+    def default_params(self) -> dict[str, Any]:
+        return {"alg": "argon2id13", "opslimit": self.settings.min_kdf_opslimit,
+                "memlimit": self.settings.min_kdf_memlimit}
+
+
+@dataclass
+class Authenticated:
+    account: Account
+    session: Session
+
+
+def _digest(body: SignupIn) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _hash_code(code: str) -> str:
+    return hashlib.sha256(code.strip().lower().replace("-", "").encode()).hexdigest()
+
+
+def account_out(account: Account) -> AccountOut:
+    return AccountOut(id=account.id, email=account.email, role=account.role,
+                      second_factor_enabled=account.totp_enabled)
+
+
+class AuthService:
+    def __init__(self, repo: AuthRepository, ctx: AuthContext) -> None:
+        self.repo = repo
+        self.ctx = ctx
+
+    # -- sign-up ----------------------------------------------------------------------------
+
+    def _check_kdf(self, kdf: KdfIn) -> None:
+        s = self.ctx.settings
+        if kdf.params.opslimit < s.min_kdf_opslimit or kdf.params.memlimit < s.min_kdf_memlimit:
+            raise WeakKdf(f"Argon2id needs opslimit >= {s.min_kdf_opslimit} and memlimit >= "
+                          f"{s.min_kdf_memlimit}.")
+
+    async def signup(self, body: SignupIn, idempotency_key: str) -> SignupOut:
+        """Sign-up saga: the account row and the kms keys appear together or not at all.
+
+        The account row is written in this request's transaction, the kms stores the keys
+        (idempotent), and only then does the transaction commit. A kms failure rolls the
+        row back; a crash after the kms step leaves inert keys that the retry reuses.
+        """
+        self._check_kdf(body.kdf)
+        try:
+            identity = PublicIdentity.from_json(body.identity)
+            identity.verify()
+        except (E2EEError, ValueError, TypeError, KeyError):
+            raise InvalidIdentity("The identity's self-signature does not verify.") from None
+        if identity.account_id != body.account_id:
+            raise InvalidIdentity("The identity belongs to another account.")
+        digest = _digest(body)
+        email = body.email.lower()
+        existing = await self.repo.account(body.account_id)
+        if existing is not None:
+            if existing.signup_digest != digest:
+                if existing.signup_key == idempotency_key:
+                    raise IdempotencyKeyReused("This idempotency key was used for another body.")
+                raise EmailTaken("An account already exists.")
+            return SignupOut(account_id=existing.id, email=existing.email, role=existing.role,
+                             created_at=_aware(existing.created_at))
+        if await self.repo.account_by_email(email) is not None:
+            raise EmailTaken("An account with this email already exists.")
+        now = utcnow()
+        account = Account(
+            id=body.account_id, email=email, role=body.role, status="pending",
+            login_public_key=b64decode(body.login_public_key),
+            recovery_public_key=b64decode(body.recovery_public_key),
+            kdf_salt=b64decode(body.kdf.salt), kdf_params=body.kdf.params.model_dump(),
+            signup_key=idempotency_key, signup_digest=digest, totp_enabled=False,
+            recovery_code_hashes=[], created_at=now, updated_at=now)
+        self.repo.add(account)
+        await self.repo.flush()  # takes the email's unique slot before the kms call
+        await self.ctx.kms.store_account_keys(body.account_id, {
+            "identity": body.identity,
+            "passphrase": {"key_id": body.kdf.salt, "wrap": body.wrapped_keys.passphrase},
+            "recovery": body.wrapped_keys.recovery,
+        })
+        account.status = "active"
+        await self.repo.flush()
+        return SignupOut(account_id=account.id, email=account.email, role=account.role,
+                         created_at=now)
+
+    # -- challenges and login --------------------------------------------------------------
+
+    async def challenge(self, email: str, action: str, host: str) -> ChallengeOut:
+        email = email.lower()
+        account = await self.repo.account_by_email(email)
+        now = utcnow()
+        await self.repo.purge_challenges(now - timedelta(minutes=10))
+        if account is not None and account.status == "active":
+            salt, params, account_id = account.kdf_salt, account.kdf_params, account.id
+        else:
+            salt, params, account_id = self.ctx.fake_salt(email), self.ctx.default_params(), None
+        challenge_id = uuid.uuid4()
+        expires = now + timedelta(seconds=self.ctx.settings.challenge_ttl_s)
+        payload = "\n".join([CHALLENGE_LABEL, host, action, str(challenge_id),
+                             b64encode(secrets.token_bytes(32)),
+                             str(int(expires.timestamp()))]).encode()
+        self.repo.add(LoginChallenge(id=challenge_id, account_id=account_id, action=action,
+                                     payload=payload, expires_at=expires))
+        await self.repo.flush()
+        return ChallengeOut(challenge_id=challenge_id, challenge=b64encode(payload),
+                            expires_at=expires, kdf=KdfOut(salt=b64encode(salt), params=params))
+
+    async def _consume_challenge(self, challenge_id: uuid.UUID, signature: str, action: str,
+                                 *, recovery_key: bool = False) -> Account:
+        challenge = await self.repo.challenge_for_update(challenge_id)
+        now = utcnow()
+        if (challenge is None or challenge.used_at is not None or challenge.action != action
+                or _aware(challenge.expires_at) < now or challenge.account_id is None):
+            raise InvalidCredentials("The credentials are not valid.")
+        account = await self.repo.account(challenge.account_id)
+        if account is None or account.status != "active":
+            raise InvalidCredentials("The credentials are not valid.")
+        key = account.recovery_public_key if recovery_key else account.login_public_key
+        try:
+            VerifyKey(key).verify(challenge.payload, b64decode(signature))
+        except (BadSignatureError, ValueError):
+            raise InvalidCredentials("The credentials are not valid.") from None
+        challenge.used_at = now
+        return account
+
+    def _check_second_factor(self, account: Account, totp_code: str | None,
+                             recovery_code: str | None) -> bool:
+        """True when a second factor was verified; raises when one is needed and wrong."""
+        if not account.totp_enabled:
+            return False
+        if totp_code and account.totp_secret and pyotp.TOTP(account.totp_secret).verify(
+                totp_code.strip(), valid_window=1):
+            return True
+        if recovery_code:
+            hashed = _hash_code(recovery_code)
+            if hashed in account.recovery_code_hashes:
+                account.recovery_code_hashes = [h for h in account.recovery_code_hashes
+                                                if h != hashed]
+                return True
+        raise SecondFactorRequired("This account needs its second factor (TOTP or a one-time "
+                                   "recovery code).")
+
+    async def login(self, body: LoginIn, *, recovery: bool = False) -> TokenPair:
+        account = await self._consume_challenge(body.challenge_id, body.signature,
+                                                "recover" if recovery else "login",
+                                                recovery_key=recovery)
+        verified = self._check_second_factor(account, body.totp_code, body.recovery_code)
+        now = utcnow()
+        ttl = (RECOVERY_SESSION_TTL if recovery
+               else timedelta(seconds=self.ctx.settings.refresh_token_ttl_s))
+        session = Session(id=uuid.uuid4(), account_id=account.id,
+                          kind="recovery" if recovery else "normal",
+                          device_name=body.device_name, second_factor_verified=verified,
+                          created_at=now, last_used_at=now, expires_at=now + ttl)
+        self.repo.add(session)
+        await self.repo.flush()  # the refresh token row references it
+        return await self._issue(account, session)
+
+    async def _issue(self, account: Account, session: Session) -> TokenPair:
+        refresh = secrets.token_urlsafe(32)
+        self.repo.add(RefreshToken(token_hash=hash_token(refresh), session_id=session.id,
+                                   issued_at=utcnow()))
+        await self.repo.flush()
+        return TokenPair(access_token=self.ctx.tokens.issue(account.id, session.id, account.role),
+                         refresh_token=refresh, expires_in=self.ctx.tokens.ttl_s,
+                         session_id=session.id,
+                         second_factor_verified=session.second_factor_verified,
+                         account=account_out(account))
+
+    async def refresh(self, token: str) -> TokenPair:
+        row = await self.repo.refresh_token_for_update(hash_token(token))
+        if row is None:
+            raise InvalidToken("Unknown refresh token.")
+        session = await self.repo.session_row(row.session_id)
+        now = utcnow()
+        if session is None or session.revoked_at is not None or _aware(session.expires_at) < now:
+            raise InvalidToken("The session has ended.")
+        if row.used_at is not None:
+            # A stolen token and its legitimate holder both hold the family now: end it.
+            session.revoked_at, session.revoked_reason = now, "refresh-reuse"
+            await self.repo.session.commit()  # must persist although the request fails
+            raise RefreshTokenReused("This refresh token was already used; the session is "
+                                     "revoked.")
+        row.used_at = now
+        session.last_used_at = now
+        account = await self.repo.account(session.account_id)
+        assert account is not None
+        return await self._issue(account, session)
+
+    # -- the authenticated user -------------------------------------------------------------
+
+    async def authenticate(self, bearer: str | None) -> Authenticated:
+        if not bearer:
+            raise InvalidToken("A bearer access token is required.",
+                               headers={"WWW-Authenticate": "Bearer"})
+        try:
+            claims = self.ctx.tokens.verify(bearer)
+        except Exception:
+            raise InvalidToken("The access token is invalid or expired.",
+                               headers={"WWW-Authenticate": "Bearer"}) from None
+        session = await self.repo.session_row(claims.session_id)
+        if (session is None or session.revoked_at is not None
+                or _aware(session.expires_at) < utcnow()
+                or session.account_id != claims.account_id):
+            raise InvalidToken("The session has ended.", headers={"WWW-Authenticate": "Bearer"})
+        account = await self.repo.account(claims.account_id)
+        if account is None or account.status != "active":
+            raise InvalidToken("The account is not active.")
+        return Authenticated(account, session)
+
+    async def logout(self, auth: Authenticated) -> None:
+        auth.session.revoked_at, auth.session.revoked_reason = utcnow(), "logout"
+        await self.repo.flush()
+
+    async def sessions(self, auth: Authenticated) -> list[SessionOut]:
+        rows = await self.repo.sessions_of(auth.account.id, utcnow())
+        return [SessionOut(id=s.id, device_name=s.device_name, kind=s.kind,
+                           created_at=_aware(s.created_at), last_used_at=_aware(s.last_used_at),
+                           current=s.id == auth.session.id) for s in rows]
+
+    async def revoke_session(self, auth: Authenticated, session_id: uuid.UUID) -> None:
+        row = await self.repo.session_row(session_id)
+        if row is None or row.account_id != auth.account.id:
+            raise NotFound("No such session.")
+        if row.revoked_at is None:
+            row.revoked_at, row.revoked_reason = utcnow(), "revoked"
+        await self.repo.flush()
+
+    # -- second factor ------------------------------------------------------------------------
+
+    async def enrol_totp(self, auth: Authenticated) -> tuple[str, str]:
+        if auth.account.totp_enabled:
+            raise Forbidden("A second factor is already enabled.")
+        secret = pyotp.random_base32()
+        auth.account.totp_secret = secret
+        await self.repo.flush()
+        uri = pyotp.TOTP(secret).provisioning_uri(name=auth.account.email, issuer_name="Écrin")
+        return secret, uri
+
+    async def confirm_totp(self, auth: Authenticated, code: str) -> list[str]:
+        account = auth.account
+        if account.totp_enabled or not account.totp_secret:
+            raise Forbidden("Start the enrolment first.")
+        if not pyotp.TOTP(account.totp_secret).verify(code.strip(), valid_window=1):
+            raise SecondFactorRequired("The code does not match; check the device's clock.")
+        codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(10)]
+        account.totp_enabled = True
+        account.recovery_code_hashes = [_hash_code(c) for c in codes]
+        account.updated_at = utcnow()
+        auth.session.second_factor_verified = True
+        await self.repo.flush()
+        return codes
+
+    # -- passphrase ---------------------------------------------------------------------------
+
+    async def change_passphrase(self, auth: Authenticated, body: PassphraseChangeIn) -> None:
+        account = auth.account
+        if auth.session.kind == "normal":
+            if body.challenge_id is None or body.signature is None:
+                raise InvalidCredentials("Sign a 'passphrase' challenge with the current key.")
+            signer = await self._consume_challenge(body.challenge_id, body.signature,
+                                                   "passphrase")
+            if signer.id != account.id:
+                raise InvalidCredentials("The credentials are not valid.")
+        self._check_kdf(body.new_kdf)
+        if not await self.ctx.kms.has_passphrase_wrap(account.id, body.new_kdf.salt):
+            raise WrapMissing("Store the identity wrapped under the new KEK first.")
+        now = utcnow()
+        account.login_public_key = b64decode(body.new_login_public_key)
+        account.kdf_salt = b64decode(body.new_kdf.salt)
+        account.kdf_params = body.new_kdf.params.model_dump()
+        account.updated_at = now
+        keep = auth.session.id if auth.session.kind == "normal" else None
+        await self.repo.revoke_sessions(account.id, now, "passphrase-change", except_id=keep)
+        await self.repo.flush()

@@ -1,0 +1,1 @@
+"""The directory of public identities and the wrapped identity private keys."""

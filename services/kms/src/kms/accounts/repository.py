@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kms.models import DirectoryEntry, WrappedKey
+
+
+class AccountKeysRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def directory_entry(self, account_id: uuid.UUID) -> DirectoryEntry | None:
+        return await self.session.get(DirectoryEntry, account_id)
+
+    async def wrap(self, account_id: uuid.UUID, purpose: str, key_id: str) -> WrappedKey | None:
+        return await self.session.get(WrappedKey, (account_id, purpose, key_id))
+
+    async def delete_wrap(self, account_id: uuid.UUID, purpose: str, key_id: str) -> None:
+        await self.session.execute(delete(WrappedKey).where(
+            WrappedKey.account_id == account_id, WrappedKey.purpose == purpose,
+            WrappedKey.key_id == key_id))
+
+    async def delete_account(self, account_id: uuid.UUID) -> None:
+        await self.session.execute(delete(WrappedKey).where(WrappedKey.account_id == account_id))
+        await self.session.execute(delete(DirectoryEntry).where(
+            DirectoryEntry.account_id == account_id))
+
+    async def has_any(self, account_id: uuid.UUID) -> bool:
+        row = await self.session.execute(
+            select(WrappedKey.key_id).where(WrappedKey.account_id == account_id).limit(1))
+        return row.first() is not None
+
+    def add(self, obj: DirectoryEntry | WrappedKey) -> None:
+        self.session.add(obj)
