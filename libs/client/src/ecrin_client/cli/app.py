@@ -1,0 +1,65 @@
+"""The ``ecrin`` Typer application, its global options and its exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from ecrin_client.cli import accounts, security
+from ecrin_client.cli.runtime import Runtime
+
+EXIT_CODES = """\
+Exit codes: 0 ok · 1 usage or invalid input · 2 authentication failed (wrong passphrase or \
+unknown account, not signed in, session ended) · 3 second factor required · 4 not found or \
+conflict · 5 rate limited · 6 server unavailable or server error · 7 integrity failure or \
+identity mismatch · 130 interrupted. Environment: ECRIN_SERVER, ECRIN_HOME (profile folder, \
+default ~/.ecrin), ECRIN_PASSPHRASE, ECRIN_NEW_PASSPHRASE, ECRIN_RECOVERY_KEY, \
+ECRIN_KDF_PROFILE (insecure-test: tests only). See docs/cli.md."""
+
+app = typer.Typer(
+    name="ecrin",
+    help="Écrin: end-to-end encrypted patient records. Accounts, sessions and keys.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _global(ctx: typer.Context,
+            server: Annotated[str | None, typer.Option(
+                "--server", envvar="ECRIN_SERVER",
+                help="Gateway URL, e.g. https://ecrin.example.fr (default: the profile's).")
+            ] = None,
+            json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")
+                             ] = False,
+            passphrase_stdin: Annotated[bool, typer.Option(
+                "--passphrase-stdin", help="Read secrets from stdin, one per line.")] = False,
+            ) -> None:
+    ctx.obj = Runtime(server=server, json=json_, passphrase_stdin=passphrase_stdin)
+
+
+accounts.register(app)
+security.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: click's usage errors exit 1 (2 means an authentication failure here)."""
+    try:
+        code = app(args=argv, prog_name="ecrin", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

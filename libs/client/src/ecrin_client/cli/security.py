@@ -1,0 +1,207 @@
+"""`ecrin 2fa`, `ecrin passphrase change`, `ecrin recovery show|restore`, `ecrin verify`."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Annotated
+
+import qrcode
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from ecrin_client import pinning
+from ecrin_client.cli.runtime import (
+    EmailOption,
+    JsonOption,
+    RecoveryCodeOption,
+    Runtime,
+    ServerOption,
+    StdinOption,
+    TotpOption,
+    runtime,
+)
+from ecrin_client.errors import EcrinError, IdentityMismatch
+from ecrin_client.models import LoginResult, TotpEnrolment, Verification
+
+totp_app = typer.Typer(help="Second factor (TOTP).", no_args_is_help=True)
+passphrase_app = typer.Typer(help="Change your passphrase.", no_args_is_help=True)
+recovery_app = typer.Typer(help="The recovery key.", no_args_is_help=True)
+
+RECOVERY_EXPLANATION = (
+    "Your recovery key (ecrin-rk-...) was shown once, when the account was created. Écrin "
+    "keeps no copy of it: the servers hold only a public key derived from it and your keys "
+    "wrapped under it, so nobody can show it to you again.\n\n"
+    "Keep it on paper, in a safe place away from this computer (a safe, a sealed envelope at "
+    "the practice), never in an email or a photo. With it, `ecrin recovery restore` sets a "
+    "new passphrase if you forget yours; without it, a forgotten passphrase means your "
+    "encrypted data is lost.\n\n"
+    "Re-issuing a recovery key is not supported yet: it needs server routes to replace the "
+    "recovery wrap and the recovery public key, which the API does not have. If you lost "
+    "it, keep your passphrase safe, and ask your administrator.")
+
+
+def _qr_text(uri: str) -> str:
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(uri)
+    out = io.StringIO()
+    qr.print_ascii(out=out, invert=True)
+    return out.getvalue()
+
+
+def _print_codes(console: Console, codes: list[str]) -> None:
+    console.print(Panel("\n".join(codes) + "\n\nOne-time recovery codes: each works once "
+                        "instead of a TOTP code. Keep them with your recovery key; they are "
+                        "shown only now.", title="Second factor enabled", border_style="green"))
+
+
+@totp_app.command("enable")
+def enable(ctx: typer.Context,
+           code: Annotated[str | None, typer.Option(help="The code from your app, if you "
+                                                    "already have it.")] = None,
+           confirm: Annotated[bool, typer.Option(help="Ask for the code now (--no-confirm: "
+                                                 "show the enrolment only; then run `ecrin 2fa "
+                                                 "confirm CODE`).")] = True,
+           json_: JsonOption = False, server: ServerOption = None) -> None:
+    """Enrol a TOTP app: shows the otpauth URI and a QR code, then asks for a code."""
+    rt = runtime(ctx, json_=json_, server=server)
+    enrolment: TotpEnrolment = rt.run(lambda client: client.enable_totp())
+    if not rt.json:
+        console = rt.err if confirm else rt.out
+        console.print("Scan this QR code with your authenticator app "
+                      "(or enter the secret by hand):")
+        console.print(_qr_text(enrolment.otpauth_uri), markup=False)
+        console.print(f"otpauth URI: {enrolment.otpauth_uri}", markup=False)
+        console.print(f"secret: {enrolment.secret}", markup=False)
+    if not confirm:
+        if rt.json:
+            rt.emit({"otpauth_uri": enrolment.otpauth_uri, "secret": enrolment.secret,
+                     "confirmed": False}, lambda _console: None)
+        return
+    typed = code or rt.local(lambda: rt.ask("code from your app"))
+    codes: list[str] = rt.run(lambda client: client.confirm_totp(typed))
+    rt.emit({"otpauth_uri": enrolment.otpauth_uri, "secret": enrolment.secret,
+             "confirmed": True, "recovery_codes": codes},
+            lambda console: _print_codes(console, codes))
+
+
+@totp_app.command("confirm")
+def confirm_code(ctx: typer.Context, code: Annotated[str, typer.Argument(metavar="CODE")],
+                 json_: JsonOption = False, server: ServerOption = None) -> None:
+    """Finish an enrolment started with `ecrin 2fa enable --no-confirm`."""
+    rt = runtime(ctx, json_=json_, server=server)
+    codes: list[str] = rt.run(lambda client: client.confirm_totp(code))
+    rt.emit({"confirmed": True, "recovery_codes": codes},
+            lambda console: _print_codes(console, codes))
+
+
+@passphrase_app.command("change")
+def change(ctx: typer.Context, totp: TotpOption = None, json_: JsonOption = False,
+           server: ServerOption = None, passphrase_stdin: StdinOption = False) -> None:
+    """New passphrase; your other sessions end. Secrets: current, then new passphrase."""
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    old = rt.local(lambda: rt.secret("current passphrase", "ECRIN_PASSPHRASE"))
+    new = rt.local(lambda: rt.secret("new passphrase", "ECRIN_NEW_PASSPHRASE", confirm=True,
+                                     check_length=True))
+    rt.run(lambda client: client.change_passphrase(old, new, totp_code=totp))
+    rt.emit({"changed": True}, lambda console: console.print(
+        "Passphrase changed. Your other devices were signed out; sign in there with the new "
+        "passphrase."))
+
+
+@recovery_app.command("show")
+def show(ctx: typer.Context, json_: JsonOption = False) -> None:
+    """Explain how the recovery key works (it cannot be shown again)."""
+    rt = runtime(ctx, json_=json_)
+    rt.emit({"shown_once_at_creation": True, "reissue_supported": False,
+             "message": RECOVERY_EXPLANATION},
+            lambda console: console.print(Panel(RECOVERY_EXPLANATION, title="Recovery key")))
+
+
+@recovery_app.command("restore")
+def restore(ctx: typer.Context, email: EmailOption = None, totp: TotpOption = None,
+            recovery_code: RecoveryCodeOption = None,
+            device_name: Annotated[str | None, typer.Option("--device-name")] = None,
+            json_: JsonOption = False, server: ServerOption = None,
+            passphrase_stdin: StdinOption = False) -> None:
+    """Forgot your passphrase: set a new one with the recovery key.
+
+    Secrets: the recovery key, then the new passphrase. Every session ends.
+    """
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    email = email or rt.profile().settings().email or rt.local(lambda: rt.ask("email"))
+    key_text = rt.local(lambda: rt.secret("recovery key", "ECRIN_RECOVERY_KEY"))
+    new = rt.local(lambda: rt.secret("new passphrase", "ECRIN_NEW_PASSPHRASE", confirm=True,
+                                     check_length=True))
+    result: LoginResult | None = rt.run(lambda client: client.recover(
+        email, key_text, new, totp_code=totp, recovery_code=recovery_code,
+        device_name=device_name))
+
+    def human(console: Console) -> None:
+        console.print("Passphrase reset with the recovery key; every session was ended.")
+        if result is None:
+            console.print("Sign in again with `ecrin login` (a fresh second-factor code is "
+                          "needed).")
+        else:
+            console.print(f"Signed in as [bold]{result.account.email}[/]; keys unlocked.")
+
+    rt.emit({"recovered": True, "logged_in": result is not None,
+             "fingerprint": result.fingerprint if result else None}, human)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(totp_app, name="2fa")
+    app.add_typer(passphrase_app, name="passphrase")
+    app.add_typer(recovery_app, name="recovery")
+
+    @app.command("verify")
+    def verify(ctx: typer.Context, account: Annotated[str, typer.Argument(
+                   metavar="ACCOUNT", help="Account id (UUID).")],
+               yes: Annotated[bool, typer.Option(
+                   "--yes", help="Pin without asking (you compared the numbers).")] = False,
+               json_: JsonOption = False, server: ServerOption = None) -> None:
+        """Show an account's fingerprint and your safety number; pin it once confirmed.
+
+        A pinned account whose key later changes is refused loudly (exit 7).
+        """
+        rt = runtime(ctx, json_=json_, server=server)
+        try:
+            result: Verification = rt.run_raw(lambda client: client.verify_account(account))
+        except IdentityMismatch as error:
+            if not rt.json:
+                rt.err.print(Panel(f"[bold]{error.message}[/]", title="IDENTITY MISMATCH",
+                                   border_style="bold red"))
+                raise typer.Exit(error.exit_code) from None
+            raise rt.fail(error) from None
+        except EcrinError as error:
+            raise rt.fail(error) from None
+        newly_pinned = False
+        if not result.pinned:
+            if not rt.json:
+                rt.out.print(f"Account {result.account_id}\nfingerprint:   {result.fingerprint}"
+                             f"\nsafety number: {result.safety_number}")
+            agreed = yes or (not rt.json and sys.stdin.isatty() and typer.confirm(
+                "Does the safety number match the one on their screen (compared in person)?",
+                err=True))
+            if agreed:
+                rt.local(lambda: _pin(rt, result))
+                newly_pinned = True
+
+        def human(console: Console) -> None:
+            if result.pinned:
+                console.print(f"Account {result.account_id} matches the key you verified.\n"
+                              f"fingerprint:   {result.fingerprint}\n"
+                              f"safety number: {result.safety_number}")
+            elif newly_pinned:
+                console.print("Verified and pinned: a later change of this key will be "
+                              "refused.")
+            else:
+                console.print("Not pinned.")
+
+        rt.emit({**result.model_dump(mode="json"), "pinned": result.pinned or newly_pinned},
+                human)
+
+
+def _pin(rt: Runtime, result: Verification) -> None:
+    pinning.pin(rt.profile(), result.account_id, result.fingerprint)

@@ -1,0 +1,537 @@
+"""The async SDK: every flow of docs/accounts.md, with all cryptography in ``ecrin_e2ee``.
+
+Secrets (passphrases, the recovery key, the KEK, identity private keys) live only in local
+variables of these coroutines; the profile receives ids, public values and tokens only.
+Argon2id runs in a worker thread (``asyncio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from ecrin_client import kdf_policy, pinning
+from ecrin_client.challenge import check_challenge
+from ecrin_client.encoding import b64d, b64e
+from ecrin_client.errors import (
+    AuthError,
+    Conflict,
+    EcrinError,
+    IdentityMismatch,
+    IntegrityError,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    NotLoggedIn,
+    SecondFactorRequired,
+    ServerError,
+    Unavailable,
+)
+from ecrin_client.models import (
+    Account,
+    Challenge,
+    DirectoryEntry,
+    LoginResult,
+    Me,
+    RecoveryCodes,
+    SessionInfo,
+    SignupResult,
+    TokenPair,
+    TotpEnrolment,
+    Verification,
+)
+from ecrin_client.pinning import account_uuid, check_pin, compact
+from ecrin_client.profile import Profile, StoredTokens
+from ecrin_client.transport import GatewayTransport, parse
+from ecrin_e2ee import (
+    AccountKeys,
+    DecryptionError,
+    FormatError,
+    IdentityKeys,
+    IdentityMismatchError,
+    InvalidCode,
+    KdfParams,
+    KeyEncryptionKey,
+    PublicIdentity,
+    RecoveryKey,
+    WrappedIdentity,
+    create_account,
+    derive_account_keys,
+    new_salt,
+    unwrap_identity,
+    wrap_identity,
+)
+
+__all__ = ["ROLES", "EcrinClient"]
+
+ROLES = ("practitioner", "staff", "patient", "representative")
+T = TypeVar("T")
+Progress = Callable[[str], AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _IssuedChallenge:
+    challenge_id: str
+    data: bytes
+    salt: bytes
+    params: KdfParams
+
+
+class EcrinClient:
+    """An account on one device: ``EcrinClient(server_url, profile)``.
+
+    ``server_url`` may be ``None`` to use the one saved in the profile. ``transport`` is an
+    ``httpx`` transport (tests pass ``httpx.MockTransport``); ``kdf_progress(label)`` returns
+    a context manager shown while Argon2id runs (the CLI's spinner).
+    """
+
+    def __init__(self, server_url: str | None, profile: Profile, *,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 kdf_progress: Progress | None = None, timeout: float = 30.0) -> None:
+        self.profile = profile
+        url = server_url or profile.settings().server_url
+        if not url:
+            raise InvalidInput("no server: pass --server or set ECRIN_SERVER")
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput("the server URL must start with https:// (or http://)")
+        self.server_url = url.rstrip("/")
+        self._transport_arg = transport
+        self._timeout = timeout
+        self._progress: Progress = kdf_progress or (lambda _label: contextlib.nullcontext())
+        self._t = GatewayTransport(self.server_url, tokens=profile.tokens(),
+                                   on_tokens=profile.save_tokens, transport=transport,
+                                   timeout=timeout)
+
+    async def __aenter__(self) -> EcrinClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._t.aclose()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _derive(self, passphrase: str, salt: bytes, params: KdfParams) -> AccountKeys:
+        with self._progress("Deriving keys (Argon2id)…"):
+            return await asyncio.to_thread(derive_account_keys, passphrase, salt, params)
+
+    async def _challenge(self, email: str, action: str) -> _IssuedChallenge:
+        response = await self._t.request("POST", "/v1/auth/challenge", auth=False,
+                                         json={"email": email, "action": action})
+        challenge = parse(Challenge, response)
+        data = b64d(challenge.challenge, what="challenge")
+        check_challenge(data, server_url=self.server_url, action=action,
+                        challenge_id=challenge.challenge_id)
+        try:
+            params = KdfParams.from_json(challenge.kdf.params)
+        except FormatError:
+            raise ServerError("the server sent invalid key-derivation parameters") from None
+        if action != "recover":  # a recovery signature does not involve the passphrase
+            kdf_policy.check_server_params(params)
+        return _IssuedChallenge(challenge.challenge_id, data,
+                                b64d(challenge.kdf.salt, what="salt"), params)
+
+    @staticmethod
+    async def _retrying(call: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+        """Retry an idempotent call while the server is unavailable."""
+        for attempt in range(attempts):
+            try:
+                return await call()
+            except Unavailable as exc:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(min(exc.retry_after or 0.5 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def _require_account(self) -> tuple[str, str]:
+        settings = self.profile.settings()
+        if not settings.account_id or not settings.email or self._t.tokens is None:
+            raise NotLoggedIn()
+        return settings.account_id, settings.email
+
+    async def _fetch_wrap(self, path: str, transport: GatewayTransport | None = None
+                          ) -> WrappedIdentity:
+        response = await (transport or self._t).request("GET", path)
+        try:
+            return WrappedIdentity.from_json(response.json())
+        except (ValueError, FormatError):
+            raise ServerError("the kms sent a malformed key wrap") from None
+
+    @staticmethod
+    def _unwrap(wrapped: WrappedIdentity, key: KeyEncryptionKey | RecoveryKey, account_id: str,
+                on_failure: EcrinError) -> IdentityKeys:
+        purpose = "passphrase" if isinstance(key, KeyEncryptionKey) else "recovery"
+        if str(wrapped.account_id) != account_id or wrapped.purpose != purpose:
+            raise IntegrityError("the kms sent a key wrap of another account or purpose")
+        try:
+            return unwrap_identity(wrapped, key)
+        except DecryptionError:
+            raise on_failure from None
+
+    async def _open_passphrase_wrap(self, account_id: str, salt: bytes, kek: KeyEncryptionKey,
+                                    *, on_failure: EcrinError) -> IdentityKeys:
+        try:
+            wrapped = await self._fetch_wrap(f"/v1/keys/me/wraps/passphrase/{b64e(salt)}")
+        except NotFound:
+            raise IntegrityError(
+                "the kms holds no key wrap for this passphrase: keys unavailable") from None
+        return self._unwrap(wrapped, kek, account_id, on_failure)
+
+    async def _adopt_identity(self, identity: IdentityKeys) -> str:
+        """Check the directory publishes the identity we just unwrapped; pin it. -> fingerprint"""
+        account_id = str(identity.account_id)
+        mine = identity.public_identity()
+        pinned = self.profile.pinned(account_id)
+        if pinned is not None:
+            check_pin(mine, pinned)
+        published = await self._directory_identity(account_id)
+        if published.fingerprint() != mine.fingerprint():
+            raise IdentityMismatch(
+                "the directory publishes another key for your own account: refusing it")
+        self.profile.pin(account_id, mine.fingerprint_hex())
+        return mine.fingerprint_hex()
+
+    async def _delete_stale_wraps(self) -> None:
+        settings = self.profile.settings()
+        remaining = []
+        for salt in settings.stale_wrap_salts:
+            if salt == settings.kdf_salt:
+                continue
+            try:
+                await self._t.request("DELETE", f"/v1/keys/me/wraps/passphrase/{salt}",
+                                      ok=(200, 204, 404))
+            except EcrinError:
+                remaining.append(salt)  # retried after the next login
+        if remaining != settings.stale_wrap_salts:
+            self.profile.update_settings(stale_wrap_salts=remaining)
+
+    async def _finish_login(self, email: str, challenge: _IssuedChallenge, keys: AccountKeys, *,
+                            totp_code: str | None, recovery_code: str | None,
+                            device_name: str | None) -> LoginResult:
+        body: dict[str, Any] = {
+            "challenge_id": challenge.challenge_id,
+            "signature": b64e(keys.login_signing_key.sign(challenge.data).signature),
+        }
+        for name, value in (("totp_code", totp_code), ("recovery_code", recovery_code),
+                            ("device_name", device_name)):
+            if value:
+                body[name] = value
+        pair = parse(TokenPair, await self._t.request("POST", "/v1/auth/login", json=body,
+                                                      auth=False))
+        previous = self.profile.settings()
+        if previous.account_id and previous.account_id != pair.account.id:
+            self.profile.update_settings(stale_wrap_salts=[])
+        self._t.adopt(pair)
+        self.profile.update_settings(
+            server_url=self.server_url, account_id=pair.account.id, email=pair.account.email,
+            role=pair.account.role, kdf_salt=b64e(challenge.salt),
+            kdf_params=challenge.params.to_json())
+        try:
+            identity = await self._open_passphrase_wrap(
+                pair.account.id, challenge.salt, keys.kek,
+                on_failure=IntegrityError("the key wrap does not open with the key that just "
+                                          "signed in: the kms data was altered"))
+            fingerprint = await self._adopt_identity(identity)
+        except IntegrityError:
+            with contextlib.suppress(EcrinError):
+                await self.logout()
+            raise
+        await self._delete_stale_wraps()
+        return LoginResult(account=pair.account, session_id=pair.session_id,
+                           second_factor_verified=pair.second_factor_verified,
+                           fingerprint=fingerprint)
+
+    # -- accounts ------------------------------------------------------------------------
+
+    async def signup(self, email: str, passphrase: str, role: str,
+                     kdf_params: KdfParams | None = None) -> tuple[SignupResult, str]:
+        """Create the account. Returns its info and the recovery key text, shown only once."""
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        params = kdf_params or kdf_policy.default_params()
+        account_id = uuid.uuid4()
+        with self._progress("Creating keys (Argon2id)…"):
+            setup = await asyncio.to_thread(create_account, account_id, passphrase, params)
+        body = {
+            "account_id": str(account_id),
+            "email": email,
+            "role": role,
+            "login_public_key": b64e(setup.login_public_key),
+            "kdf": {"salt": b64e(setup.salt), "params": setup.params.to_json()},
+            "recovery_public_key": b64e(setup.recovery_key.login_public_key),
+            "identity": setup.public_identity.to_json(),
+            "wrapped_keys": {"passphrase": setup.wrapped_by_passphrase.to_json(),
+                             "recovery": setup.wrapped_by_recovery.to_json()},
+        }
+        idempotency_key = secrets.token_urlsafe(24)  # the same key for every retry
+
+        async def send() -> httpx.Response:
+            return await self._t.request("POST", "/v1/auth/signup", json=body, auth=False,
+                                         headers={"idempotency-key": idempotency_key},
+                                         ok=(200, 201))
+
+        result = parse(SignupResult, await self._retrying(send))
+        if account_uuid(result.account_id) != str(account_id):
+            raise ServerError("the server created an account with another id")
+        self._t.set_tokens(None)
+        self.profile.save_settings(self.profile.settings().model_copy(update={
+            "server_url": self.server_url, "account_id": str(account_id), "email": email,
+            "role": role, "kdf_salt": b64e(setup.salt), "kdf_params": setup.params.to_json(),
+            "stale_wrap_salts": []}))
+        self.profile.pin(str(account_id), setup.public_identity.fingerprint_hex())
+        return result, setup.recovery_key.to_text()
+
+    async def login(self, email: str, passphrase: str, totp_code: str | None = None,
+                    recovery_code: str | None = None, device_name: str | None = None
+                    ) -> LoginResult:
+        """Challenge, Argon2id, sign, tokens; then check the passphrase wrap opens here."""
+        challenge = await self._challenge(email, "login")
+        keys = await self._derive(passphrase, challenge.salt, challenge.params)
+        return await self._finish_login(email, challenge, keys, totp_code=totp_code,
+                                        recovery_code=recovery_code, device_name=device_name)
+
+    async def unlock(self, passphrase: str) -> IdentityKeys:
+        """The identity private keys, for the flows that decrypt or sign (kept in memory)."""
+        account_id, email = self._require_account()
+        settings = self.profile.settings()
+        if settings.kdf_salt and settings.kdf_params:
+            salt, params = b64d(settings.kdf_salt, what="salt"), KdfParams.from_json(
+                settings.kdf_params)
+        else:
+            challenge = await self._challenge(email, "login")
+            salt, params = challenge.salt, challenge.params
+        kdf_policy.check_server_params(params)
+        keys = await self._derive(passphrase, salt, params)
+        identity = await self._open_passphrase_wrap(account_id, salt, keys.kek,
+                                                    on_failure=InvalidCredentials())
+        await self._adopt_identity(identity)
+        return identity
+
+    async def refresh(self) -> None:
+        """Rotate the tokens now (requests also do it once, automatically, on a 401)."""
+        if self._t.tokens is None:
+            raise NotLoggedIn()
+        await self._t._refreshed(after=self._t.tokens.access_token)
+
+    async def logout(self) -> None:
+        """Revoke this session at the gateway and forget its tokens."""
+        if self._t.tokens is None:
+            return
+        try:
+            await self._t.request("POST", "/v1/auth/logout", ok=(200, 204))
+        except AuthError:
+            pass  # already revoked or expired: nothing left to end
+        self._t.set_tokens(None)
+
+    async def whoami(self) -> Me:
+        return parse(Me, await self._t.request("GET", "/v1/auth/me"))
+
+    async def sessions(self) -> list[SessionInfo]:
+        response = await self._t.request("GET", "/v1/auth/sessions")
+        try:
+            return TypeAdapter(list[SessionInfo]).validate_python(response.json())
+        except (ValueError, ValidationError):
+            raise ServerError("the server sent a malformed session list") from None
+
+    async def revoke_session(self, session_id: str) -> None:
+        session_id = account_uuid(session_id, "session id")
+        await self._t.request("DELETE", f"/v1/auth/sessions/{session_id}", ok=(200, 204))
+        if self._t.tokens is not None and self._t.tokens.session_id == session_id:
+            self._t.set_tokens(None)
+
+    async def enable_totp(self) -> TotpEnrolment:
+        return parse(TotpEnrolment, await self._t.request("POST", "/v1/auth/2fa/totp"))
+
+    async def confirm_totp(self, code: str) -> list[str]:
+        response = await self._t.request("POST", "/v1/auth/2fa/totp/confirm",
+                                         json={"code": code.strip()})
+        return parse(RecoveryCodes, response).recovery_codes
+
+    # -- passphrase and recovery ---------------------------------------------------------
+
+    async def change_passphrase(self, old: str, new: str, totp_code: str | None = None) -> None:
+        """The four steps of the contract, in an order where a crash keeps the old one working.
+
+        1. store a wrap under the new KEK (new salt); 2. sign a fresh ``passphrase`` challenge
+        with the current login key; 3. switch the account; 4. delete the old wrap.
+        """
+        account_id, email = self._require_account()
+        current = await self._challenge(email, "passphrase")
+        old_keys = await self._derive(old, current.salt, current.params)
+        identity = await self._open_passphrase_wrap(account_id, current.salt, old_keys.kek,
+                                                    on_failure=InvalidCredentials(
+                                                        "the current passphrase is wrong"))
+        params = kdf_policy.default_params()
+        salt = new_salt()
+        new_keys = await self._derive(new, salt, params)
+        new_wrap_path = f"/v1/keys/me/wraps/passphrase/{b64e(salt)}"
+        # 1
+        await self._t.request("PUT", new_wrap_path, json=wrap_identity(identity, new_keys.kek)
+                              .to_json(), ok=(200, 201, 204))
+        # 2
+        challenge = await self._challenge(email, "passphrase")
+        if challenge.salt != current.salt:
+            raise Conflict("the passphrase was changed meanwhile on another device")
+        body: dict[str, Any] = {
+            "challenge_id": challenge.challenge_id,
+            "signature": b64e(old_keys.login_signing_key.sign(challenge.data).signature),
+            "new_login_public_key": b64e(new_keys.login_public_key),
+            "new_kdf": {"salt": b64e(salt), "params": params.to_json()},
+        }
+        if totp_code:
+            body["totp_code"] = totp_code
+        # 3
+        try:
+            await self._t.request("POST", "/v1/auth/passphrase", json=body, ok=(200, 204))
+        except (AuthError, SecondFactorRequired, InvalidInput, Conflict):
+            # Refused for sure: the new wrap is an orphan, remove it (best effort).
+            with contextlib.suppress(EcrinError):
+                await self._t.request("DELETE", new_wrap_path, ok=(200, 204, 404))
+            raise
+        settings = self.profile.settings()
+        self.profile.update_settings(
+            kdf_salt=b64e(salt), kdf_params=params.to_json(),
+            stale_wrap_salts=[*settings.stale_wrap_salts, b64e(current.salt)])
+        # 4
+        await self._delete_stale_wraps()
+
+    async def recover(self, email: str, recovery_key_text: str, new_passphrase: str,
+                      totp_code: str | None = None, recovery_code: str | None = None,
+                      device_name: str | None = None) -> LoginResult | None:
+        """Set a new passphrase with the recovery key; then sign in with it.
+
+        Returns ``None`` if the account is recovered but signing in again needs a fresh
+        second-factor code (every session, the recovery one included, ends at step 4).
+        """
+        try:
+            recovery_key = RecoveryKey.from_text(recovery_key_text)
+        except InvalidCode as exc:
+            raise InvalidInput(f"not a valid recovery key: {exc}") from None
+        # 1
+        challenge = await self._challenge(email, "recover")
+        body: dict[str, Any] = {
+            "challenge_id": challenge.challenge_id,
+            "signature": b64e(recovery_key.login_signing_key().sign(challenge.data).signature),
+        }
+        if totp_code:
+            body["totp_code"] = totp_code
+        if recovery_code:
+            body["recovery_code"] = recovery_code
+        # 2: a recovery session, kept in memory only
+        pair = parse(TokenPair, await self._t.request("POST", "/v1/auth/recover", json=body,
+                                                      auth=False))
+        account_id = account_uuid(pair.account.id)
+        session = GatewayTransport(
+            self.server_url, on_tokens=lambda _tokens: None, transport=self._transport_arg,
+            timeout=self._timeout,
+            tokens=StoredTokens(access_token=pair.access_token,
+                                refresh_token=pair.refresh_token, session_id=pair.session_id))
+        try:
+            # 3
+            wrapped = await self._fetch_wrap("/v1/keys/me/wraps/recovery", session)
+            identity = self._unwrap(wrapped, recovery_key, account_id, IntegrityError(
+                "the recovery wrap does not open with the recovery key the gateway accepted"))
+            pinned = self.profile.pinned(account_id)
+            if pinned is not None:
+                check_pin(identity.public_identity(), pinned)
+            # 4
+            params = kdf_policy.default_params()
+            salt = new_salt()
+            new_keys = await self._derive(new_passphrase, salt, params)
+            await session.request("PUT", f"/v1/keys/me/wraps/passphrase/{b64e(salt)}",
+                                  json=wrap_identity(identity, new_keys.kek).to_json(),
+                                  ok=(200, 201, 204))
+            await session.request("POST", "/v1/auth/passphrase", ok=(200, 204), json={
+                "new_login_public_key": b64e(new_keys.login_public_key),
+                "new_kdf": {"salt": b64e(salt), "params": params.to_json()}})
+        finally:
+            await session.aclose()
+        self._t.set_tokens(None)
+        settings = self.profile.settings()
+        stale = settings.stale_wrap_salts if settings.account_id == account_id else []
+        self.profile.save_settings(settings.model_copy(update={
+            "server_url": self.server_url, "account_id": account_id,
+            "email": pair.account.email, "role": pair.account.role, "kdf_salt": b64e(salt),
+            "kdf_params": params.to_json(), "stale_wrap_salts": [*stale, b64e(challenge.salt)]}))
+        login = await self._challenge(email, "login")
+        if login.salt != salt:
+            raise IntegrityError("the gateway did not switch to the new passphrase")
+        try:
+            return await self._finish_login(email, login, new_keys, totp_code=totp_code,
+                                            recovery_code=None, device_name=device_name)
+        except SecondFactorRequired:
+            return None
+
+    # -- directory and verification -------------------------------------------------------
+
+    async def _directory_identity(self, account_id: str) -> PublicIdentity:
+        response = await self._t.request("GET", f"/v1/directory/{account_id}")
+        entry = parse(DirectoryEntry, response)
+        return self._checked_entry(account_id, entry)
+
+    @staticmethod
+    def _checked_entry(account_id: str, entry: DirectoryEntry) -> PublicIdentity:
+        try:
+            identity = PublicIdentity.from_json(entry.identity)
+        except IdentityMismatchError:
+            raise IdentityMismatch("the directory entry's self-signature does not verify") \
+                from None
+        except FormatError:
+            raise ServerError("the directory sent a malformed identity") from None
+        if str(identity.account_id) != account_id:
+            raise IdentityMismatch("the directory answered with another account's identity")
+        claimed = compact(entry.fingerprint)
+        fingerprint = identity.fingerprint()
+        if claimed not in (fingerprint.hex(), b64e(fingerprint).lower()):
+            raise IntegrityError("the directory's fingerprint does not match the identity")
+        return identity
+
+    async def get_directory(self, account_id: str) -> PublicIdentity:
+        """An account's public identity, verified, and checked against its pin if pinned."""
+        account_id = account_uuid(account_id)
+        identity = await self._directory_identity(account_id)
+        pinned = self.profile.pinned(account_id)
+        if pinned is not None:
+            check_pin(identity, pinned)
+        return identity
+
+    async def put_directory(self, identity: PublicIdentity) -> PublicIdentity:
+        """Publish (replace) my own public identity; only its owner may."""
+        response = await self._t.request("PUT", f"/v1/directory/{identity.account_id}",
+                                         json=identity.to_json(), ok=(200, 201))
+        return self._checked_entry(str(identity.account_id), parse(DirectoryEntry, response))
+
+    async def verify_account(self, account_id: str) -> Verification:
+        """Their fingerprint and our safety number, to compare in person before pinning.
+
+        Raises :class:`IdentityMismatch` if the account is pinned and its key changed.
+        """
+        my_id, _ = self._require_account()
+        theirs = await self.get_directory(account_id)
+        mine = await self.get_directory(my_id)
+        return Verification(account_id=str(theirs.account_id),
+                            fingerprint=theirs.fingerprint_hex(),
+                            safety_number=mine.safety_number(theirs),
+                            pinned=self.profile.pinned(str(theirs.account_id)) is not None)
+
+    def pin(self, account_id: str, fingerprint: str) -> None:
+        """Remember a fingerprint the user verified; later changes are refused loudly."""
+        pinning.pin(self.profile, account_id, fingerprint)
+
+    def pinned_account(self) -> Account | None:
+        settings = self.profile.settings()
+        if not settings.account_id:
+            return None
+        return Account(id=settings.account_id, email=settings.email or "",
+                       role=settings.role or "")

@@ -1,0 +1,96 @@
+"""What the API returns, as parsed by the client (docs/accounts.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Account(_Model):
+    id: str
+    email: str
+    role: str
+    second_factor_enabled: bool = False
+
+
+class SignupResult(_Model):
+    account_id: str
+    email: str
+    role: str
+    created_at: datetime | None = None
+
+
+class KdfInfo(_Model):
+    salt: str
+    params: dict[str, Any]
+
+
+class Challenge(_Model):
+    challenge_id: str
+    challenge: str
+    expires_at: datetime | None = None
+    kdf: KdfInfo
+
+
+class TokenPair(_Model):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int = 900
+    session_id: str
+    second_factor_verified: bool = False
+    account: Account
+
+
+class Me(_Model):
+    account: Account
+    session_id: str
+    second_factor_verified: bool = False
+
+
+class SessionInfo(_Model):
+    id: str
+    device_name: str | None = None
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    current: bool = False
+
+
+class TotpEnrolment(_Model):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str | None = None
+
+
+class RecoveryCodes(_Model):
+    recovery_codes: list[str] = Field(min_length=1)
+
+
+class DirectoryEntry(_Model):
+    identity: dict[str, Any]
+    fingerprint: str
+    updated_at: datetime | None = None
+
+
+class LoginResult(_Model):
+    """A signed-in device: the session, and the fingerprint of the identity it unwrapped."""
+
+    account: Account
+    session_id: str
+    second_factor_verified: bool
+    fingerprint: str
+
+
+class Verification(_Model):
+    """What `ecrin verify` shows: compare ``safety_number`` in person, then pin."""
+
+    account_id: str
+    fingerprint: str
+    safety_number: str
+    pinned: bool
