@@ -37,6 +37,7 @@ def build_service_app(
     on_shutdown: Sequence[Hook] = (),
     description: str = "",
     docs: bool = True,
+    forwarded_audiences: dict[str, frozenset[str]] | None = None,
 ) -> FastAPI:
     """A FastAPI app with the database, problem+json errors, logs, metrics and guards.
 
@@ -80,7 +81,8 @@ def build_service_app(
     if internal_auth:
         verifier = InternalTokenVerifier(settings.internal_public_key_pem(), audience=service)
         app.state.verifier = verifier
-        app.add_middleware(InternalAuthMiddleware, verifier=lambda: verifier)
+        app.add_middleware(InternalAuthMiddleware, verifier=lambda: verifier,
+                           forwarded=forwarded_audiences)
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
                        overrides=[(p, settings.max_upload_bytes) for p in upload_paths])
     # Added last, so outermost: every response, even a 401 or a 413, gets a request id.

@@ -60,3 +60,16 @@ def get_gateway_system(claims: InternalClaimsDep) -> InternalClaims:
 
 
 GatewaySystem = Annotated[InternalClaims, Depends(get_gateway_system)]
+
+
+def get_raw_internal_token(request: Request) -> str:
+    """The internal token as received: forwarded to the sharing service's access route."""
+    from ecrin_platform.tokens import HEADER
+
+    token = request.headers.get(HEADER)
+    if not token:
+        raise Unauthorized("A valid internal token is required.")
+    return token
+
+
+RawInternalToken = Annotated[str, Depends(get_raw_internal_token)]

@@ -81,6 +81,8 @@ class Stack:
             env[f"{prefix}SHARING_URL"] = self.url("sharing")
         else:
             env[f"{prefix}INTERNAL_TOKEN_PUBLIC_KEY_FILE"] = str(self.public_key)
+            if service in ("records-api", "kms"):
+                env[f"{prefix}SHARING_URL"] = self.url("sharing")
         return env
 
     def migrate(self) -> None:

@@ -28,9 +28,19 @@ async def send_problem(send: Send, status: int, detail: str,
 class InternalAuthMiddleware:
     """Every call but health and metrics must carry a valid internal token."""
 
-    def __init__(self, app: ASGIApp, *, verifier: Callable[[], InternalTokenVerifier]) -> None:
+    def __init__(self, app: ASGIApp, *, verifier: Callable[[], InternalTokenVerifier],
+                 forwarded: dict[str, frozenset[str]] | None = None) -> None:
         self.app = app
         self.verifier = verifier
+        #: path prefix -> other services whose token may be forwarded there (the caller's
+        #: own token, proving who the user is; see the sharing service's access route).
+        self.forwarded = forwarded or {}
+
+    def _audiences(self, path: str) -> frozenset[str] | None:
+        for prefix, callers in self.forwarded.items():
+            if path.startswith(prefix):
+                return callers | {self.verifier().audience}
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
@@ -44,7 +54,8 @@ class InternalAuthMiddleware:
         try:
             if not token:
                 raise InvalidInternalToken("missing")
-            claims = self.verifier().verify(token.decode("latin-1"))
+            claims = self.verifier().verify(token.decode("latin-1"),
+                                            audiences=self._audiences(scope["path"]))
         except InvalidInternalToken:
             await send_problem(send, 401, "A valid internal token is required.",
                                [(b"www-authenticate", b'Bearer realm="ecrin-internal"')])

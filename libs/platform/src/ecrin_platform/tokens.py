@@ -109,12 +109,15 @@ class InternalTokenVerifier:
         self._kid = key_id(public_pem)
         self.audience = audience
 
-    def verify(self, token: str) -> InternalClaims:
+    def verify(self, token: str, *, audiences: frozenset[str] | None = None) -> InternalClaims:
+        """Checks signature, issuer, lifetime and audience (``self.audience``, or one of
+        ``audiences`` on the few routes that accept a token forwarded by another service)."""
+        accepted = sorted(audiences) if audiences else self.audience
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != ALGORITHM or header.get("kid") != self._kid:
                 raise InvalidInternalToken("unexpected algorithm or key id")
-            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=self.audience,
+            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=accepted,
                                 issuer=ISSUER, leeway=2,
                                 options={"require": ["exp", "iat", "nbf", "aud", "iss", "jti"]})
         except jwt.PyJWTError as exc:
@@ -129,6 +132,6 @@ class InternalTokenVerifier:
                                   session_kind=str(claims.get("skd", "normal")))
         known = {"iss", "aud", "iat", "nbf", "exp", "jti", "rid", "sub", "role", "sid", "amr2",
                  "skd"}
-        return InternalClaims(audience=self.audience, request_id=claims.get("rid"),
+        return InternalClaims(audience=str(claims["aud"]), request_id=claims.get("rid"),
                               principal=principal, token_id=claims["jti"],
                               extra={k: v for k, v in claims.items() if k not in known})

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from ecrin_platform.access import AccessClient
 from ecrin_platform.app import build_service_app
 from kms.accounts.endpoints import directory, internal, keys
+from kms.keyrings.endpoints import router as keyrings
 from kms.service_info import router as info_router
 from kms.settings import Settings
 
@@ -17,6 +19,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+
+    async def start(app: FastAPI) -> None:
+        app.state.access = AccessClient(app.state.http, settings.sharing_url, caller=SERVICE,
+                                        ttl_s=settings.authz_cache_s)
     return build_service_app(
         service=SERVICE,
         title="Écrin KMS",
@@ -25,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Holds no unwrapped key."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router, directory, keys, internal],
+        routers=[info_router, directory, keys, keyrings, internal],
+        on_startup=[start],
         upload_paths=[],
     )

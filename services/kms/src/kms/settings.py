@@ -11,3 +11,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ECRIN_KMS_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///var/kms.db"
+    #: The sharing service, the authorisation decision point.
+    sharing_url: str = "http://127.0.0.1:8003"
+    #: How long an access decision is cached (a revocation bites within this bound).
+    authz_cache_s: float = 2.0

@@ -7,6 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ecrin_platform.app import build_service_app
+from sharing.clock import Clock
+from sharing.files.endpoints import internal, router
 from sharing.service_info import router as info_router
 from sharing.settings import Settings
 
@@ -16,7 +18,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    return build_service_app(
+    app = build_service_app(
         service=SERVICE,
         title="Écrin sharing",
         description=(
@@ -24,6 +26,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the authorisation decision point."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router],
+        routers=[info_router, router, internal],
+        forwarded_audiences={"/internal/": frozenset({"records-api", "kms"})},
         upload_paths=[],
     )
+    app.state.clock = Clock(settings.clock_offset_file)
+    return app

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, Uuid
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrin_platform.db import Base as PlatformBase
@@ -44,3 +44,30 @@ class WrappedKey(Base):
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     wrap: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class KeyringEntryRow(Base):
+    """A scope key version sealed to one member and signed by its granter."""
+
+    __tablename__ = "keyring_entries"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    granter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_keyring_member", "member_id", "file_id"),)
+
+
+class KeyringVersion(Base):
+    """The current version of each scope key of a file."""
+
+    __tablename__ = "keyring_versions"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,6 +1,16 @@
-"""ORM models of the sharing service; its own metadata, its own database."""
+"""ORM models of the sharing service: patient files, grants and blind-index tokens.
+
+Nothing here names a patient: the file id, its owner, times, and keyed search tokens.
+"""
 
 from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrin_platform.db import Base as PlatformBase
 
@@ -10,3 +20,52 @@ class Base(PlatformBase):
 
 
 metadata = Base.metadata
+
+
+class PatientFile(Base):
+    __tablename__ = "patient_files"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    #: pending until the kms holds its keyring; only active files are served.
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Grant(Base):
+    """Who may do what on a file. The owner holds one too (relationship "owner")."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_files.id", ondelete="CASCADE"))
+    grantee_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    granter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    relationship: Mapped[str] = mapped_column(String(16))
+    #: scope -> "read" | "append"
+    scopes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    __table_args__ = (
+        Index("ix_grants_file_grantee", "file_id", "grantee_id"),
+        Index("ix_grants_grantee", "grantee_id", "status"),
+    )
+
+
+class SearchToken(Base):
+    """A blind-index token (keyed hash of a normalised name, INS or birth date)."""
+
+    __tablename__ = "search_tokens"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_files.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+
+    __table_args__ = (Index("ix_search_tokens_owner_token", "owner_id", "token"),)

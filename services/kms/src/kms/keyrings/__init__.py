@@ -1,0 +1,1 @@
+"""Patient keyrings: each scope key version sealed to each member, signed by its granter."""

@@ -1,0 +1,1 @@
+"""Patient files and the authorisation decision point."""

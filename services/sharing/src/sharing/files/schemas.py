@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Token = str
+Access = Literal["read", "append"]
+
+
+class FileCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: uuid.UUID
+    #: blind-index tokens (keyed hashes made on the device); never a name
+    search_tokens: list[str] = Field(default_factory=list, max_length=64)
+
+
+class SearchTokensIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    search_tokens: list[str] = Field(max_length=64)
+
+
+class AccessOut(BaseModel):
+    file_id: uuid.UUID
+    account_id: uuid.UUID
+    relationship: str
+    scopes: dict[str, Access]
+    state: str
+    valid_until: datetime | None = None
+
+
+class FileOut(BaseModel):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    relationship: str
+    scopes: dict[str, Access]
+
+
+class FilePage(BaseModel):
+    items: list[FileOut]
+    next_cursor: str | None
