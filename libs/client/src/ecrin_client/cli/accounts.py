@@ -76,8 +76,9 @@ def create(ctx: typer.Context, email: EmailOption = None,
     def human(console: Console) -> None:
         console.print(f"Account [bold]{account.email}[/] created ({account.role}); "
                       f"id {account.account_id}")
+        console.print("\nYour RECOVERY KEY:\n")
+        console.print(f"    {recovery_text}\n", style="bold", markup=False, soft_wrap=True)
         console.print(Panel(
-            f"[bold]{recovery_text}[/]\n\n"
             "This is your RECOVERY KEY. Write it down on paper now and keep it somewhere safe "
             "(not on this computer). It is shown only this once: Écrin stores it nowhere and "
             "cannot show it again. Without it, a forgotten passphrase means your encrypted "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from ecrin_client.cli import accounts, security
 from ecrin_client.cli.runtime import Runtime
@@ -51,13 +51,17 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: click's usage errors exit 1 (2 means an authentication failure here)."""
     try:
         code = app(args=argv, prog_name="ecrin", standalone_mode=False)
-    except click.exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, EOFError):
         typer.echo("Aborted.", err=True)
         sys.exit(1)
-    except click.ClickException as error:
-        error.show()
+    except TyperException as error:  # usage errors (Typer vendors its own click)
+        show = getattr(error, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"Error: {error.format_message()}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)

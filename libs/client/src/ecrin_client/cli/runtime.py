@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ecrin_client.client import EcrinClient
 from ecrin_client.errors import EcrinError, InvalidInput
@@ -49,11 +50,11 @@ class Runtime:
 
     @property
     def out(self) -> Console:
-        return Console(soft_wrap=True, highlight=False)
+        return Console(highlight=False)
 
     @property
     def err(self) -> Console:
-        return Console(stderr=True, soft_wrap=True, highlight=False)
+        return Console(stderr=True, highlight=False)
 
     def profile(self) -> Profile:
         return Profile.from_env()
@@ -116,7 +117,7 @@ class Runtime:
         if self.json:
             typer.echo(json.dumps(error.to_json(), sort_keys=True))
         else:
-            self.err.print(f"[bold red]error:[/] {error.message}", markup=True)
+            self.err.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True)
         return typer.Exit(error.exit_code)
 
     def run_raw(self, flow: Callable[[EcrinClient], Awaitable[T]]) -> T:

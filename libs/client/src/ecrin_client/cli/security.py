@@ -71,8 +71,8 @@ def enable(ctx: typer.Context,
         console = rt.err if confirm else rt.out
         console.print("Scan this QR code with your authenticator app "
                       "(or enter the secret by hand):")
-        console.print(_qr_text(enrolment.otpauth_uri), markup=False)
-        console.print(f"otpauth URI: {enrolment.otpauth_uri}", markup=False)
+        console.print(_qr_text(enrolment.otpauth_uri), markup=False, soft_wrap=True)
+        console.print(f"otpauth URI: {enrolment.otpauth_uri}", markup=False, soft_wrap=True)
         console.print(f"secret: {enrolment.secret}", markup=False)
     if not confirm:
         if rt.json:

@@ -1,0 +1,133 @@
+"""The profile folder: 0700/0600, what it holds, and never a secret after any flow."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+from ecrin_client import Profile
+from ecrin_client.profile import StoredTokens
+
+from ecrin_e2ee import RecoveryKey, derive_account_keys
+from ecrin_e2ee.kdf import KdfParams
+from tests.client.conftest import EMAIL, NEW_PASSPHRASE, PASSPHRASE
+from tests.client.fake_server import TOTP_CODE, b64d
+
+
+def encodings(raw: bytes) -> list[bytes]:
+    return [raw, raw.hex().encode(), base64.b64encode(raw).rstrip(b"="),
+            base64.urlsafe_b64encode(raw).rstrip(b"=")]
+
+
+def assert_no_secret(profile: Profile, secrets: list[bytes]) -> None:
+    for path in profile.home.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for secret in secrets:
+                assert secret not in content, f"a secret leaked into {path.name}"
+
+
+def assert_private_modes(profile: Profile) -> None:
+    assert stat.S_IMODE(profile.home.stat().st_mode) == 0o700
+    files = [p for p in profile.home.iterdir()]
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+        assert not path.name.endswith(".tmp")
+
+
+class TestFiles:
+    def test_modes_even_with_a_permissive_umask(self, tmp_path: Path):
+        import os
+
+        old = os.umask(0)
+        try:
+            profile = Profile(tmp_path / "home")
+            profile.update_settings(server_url="https://x.test")
+            profile.save_tokens(StoredTokens(access_token="a", refresh_token="r",
+                                             session_id="s"))
+            profile.pin("6f1c4c6e-4d0e-4a8e-9c39-1c1a0d5e7a10", "ab" * 32)
+        finally:
+            os.umask(old)
+        assert_private_modes(profile)
+
+    def test_an_existing_loose_folder_is_tightened(self, tmp_path: Path):
+        home = tmp_path / "home"
+        home.mkdir(mode=0o755)
+        home.chmod(0o755)
+        Profile(home).update_settings(email="a@example.fr")
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+    def test_logout_removes_the_tokens_file(self, tmp_path: Path):
+        profile = Profile(tmp_path)
+        profile.save_tokens(StoredTokens(access_token="a", refresh_token="r", session_id="s"))
+        profile.save_tokens(None)
+        assert not (tmp_path / "tokens.json").exists()
+
+
+class TestNoSecretAfterAnyFlow:
+    async def test_every_flow(self, fake, open_client, device_a, device_b):
+        client_a = open_client(device_a)
+        _, recovery_text = await client_a.signup(EMAIL, PASSPHRASE, "practitioner")
+        recovery = RecoveryKey.from_text(recovery_text)
+        secrets = [PASSPHRASE.encode(), NEW_PASSPHRASE.encode(), recovery_text.encode(),
+                   recovery_text.upper().encode(), *encodings(recovery.to_bytes())]
+
+        def add_keys_for(passphrase: str) -> None:
+            account = fake.accounts[EMAIL]
+            keys = derive_account_keys(passphrase, b64d(account.salt),
+                                       KdfParams.from_json(account.params))
+            secrets.extend(encodings(keys.kek.to_bytes()))
+            secrets.extend(encodings(bytes(keys.login_signing_key)))
+
+        def check() -> None:
+            for profile in (device_a, device_b):
+                if profile.home.exists():
+                    assert_no_secret(profile, secrets)
+                    assert_private_modes(profile)
+
+        add_keys_for(PASSPHRASE)
+        check()
+        await client_a.login(EMAIL, PASSPHRASE)
+        identity = await client_a.unlock(PASSPHRASE)
+        secrets.extend(encodings(identity.to_bytes()))
+        secrets.extend(encodings(bytes(identity.encryption_key)))
+        secrets.extend(encodings(bytes(identity.signing_key)))
+        check()
+        client_b = open_client(device_b)
+        await client_b.login(EMAIL, PASSPHRASE)
+        await client_b.enable_totp()
+        await client_b.confirm_totp(TOTP_CODE)
+        await client_b.verify_account(str(identity.account_id))
+        check()
+        await client_a.login(EMAIL, PASSPHRASE, totp_code=TOTP_CODE)
+        await client_a.change_passphrase(PASSPHRASE, NEW_PASSPHRASE, totp_code=TOTP_CODE)
+        add_keys_for(NEW_PASSPHRASE)
+        check()
+        await client_b.recover(EMAIL, recovery_text, PASSPHRASE + "!", totp_code=TOTP_CODE)
+        secrets.append((PASSPHRASE + "!").encode())
+        check()
+        await client_b.logout()
+        check()
+        settings = device_a.settings()
+        assert settings.email == EMAIL and settings.server_url and settings.account_id
+        assert device_a.pinned(settings.account_id)
+
+
+@pytest.mark.parametrize("name", ["profile.json", "tokens.json", "pins.json"])
+def test_unreadable_files_are_a_clear_error(tmp_path: Path, name: str):
+    from ecrin_client import InvalidInput
+
+    (tmp_path / name).write_text("{not json")
+    profile = Profile(tmp_path)
+    if name == "profile.json":
+        with pytest.raises(InvalidInput):
+            profile.settings()
+    elif name == "pins.json":
+        with pytest.raises(InvalidInput):
+            profile.pins()
+    else:
+        with pytest.raises(InvalidInput):
+            profile.tokens()
