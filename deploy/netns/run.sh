@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Écrin on "four hosts" on one machine: each service and each database in its own network
+# namespace with its own address, wired to one bridge, with nftables rules mirroring the
+# Kubernetes NetworkPolicies (deploy/k8s). Then a scenario through the gateway, and proof
+# that the edges the architecture forbids are blocked.
+#
+#   sudo deploy/netns/run.sh        (or: make netns-e2e)
+#
+# Needs root, iproute2, nftables (installed with apt-get when missing), PostgreSQL 15+
+# server binaries and the workspace's .venv (`make sync`). Everything lives in namespaces
+# named ecrin-<run>-*, whose addresses (10.200.7.0/24) exist only behind a bridge inside
+# its own namespace: no route leads there from the machine or out of it. The trap removes
+# every process, namespace and file it made, whatever happens. Bounded: every wait has a
+# deadline, and the whole run is killed after ECRIN_NETNS_TIMEOUT seconds (default 150).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+PYTHON="${ECRIN_PYTHON:-$ROOT/.venv/bin/python}"
+PG_BIN="${ECRIN_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
+TIMEOUT="${ECRIN_NETNS_TIMEOUT:-150}"
+RUN="$(printf '%04x' $((RANDOM % 65536)))"
+NS="ecrin-$RUN"
+NET=10.200.7
+
+say() { printf '%s\n' "$*"; }
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "run as root (network namespaces and nftables need it)"
+[ -x "$PYTHON" ] || fail "no $PYTHON: run 'make sync' first"
+[ -x "$PG_BIN/initdb" ] || fail "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin"
+id postgres >/dev/null 2>&1 || fail "no postgres user to run PostgreSQL as"
+if ! command -v nft >/dev/null; then
+  say "nftables is missing; installing it"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null \
+    || fail "cannot install nftables"
+fi
+
+# host: (namespace suffix, address). Services first, then their databases.
+declare -A ADDR=(
+  [client]=$NET.10 [gateway]=$NET.11 [records-api]=$NET.12 [kms]=$NET.13 [sharing]=$NET.14
+  [gateway-db]=$NET.21 [records-db]=$NET.22 [kms-db]=$NET.23 [sharing-db]=$NET.24
+)
+HOSTS=(client gateway records-api kms sharing gateway-db records-db kms-db sharing-db)
+declare -A PORT=([gateway]=8000 [records-api]=8001 [kms]=8002 [sharing]=8003)
+declare -A PACKAGE=([gateway]=gateway [records-api]=records_api [kms]=kms [sharing]=sharing)
+declare -A PREFIX=([gateway]=ECRIN_GATEWAY_ [records-api]=ECRIN_RECORDS_ [kms]=ECRIN_KMS_
+                   [sharing]=ECRIN_SHARING_)
+declare -A DB=([gateway]=gateway [records-api]=records [kms]=kms [sharing]=sharing)
+SERVICES=(gateway records-api kms sharing)
+
+# The allowed edges, "source destination port": the same list as the NetworkPolicies
+# (tests/deploy/test_network_policies.py checks that list against the rendered manifests).
+EDGES=(
+  "client gateway 8000"
+  "gateway records-api 8001" "gateway kms 8002" "gateway sharing 8003"
+  "records-api sharing 8003" "kms sharing 8003"
+  "gateway gateway-db 5432" "records-api records-db 5432" "kms kms-db 5432"
+  "sharing sharing-db 5432"
+)
+
+WORK="$(mktemp -d /tmp/ecrin-netns.XXXXXX)"
+chmod 755 "$WORK"
+PGW="$WORK/pg"   # PostgreSQL's own folder: data directories, sockets and logs
+mkdir -m 700 "$PGW" && chown postgres: "$PGW"
+PIDS=()
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for host in gateway-db records-db kms-db sharing-db; do
+    [ -d "$PGW/$host" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGW/$host" \
+      -m immediate -w -t 10 stop >/dev/null 2>&1
+  done
+  for pid in "${PIDS[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null
+  done
+  for host in "${HOSTS[@]}" switch; do
+    # Anything still inside one of our namespaces is ours: end it before removing it.
+    for pid in $(ip netns pids "$NS-$host" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns del "$NS-$host" 2>/dev/null
+  done
+  rm -rf "$WORK"
+  if [ "$rc" = 0 ]; then say "cleaned up: namespaces $NS-*, processes and $WORK removed"; fi
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+# The whole run is bounded: past the deadline, this shell is told to stop (and cleans up).
+MAIN=$$
+(
+  sleep "$TIMEOUT" & nap=$!
+  trap 'kill $nap 2>/dev/null; exit 0' TERM
+  wait $nap && echo "netns e2e: over ${TIMEOUT}s, stopping" >&2 && kill -TERM $MAIN
+) >/dev/null 2>&1 &
+WATCHDOG=$!
+PIDS+=("$WATCHDOG")
+
+in_ns() { local host=$1; shift; ip netns exec "$NS-$host" "$@"; }
+
+step "network: one bridge, nine hosts, run $RUN"
+ip netns add "$NS-switch"
+in_ns switch ip link add br0 type bridge
+in_ns switch ip link set br0 up
+i=0
+for host in "${HOSTS[@]}"; do
+  i=$((i + 1))
+  ip netns add "$NS-$host"
+  # veth names are at most 15 characters: e<run><index> / b<run><index>.
+  ip link add "e$RUN$i" netns "$NS-$host" type veth peer name "b$RUN$i" netns "$NS-switch"
+  in_ns switch ip link set "b$RUN$i" master br0 up
+  in_ns "$host" ip link set lo up
+  in_ns "$host" ip link set "e$RUN$i" name eth0
+  in_ns "$host" ip addr add "${ADDR[$host]}/24" dev eth0
+  in_ns "$host" ip link set eth0 up
+  say "  $(printf '%-11s' "$host") ${ADDR[$host]}"
+done
+
+step "firewall: nftables in every host, default drop, the allowed edges only"
+for host in "${HOSTS[@]}"; do
+  rules="table inet ecrin {
+  chain input { type filter hook input priority 0; policy drop;
+    iif lo accept
+    ct state established,related accept
+    ip protocol icmp accept"
+  out="  chain output { type filter hook output priority 0; policy drop;
+    oif lo accept
+    ct state established,related accept
+    ip protocol icmp accept"
+  for edge in "${EDGES[@]}"; do
+    read -r src dst port <<<"$edge"
+    [ "$dst" = "$host" ] && rules+="
+    ip saddr ${ADDR[$src]} tcp dport $port accept"
+    [ "$src" = "$host" ] && out+="
+    ip daddr ${ADDR[$dst]} tcp dport $port accept"
+  done
+  printf '%s\n  }\n%s\n  }\n}\n' "$rules" "$out" > "$WORK/$host.nft"
+  in_ns "$host" nft -f "$WORK/$host.nft"
+done
+for edge in "${EDGES[@]}"; do read -r src dst port <<<"$edge"; say "  allow $src -> $dst:$port"; done
+
+step "databases: one PostgreSQL per service, each on its own host"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$PGW/template" -U postgres --auth-local=trust \
+  --auth-host=reject -E UTF8 --no-sync >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; fail "initdb"; }
+declare -A PASSWORD
+for svc in "${SERVICES[@]}"; do
+  host="$svc-db"; [ "$svc" = records-api ] && host=records-db
+  db=${DB[$svc]}
+  PASSWORD[$svc]="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')"
+  cp -a "$PGW/template" "$PGW/$host"
+  # Only the service's own host and role may reach its database, with a password.
+  printf 'local all postgres trust\nhost %s %s %s/32 scram-sha-256\n' "$db" "$db" \
+    "${ADDR[$svc]}" > "$PGW/$host/pg_hba.conf"
+  in_ns "$host" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGW/$host" -w -t 30 \
+    -l "$PGW/$host.log" -o "-c listen_addresses=${ADDR[$host]} -c port=5432 \
+    -c unix_socket_directories=$PGW/$host -c fsync=off -c shared_buffers=16MB" start >/dev/null
+  in_ns "$host" runuser -u postgres -- "$PG_BIN/psql" -qX -h "$PGW/$host" -U postgres \
+    -v ON_ERROR_STOP=1 -c "CREATE ROLE $db LOGIN PASSWORD '${PASSWORD[$svc]}'" \
+    -c "CREATE DATABASE $db OWNER $db" >/dev/null
+  say "  $host on ${ADDR[$host]}:5432 (database and role $db)"
+done
+rm -rf "$PGW/template"
+
+step "services: keys, migrations, four processes"
+"$PYTHON" - "$WORK" <<'PY'
+import os, sys
+from ecrin_platform.tokens import generate_keypair_pem
+for name in ("internal-token", "access-token"):
+    private, public = generate_keypair_pem()
+    fd = os.open(os.path.join(sys.argv[1], f"{name}.key"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, private)
+    os.close(fd)
+    with open(os.path.join(sys.argv[1], f"{name}.pub"), "wb") as f:
+        f.write(public)
+PY
+service_env() {
+  local svc=$1 prefix=${PREFIX[$1]}
+  local host="$svc-db"; [ "$svc" = records-api ] && host=records-db
+  echo "${prefix}DATABASE_URL=postgresql+asyncpg://${DB[$svc]}:${PASSWORD[$svc]}@${ADDR[$host]}:5432/${DB[$svc]}"
+  if [ "$svc" = gateway ]; then
+    echo "${prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE=$WORK/internal-token.key"
+    echo "${prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE=$WORK/access-token.key"
+    echo "${prefix}RECORDS_URL=http://${ADDR[records-api]}:8001"
+    echo "${prefix}KMS_URL=http://${ADDR[kms]}:8002"
+    echo "${prefix}SHARING_URL=http://${ADDR[sharing]}:8003"
+    echo "${prefix}UPSTREAM_TIMEOUT_S=5"
+  else
+    echo "${prefix}INTERNAL_TOKEN_PUBLIC_KEY_FILE=$WORK/internal-token.pub"
+    echo "${prefix}SHARING_URL=http://${ADDR[sharing]}:8003"
+  fi
+}
+for svc in "${SERVICES[@]}"; do
+  mapfile -t env_lines < <(service_env "$svc")
+  # Each migration connects from the service's own host: the firewall is on the way.
+  in_ns "$svc" env -i PATH=/usr/bin:/bin HOME="$WORK" "${env_lines[@]}" \
+    "$PYTHON" -m "${PACKAGE[$svc]}" migrate >"$WORK/$svc-migrate.log" 2>&1 \
+    || { cat "$WORK/$svc-migrate.log"; fail "$svc migrate"; }
+  in_ns "$svc" env -i PATH=/usr/bin:/bin HOME="$WORK" "${env_lines[@]}" \
+    "$PYTHON" -m "${PACKAGE[$svc]}" serve --host "${ADDR[$svc]}" --port "${PORT[$svc]}" \
+    >"$WORK/$svc.log" 2>&1 &
+  PIDS+=("$!")
+  say "  $svc migrated; serving on ${ADDR[$svc]}:${PORT[$svc]}"
+done
+for svc in "${SERVICES[@]}"; do
+  deadline=$((SECONDS + 40))
+  # Readiness from the service's own host: /readyz is 200 once its database is reachable
+  # and migrated to head.
+  until in_ns "$svc" curl -fs -m 2 -o /dev/null "http://${ADDR[$svc]}:${PORT[$svc]}/readyz"; do
+    [ $SECONDS -lt $deadline ] || { tail -30 "$WORK/$svc.log"; fail "$svc not ready"; }
+    sleep 0.3
+  done
+  say "  $svc ready"
+done
+
+GW="http://${ADDR[gateway]}:8000"
+client() { in_ns client curl -sS -m 10 "$@"; }
+check() {  # check "what" expected actual
+  if [ "$2" = "$3" ]; then say "  ok    $1: $3"; else fail "$1: expected $2, got $3"; fi
+}
+
+step "scenario from the client host, through the gateway"
+check "GET /healthz" 200 "$(client -o /dev/null -w '%{http_code}' "$GW/healthz")"
+check "GET /readyz" 200 "$(client -o /dev/null -w '%{http_code}' "$GW/readyz")"
+check "GET /docs (Swagger UI)" 200 "$(client -o /dev/null -w '%{http_code}' "$GW/docs")"
+tags="$(client "$GW/openapi.json" | "$PYTHON" -c \
+  'import json,sys; print(",".join(t["name"] for t in json.load(sys.stdin)["tags"]))')"
+check "OpenAPI tags" "gateway,records-api,kms,sharing" "$tags"
+for pair in records:records-api keys:kms files:sharing; do
+  area=${pair%%:*}; svc=${pair#*:}
+  answer="$(client "$GW/v1/$area/service-info" | "$PYTHON" -c \
+    'import json,sys; print(json.load(sys.stdin)["service"])')"
+  check "GET /v1/$area/service-info answered by" "$svc" "$answer"
+done
+
+# 0 if a TCP connection from host to addr:port opens within 3 s.
+connects() { in_ns "$1" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; }
+edge() {  # edge expected-word src dst port
+  local got=blocked
+  connects "$2" "${ADDR[$3]}" "$4" && got=open
+  check "$(printf '%-12s -> %-11s :%s' "$2" "$3" "$4")" "$1" "$got"
+}
+
+step "edges: allowed ones open, forbidden ones blocked"
+edge open kms kms-db 5432
+edge blocked records-api kms-db 5432
+edge blocked gateway kms-db 5432
+edge open gateway kms 8002
+edge blocked client kms 8002
+edge blocked client records-api 8001
+edge blocked client sharing 8003
+edge blocked client gateway-db 5432
+edge blocked sharing kms 8002
+edge open records-api sharing 8003
+edge blocked sharing records-api 8001
+# Blocked at the destination too: with the records-api host's own output rules gone, the
+# kms-db host's input rules still drop it.
+in_ns records-api nft delete table inet ecrin
+say "  (records-api host's own rules removed: kms-db's input rules alone)"
+edge blocked records-api kms-db 5432
+in_ns records-api nft -f "$WORK/records-api.nft"
+
+printf '\nnetns e2e: all checks passed\n'
