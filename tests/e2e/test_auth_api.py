@@ -1,0 +1,329 @@
+"""Accounts against the real services: what an attacker of the login would try."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from ecrin_e2ee import KdfParams, create_account
+from ecrin_platform.tokens import generate_keypair_pem
+from tests.support.users import b64, sign_up, signup_payload
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+
+def _shape(value):
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    if isinstance(value, str):
+        return ("str", len(value) if len(value) < 40 else "long")
+    return type(value).__name__
+
+
+class TestEnumeration:
+    def test_unknown_and_known_email_get_the_same_shape(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        known = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": user.email})
+        unknown = httpx.post(f"{gateway}/v1/auth/challenge",
+                             json={"email": "nobody-" + user.email})
+        assert known.status_code == unknown.status_code == 200
+        assert _shape(known.json()) == _shape(unknown.json())
+        assert set(known.headers) - {"date", "x-request-id", "content-length"} == \
+            set(unknown.headers) - {"date", "x-request-id", "content-length"}
+
+    def test_unknown_email_gets_a_stable_fake_salt(self, stack):
+        gateway = stack.url("gateway")
+        first = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": "ghost@example.fr"})
+        second = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": "ghost@example.fr"})
+        assert first.json()["kdf"] == second.json()["kdf"]
+        assert first.json()["challenge_id"] != second.json()["challenge_id"]
+
+    def test_login_for_unknown_email_is_the_generic_401(self, stack):
+        gateway = stack.url("gateway")
+        challenge = httpx.post(f"{gateway}/v1/auth/challenge",
+                               json={"email": "ghost2@example.fr"}).json()
+        response = httpx.post(f"{gateway}/v1/auth/login",
+                              json={"challenge_id": challenge["challenge_id"],
+                                    "signature": b64(bytes(64))})
+        assert response.status_code == 401
+        assert response.json()["type"].endswith("/invalid-credentials")
+
+
+class TestLogin:
+    def test_replayed_signature_is_rejected(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        challenge = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": user.email}).json()
+        from ecrin_e2ee import derive_account_keys
+        from tests.support.users import unb64
+
+        keys = derive_account_keys(user.passphrase, unb64(challenge["kdf"]["salt"]),
+                                   KdfParams.from_json(challenge["kdf"]["params"]))
+        body = {"challenge_id": challenge["challenge_id"],
+                "signature": b64(keys.login_signing_key.sign(
+                    unb64(challenge["challenge"])).signature)}
+        assert httpx.post(f"{gateway}/v1/auth/login", json=body).status_code == 200
+        replay = httpx.post(f"{gateway}/v1/auth/login", json=body)
+        assert replay.status_code == 401
+
+    def test_challenge_binds_host_and_action(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        challenge = httpx.post(f"{gateway}/v1/auth/challenge",
+                               json={"email": user.email, "action": "recover"}).json()
+        text = base64.urlsafe_b64decode(challenge["challenge"] + "==").decode()
+        label, host, action, cid, _nonce, expires = text.split("\n")
+        assert (label, action, cid) == ("ecrin-auth-v1", "recover", challenge["challenge_id"])
+        assert host == gateway.removeprefix("http://")
+        assert int(expires) - time.time() <= 600
+
+    def test_wrong_passphrase_is_401(self, stack):
+        user = sign_up(stack.url("gateway"), "patient")
+        user.passphrase = "not the passphrase"
+        assert user.login().status_code == 401
+
+    def test_the_server_never_sees_the_passphrase(self, stack):
+        user = sign_up(stack.url("gateway"), "patient", passphrase="canary-passphrase-3141")
+        user.login()
+        for db in stack.state.glob("*.db*"):
+            assert b"canary-passphrase-3141" not in db.read_bytes()
+
+
+class TestRefreshAndSessions:
+    def test_refresh_rotates_and_reuse_revokes_the_family(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        old = user.tokens["refresh_token"]
+        first = httpx.post(f"{gateway}/v1/auth/refresh", json={"refresh_token": old})
+        assert first.status_code == 200
+        new_tokens = first.json()
+        assert new_tokens["refresh_token"] != old
+        reuse = httpx.post(f"{gateway}/v1/auth/refresh", json={"refresh_token": old})
+        assert reuse.status_code == 401
+        assert reuse.json()["type"].endswith("/refresh-token-reused")
+        # The whole family is gone: the newest refresh and access tokens too.
+        assert httpx.post(f"{gateway}/v1/auth/refresh",
+                          json={"refresh_token": new_tokens["refresh_token"]}).status_code == 401
+        assert httpx.get(f"{gateway}/v1/auth/me", headers={
+            "Authorization": f"Bearer {new_tokens['access_token']}"}).status_code == 401
+
+    def test_revoking_a_session_stops_its_access_token_at_once(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        other_device = dict(user.tokens)
+        user.login(device_name="second")
+        sessions = user.get("/v1/auth/sessions").json()
+        assert len(sessions) == 2
+        target = next(s for s in sessions if not s["current"])
+        assert httpx.delete(f"{gateway}/v1/auth/sessions/{target['id']}",
+                            headers=user.headers).status_code == 204
+        stale = {"Authorization": f"Bearer {other_device['access_token']}"}
+        assert httpx.get(f"{gateway}/v1/auth/me", headers=stale).status_code == 401
+        assert user.get("/v1/auth/me").status_code == 200
+
+    def test_logout_ends_the_session(self, stack):
+        user = sign_up(stack.url("gateway"), "patient")
+        assert user.post("/v1/auth/logout").status_code == 204
+        assert user.get("/v1/auth/me").status_code == 401
+
+
+def _forge(claims: dict, *, alg: str, key: bytes | None, kid: str | None = None) -> str:
+    header = {"alg": alg, "typ": "JWT"}
+    if kid is not None:
+        header["kid"] = kid
+
+    def enc(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    signing_input = f"{enc(header)}.{enc(claims)}"
+    if alg == "none":
+        return signing_input + "."
+    sig = hmac.new(key or b"", signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="module")
+def victim(stack):
+    return sign_up(stack.url("gateway"), "patient")
+
+
+class TestAccessTokenAttacks:
+    def _claims(self, victim, **over) -> dict:
+        now = int(time.time())
+        claims = {"iss": "ecrin-gateway-auth", "aud": "ecrin-gateway",
+                  "sub": str(victim.account_id), "sid": victim.tokens["session_id"],
+                  "role": "patient", "iat": now, "nbf": now, "exp": now + 600, "jti": "x"}
+        claims.update(over)
+        return claims
+
+    def _kid(self, victim) -> str:
+        return jwt.get_unverified_header(victim.tokens["access_token"])["kid"]
+
+    def _me(self, stack, token: str) -> int:
+        return httpx.get(stack.url("gateway") + "/v1/auth/me",
+                         headers={"Authorization": f"Bearer {token}"}).status_code
+
+    def test_genuine_token_works(self, stack, victim):
+        assert self._me(stack, victim.tokens["access_token"]) == 200
+
+    def test_alg_none(self, stack, victim):
+        assert self._me(stack, _forge(self._claims(victim), alg="none", key=None,
+                                      kid=self._kid(victim))) == 401
+
+    def test_hs256_signed_with_the_public_key(self, stack, victim):
+        public_pem = (stack.state / "keys" / "access-token.pub").read_bytes()
+        token = _forge(self._claims(victim), alg="HS256", key=public_pem, kid=self._kid(victim))
+        assert self._me(stack, token) == 401
+
+    def _signed(self, victim, stack, **over) -> str:
+        key = serialization.load_pem_private_key(
+            (stack.state / "keys" / "access-token.key").read_bytes(), password=None)
+        return jwt.encode(self._claims(victim, **over), key, algorithm="EdDSA",
+                          headers={"kid": self._kid(victim)})
+
+    def test_expired(self, stack, victim):
+        now = int(time.time())
+        assert self._me(stack, self._signed(victim, stack, iat=now - 2000, nbf=now - 2000,
+                                            exp=now - 1000)) == 401
+
+    def test_future_nbf(self, stack, victim):
+        assert self._me(stack, self._signed(victim, stack, nbf=int(time.time()) + 3600)) == 401
+
+    def test_wrong_audience(self, stack, victim):
+        assert self._me(stack, self._signed(victim, stack, aud="kms")) == 401
+
+    def test_wrong_issuer(self, stack, victim):
+        assert self._me(stack, self._signed(victim, stack, iss="ecrin-gateway")) == 401
+
+    def test_unknown_kid(self, stack, victim):
+        key = serialization.load_pem_private_key(generate_keypair_pem()[0], password=None)
+        token = jwt.encode(self._claims(victim), key, algorithm="EdDSA", headers={"kid": "zzz"})
+        assert self._me(stack, token) == 401
+
+    def test_signed_by_another_key_with_our_kid(self, stack, victim):
+        key = serialization.load_pem_private_key(generate_keypair_pem()[0], password=None)
+        token = jwt.encode(self._claims(victim), key, algorithm="EdDSA",
+                           headers={"kid": self._kid(victim)})
+        assert self._me(stack, token) == 401
+
+    def test_internal_token_is_not_an_access_token(self, stack, victim):
+        from ecrin_platform.tokens import InternalTokenIssuer
+
+        internal = InternalTokenIssuer((stack.state / "keys" / "internal-token.key").read_bytes())
+        assert self._me(stack, internal.issue("gateway")) == 401
+
+
+class TestRateLimit:
+    def test_challenge_per_account_limit_is_429_with_retry_after(self, stack):
+        gateway = stack.url("gateway")
+        email = f"flood-{uuid.uuid4().hex[:8]}@example.fr"
+        statuses = [httpx.post(f"{gateway}/v1/auth/challenge", json={"email": email}).status_code
+                    for _ in range(12)]
+        assert statuses[:10] == [200] * 10
+        last = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": email})
+        assert last.status_code == 429
+        assert int(last.headers["retry-after"]) >= 1
+        assert last.headers["content-type"] == "application/problem+json"
+
+
+class TestSecondFactor:
+    def test_practitioner_without_2fa_is_held_off_patient_data(self, stack):
+        user = sign_up(stack.url("gateway"), "practitioner", totp=False)
+        response = user.get("/v1/files")
+        assert response.status_code == 403
+        assert response.json()["type"].endswith("/second-factor-required")
+        assert user.get("/v1/auth/me").status_code == 200  # not patient data
+
+    def test_practitioner_with_2fa_reaches_patient_data(self, stack):
+        user = sign_up(stack.url("gateway"), "practitioner", totp=False)
+        codes = user.enable_totp()
+        assert len(codes) == 10
+        assert user.get("/v1/files").status_code == 200
+
+    def test_login_then_needs_the_code(self, stack):
+        user = sign_up(stack.url("gateway"), "practitioner")
+        secret, user.totp_secret = user.totp_secret, None
+        response = user.login()
+        assert response.status_code == 401
+        assert response.json()["type"].endswith("/second-factor-required")
+        user.totp_secret = secret
+        assert user.login().status_code == 200
+        assert user.tokens["second_factor_verified"] is True
+
+    def test_one_time_recovery_code_works_once(self, stack):
+        user = sign_up(stack.url("gateway"), "practitioner", totp=False)
+        codes = user.enable_totp()
+        secret, user.totp_secret = user.totp_secret, None
+        assert user.login(recovery_code=codes[0]).status_code == 200
+        assert user.login(recovery_code=codes[0]).status_code == 401
+        user.totp_secret = secret
+
+
+class TestSignupSaga:
+    def _payload(self, role="patient"):
+        account_id = uuid.uuid4()
+        setup = create_account(account_id, "pass phrase", KdfParams.insecure_for_tests())
+        return signup_payload(setup, f"saga-{account_id.hex[:8]}@example.fr", role)
+
+    def test_retry_with_same_key_is_idempotent(self, stack):
+        gateway = stack.url("gateway")
+        body, key = self._payload(), uuid.uuid4().hex
+        first = httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
+        again = httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
+        assert first.status_code == again.status_code == 201
+        assert first.json() == again.json()
+
+    def test_same_key_other_body_is_409(self, stack):
+        gateway = stack.url("gateway")
+        body, key = self._payload(), uuid.uuid4().hex
+        httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
+        body["role"] = "representative"
+        response = httpx.post(f"{gateway}/v1/auth/signup", json=body,
+                              headers={"Idempotency-Key": key})
+        assert response.status_code == 409
+
+    def test_weak_kdf_is_refused(self, stack):
+        body = self._payload()
+        body["kdf"]["params"]["memlimit"] = 4096
+        response = httpx.post(stack.url("gateway") + "/v1/auth/signup", json=body,
+                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert response.status_code == 422
+
+    def test_bad_self_signature_is_refused(self, stack):
+        body = self._payload()
+        body["identity"]["self_signature"] = b64(bytes(64))
+        response = httpx.post(stack.url("gateway") + "/v1/auth/signup", json=body,
+                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert response.status_code == 422
+
+    def test_kms_down_leaves_no_account_and_the_retry_succeeds(self, stack):
+        gateway = stack.url("gateway")
+        body, key = self._payload(), uuid.uuid4().hex
+        stack.stop("kms")
+        try:
+            down = httpx.post(f"{gateway}/v1/auth/signup", json=body,
+                              headers={"Idempotency-Key": key})
+            assert down.status_code == 503
+            assert down.headers["retry-after"]
+            challenge = httpx.post(f"{gateway}/v1/auth/challenge",
+                                   json={"email": body["email"]}).json()
+            # No account: the answer carries the fake salt, not the account's.
+            assert challenge["kdf"]["salt"] != body["kdf"]["salt"]
+        finally:
+            stack.start("kms")
+            stack.wait_ready(services=["kms"])
+        again = httpx.post(f"{gateway}/v1/auth/signup", json=body,
+                           headers={"Idempotency-Key": key})
+        assert again.status_code == 201

@@ -1,0 +1,130 @@
+"""Real accounts made through the gateway with ecrin_e2ee, for server-side tests."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pyotp
+
+from ecrin_e2ee import (
+    IdentityKeys,
+    KdfParams,
+    KeyringEntry,
+    Permission,
+    Relationship,
+    Scope,
+    ScopeKey,
+    SearchKey,
+    create_account,
+    derive_account_keys,
+)
+from ecrin_e2ee.keyring import seal_entry
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class ApiUser:
+    gateway: str
+    email: str
+    passphrase: str
+    role: str
+    account_id: uuid.UUID
+    identity: IdentityKeys
+    recovery_text: str
+    tokens: dict[str, Any] = field(default_factory=dict)
+    totp_secret: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    def login(self, **extra: Any) -> httpx.Response:
+        challenge = httpx.post(f"{self.gateway}/v1/auth/challenge",
+                               json={"email": self.email}).json()
+        keys = derive_account_keys(self.passphrase, unb64(challenge["kdf"]["salt"]),
+                                   KdfParams.from_json(challenge["kdf"]["params"]))
+        signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
+        if self.totp_secret and "totp_code" not in extra:
+            extra["totp_code"] = pyotp.TOTP(self.totp_secret).now()
+        response = httpx.post(f"{self.gateway}/v1/auth/login",
+                              json={"challenge_id": challenge["challenge_id"],
+                                    "signature": b64(signature), **extra})
+        if response.status_code == 200:
+            self.tokens = response.json()
+        return response
+
+    def enable_totp(self) -> list[str]:
+        enrolment = httpx.post(f"{self.gateway}/v1/auth/2fa/totp", headers=self.headers).json()
+        self.totp_secret = enrolment["secret"]
+        response = httpx.post(f"{self.gateway}/v1/auth/2fa/totp/confirm", headers=self.headers,
+                              json={"code": pyotp.TOTP(self.totp_secret).now()})
+        response.raise_for_status()
+        return response.json()["recovery_codes"]
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.gateway + path, headers=self.headers, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.gateway + path, headers=self.headers, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.put(self.gateway + path, headers=self.headers, **kwargs)
+
+    def create_file(self, name: str = "Dupont") -> tuple[uuid.UUID, dict[Scope, ScopeKey]]:
+        file_id = uuid.uuid4()
+        token = SearchKey.for_owner(self.identity).name_token(name)
+        self.post("/v1/files", json={"file_id": str(file_id), "search_tokens": [token]}
+                  ).raise_for_status()
+        keys = {scope: ScopeKey.generate(file_id, scope) for scope in Scope}
+        entries = [seal_entry(k, self.identity.public_identity(),
+                              relationship=Relationship.OWNER,
+                              permissions={Permission.READ, Permission.APPEND},
+                              granter=self.identity).to_json() for k in keys.values()]
+        self.put(f"/v1/keyrings/{file_id}/initial", json={"entries": entries}).raise_for_status()
+        return file_id, keys
+
+
+def signup_payload(setup: Any, email: str, role: str) -> dict[str, Any]:
+    return {
+        "account_id": str(setup.account_id), "email": email, "role": role,
+        "login_public_key": b64(setup.login_public_key),
+        "kdf": {"salt": b64(setup.salt), "params": setup.params.to_json()},
+        "recovery_public_key": b64(setup.recovery_key.login_public_key),
+        "identity": setup.public_identity.to_json(),
+        "wrapped_keys": {"passphrase": setup.wrapped_by_passphrase.to_json(),
+                         "recovery": setup.wrapped_by_recovery.to_json()},
+    }
+
+
+def sign_up(gateway: str, role: str = "practitioner", *, totp: bool | None = None,
+            passphrase: str = "une phrase de passe solide") -> ApiUser:
+    account_id = uuid.uuid4()
+    email = f"{role}-{account_id.hex[:10]}@example.fr"
+    setup = create_account(account_id, passphrase, KdfParams.insecure_for_tests())
+    response = httpx.post(f"{gateway}/v1/auth/signup", json=signup_payload(setup, email, role),
+                          headers={"Idempotency-Key": uuid.uuid4().hex})
+    response.raise_for_status()
+    user = ApiUser(gateway, email, passphrase, role, account_id, setup.identity_keys,
+                   setup.recovery_key.to_text())
+    user.login().raise_for_status()
+    if totp if totp is not None else role == "practitioner":
+        user.enable_totp()
+    return user
+
+
+def open_entries(user: ApiUser, entries: list[dict[str, Any]]) -> list[ScopeKey]:
+    from ecrin_e2ee import open_entry
+
+    return [open_entry(KeyringEntry.from_json(e), user.identity, user.identity.public_identity())
+            for e in entries]
