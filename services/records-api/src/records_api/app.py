@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from ecrin_platform.app import build_service_app
+from records_api.access import AccessClient
+from records_api.no_store import NoStoreMiddleware
+from records_api.records.content import ContentStore
+from records_api.records.endpoints import router as records_router
+from records_api.records.purge import purge_forever
 from records_api.service_info import router as info_router
 from records_api.settings import Settings
 
@@ -16,7 +23,24 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    return build_service_app(
+
+    async def start(app: FastAPI) -> None:
+        app.state.access_client = AccessClient(app.state.http, settings.sharing_url,
+                                               ttl_s=settings.authz_cache_s)
+        app.state.content_store = ContentStore(app.state.sessionmaker, app.state.engine)
+        app.state.purge_task = None
+        if settings.purge_interval_s > 0:
+            app.state.purge_task = asyncio.create_task(
+                purge_forever(app.state.sessionmaker, settings), name="records-purge")
+
+    async def stop(app: FastAPI) -> None:
+        task = app.state.purge_task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = build_service_app(
         service=SERVICE,
         title="Écrin records API",
         description=(
@@ -25,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Holds no key."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router],
-        upload_paths=[r"^/v1/records/[^/]+/content$",
-                      r"^/v1/records/[^/]+/versions/[^/]+/content$"],
+        # service-info first: its literal path must win over /v1/records/{record_id}.
+        routers=[info_router, records_router],
+        upload_paths=[r"^/v1/records/[^/]+/versions/[^/]+/content$"],
+        on_startup=[start],
+        on_shutdown=[stop],
     )
+    app.add_middleware(NoStoreMiddleware, prefix="/v1/records")
+    return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ecrin_platform.settings import ServiceSettings
@@ -11,3 +12,16 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ECRIN_RECORDS_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///var/records_api.db"
+    #: The sharing service, the authorisation decision point (``/internal/access/...``).
+    sharing_url: str = "http://127.0.0.1:8003"
+    #: How long an access decision is reused. Kept well under 5 s so that a revoked grant
+    #: stops ciphertext reads within 5 s (cache age + one request).
+    authz_cache_s: float = Field(default=2.0, ge=0, le=4)
+    #: Tombstoned records keep their ciphertext this long, then the purge deletes it.
+    purge_after_s: int = Field(default=7 * 24 * 3600, ge=0)
+    #: An upload neither committed nor cleaned up after this long is an orphan; purged.
+    stale_upload_after_s: int = Field(default=24 * 3600, ge=60)
+    #: Idempotency keys are remembered this long.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    #: How often the lifespan's background task runs the purge (0 disables it).
+    purge_interval_s: float = Field(default=600.0, ge=0)

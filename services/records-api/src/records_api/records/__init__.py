@@ -1,0 +1,1 @@
+"""Records: signed headers, metadata ciphertexts and content chunks, with their versions."""

@@ -1,0 +1,81 @@
+"""Request dependencies of the records routes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ecrin_platform.db import read_only_session
+from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
+from ecrin_platform.problems import Unauthorized
+from ecrin_platform.tokens import HEADER
+from records_api.access import AccessDeciderDep
+from records_api.models import Record
+from records_api.records.content import ContentStore
+from records_api.records.repository import RecordsRepository
+from records_api.records.service import Caller, RecordsService
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Reads never take SQLite's write lock (WAL lets them run beside a writer)."""
+    async with read_only_session(request.app.state.engine) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+
+def _max_content(request: Request) -> int:
+    return int(request.app.state.settings.max_upload_bytes)
+
+
+def get_service(request: Request, session: SessionDep) -> RecordsService:
+    return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request))
+
+
+def get_read_service(request: Request, session: ReadSessionDep) -> RecordsService:
+    return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request))
+
+
+Service = Annotated[RecordsService, Depends(get_service)]
+ReadService = Annotated[RecordsService, Depends(get_read_service)]
+
+
+def get_caller(request: Request, user: CurrentUser, claims: InternalClaimsDep,
+               decider: AccessDeciderDep) -> Caller:
+    try:
+        account_id = uuid.UUID(user.account_id)
+    except ValueError:
+        raise Unauthorized("The token names no account.") from None
+    return Caller(account_id=account_id, token=request.headers.get(HEADER, ""),
+                  request_id=claims.request_id, decider=decider)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+RecordId = Annotated[uuid.UUID, Path(description="The record's id (made by the client)")]
+VersionNumber = Annotated[int, Path(ge=1, le=0xFFFFFFFF)]
+
+
+async def readable_record(record_id: RecordId, caller: CallerDep,
+                          service: ReadService) -> Record:
+    return await service.readable(caller, record_id)
+
+
+async def writable_record(record_id: RecordId, caller: CallerDep, service: Service) -> Record:
+    return await service.writable(caller, record_id)
+
+
+ReadableRecord = Annotated[Record, Depends(readable_record)]
+WritableRecord = Annotated[Record, Depends(writable_record)]
+
+
+def get_content_store(request: Request) -> ContentStore:
+    store: ContentStore = request.app.state.content_store
+    return store
+
+
+ContentStoreDep = Annotated[ContentStore, Depends(get_content_store)]

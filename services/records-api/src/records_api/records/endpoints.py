@@ -1,0 +1,182 @@
+"""The records routes: parse, authorise, delegate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ecrin_platform.db import read_only_session
+from ecrin_platform.problems import ServiceError
+from records_api.records.content import ContentTooLong
+from records_api.records.deps import (
+    CallerDep,
+    ContentStoreDep,
+    ReadableRecord,
+    ReadService,
+    RecordId,
+    Service,
+    VersionNumber,
+    WritableRecord,
+)
+from records_api.records.errors import (
+    ContentLengthMismatch,
+    IdempotencyKeyRequired,
+    RecordNotFound,
+    UnsupportedContentType,
+    VersionCommitted,
+)
+from records_api.records.repository import RecordsRepository
+from records_api.records.schemas import (
+    RecordIn,
+    RecordOut,
+    RecordPage,
+    RekeyIn,
+    RekeyOut,
+    Scope,
+    VersionIn,
+    VersionOut,
+    VersionPage,
+)
+from records_api.records.service import commit_upload, etag, version_out
+
+router = APIRouter(prefix="/v1/records", tags=["records-api"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=8,
+                                              max_length=128, pattern=r"^[\x21-\x7e]+$")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=200)]
+OCTET_STREAM = "application/octet-stream"
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such record, or no access to it (never distinguished)"},
+}
+
+
+@router.post("", status_code=201, response_model=RecordOut, responses=_PROBLEMS,
+             summary="Create a record (pending until its content is uploaded)")
+async def create_record(body: RecordIn, caller: CallerDep, service: Service,
+                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    if idempotency_key is None:
+        raise IdempotencyKeyRequired("Send an Idempotency-Key header (a fresh random value).")
+    response, replayed = await service.create(caller, body, idempotency_key)
+    headers = {"Location": f"/v1/records/{body.record_id}/versions/1/content"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(response, status_code=201, headers=headers)
+
+
+@router.get("", response_model=RecordPage, responses=_PROBLEMS,
+            summary="List a file's committed records, newest first (cursor pagination)")
+async def list_records(caller: CallerDep, service: ReadService, file_id: uuid.UUID,
+                       scope: Scope | None = None,
+                       cursor: Annotated[str | None, Query(max_length=200)] = None,
+                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> RecordPage:
+    return await service.page(caller, file_id, scope, cursor, limit)
+
+
+@router.post("/rekey", response_model=RekeyOut, responses=_PROBLEMS,
+             summary="Replace the DEK wraps of up to 500 record versions (key rotation)")
+async def rekey(body: RekeyIn, caller: CallerDep, service: Service) -> RekeyOut:
+    return await service.rekey(caller, body)
+
+
+@router.get("/{record_id}", response_model=RecordOut, responses=_PROBLEMS,
+            summary="A record and its latest committed version (ETag: \"v<version>\")")
+async def get_record(record: ReadableRecord, service: ReadService,
+                     response: Response) -> RecordOut:
+    out = await service.latest(record)
+    response.headers["ETag"] = etag(record.current_version)
+    return out
+
+
+@router.delete("/{record_id}", status_code=204, responses=_PROBLEMS,
+               summary="Delete a record (tombstone; the ciphertext is purged later)")
+async def delete_record(record: WritableRecord, service: Service,
+                        if_match: IfMatch = None) -> Response:
+    await service.delete(record, if_match)
+    return Response(status_code=204)
+
+
+@router.get("/{record_id}/versions", response_model=VersionPage, responses=_PROBLEMS,
+            summary="A record's committed versions, newest first")
+async def list_versions(record: ReadableRecord, service: ReadService,
+                        before: Annotated[int | None, Query(ge=1)] = None,
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> VersionPage:
+    items, next_before = await service.history(record, before, limit)
+    return VersionPage(items=items, next_before=next_before)
+
+
+@router.post("/{record_id}/versions", status_code=201, response_model=RecordOut,
+             responses=_PROBLEMS, summary="Add a version (If-Match: the version it replaces)")
+async def add_version(record: WritableRecord, body: VersionIn, caller: CallerDep,
+                      service: Service, response: Response,
+                      if_match: IfMatch = None) -> RecordOut:
+    out = await service.add_version(caller, record, body, if_match)
+    response.headers["Location"] = (
+        f"/v1/records/{record.id}/versions/{out.version.version}/content")
+    return out
+
+
+@router.get("/{record_id}/versions/{version}", response_model=VersionOut, responses=_PROBLEMS,
+            summary="One committed version's header and metadata ciphertext")
+async def get_version(record: ReadableRecord, version: VersionNumber,
+                      service: ReadService, response: Response) -> VersionOut:
+    row = await service.committed_version(record, version)
+    response.headers["ETag"] = etag(version)
+    return version_out(row)
+
+
+@router.get("/{record_id}/versions/{version}/content", responses={
+    200: {"content": {OCTET_STREAM: {}}, "description": "The content ciphertext"}, **_PROBLEMS},
+    response_class=StreamingResponse, summary="Download a version's content ciphertext")
+async def download_content(record: ReadableRecord, version: VersionNumber,
+                           service: ReadService, store: ContentStoreDep) -> StreamingResponse:
+    row = await service.committed_version(record, version)
+    assert row.content_upload_id is not None
+    return StreamingResponse(store.stream(row.content_upload_id, row.content_length),
+                             media_type=OCTET_STREAM,
+                             headers={"Content-Length": str(row.content_length),
+                                      "ETag": etag(version)})
+
+
+@router.put("/{record_id}/versions/{version}/content", status_code=204,
+            responses={**_PROBLEMS, 413: {"description": "Over the upload limit"},
+                       422: {"description": "Wrong length or content for the header"}},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}},
+            summary="Upload a version's content ciphertext (streamed); commits the version")
+async def upload_content(record_id: RecordId, version: VersionNumber, request: Request,
+                         caller: CallerDep, store: ContentStoreDep) -> Response:
+    # Look up in a read transaction closed before the body streams in: nothing is held
+    # open for the duration of a large upload.
+    async with read_only_session(request.app.state.engine) as session:
+        repo = RecordsRepository(session)
+        record = await repo.record(record_id)
+        row = await repo.version(record_id, version) if record is not None else None
+    if record is None:
+        raise RecordNotFound()
+    await caller.may_append(record.file_id, record.scope)
+    if row is None:
+        raise RecordNotFound()
+    if row.committed:
+        raise VersionCommitted("This version's content is already uploaded.")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != OCTET_STREAM:
+        raise UnsupportedContentType(f"Send the ciphertext as {OCTET_STREAM}.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) != row.content_length:
+        raise ContentLengthMismatch(f"The header announces {row.content_length} bytes.")
+    try:
+        received = await store.receive(request.stream(), record_id=record_id, version=version,
+                                       account_id=caller.account_id,
+                                       max_length=row.content_length)
+    except ContentTooLong:
+        raise ContentLengthMismatch(
+            f"More than the {row.content_length} bytes the header announces.") from None
+    try:
+        await commit_upload(store.sessionmaker, record_id, version, received)
+    except ServiceError:
+        await store.discard_quietly(received.upload_id)
+        raise
+    return Response(status_code=204, headers={"ETag": etag(version)})

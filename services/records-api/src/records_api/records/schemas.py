@@ -1,0 +1,123 @@
+"""Request and response bodies. Binary fields are base64url without padding."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from records_api.records.header import HEADER_SIZE
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+#: Metadata ciphertexts are padded JSON (titles, kinds, dates): small by design.
+MAX_METADATA_BYTES = 64 << 10
+REKEY_BATCH = 500
+
+
+def b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64d(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str) or not _B64URL.match(value) or len(value) % 4 == 1:
+        raise ValueError("expected base64url without padding")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("expected base64url without padding") from None
+
+
+B64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_b64d),
+    PlainSerializer(b64e, return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64url"}),
+]
+Scope = Literal["clinical", "shared", "administrative"]
+HeaderBytes = Annotated[B64Bytes, Field(min_length=HEADER_SIZE, max_length=HEADER_SIZE)]
+MetadataBytes = Annotated[B64Bytes, Field(min_length=1, max_length=MAX_METADATA_BYTES)]
+
+
+class VersionIn(BaseModel):
+    """A new version of an existing record; its content is uploaded next."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header: HeaderBytes
+    metadata_ciphertext: MetadataBytes
+    content_length: int = Field(ge=1, description="Bytes of content ciphertext")
+
+
+class RecordIn(VersionIn):
+    record_id: uuid.UUID
+    file_id: uuid.UUID
+    scope: Scope
+
+
+class VersionOut(BaseModel):
+    record_id: uuid.UUID
+    version: int
+    key_version: int
+    content_length: int
+    author_id: uuid.UUID
+    created_at: datetime
+    committed: bool
+    header: B64Bytes
+    metadata_ciphertext: B64Bytes
+
+
+class RecordOut(BaseModel):
+    """A record and one of its versions (the latest committed one, or the pending one
+    just created)."""
+
+    record_id: uuid.UUID
+    file_id: uuid.UUID
+    scope: Scope
+    state: Literal["pending", "committed"]
+    created_at: datetime
+    updated_at: datetime
+    created_by: uuid.UUID
+    current_version: int = Field(description="Latest committed version; 0 while pending")
+    version: VersionOut
+
+
+class RecordPage(BaseModel):
+    items: list[RecordOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
+
+
+class VersionPage(BaseModel):
+    items: list[VersionOut]
+    next_before: int | None = Field(description="Pass as ?before= for older versions")
+
+
+class RekeyItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record_id: uuid.UUID
+    version: int = Field(ge=1)
+    header: HeaderBytes
+
+
+class RekeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[RekeyItem] = Field(min_length=1, max_length=REKEY_BATCH)
+
+
+class RekeyedItem(BaseModel):
+    record_id: uuid.UUID
+    version: int
+    key_version: int
+    changed: bool
+
+
+class RekeyOut(BaseModel):
+    items: list[RekeyedItem]

@@ -1,0 +1,370 @@
+"""Rules for records: who may touch what, headers that match, versions, tombstones, rekey.
+
+Authorisation, everywhere: no access to the file, or no access to the record's scope,
+is a 404 exactly like a record that does not exist; a scope that may be read but not
+appended to is a 403 on writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from records_api.access import AccessDecider, FileAccess
+from records_api.models import ContentUpload, IdempotencyKey, Record, RecordVersion
+from records_api.records.content import ReceivedContent
+from records_api.records.errors import (
+    ContentDigestMismatch,
+    ContentLengthMismatch,
+    ContentTooLarge,
+    FileNotFound,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    InvalidHeader,
+    PreconditionRequired,
+    ReadOnlyScope,
+    RecordIdTaken,
+    RecordNotFound,
+    StaleKeyVersion,
+    StaleVersion,
+    VersionCommitted,
+    VersionConflict,
+)
+from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
+from records_api.records.repository import Position, RecordsRepository
+from records_api.records.schemas import (
+    RecordIn,
+    RecordOut,
+    RecordPage,
+    RekeyedItem,
+    RekeyIn,
+    RekeyOut,
+    VersionIn,
+    VersionOut,
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def etag(version: int) -> str:
+    return f'"v{version}"'
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated account, and the means to ask what it may do."""
+
+    account_id: uuid.UUID
+    token: str
+    request_id: str | None
+    decider: AccessDecider
+
+    async def access(self, file_id: uuid.UUID) -> FileAccess | None:
+        return await self.decider.access(file_id, self.account_id, token=self.token,
+                                         request_id=self.request_id)
+
+    async def may_read(self, file_id: uuid.UUID, scope: str) -> FileAccess:
+        access = await self.access(file_id)
+        if access is None or not access.can_read(scope):
+            raise RecordNotFound()
+        return access
+
+    async def may_append(self, file_id: uuid.UUID, scope: str) -> FileAccess:
+        access = await self.may_read(file_id, scope)
+        if not access.can_append(scope):
+            raise ReadOnlyScope(f"Your access to the {scope} scope is read-only.")
+        return access
+
+
+def checked_header(data: bytes, *, file_id: uuid.UUID, record_id: uuid.UUID, version: int,
+                   scope: str, author: uuid.UUID, content_length: int) -> HeaderFacts:
+    """The header parses and names this file, record, version, scope and author, and the
+    content length is what its padded length implies."""
+    try:
+        facts = parse_header(data)
+    except MalformedHeader as exc:
+        raise InvalidHeader(f"The header does not parse: {exc}.") from None
+    for name, got, want in (("file_id", facts.file_id, file_id),
+                            ("record_id", facts.record_id, record_id),
+                            ("record_version", facts.record_version, version),
+                            ("scope", facts.scope, scope),
+                            ("author_id", facts.author_id, author)):
+        if got != want:
+            raise InvalidHeader(f"The header's {name} does not match the request.", field=name)
+    if facts.ciphertext_length != content_length:
+        raise InvalidHeader("content_length is not the ciphertext length the header implies.",
+                            field="content_length", expected=facts.ciphertext_length)
+    return facts
+
+
+def expect_version(if_match: str | None, current: int) -> None:
+    if if_match is None:
+        raise PreconditionRequired(f"Send If-Match: {etag(current)} (the version you read).")
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if etag(current) not in tags:
+        raise StaleVersion("The record has a newer version; read it again.",
+                           headers={"ETag": etag(current)}, current_version=current)
+
+
+def version_out(row: RecordVersion) -> VersionOut:
+    return VersionOut(record_id=row.record_id, version=row.version, key_version=row.key_version,
+                      content_length=row.content_length, author_id=row.author,
+                      created_at=utc(row.created_at), committed=row.committed,
+                      header=row.header, metadata_ciphertext=row.metadata_ciphertext)
+
+
+def record_out(record: Record, row: RecordVersion) -> RecordOut:
+    return RecordOut(record_id=record.id, file_id=record.file_id,
+                     scope=record.scope,  # type: ignore[arg-type]
+                     state=record.state,  # type: ignore[arg-type]
+                     created_at=utc(record.created_at), updated_at=utc(record.updated_at),
+                     created_by=record.created_by, current_version=record.current_version,
+                     version=version_out(row))
+
+
+def encode_cursor(record: Record) -> str:
+    raw = f"{utc(record.created_at).isoformat()}|{record.id.hex}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> Position:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, record_id = raw.split("|")
+        return utc(datetime.fromisoformat(created)), uuid.UUID(hex=record_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("The cursor is not one this service issued.") from None
+
+
+def request_digest(body: RecordIn) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RecordsService:
+    def __init__(self, repository: RecordsRepository, *, max_content_bytes: int) -> None:
+        self.repo = repository
+        self.max_content_bytes = max_content_bytes
+
+    def _fits(self, content_length: int) -> None:
+        if content_length > self.max_content_bytes:
+            raise ContentTooLarge(f"Content over {self.max_content_bytes} bytes is refused.",
+                                  max_bytes=self.max_content_bytes)
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def readable(self, caller: Caller, record_id: uuid.UUID) -> Record:
+        """A committed, live record the caller may read."""
+        record = await self.repo.record(record_id)
+        if record is None or record.state != "committed":
+            raise RecordNotFound()
+        await caller.may_read(record.file_id, record.scope)
+        return record
+
+    async def latest(self, record: Record) -> RecordOut:
+        return record_out(record, await self.committed_version(record, record.current_version))
+
+    async def committed_version(self, record: Record, version: int) -> RecordVersion:
+        row = await self.repo.version(record.id, version)
+        if row is None or not row.committed:
+            raise RecordNotFound()
+        return row
+
+    async def history(self, record: Record, before: int | None,
+                      limit: int) -> tuple[list[VersionOut], int | None]:
+        rows = await self.repo.committed_versions(record.id, before=before, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [version_out(r) for r in rows], (rows[-1].version if more and rows else None)
+
+    async def page(self, caller: Caller, file_id: uuid.UUID, scope: str | None,
+                   cursor: str | None, limit: int) -> RecordPage:
+        access = await caller.access(file_id)
+        if access is None:
+            raise FileNotFound()
+        readable = access.readable_scopes()
+        if scope is not None:
+            if scope not in readable:
+                raise FileNotFound()
+            readable = [scope]
+        after = decode_cursor(cursor) if cursor else None
+        # One index range per scope the caller may read, merged: a page costs at most
+        # three bounded range scans whatever the file's size, and scopes the caller may not
+        # read are never queried, so they cannot show in items or counts.
+        rows: list[tuple[Record, RecordVersion]] = []
+        for one in readable:
+            rows += await self.repo.listed_page(file_id, one, after, limit + 1)
+        rows.sort(key=lambda rv: (utc(rv[0].created_at), rv[0].id), reverse=True)
+        items = rows[:limit]
+        next_cursor = encode_cursor(items[-1][0]) if len(rows) > limit and items else None
+        return RecordPage(items=[record_out(r, v) for r, v in items], next_cursor=next_cursor)
+
+    # --- writes --------------------------------------------------------------------
+
+    async def create(self, caller: Caller, body: RecordIn, key: str) -> tuple[dict[str, Any], bool]:
+        """The new pending record as JSON, and whether it is a replay of an earlier call."""
+        await caller.may_append(body.file_id, body.scope)
+        digest = request_digest(body)
+        seen = await self.repo.idempotency_key(caller.account_id, key)
+        if seen is not None:
+            if seen.request_digest != digest:
+                raise IdempotencyKeyReused("This Idempotency-Key was used with another body.")
+            return seen.response, True
+        self._fits(body.content_length)
+        facts = checked_header(body.header, file_id=body.file_id, record_id=body.record_id,
+                               version=1, scope=body.scope, author=caller.account_id,
+                               content_length=body.content_length)
+        if await self.repo.any_record(body.record_id) is not None:
+            raise RecordIdTaken("A record with this id already exists.")
+        at = now()
+        record = Record(id=body.record_id, file_id=body.file_id, scope=body.scope,
+                        created_at=at, updated_at=at, current_version=0, state="pending",
+                        created_by=caller.account_id)
+        row = self._version_row(record.id, 1, body, facts, caller.account_id, at)
+        self.repo.add(record)
+        self.repo.add(row)
+        response = record_out(record, row).model_dump(mode="json")
+        self.repo.add(IdempotencyKey(account_id=caller.account_id, key=key,
+                                     request_digest=digest, record_id=record.id, status=201,
+                                     response=response, created_at=at))
+        await self.repo.session.flush()
+        return response, False
+
+    @staticmethod
+    def _version_row(record_id: uuid.UUID, version: int, body: VersionIn, facts: HeaderFacts,
+                     author: uuid.UUID, at: datetime) -> RecordVersion:
+        return RecordVersion(record_id=record_id, version=version, header=body.header,
+                             metadata_ciphertext=body.metadata_ciphertext,
+                             content_length=body.content_length, key_version=facts.key_version,
+                             author=author, created_at=at, committed=False)
+
+    async def writable(self, caller: Caller, record_id: uuid.UUID) -> Record:
+        """A live record, locked, on whose scope the caller may append."""
+        record = await self.repo.record(record_id, for_update=True)
+        if record is None:
+            raise RecordNotFound()
+        await caller.may_append(record.file_id, record.scope)
+        return record
+
+    async def add_version(self, caller: Caller, record: Record, body: VersionIn,
+                          if_match: str | None) -> RecordOut:
+        expect_version(if_match, record.current_version)
+        if record.state != "committed":
+            raise VersionConflict("The first version's content is not uploaded yet.")
+        version = record.current_version + 1
+        self._fits(body.content_length)
+        facts = checked_header(body.header, file_id=record.file_id, record_id=record.id,
+                               version=version, scope=record.scope, author=caller.account_id,
+                               content_length=body.content_length)
+        abandoned = await self.repo.version(record.id, version, for_update=True)
+        if abandoned is not None:
+            # An earlier attempt at this version never got its content: replace it. An
+            # upload still running for it cannot be adopted (its digest is the old one's).
+            await self.repo.delete_version(abandoned)
+            await self.repo.session.flush()
+        row = self._version_row(record.id, version, body, facts, caller.account_id, now())
+        self.repo.add(row)
+        await self.repo.session.flush()
+        return record_out(record, row)
+
+    async def delete(self, record: Record, if_match: str | None) -> None:
+        expect_version(if_match, record.current_version)
+        record.deleted_at = now()
+        record.updated_at = record.deleted_at
+        await self.repo.session.flush()
+
+    async def rekey(self, caller: Caller, body: RekeyIn) -> RekeyOut:
+        """Replace only the wrap (bytes 254..410) of many headers; all or nothing."""
+        pairs = [(item.record_id, item.version) for item in body.items]
+        if len(set(pairs)) != len(pairs):
+            raise InvalidHeader("A (record_id, version) appears twice in the batch.")
+        session = self.repo.session
+        ids = {item.record_id for item in body.items}
+        records = {r.id: r for r in (await session.execute(
+            select(Record).where(Record.id.in_(ids), Record.deleted_at.is_(None))
+            .with_for_update())).scalars()}
+        versions = {(v.record_id, v.version): v for v in (await session.execute(
+            select(RecordVersion).where(RecordVersion.record_id.in_(ids),
+                                        RecordVersion.version.in_({p[1] for p in pairs}))
+            .with_for_update())).scalars()}
+        await self._may_append_all(caller, (records.get(i) for i in ids))
+        out: list[RekeyedItem] = []
+        for index, item in enumerate(body.items):
+            row = versions.get((item.record_id, item.version))
+            if row is None:
+                raise RecordNotFound()
+            try:
+                facts = parse_header(item.header)
+            except MalformedHeader:
+                raise InvalidHeader("The header does not parse.", item=index) from None
+            if item.header[:IMMUTABLE_SIZE] != row.header[:IMMUTABLE_SIZE]:
+                raise InvalidHeader("Only the wrap (bytes 254..410) may change.", item=index)
+            changed = item.header != row.header
+            if changed:
+                if facts.key_version <= row.key_version:
+                    raise StaleKeyVersion("The new wrap must use a newer key version.",
+                                          item=index, key_version=row.key_version)
+                row.header = item.header
+                row.key_version = facts.key_version
+            out.append(RekeyedItem(record_id=item.record_id, version=item.version,
+                                   key_version=row.key_version, changed=changed))
+        await session.flush()
+        return RekeyOut(items=out)
+
+    @staticmethod
+    async def _may_append_all(caller: Caller, records: Iterable[Record | None]) -> None:
+        decisions: dict[uuid.UUID, FileAccess | None] = {}
+        for record in records:
+            if record is None:
+                raise RecordNotFound()
+            if record.file_id not in decisions:
+                decisions[record.file_id] = await caller.access(record.file_id)
+            access = decisions[record.file_id]
+            if access is None or not access.can_read(record.scope):
+                raise RecordNotFound()
+            if not access.can_append(record.scope):
+                raise ReadOnlyScope(f"Your access to the {record.scope} scope is read-only.")
+
+
+async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], record_id: uuid.UUID,
+                        version: int, received: ReceivedContent) -> None:
+    """One short transaction: the version adopts a complete upload and becomes visible."""
+    async with sessionmaker() as session, session.begin():
+        repo = RecordsRepository(session)
+        record = await repo.record(record_id, for_update=True)
+        row = await repo.version(record_id, version, for_update=True)
+        if record is None or row is None:
+            raise RecordNotFound()
+        if row.committed:
+            raise VersionCommitted("This version's content is already uploaded.")
+        if record.current_version != version - 1:
+            raise VersionConflict("Another version was committed meanwhile.")
+        if received.length != row.content_length:
+            raise ContentLengthMismatch(
+                f"Received {received.length} bytes; the header announces {row.content_length}.")
+        if received.digest != parse_header(row.header).content_digest:
+            raise ContentDigestMismatch("The content is not the one the header's digest names.")
+        at = now()
+        row.committed, row.committed_at, row.content_upload_id = True, at, received.upload_id
+        upload = await session.get(ContentUpload, received.upload_id)
+        if upload is None:
+            raise VersionConflict("The upload was discarded meanwhile.")
+        upload.finished_at = at
+        record.current_version, record.state, record.updated_at = version, "committed", at

@@ -1,0 +1,152 @@
+"""A live records-api app per test with the sharing service replaced by a fake decider.
+
+Apps run with ``rollback=False``: content uploads write their rows in short transactions
+of their own (see ``records_api.records.content``), which a single rolled-back outer
+transaction cannot host. Every test uses fresh random file and record ids instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ecrin_e2ee import EncryptedRecord, IdentityKeys, Scope, ScopeKey, encrypt_record
+from ecrin_platform.tokens import InternalTokenIssuer, Principal
+from records_api.access import FileAccess, get_access_decider
+from tests.support.apps import Caller, build_app, running
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class FakeSharing:
+    """Answers like ``GET /internal/access/{file}/{account}`` of the sharing service."""
+
+    def __init__(self) -> None:
+        self.grants: dict[tuple[uuid.UUID, uuid.UUID], FileAccess] = {}
+        self.tokens: list[str] = []
+
+    def grant(self, file_id: uuid.UUID, account_id: uuid.UUID, relationship: str = "owner",
+              **scopes: str) -> None:
+        self.grants[(file_id, account_id)] = FileAccess(file_id, account_id, relationship,
+                                                        scopes)
+
+    def revoke(self, file_id: uuid.UUID, account_id: uuid.UUID) -> None:
+        self.grants.pop((file_id, account_id), None)
+
+    async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *, token: str,
+                     request_id: str | None = None) -> FileAccess | None:
+        self.tokens.append(token)
+        return self.grants.get((file_id, account_id))
+
+
+@dataclass
+class Actor:
+    keys: IdentityKeys
+    role: str = "practitioner"
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.keys.account_id
+
+
+@dataclass
+class Practice:
+    """One patient file with its scope keys, and helpers to drive the API as someone."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    sharing: FakeSharing
+    caller: Caller
+    owner: Actor
+    file_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    keys: dict[str, ScopeKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for scope in Scope:
+            self.keys[scope.value] = ScopeKey.generate(self.file_id, scope, 1)
+        self.sharing.grant(self.file_id, self.owner.id, "owner", clinical="append",
+                           shared="append", administrative="append")
+
+    def actor(self, role: str = "practitioner") -> Actor:
+        return Actor(IdentityKeys.generate(uuid.uuid4()), role)
+
+    def headers(self, actor: Actor | None = None, **extra: str) -> dict[str, str]:
+        actor = actor or self.owner
+        return {**self.caller.headers(Principal(str(actor.id), actor.role)), **extra}
+
+    def encrypt(self, content: bytes, *, scope: str = "clinical", version: int = 1,
+                record_id: uuid.UUID | None = None, author: Actor | None = None,
+                metadata: dict[str, Any] | None = None) -> EncryptedRecord:
+        return encrypt_record(content, metadata or {"kind": "session_note", "title": "séance"},
+                              file_id=self.file_id, record_id=record_id or uuid.uuid4(),
+                              record_version=version, scope_key=self.keys[scope],
+                              author=(author or self.owner).keys)
+
+    @staticmethod
+    def body(record: EncryptedRecord, **overrides: Any) -> dict[str, Any]:
+        header = record.header
+        body = {"record_id": str(header.record_id), "file_id": str(header.file_id),
+                "scope": header.scope.value, "header": b64(header.to_bytes()),
+                "metadata_ciphertext": b64(record.metadata_ciphertext),
+                "content_length": sum(len(c) for c in record.chunks)}
+        body.update(overrides)
+        return body
+
+    async def create(self, record: EncryptedRecord, *, actor: Actor | None = None,
+                     key: str | None = None, **overrides: Any) -> httpx.Response:
+        headers = self.headers(actor, **{"Idempotency-Key": key or uuid.uuid4().hex})
+        return await self.client.post("/v1/records", json=self.body(record, **overrides),
+                                      headers=headers)
+
+    async def upload(self, record: EncryptedRecord, content: bytes | Iterable[bytes] | None = None,
+                     *, actor: Actor | None = None, **headers: str) -> httpx.Response:
+        header = record.header
+        data = b"".join(record.chunks) if content is None else content
+        url = f"/v1/records/{header.record_id}/versions/{header.record_version}/content"
+        return await self.client.put(url, content=data, headers=self.headers(
+            actor, **{"content-type": "application/octet-stream", **headers}))
+
+    async def add(self, content: bytes = b"bilan", **kwargs: Any) -> EncryptedRecord:
+        record = self.encrypt(content, **kwargs)
+        assert (await self.create(record)).status_code == 201
+        assert (await self.upload(record)).status_code == 204
+        return record
+
+
+@pytest.fixture
+def records_app(database_url_for: Callable[[str], str], internal_keys: tuple[bytes, bytes],
+                issuer: InternalTokenIssuer):
+    """``async with records_app(**settings) as practice``: a live app and one patient file."""
+
+    @asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[Practice]:
+        overrides.setdefault("purge_interval_s", 0)
+        app = build_app("records-api", database_url_for("records-api"), internal_keys,
+                        **overrides)
+        sharing = FakeSharing()
+        app.dependency_overrides[get_access_decider] = lambda: sharing
+        async with running(app, rollback=False) as client:
+            yield Practice(app, client, sharing, Caller(issuer, "records-api"),
+                           Actor(IdentityKeys.generate(uuid.uuid4())))
+
+    return make
+
+
+@pytest.fixture
+async def practice(records_app) -> AsyncIterator[Practice]:
+    async with records_app() as p:
+        yield p
