@@ -16,7 +16,7 @@ sync: ## install every workspace member and the dev tools from uv.lock
 run: sync ## run the four services on SQLite under var/ and print the gateway and docs URLs
 	@$(RUN) python -m ecrin_platform.devstack --state var
 
-test: sync ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set)
+test: sync deploy-tools ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set)
 	@$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: sync ## ruff and mypy
@@ -33,3 +33,29 @@ bench: bench-e2ee ## every benchmark
 
 clean: ## remove local state (databases, keys, logs under var/)
 	rm -rf var
+
+# Deployment: images, kind, the checkers' own environment, the four-host run (docs/deploy.md).
+.PHONY: deploy-tools images kind-up kind-load deploy kind-down netns-e2e
+KIND_CLUSTER := ecrin
+SERVICE_IMAGES := gateway records-api kms sharing
+
+deploy-tools: ## install kubernetes-validate and checkov in their own environment (deploy/tools)
+	@$(UV) sync --project deploy/tools --frozen --quiet
+
+images: ## build the four service images ecrin/<service>:dev (needs a container engine)
+	@for s in $(SERVICE_IMAGES); do docker build --target $$s -t ecrin/$$s:dev . || exit 1; done
+
+kind-up: ## create the kind cluster "ecrin" (deploy/kind/cluster.yaml)
+	kind create cluster --config deploy/kind/cluster.yaml --wait 120s
+
+kind-load: images ## load the four images into the kind cluster
+	@for s in $(SERVICE_IMAGES); do kind load docker-image ecrin/$$s:dev --name $(KIND_CLUSTER) || exit 1; done
+
+deploy: sync ## generate the secrets and apply overlays/kind; waits until everything is ready
+	@sh deploy/kind/deploy.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+netns-e2e: sync ## as root: the services and databases on nine network-namespace hosts behind nftables
+	@timeout 200 deploy/netns/run.sh

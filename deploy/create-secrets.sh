@@ -1,0 +1,58 @@
+#!/bin/sh
+# Makes the secrets Écrin references, at deploy time, in the current kubectl context:
+#   internal-token-signing-key (Secret, gateway) + internal-token-public-key (ConfigMap)
+#   access-token-signing-key (Secret, gateway)
+#   with --databases: <db>-db-app (Secret: username, password) for the kind overlay's
+#   PostgreSQL (in production CloudNativePG makes these).
+# Nothing is written to disk. An existing secret is kept: a database initialised with a
+# password, or tokens signed with a key, must not be orphaned by a re-deploy.
+set -eu
+NAMESPACE="${NAMESPACE:-ecrin}"
+PYTHON="${PYTHON:-.venv/bin/python}"
+exists() { kubectl -n "$NAMESPACE" get "$1" "$2" >/dev/null 2>&1; }
+apply() { kubectl -n "$NAMESPACE" apply -f - >/dev/null; }
+
+kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
+
+if ! exists secret internal-token-signing-key; then
+  "$PYTHON" - "$NAMESPACE" <<'PY' | apply
+import base64, json, sys
+from ecrin_platform.tokens import generate_keypair_pem
+private, public = generate_keypair_pem()
+ns = sys.argv[1]
+labels = {"app.kubernetes.io/part-of": "ecrin", "app.kubernetes.io/name": "gateway"}
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+    {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+     "metadata": {"name": "internal-token-signing-key", "namespace": ns, "labels": labels},
+     "data": {"private.pem": base64.b64encode(private).decode()}},
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "internal-token-public-key", "namespace": ns, "labels": labels},
+     "data": {"public.pem": public.decode()}}]}))
+PY
+  echo "created internal-token-signing-key and internal-token-public-key"
+fi
+
+if ! exists secret access-token-signing-key; then
+  "$PYTHON" - "$NAMESPACE" <<'PY' | apply
+import base64, json, sys
+from ecrin_platform.tokens import generate_keypair_pem
+private, _ = generate_keypair_pem()
+print(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+    "metadata": {"name": "access-token-signing-key", "namespace": sys.argv[1],
+                 "labels": {"app.kubernetes.io/part-of": "ecrin",
+                            "app.kubernetes.io/name": "gateway"}},
+    "data": {"private.pem": base64.b64encode(private).decode()}}))
+PY
+  echo "created access-token-signing-key"
+fi
+
+if [ "${1:-}" = "--databases" ]; then
+  for db in gateway records kms sharing; do
+    exists secret "$db-db-app" && continue
+    password="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(24))')"
+    kubectl -n "$NAMESPACE" create secret generic "$db-db-app" \
+      --from-literal=username="$db" --from-literal=password="$password" \
+      --dry-run=client -o yaml | apply
+    echo "created $db-db-app"
+  done
+fi

@@ -1,0 +1,162 @@
+"""The network edges the NetworkPolicies allow are exactly the architecture's.
+
+An edge inside the namespace (source -> destination:port) is open only when a policy
+selecting the source allows it out AND a policy selecting the destination allows it in
+(default-deny covers both directions). Peers outside the namespace are named by what
+selects them: ``dns``, ``ingress``, ``world``, ``cnpg-operator``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deploy.conftest import OVERLAYS
+
+pytestmark = pytest.mark.xdist_group("deploy")
+
+SERVICES = {"gateway": 8000, "records-api": 8001, "kms": 8002, "sharing": 8003}
+DATABASES = {"gateway": "gateway-db", "records-api": "records-db", "kms": "kms-db",
+             "sharing": "sharing-db"}
+
+
+def architecture(overlay: str, workloads: set[str]) -> set[tuple[str, str, str]]:
+    edges = {
+        ("gateway", "records-api", "8001/TCP"), ("gateway", "kms", "8002/TCP"),
+        ("gateway", "sharing", "8003/TCP"),
+        ("records-api", "sharing", "8003/TCP"), ("kms", "sharing", "8003/TCP"),
+        ("gateway", "redis", "6379/TCP"),
+    }
+    edges |= {(svc, db, "5432/TCP") for svc, db in DATABASES.items()}
+    edges |= {(w, "dns", p) for w in workloads for p in ("53/UDP", "53/TCP")}
+    if overlay == "kind":
+        edges.add(("world", "gateway", "8000/TCP"))  # the NodePort
+    else:
+        edges.add(("ingress-nginx", "gateway", "8000/TCP"))
+        # What CloudNativePG needs to run a database: its operator, replication between
+        # the instances of one cluster, the API server and the object store (backups).
+        for db in DATABASES.values():
+            for port in ("5432/TCP", "8000/TCP"):
+                edges |= {("cnpg-operator", db, port), (db, db, port)}
+            edges |= {(db, "world", "443/TCP"), (db, "world", "6443/TCP")}
+    return edges
+
+
+def matches(selector: dict, labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def workloads_of(docs: list[dict]) -> dict[str, dict[str, str]]:
+    """name -> labels of its pods, for every workload that runs pods in the namespace."""
+    pods = {}
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            pods[d["metadata"]["name"]] = d["spec"]["template"]["metadata"]["labels"]
+        elif d["kind"] == "Cluster":  # CloudNativePG: inheritedMetadata reaches the pods
+            labels = dict(d["spec"]["inheritedMetadata"]["labels"])
+            labels["cnpg.io/cluster"] = d["metadata"]["name"]
+            pods[d["metadata"]["name"]] = labels
+    return pods
+
+
+def external(peer: dict) -> str:
+    if "ipBlock" in peer:
+        assert peer["ipBlock"]["cidr"] == "0.0.0.0/0" and not peer["ipBlock"].get("except")
+        return "world"
+    namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    pod = (peer.get("podSelector") or {}).get("matchLabels") or {}
+    names = {("kube-system", "kube-dns"): "dns", ("ingress-nginx", "ingress-nginx"):
+             "ingress-nginx", ("cnpg-system", "cloudnative-pg"): "cnpg-operator"}
+    key = (namespace, pod.get("k8s-app") or pod.get("app.kubernetes.io/name"))
+    assert key in names, f"unexpected peer {peer}"
+    return names[key]
+
+
+def ports(rule: dict) -> list[str]:
+    assert rule.get("ports"), f"a rule without ports opens every port: {rule}"
+    out = []
+    for p in rule["ports"]:
+        assert isinstance(p["port"], int), "numeric ports only, so the edges are readable"
+        out.append(f"{p['port']}/{p.get('protocol', 'TCP')}")
+    return out
+
+
+def allowed_edges(docs: list[dict]) -> set[tuple[str, str, str]]:
+    pods = workloads_of(docs)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    # (source, destination-or-external, port) allowed out, and allowed in.
+    out: set[tuple[str, str, str]] = set()
+    into: set[tuple[str, str, str]] = set()
+    for policy in policies:
+        spec = policy["spec"]
+        selected = [w for w, labels in pods.items() if matches(spec["podSelector"], labels)]
+        for rule in spec.get("egress") or []:
+            assert rule.get("to"), f"{policy['metadata']['name']}: egress to anywhere"
+            for peer in rule["to"]:
+                targets = ([w for w, labels in pods.items()
+                            if matches(peer["podSelector"], labels)]
+                           if set(peer) == {"podSelector"} else [external(peer)])
+                out |= {(s, t, p) for s in selected for t in targets for p in ports(rule)}
+        for rule in spec.get("ingress") or []:
+            assert rule.get("from"), f"{policy['metadata']['name']}: ingress from anywhere"
+            for peer in rule["from"]:
+                sources = ([w for w, labels in pods.items()
+                            if matches(peer["podSelector"], labels)]
+                           if set(peer) == {"podSelector"} else [external(peer)])
+                into |= {(s, d, p) for d in selected for s in sources for p in ports(rule)}
+    edges = out & into  # both ends must agree inside the namespace
+    edges |= {e for e in out if e[1] not in pods}  # to outside: the source's say
+    edges |= {e for e in into if e[0] not in pods}  # from outside: the destination's say
+    return edges
+
+
+class TestDefaultDeny:
+    @pytest.mark.parametrize("overlay", OVERLAYS)
+    def test_every_pod_is_denied_by_default_both_ways(self, documents, overlay):
+        denies = [d for d in documents[overlay] if d["kind"] == "NetworkPolicy"
+                  and d["spec"]["podSelector"] == {}
+                  and set(d["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+                  and not d["spec"].get("ingress") and not d["spec"].get("egress")]
+        assert [d["metadata"]["name"] for d in denies] == ["default-deny"]
+
+
+class TestEdges:
+    @pytest.mark.parametrize("overlay", OVERLAYS)
+    def test_allowed_edges_are_exactly_the_architecture(self, documents, overlay):
+        docs = documents[overlay]
+        edges = allowed_edges(docs)
+        expected = architecture(overlay, set(workloads_of(docs)))
+        assert sorted(edges - expected) == [], "edges the architecture does not have"
+        assert sorted(expected - edges) == [], "edges the architecture needs, missing"
+
+    @pytest.mark.parametrize("overlay", OVERLAYS)
+    def test_kms_and_its_database_are_reached_by_their_one_client(self, documents, overlay):
+        edges = allowed_edges(documents[overlay])
+        assert {s for s, d, _ in edges if d == "kms"} == {"gateway"}
+        assert {s for s, d, _ in edges if d == "kms-db"} - {"kms-db", "cnpg-operator"} == {"kms"}
+
+    def test_the_netns_run_mirrors_the_same_edges(self, documents):
+        """deploy/netns/run.sh's EDGES are the service edges of the kind overlay."""
+        import re
+
+        from tests.deploy.conftest import ROOT
+
+        script = (ROOT / "deploy" / "netns" / "run.sh").read_text()
+        block = script.split("EDGES=(", 1)[1].split(")", 1)[0]
+        netns = {tuple(m.split()) for m in re.findall(r'"([^"]+)"', block)}
+        netns = {(s.replace("client", "world"), d, f"{p}/TCP") for s, d, p in netns}
+        kind = {e for e in allowed_edges(documents["kind"])
+                if e[1] not in ("dns", "redis")}
+        assert netns == kind
