@@ -141,7 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the four Écrin services locally.")
     parser.add_argument("--state", type=Path, default=Path("var"))
     args = parser.parse_args()
-    stack = Stack(state=args.state, extra_env={"ECRIN_GATEWAY_DEVELOPMENT_PROFILE": "true"})
+    stack = Stack(state=args.state, extra_env={"ECRIN_GATEWAY_DEVELOPMENT_PROFILE": "true"},
+                  log_dir=args.state / "logs")
     print("Migrating four SQLite databases under", args.state.resolve(), flush=True)
     stack.migrate()
     stack.start_all()
@@ -150,6 +151,9 @@ def main() -> None:
           f"  OpenAPI: {gateway}/openapi.json\n"
           + "".join(f"  {s}: {stack.url(s)} (internal; needs the gateway's token)\n"
                     for s in SERVICES if s != "gateway")
+          + f"  logs: {stack.log_dir}/<service>.log (JSON lines)\n"
+          + "Development profile: require_practitioner_2fa is OFF, so practitioners reach "
+            "patient data without a second factor.\n"
           + "Press Ctrl-C to stop all four.", flush=True)
     try:
         while all(p.poll() is None for p in stack.processes.values()):
