@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,12 @@ from tests.support.apps import Caller, build_app, running
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def stream(*parts: bytes) -> AsyncIterator[bytes]:
+    """A request body without Content-Length, sent in these pieces."""
+    for part in parts:
+        yield part
 
 
 def unb64(text: str) -> bytes:
@@ -112,8 +118,9 @@ class Practice:
         return await self.client.post("/v1/records", json=self.body(record, **overrides),
                                       headers=headers)
 
-    async def upload(self, record: EncryptedRecord, content: bytes | Iterable[bytes] | None = None,
-                     *, actor: Actor | None = None, **headers: str) -> httpx.Response:
+    async def upload(self, record: EncryptedRecord,
+                     content: bytes | AsyncIterable[bytes] | None = None, *,
+                     actor: Actor | None = None, **headers: str) -> httpx.Response:
         header = record.header
         data = b"".join(record.chunks) if content is None else content
         url = f"/v1/records/{header.record_id}/versions/{header.record_version}/content"

@@ -10,7 +10,7 @@ from tests.records_api.conftest import Practice, b64, unb64
 
 class TestRoundTrip:
     async def test_create_upload_get_download_decrypt(self, practice: Practice):
-        content = "Bilan : lombalgie, EVA 6/10. ".encode() * 5000
+        content = b"Bilan : lombalgie, EVA 6/10. " * 5000
         record = practice.encrypt(content, metadata={"kind": "bilan", "title": "Bilan initial"})
         header = record.header
 

@@ -22,7 +22,7 @@ from fastapi import Depends, Request
 from ecrin_platform.problems import ServiceUnavailable
 from ecrin_platform.tokens import HEADER
 
-log = logging.getLogger("ecrin.records-api.access")
+log = logging.getLogger("ecrin.records-api.authz")
 
 SCOPES = ("clinical", "shared", "administrative")
 CALLER_HEADER = "x-ecrin-caller"

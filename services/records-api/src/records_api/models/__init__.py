@@ -22,13 +22,13 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ecrin_platform.db import Base as PlatformBase
+from ecrin_platform.audit import AuditEventColumns
 
 
-class Base(PlatformBase):
-    __abstract__ = True
+class Base(DeclarativeBase):
+    """This service's own declarative base: its tables never mix with another's."""
 
 
 metadata = Base.metadata
@@ -133,3 +133,7 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)
+
+
+class AuditEvent(Base, AuditEventColumns):
+    """Append-only, hash-chained audit events of this service (identifiers only)."""
