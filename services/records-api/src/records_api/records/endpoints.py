@@ -81,7 +81,7 @@ async def rekey(body: RekeyIn, caller: CallerDep, service: Service) -> RekeyOut:
     return await service.rekey(caller, body)
 
 
-@router.get("/{record_id}", response_model=RecordOut, responses=_PROBLEMS,
+@router.get("/{record_id:uuid}", response_model=RecordOut, responses=_PROBLEMS,
             summary="A record and its latest committed version (ETag: \"v<version>\")")
 async def get_record(record: ReadableRecord, service: ReadService,
                      response: Response) -> RecordOut:
@@ -90,7 +90,7 @@ async def get_record(record: ReadableRecord, service: ReadService,
     return out
 
 
-@router.delete("/{record_id}", status_code=204, responses=_PROBLEMS,
+@router.delete("/{record_id:uuid}", status_code=204, responses=_PROBLEMS,
                summary="Delete a record (tombstone; the ciphertext is purged later)")
 async def delete_record(record: WritableRecord, service: Service,
                         if_match: IfMatch = None) -> Response:
@@ -98,7 +98,7 @@ async def delete_record(record: WritableRecord, service: Service,
     return Response(status_code=204)
 
 
-@router.get("/{record_id}/versions", response_model=VersionPage, responses=_PROBLEMS,
+@router.get("/{record_id:uuid}/versions", response_model=VersionPage, responses=_PROBLEMS,
             summary="A record's committed versions, newest first")
 async def list_versions(record: ReadableRecord, service: ReadService,
                         before: Annotated[int | None, Query(ge=1)] = None,
@@ -107,7 +107,7 @@ async def list_versions(record: ReadableRecord, service: ReadService,
     return VersionPage(items=items, next_before=next_before)
 
 
-@router.post("/{record_id}/versions", status_code=201, response_model=RecordOut,
+@router.post("/{record_id:uuid}/versions", status_code=201, response_model=RecordOut,
              responses=_PROBLEMS, summary="Add a version (If-Match: the version it replaces)")
 async def add_version(record: WritableRecord, body: VersionIn, caller: CallerDep,
                       service: Service, response: Response,
@@ -118,7 +118,7 @@ async def add_version(record: WritableRecord, body: VersionIn, caller: CallerDep
     return out
 
 
-@router.get("/{record_id}/versions/{version}", response_model=VersionOut, responses=_PROBLEMS,
+@router.get("/{record_id:uuid}/versions/{version}", response_model=VersionOut, responses=_PROBLEMS,
             summary="One committed version's header and metadata ciphertext")
 async def get_version(record: ReadableRecord, version: VersionNumber,
                       service: ReadService, response: Response) -> VersionOut:
@@ -127,7 +127,7 @@ async def get_version(record: ReadableRecord, version: VersionNumber,
     return version_out(row)
 
 
-@router.get("/{record_id}/versions/{version}/content", responses={
+@router.get("/{record_id:uuid}/versions/{version}/content", responses={
     200: {"content": {OCTET_STREAM: {}}, "description": "The content ciphertext"}, **_PROBLEMS},
     response_class=StreamingResponse, summary="Download a version's content ciphertext")
 async def download_content(record: ReadableRecord, version: VersionNumber,
@@ -140,7 +140,7 @@ async def download_content(record: ReadableRecord, version: VersionNumber,
                                       "ETag": etag(version)})
 
 
-@router.put("/{record_id}/versions/{version}/content", status_code=204,
+@router.put("/{record_id:uuid}/versions/{version}/content", status_code=204,
             responses={**_PROBLEMS, 413: {"description": "Over the upload limit"},
                        422: {"description": "Wrong length or content for the header"}},
             openapi_extra={"requestBody": {"required": True, "content": {
