@@ -110,7 +110,7 @@ class TestProblems:
     async def test_wrong_method_is_405_problem(self, service_app, service, issuer):
         name, area = service
         async with service_app(name) as client:
-            response = await client.delete(f"/v1/{area}/service-info",
+            response = await client.patch(f"/v1/{area}/service-info",
                                            headers=Caller(issuer, name).headers())
         assert response.status_code == 405
         assert response.headers["content-type"] == PROBLEM

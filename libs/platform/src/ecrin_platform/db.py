@@ -14,16 +14,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option marking a connection that never writes (SQLite: deferred BEGIN).
 READ_ONLY = "ecrin_read_only"
-
-
-class Base(DeclarativeBase):
-    """Declarative base; each service has its own subclass so metadata never mixes."""
 
 
 def is_sqlite(url: str) -> bool:

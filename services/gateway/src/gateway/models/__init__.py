@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, LargeBinary, String, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ecrin_platform.db import Base as PlatformBase
+from ecrin_platform.audit import AuditEventColumns
 
 
-class Base(PlatformBase):
-    __abstract__ = True
+class Base(DeclarativeBase):
+    """This service's own declarative base: its tables never mix with another's."""
 
 
 metadata = Base.metadata
@@ -83,3 +83,7 @@ class RefreshToken(Base):
                                                   index=True)
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditEvent(Base, AuditEventColumns):
+    """Append-only, hash-chained audit events of this service (identifiers only)."""

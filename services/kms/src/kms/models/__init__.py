@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Index, Integer, String, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ecrin_platform.db import Base as PlatformBase
+from ecrin_platform.audit import AuditEventColumns
 
 
-class Base(PlatformBase):
-    __abstract__ = True
+class Base(DeclarativeBase):
+    """This service's own declarative base: its tables never mix with another's."""
 
 
 metadata = Base.metadata
@@ -71,3 +71,7 @@ class KeyringVersion(Base):
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base, AuditEventColumns):
+    """Append-only, hash-chained audit events of this service (identifiers only)."""

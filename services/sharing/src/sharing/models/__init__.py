@@ -10,13 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ecrin_platform.db import Base as PlatformBase
+from ecrin_platform.audit import AuditEventColumns
 
 
-class Base(PlatformBase):
-    __abstract__ = True
+class Base(DeclarativeBase):
+    """This service's own declarative base: its tables never mix with another's."""
 
 
 metadata = Base.metadata
@@ -69,3 +69,7 @@ class SearchToken(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 
     __table_args__ = (Index("ix_search_tokens_owner_token", "owner_id", "token"),)
+
+
+class AuditEvent(Base, AuditEventColumns):
+    """Append-only, hash-chained audit events of this service (identifiers only)."""

@@ -1,0 +1,128 @@
+"""Append-only, hash-chained audit events: identifiers only, never content.
+
+Each service keeps its own events, in one chain per subject: ``file:<id>`` for what
+happened to a patient file, ``account:<id>`` for logins and account changes. A chain is
+complete on its own, so a patient can be shown and can verify the whole history of their
+file without seeing any other file's events.
+
+Event hash = SHA-256 over the canonical JSON of (chain, seq, time, actor, action, target,
+outcome, request_id, service, prev_hash); the first event's prev_hash is 64 zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ecrin_platform.observability import request_id_var
+
+GENESIS = "0" * 64
+
+
+class AuditEventColumns:
+    """Columns of an audit table; each service declares ``class AuditEvent(Base, this)``."""
+
+    __tablename__ = "audit_events"
+
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(16))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    fields = {k: event[k] for k in ("chain", "seq", "time", "actor", "action", "target",
+                                    "outcome", "request_id", "service", "prev_hash")}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _iso(value: datetime) -> str:
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def as_dict(row: AuditEventColumns) -> dict[str, Any]:
+    return {"chain": row.chain, "seq": row.seq, "time": _iso(row.time), "actor": row.actor,
+            "action": row.action, "target": row.target, "outcome": row.outcome,
+            "request_id": row.request_id, "service": row.service, "prev_hash": row.prev_hash,
+            "hash": row.hash}
+
+
+def verify_chain(events: Sequence[dict[str, Any]]) -> bool:
+    """True when the events form one unbroken chain from its first event."""
+    previous = GENESIS
+    for expected_seq, event in enumerate(events, start=1):
+        if event["seq"] != expected_seq or event["prev_hash"] != previous:
+            return False
+        if event_hash(event) != event["hash"]:
+            return False
+        previous = event["hash"]
+    return True
+
+
+class AuditLog:
+    def __init__(self, model: type[Any], service: str) -> None:
+        self.model = model
+        self.service = service
+
+    async def append(self, session: AsyncSession, *, chain: str, actor: str | uuid.UUID | None,
+                     action: str, target: str | uuid.UUID, outcome: str = "ok",
+                     when: datetime | None = None) -> dict[str, Any]:
+        """Adds one event to ``chain`` in the caller's transaction (so it commits with the
+        change it records, or not at all)."""
+        model = self.model
+        last = (await session.execute(
+            select(model).where(model.chain == chain).order_by(model.seq.desc()).limit(1)
+            .with_for_update())).scalar_one_or_none()
+        event = {"chain": chain, "seq": (last.seq + 1) if last else 1,
+                 "time": _iso(when or datetime.now(UTC)), "actor": str(actor or "anonymous"),
+                 "action": action, "target": str(target), "outcome": outcome,
+                 "request_id": request_id_var.get() or "-", "service": self.service,
+                 "prev_hash": last.hash if last else GENESIS}
+        event["hash"] = event_hash(event)
+        row = model(**{**event, "time": datetime.fromisoformat(event["time"])})
+        session.add(row)
+        await session.flush()
+        return event
+
+    async def chain(self, session: AsyncSession, chain: str, *, limit: int = 10_000
+                    ) -> list[dict[str, Any]]:
+        model = self.model
+        rows = await session.execute(select(model).where(model.chain == chain)
+                                     .order_by(model.seq).limit(limit))
+        return [as_dict(r) for r in rows.scalars()]
+
+
+def audit_table_columns() -> Iterable[Any]:
+    """Columns for the Alembic migration that creates ``audit_events``."""
+    import sqlalchemy as sa
+
+    return [
+        sa.Column("chain", sa.String(64), primary_key=True),
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(48), nullable=False),
+        sa.Column("target", sa.String(200), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("service", sa.String(16), nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    ]
