@@ -31,7 +31,9 @@ from ecrin_client.models import (
     TotpEnrolment,
     Verification,
 )
+from ecrin_client.patients import Patient, Patients
 from ecrin_client.profile import Profile
+from ecrin_client.records import RecordInfo, Records
 
 __all__ = [
     "ROLES",
@@ -48,9 +50,13 @@ __all__ = [
     "Me",
     "NotFound",
     "NotLoggedIn",
+    "Patient",
+    "Patients",
     "PermissionDenied",
     "Profile",
     "RateLimited",
+    "RecordInfo",
+    "Records",
     "SecondFactorRequired",
     "ServerError",
     "SessionInfo",

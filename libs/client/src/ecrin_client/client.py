@@ -111,6 +111,11 @@ class EcrinClient:
                                    on_tokens=profile.save_tokens, transport=transport,
                                    timeout=timeout)
 
+    @property
+    def transport(self) -> GatewayTransport:
+        """The authenticated HTTP session (used by :mod:`ecrin_client.records`)."""
+        return self._t
+
     async def __aenter__(self) -> EcrinClient:
         return self
 

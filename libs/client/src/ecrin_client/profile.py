@@ -2,8 +2,10 @@
 
 ``profile.json`` holds the server URL, account id, email, role and the account's public KDF
 salt and parameters; ``tokens.json`` the access and refresh tokens; ``pins.json`` the
-fingerprints the user verified. The folder is 0700 and every file 0600. Nothing here is a
-passphrase, a recovery key or an unwrapped key: the SDK never hands one to this module.
+fingerprints the user verified; ``versions.json`` the highest version seen of each record,
+so that a server serving an older version is caught. The folder is 0700 and every file
+0600. Nothing here is a passphrase, a recovery key or an unwrapped key: the SDK never
+hands one to this module.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Profile:
     SETTINGS = "profile.json"
     TOKENS = "tokens.json"
     PINS = "pins.json"
+    VERSIONS = "versions.json"
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home).expanduser()
@@ -138,3 +141,25 @@ class Profile:
         pins = self.pins()
         if pins.pop(account_id, None) is not None:
             self._write(self.PINS, pins)
+
+    # highest record versions seen (rollback detection)
+
+    def seen_versions(self) -> dict[str, int]:
+        raw = self._read(self.VERSIONS)
+        if not isinstance(raw, dict):
+            return {}
+        return {str(k): int(v) for k, v in raw.items() if isinstance(v, int)}
+
+    def seen_version(self, record_id: str) -> int:
+        return self.seen_versions().get(record_id, 0)
+
+    def remember_versions(self, versions: dict[str, int]) -> None:
+        """Raise the high-water marks (never lower them): one write for many records."""
+        seen = self.seen_versions()
+        changed = False
+        for record_id, version in versions.items():
+            if version > seen.get(record_id, 0):
+                seen[record_id] = version
+                changed = True
+        if changed:
+            self._write(self.VERSIONS, seen)

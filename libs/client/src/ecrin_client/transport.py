@@ -8,7 +8,8 @@ that waited for it retries with the tokens the other one obtained.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -27,6 +28,8 @@ from ecrin_client.models import TokenPair
 from ecrin_client.profile import StoredTokens
 
 M = TypeVar("M", bound=BaseModel)
+#: A request body that can be produced again (an upload is re-sent after a token refresh).
+Body = bytes | Callable[[], AsyncIterable[bytes]]
 
 USER_AGENT = "ecrin-client/0.1"
 
@@ -66,34 +69,66 @@ class GatewayTransport:
         return tokens
 
     async def _send(self, method: str, path: str, *, json: Any = None,
-                    headers: dict[str, str] | None = None, token: str | None = None
+                    headers: dict[str, str] | None = None, token: str | None = None,
+                    content: Body | None = None, params: Any = None, stream: bool = False
                     ) -> httpx.Response:
         all_headers = dict(headers or {})
         if token is not None:
             all_headers["authorization"] = f"Bearer {token}"
+        body = content() if callable(content) else content
         try:
-            return await self._http.request(method, path, json=json, headers=all_headers)
+            request = self._http.build_request(method, path, json=json, headers=all_headers,
+                                               content=body, params=params)
+            return await self._http.send(request, stream=stream)
         except httpx.TimeoutException:
             raise Unavailable(f"the server at {self.server_url} did not answer in time") from None
         except httpx.TransportError:
             raise Unavailable(f"cannot reach the server at {self.server_url}") from None
 
-    async def request(self, method: str, path: str, *, json: Any = None,
-                      headers: dict[str, str] | None = None, auth: bool = True,
-                      ok: tuple[int, ...] = (200,)) -> httpx.Response:
-        """Send, refreshing once on 401 when authenticated; raise the typed error otherwise."""
+    async def _authorised(self, method: str, path: str, *, auth: bool, stream: bool = False,
+                          **kwargs: Any) -> httpx.Response:
         token: str | None = None
         if auth:
             if self.tokens is None:
                 raise NotLoggedIn()
             token = self.tokens.access_token
-        response = await self._send(method, path, json=json, headers=headers, token=token)
-        if auth and response.status_code == 401 and self._worth_refreshing(response):
-            token = await self._refreshed(after=token)
-            response = await self._send(method, path, json=json, headers=headers, token=token)
+        response = await self._send(method, path, token=token, stream=stream, **kwargs)
+        if auth and response.status_code == 401:
+            if stream:
+                await response.aread()
+            if self._worth_refreshing(response):
+                await response.aclose()
+                token = await self._refreshed(after=token)
+                response = await self._send(method, path, token=token, stream=stream, **kwargs)
+        return response
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      headers: dict[str, str] | None = None, auth: bool = True,
+                      ok: tuple[int, ...] = (200,), content: Body | None = None,
+                      params: Any = None) -> httpx.Response:
+        """Send, refreshing once on 401 when authenticated; raise the typed error otherwise.
+
+        ``content`` is raw bytes, or a function returning a fresh async iterable of bytes
+        (a streamed upload, sent again from the start if the token had to be refreshed).
+        """
+        response = await self._authorised(method, path, auth=auth, json=json, headers=headers,
+                                           content=content, params=params)
         if response.status_code not in ok:
             raise error_from_response(response)
         return response
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                     ok: tuple[int, ...] = (200,)) -> AsyncIterator[httpx.Response]:
+        """A response whose body is read as it arrives (``aiter_bytes``): downloads."""
+        response = await self._authorised(method, path, auth=True, headers=headers, stream=True)
+        try:
+            if response.status_code not in ok:
+                await response.aread()
+                raise error_from_response(response)
+            yield response
+        finally:
+            await response.aclose()
 
     @staticmethod
     def _worth_refreshing(response: httpx.Response) -> bool:

@@ -1,0 +1,210 @@
+"""Patients: a patient file, its keyring, and its encrypted identity record.
+
+The servers learn no name, birth date or INS. The identity is a record of kind
+``patient-identity`` in the ``administrative`` scope; the file carries only blind-index
+tokens made with the owner's search key (``SearchKey.for_owner``): one per name word, one
+for the full name, one for the INS and one for the birth date. A search sends the token
+of what was typed; the server answers the files carrying it, and the client decrypts
+their identities and keeps those that really match (tokens are 96-bit, so collisions are
+possible by design).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ecrin_client.errors import InvalidInput, NotFound
+from ecrin_client.kine import PatientIdentity, RecordMetadata
+from ecrin_client.records import Records, integrity_failure
+from ecrin_e2ee import (
+    FormatError,
+    Permission,
+    Relationship,
+    Scope,
+    ScopeKey,
+    SearchKey,
+    normalise_ins,
+    normalise_name,
+    seal_entry,
+)
+
+__all__ = ["Patient", "Patients", "search_tokens"]
+
+IDENTITY_KIND = "patient-identity"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+PAGE = 200
+
+
+class Patient(BaseModel):
+    """A patient file as this device sees it: the server's facts and the decrypted identity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file_id: str
+    relationship: str
+    created_at: datetime | None = None
+    #: None when the identity cannot be read (no access to the administrative scope).
+    identity: PatientIdentity | None = None
+    identity_record_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.identity.name if self.identity else "(identity not readable)"
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def search_tokens(key: SearchKey, identity: PatientIdentity) -> list[str]:
+    words = normalise_name(identity.name).split()
+    tokens = [key.name_token(word) for word in words]
+    tokens.append(key.name_token(identity.name))
+    if identity.ins:
+        tokens.append(key.ins_token(identity.ins))
+    tokens.append(key.birth_date_token(identity.birth_date.isoformat()))
+    return list(dict.fromkeys(tokens))
+
+
+def _query(key: SearchKey, text: str) -> tuple[str, Any]:
+    """(what was typed, the token) for a search: an INS, a birth date, or a name."""
+    try:
+        return "ins", (normalise_ins(text), key.ins_token(text))
+    except FormatError:
+        pass
+    try:
+        day = date.fromisoformat(text.strip())
+        return "birth_date", (day, key.birth_date_token(day.isoformat()))
+    except ValueError:
+        pass
+    if not normalise_name(text):
+        raise InvalidInput("nothing to search for")
+    return "name", (normalise_name(text), key.name_token(text))
+
+
+def _matches(kind: str, value: Any, identity: PatientIdentity | None) -> bool:
+    if identity is None:
+        return False
+    if kind == "ins":
+        return identity.ins is not None and normalise_ins(identity.ins) == value
+    if kind == "birth_date":
+        return bool(identity.birth_date == value)
+    words = normalise_name(identity.name).split()
+    wanted = str(value).split()
+    return any(words[i:i + len(wanted)] == wanted for i in range(len(words)))
+
+
+class Patients:
+    """``Patients(records)``: create, list, search and resolve patient files."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self._t = records.client.transport
+        self.search_key = SearchKey.for_owner(records.identity)
+
+    async def create(self, identity: PatientIdentity) -> Patient:
+        """File (pending), keyring v1 of the three scopes (activates it), identity record.
+
+        Every step is retry-safe: the file id is chosen here, the kms answers a repeated
+        initial keyring with 200, and the record create carries an idempotency key.
+        """
+        me = self.records.identity
+        file_id = uuid.uuid4()
+
+        async def create_file() -> Any:
+            return await self._t.request(
+                "POST", "/v1/files", ok=(200, 201),
+                json={"file_id": str(file_id),
+                      "search_tokens": search_tokens(self.search_key, identity)})
+
+        await self.records.client._retrying(create_file)
+        keys = {scope: ScopeKey.generate(file_id, scope) for scope in Scope}
+        entries = [seal_entry(key, me.public_identity(), relationship=Relationship.OWNER,
+                              permissions={Permission.READ, Permission.APPEND},
+                              granter=me).to_json() for key in keys.values()]
+
+        async def store_keyring() -> Any:
+            return await self._t.request("PUT", f"/v1/keyrings/{file_id}/initial",
+                                         json={"entries": entries}, ok=(200, 201))
+
+        await self.records.client._retrying(store_keyring)
+        self.records.adopt_keys(keys)
+        content = identity.to_bytes()
+        record = await self.records.create(file_id, "administrative", RecordMetadata(
+            title="Identité du patient", kind=IDENTITY_KIND, content_type="application/json",
+            size=len(content), created_at=datetime.now(UTC)), content)
+        return Patient(file_id=str(file_id), relationship="owner",
+                       created_at=record.created_at, identity=identity,
+                       identity_record_id=record.record_id)
+
+    async def _files(self, token: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": PAGE}
+        if token is not None:
+            params["token"] = token
+        files: list[dict[str, Any]] = []
+        while True:
+            page = (await self._t.request("GET", "/v1/files", params=params)).json()
+            files.extend(page.get("items") or [])
+            if not page.get("next_cursor"):
+                return files
+            params["cursor"] = page["next_cursor"]
+
+    async def _patient(self, file: dict[str, Any]) -> Patient:
+        file_id = str(file.get("id"))
+        identity: PatientIdentity | None = None
+        record_id: str | None = None
+        scopes = file.get("scopes") or {}
+        if "administrative" in scopes:
+            records = await self.records.list(file_id, "administrative")
+            mine = [r for r in records if r.metadata.kind == IDENTITY_KIND]
+            if mine:
+                latest = max(mine, key=lambda r: (r.created_at or datetime.min.replace(
+                    tzinfo=UTC), r.record_id))
+                _, content = await self.records.read(latest.record_id)
+                try:
+                    identity = PatientIdentity.model_validate_json(content)
+                except ValueError:
+                    raise integrity_failure("the patient's identity record") from None
+                record_id = latest.record_id
+        return Patient(file_id=file_id, relationship=str(file.get("relationship", "")),
+                       created_at=file.get("created_at"), identity=identity,
+                       identity_record_id=record_id)
+
+    async def list(self, search: str | None = None) -> list[Patient]:
+        """Every patient file I can open; with ``search``, those whose identity matches."""
+        if search is None:
+            return [await self._patient(f) for f in await self._files()]
+        kind, (value, token) = _query(self.search_key, search)
+        found = [await self._patient(f) for f in await self._files(token)]
+        return [p for p in found if _matches(kind, value, p.identity)]
+
+    async def file_id(self, ref: str) -> str:
+        """The file id a PATIENT argument names (no decryption when it is an id)."""
+        ref = ref.strip()
+        if _UUID.match(ref):
+            file = (await self._t.request("GET", f"/v1/files/{uuid.UUID(ref)}")).json()
+            if str(file.get("id")) != str(uuid.UUID(ref)):
+                raise integrity_failure("the patient file")
+            return str(file["id"])
+        return (await self.get(ref)).file_id
+
+    async def get(self, ref: str) -> Patient:
+        """A patient by file id, or by a search that matches exactly one patient."""
+        ref = ref.strip()
+        if _UUID.match(ref):
+            file = (await self._t.request("GET", f"/v1/files/{uuid.UUID(ref)}")).json()
+            if str(file.get("id")) != str(uuid.UUID(ref)):
+                raise integrity_failure("the patient file")
+            return await self._patient(file)
+        found = await self.list(ref)
+        if not found:
+            raise NotFound(f"no patient matches {ref!r}")
+        if len(found) > 1:
+            names = ", ".join(f"{p.name} ({p.file_id})" for p in found[:5])
+            raise InvalidInput(f"{len(found)} patients match {ref!r}: {names}; give a file id")
+        return found[0]
+
