@@ -29,8 +29,10 @@ def start_stack(backend_name: str, state: Path, worker: str, **extra_env: str) -
             urls[service] = fresh_database(POSTGRES,
                                            f"ecrin_e2e_{worker}_{service.replace('-', '_')}",
                                            state)
+    clock = {"ECRIN_SHARING_CLOCK_OFFSET_FILE": str(state / "clock-offset")}
     stack = Stack(state=state, database_urls=urls,
-                  ports={s: free_port() for s in SERVICES}, extra_env={**TEST_ENV, **extra_env},
+                  ports={s: free_port() for s in SERVICES},
+                  extra_env={**TEST_ENV, **clock, **extra_env},
                   log_dir=state / "logs")
     in_thread(stack.migrate)
     stack.start_all()

@@ -74,9 +74,25 @@ class AccessClient:
     def forget(self, file_id: uuid.UUID, account_id: uuid.UUID) -> None:
         self._cache.pop((file_id, account_id), None)
 
-    async def post(self, path: str, token: str) -> int:
+    async def get_json(self, path: str, token: str) -> dict[str, object] | None:
+        """GET an internal route of the sharing service; None when it answers 404."""
         try:
-            response = await self.http.post(f"{self.sharing_url}{path}",
+            response = await self.http.get(f"{self.sharing_url}{path}",
+                                           headers={HEADER: token, "x-ecrin-caller": self.caller},
+                                           timeout=5.0)
+        except httpx.HTTPError:
+            raise ServiceUnavailable("The sharing service is unavailable; retry shortly.",
+                                     headers={"Retry-After": "2"}) from None
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ServiceUnavailable("The sharing service failed; retry shortly.",
+                                     headers={"Retry-After": "2"})
+        return response.json()
+
+    async def post(self, path: str, token: str, json: object = None) -> int:
+        try:
+            response = await self.http.post(f"{self.sharing_url}{path}", json=json,
                                             headers={HEADER: token, "x-ecrin-caller": self.caller},
                                             timeout=5.0)
         except httpx.HTTPError:

@@ -90,13 +90,13 @@ class AuditLog:
         last = (await session.execute(
             select(model).where(model.chain == chain).order_by(model.seq.desc()).limit(1)
             .with_for_update())).scalar_one_or_none()
-        event = {"chain": chain, "seq": (last.seq + 1) if last else 1,
+        event: dict[str, Any] = {"chain": chain, "seq": (last.seq + 1) if last else 1,
                  "time": _iso(when or datetime.now(UTC)), "actor": str(actor or "anonymous"),
                  "action": action, "target": str(target), "outcome": outcome,
                  "request_id": request_id_var.get() or "-", "service": self.service,
                  "prev_hash": last.hash if last else GENESIS}
         event["hash"] = event_hash(event)
-        row = model(**{**event, "time": datetime.fromisoformat(event["time"])})
+        row = model(**{**event, "time": datetime.fromisoformat(str(event["time"]))})
         session.add(row)
         await session.flush()
         return event

@@ -8,8 +8,10 @@ from fastapi import FastAPI
 
 from ecrin_platform.access import AccessClient
 from ecrin_platform.app import build_service_app
+from ecrin_platform.audit import AuditLog
 from kms.accounts.endpoints import directory, internal, keys
 from kms.keyrings.endpoints import router as keyrings
+from kms.models import AuditEvent
 from kms.service_info import router as info_router
 from kms.settings import Settings
 
@@ -21,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     async def start(app: FastAPI) -> None:
+        app.state.audit = AuditLog(AuditEvent, SERVICE)
         app.state.access = AccessClient(app.state.http, settings.sharing_url, caller=SERVICE,
                                         ttl_s=settings.authz_cache_s)
     return build_service_app(

@@ -7,8 +7,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ecrin_platform.app import build_service_app
+from ecrin_platform.audit import AuditLog
 from sharing.clock import Clock
 from sharing.files.endpoints import internal, router
+from sharing.grants import endpoints as grants
+from sharing.models import AuditEvent
 from sharing.service_info import router as info_router
 from sharing.settings import Settings
 
@@ -26,9 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the authorisation decision point."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router, router, internal],
+        routers=[info_router, router, grants.files_extra, grants.grants, grants.invitations,
+                 grants.rotations, internal, grants.internal],
         forwarded_audiences={"/internal/": frozenset({"records-api", "kms"})},
         upload_paths=[],
     )
     app.state.clock = Clock(settings.clock_offset_file)
+    app.state.audit = AuditLog(AuditEvent, SERVICE)
     return app

@@ -62,7 +62,7 @@ async def create_initial(file_id: uuid.UUID, body: EntriesIn, access: Access,
 @router.get("/{file_id}/entries", response_model=EntriesOut,
             summary="One's own keyring entries for the scopes one may read")
 async def my_entries(file_id: uuid.UUID, access: Access, session: SessionDep,
-                     response: Response,
+                     response: Response, request: Request,
                      scope: Annotated[str | None, Query(pattern="^(clinical|shared|administrative)$")] = None,  # noqa: E501
                      version: Annotated[int | None, Query(ge=1)] = None) -> EntriesOut:
     if access.state != "active":
@@ -70,15 +70,69 @@ async def my_entries(file_id: uuid.UUID, access: Access, session: SessionDep,
     service = KeyringService(session)
     response.headers.update(NO_STORE)
     versions = await service.current_versions(file_id)
+    entries = await service.my_entries(access, scope, version)
+    released = ",".join(sorted({f"{e['scope']}:v{e['version']}" for e in entries})) or "none"
+    await request.app.state.audit.append(session, chain=f"file:{file_id}",
+                                         actor=access.account_id, action="keys.release",
+                                         target=released[:200])
     return EntriesOut(file_id=file_id,
                       versions={s: v for s, v in versions.items() if s in access.scopes},
-                      entries=await service.my_entries(access, scope, version))
+                      entries=entries)
 
 
 @router.post("/{file_id}/entries", status_code=201,
-             summary="Add entries: grant existing versions to a member, or rotate a scope")
+             summary="Rotate scopes: the next version sealed to each remaining member")
 async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
-                      session: SessionDep) -> dict[str, int]:
+                      session: SessionDep, token: RawInternalToken, request: Request,
+                      client: Annotated[AccessClient, Depends(get_access_client)]
+                      ) -> dict[str, int]:
     if access.state != "active":
         raise NotFound("No such keyring.")
-    return {"stored": await KeyringService(session).add_entries(access, body.entries)}
+    service = KeyringService(session)
+    stored = await service.add_entries(access, body.entries)
+    for scope, version in service.rotated.items():
+        await request.app.state.audit.append(session, chain=f"file:{file_id}",
+                                             actor=access.account_id, action="scope.rotate",
+                                             target=f"{scope}:v{version}")
+    await session.commit()
+    for scope, version in service.rotated.items():
+        # Best effort: the queue entry is also cleared on the client's next sync.
+        await client.post(f"/internal/rotations/{file_id}/{scope}/done", token,
+                          json={"version": version})
+    return {"stored": stored, **{f"{s}_version": v for s, v in service.rotated.items()}}
+
+
+@router.post("/{file_id}/grants/{grant_id}", status_code=201,
+             summary="Store the keyring entries of a grant (sealed by the granter, or by the "
+                     "invitee on redemption), which activates it")
+async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
+                      user: CurrentUser, session: SessionDep, token: RawInternalToken,
+                      request: Request,
+                      client: Annotated[AccessClient, Depends(get_access_client)]
+                      ) -> dict[str, int]:
+    grant = await client.get_json(f"/internal/grants/{grant_id}", token)
+    if grant is None or grant["file_id"] != str(file_id):
+        raise NotFound("No such grant.")
+    caller = uuid.UUID(user.account_id)
+    stored = await KeyringService(session).store_grant(grant, caller, body.entries)
+    await request.app.state.audit.append(session, chain=f"file:{file_id}", actor=caller,
+                                         action="keys.grant", target=str(grant_id))
+    await session.commit()  # the entries are durable before the grant turns active
+    status = await client.post(f"/internal/grants/{grant_id}/activate", token)
+    if status != 204:
+        raise ServiceUnavailable("The grant could not be activated; retry the same request.",
+                                 headers={"Retry-After": "2"})
+    return {"stored": stored}
+
+
+AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
+
+
+@router.get("/{file_id}/audit", summary="The kms's audit chain of a file (key releases)")
+async def audit(file_id: uuid.UUID, access: Access, session: SessionDep, request: Request,
+                response: Response) -> dict[str, Any]:
+    if access.relationship not in AUDIT_READERS:
+        raise NotFound("No such keyring.")
+    response.headers.update(NO_STORE)
+    events = await request.app.state.audit.chain(session, f"file:{file_id}")
+    return {"service": "kms", "chain": f"file:{file_id}", "events": events}

@@ -33,6 +33,8 @@ def _now() -> datetime:
 class KeyringService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        #: scopes whose version the last add_entries call moved on
+        self.rotated: dict[str, int] = {}
 
     async def _identity(self, account_id: uuid.UUID) -> tuple[PublicIdentity, str]:
         row = await self.session.get(DirectoryEntry, account_id)
@@ -111,6 +113,49 @@ class KeyringService:
             raise NotFound("No such keyring.")
         return await self._entries(access.file_id, access.account_id, readable, version)
 
+    async def store_grant(self, grant: dict[str, Any], caller: uuid.UUID,
+                          entries: list[dict[str, Any]]) -> int:
+        """Keyring entries that make a grant real. Each must match the grant exactly:
+        member, scope, relationship, permissions and end date; the granter seals them, or
+        the invitee seals them to itself when redeeming an invitation."""
+        file_id = uuid.UUID(grant["file_id"])
+        grantee = uuid.UUID(grant["grantee_id"])
+        scopes: dict[str, str] = grant["scopes"]
+        checked = [await self._checked(e, file_id, caller) for e in entries]
+        versions = await self.current_versions(file_id)
+        covered: set[str] = set()
+        now = _now()
+        for entry in checked:
+            scope = entry.scope.value
+            wanted = {"read"} | ({"append"} if scopes.get(scope) == "append" else set())
+            until = entry.valid_until.isoformat() if entry.valid_until else None
+            granted_until = grant.get("valid_until")
+            same_end = (until is None and granted_until is None) or (
+                until is not None and granted_until is not None
+                and datetime.fromisoformat(granted_until).timestamp()
+                == entry.valid_until.timestamp())  # type: ignore[union-attr]
+            if (entry.member_id != grantee or scope not in scopes
+                    or entry.relationship.value != grant["relationship"]
+                    or {p.value for p in entry.permissions} != wanted or not same_end):
+                raise InvalidEntry("The entry does not match the grant.")
+            if not 1 <= entry.version <= versions.get(scope, 0):
+                raise InvalidEntry("Grants hand over existing versions only.")
+            if entry.version == versions[scope]:
+                covered.add(scope)
+            existing = await self.session.get(KeyringEntryRow,
+                                              (file_id, scope, entry.version, grantee))
+            if existing is None:
+                self.session.add(KeyringEntryRow(file_id=file_id, scope=scope,
+                                                 version=entry.version, member_id=grantee,
+                                                 granter_id=caller, entry=entry.to_json(),
+                                                 created_at=now))
+            elif existing.entry != entry.to_json():
+                raise Conflict("This member already holds this version.")
+        if covered != set(scopes):
+            raise InvalidEntry("A grant needs the current version of every granted scope.")
+        await self.session.flush()
+        return len(checked)
+
     async def add_entries(self, access: FileAccess, entries: list[dict[str, Any]]) -> int:
         """Grants (existing versions to a new member) and rotations (the next version)."""
         caller = access.account_id
@@ -144,6 +189,7 @@ class KeyringService:
             assert row is not None
             row.version, row.updated_at = version, now
         await self.session.flush()
+        self.rotated = bumped
         return len(checked)
 
 

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Uuid
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ecrin_platform.audit import AuditEventColumns
@@ -47,6 +47,8 @@ class Grant(Base):
     #: scope -> "read" | "append"
     scopes: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
+    #: "direct" (sealed by the granter) or "invitation" (sealed by the invitee on redemption)
+    kind: Mapped[str] = mapped_column(String(16), default="direct")
     valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -69,6 +71,47 @@ class SearchToken(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 
     __table_args__ = (Index("ix_search_tokens_owner_token", "owner_id", "token"),)
+
+
+class Invitation(Base):
+    """A pending grant for someone without an account yet. ``payload`` holds the scope keys
+    wrapped under Argon2id(code); the code itself never reaches a server."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_files.id", ondelete="CASCADE"),
+                                               index=True)
+    inviter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    #: derived from the code by a separate KDF: finds the invitation, opens nothing
+    lookup_id: Mapped[str] = mapped_column(String(64), unique=True)
+    relationship: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    redeemed_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Rotation(Base):
+    """A scope whose key must be rotated because a member left (revoked or expired)."""
+
+    __tablename__ = "rotations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient_files.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    done_version: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    __table_args__ = (Index("ix_rotations_file_pending", "file_id", "done_at"),)
 
 
 class AuditEvent(Base, AuditEventColumns):

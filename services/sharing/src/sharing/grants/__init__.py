@@ -1,0 +1,1 @@
+"""Grants, invitations and the rotation queue that revocation and expiry feed."""

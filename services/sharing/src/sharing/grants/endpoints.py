@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
+from ecrin_platform.problems import NotFound
+from sharing.grants.rules import DEFAULTS
+from sharing.grants.schemas import (
+    GrantCreate,
+    GrantOut,
+    InvitationCreate,
+    InvitationLookupOut,
+    InvitationOut,
+    MemberOut,
+    RotationDone,
+    RotationOut,
+)
+from sharing.grants.service import GrantsService
+
+AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def get_service(request: Request, session: SessionDep) -> GrantsService:
+    return GrantsService(session, request.app.state.clock.now(), request.app.state.audit)
+
+
+Service = Annotated[GrantsService, Depends(get_service)]
+
+grants = APIRouter(prefix="/v1/grants", tags=["sharing"])
+invitations = APIRouter(prefix="/v1/invitations", tags=["sharing"])
+rotations = APIRouter(prefix="/v1/rotations", tags=["sharing"])
+files_extra = APIRouter(prefix="/v1/files", tags=["sharing"])
+internal = APIRouter(prefix="/internal", include_in_schema=False)
+
+
+def me(user: CurrentUser) -> uuid.UUID:
+    return uuid.UUID(user.account_id)
+
+
+Me = Annotated[uuid.UUID, Depends(me)]
+
+
+@grants.get("/defaults", summary="The scopes each relationship gets by default")
+async def defaults(_: Me) -> dict[str, dict[str, str]]:
+    return DEFAULTS
+
+
+@grants.post("", status_code=201, response_model=GrantOut,
+             summary="Create a grant (pending until the grantee's keyring entries are stored)")
+async def create_grant(body: GrantCreate, account: Me, service: Service,
+                       response: Response) -> GrantOut:
+    out, created = await service.create(account, body)
+    response.status_code = 201 if created else 200
+    return out
+
+
+@grants.get("", response_model=list[GrantOut], summary="A file's grants")
+async def list_grants(file_id: uuid.UUID, account: Me, service: Service,
+                      response: Response) -> list[GrantOut]:
+    response.headers.update(NO_STORE)
+    return await service.list_for_file(file_id, account)
+
+
+@grants.get("/{grant_id}", response_model=GrantOut, summary="One grant (granter or grantee)")
+async def get_grant(grant_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
+    return await service.get(grant_id, account)
+
+
+@grants.delete("/{grant_id}", response_model=GrantOut,
+               summary="Revoke a grant: access stops at once and the scopes' rotation is queued")
+async def revoke_grant(grant_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
+    return await service.revoke(grant_id, account)
+
+
+@files_extra.get("/{file_id}/members", response_model=list[MemberOut],
+                 summary="The file's live members (owner and care team), for a rotation")
+async def members(file_id: uuid.UUID, account: Me, service: Service) -> list[MemberOut]:
+    return await service.members(file_id, account)
+
+
+@files_extra.get("/{file_id}/audit", summary="The sharing service's audit chain of a file")
+async def file_audit(file_id: uuid.UUID, account: Me, service: Service, request: Request,
+                     response: Response) -> dict[str, Any]:
+    mine = await service._my_grant(file_id, account)
+    if mine.relationship not in AUDIT_READERS:
+        raise NotFound("No such file.")
+    response.headers.update(NO_STORE)
+    events = await request.app.state.audit.chain(service.session, f"file:{file_id}")
+    return {"service": "sharing", "chain": f"file:{file_id}", "events": events}
+
+
+@rotations.get("", response_model=list[RotationOut],
+               summary="Scopes waiting for a key rotation (revocations and expiries)")
+async def pending_rotations(account: Me, service: Service,
+                            file_id: Annotated[uuid.UUID | None, Query()] = None
+                            ) -> list[RotationOut]:
+    return await service.rotations(account, file_id)
+
+
+@invitations.post("", status_code=201, response_model=InvitationOut,
+                  summary="Invite someone without an account (keys wrapped under a code)")
+async def invite(body: InvitationCreate, account: Me, service: Service) -> InvitationOut:
+    return await service.invite(account, body)
+
+
+@invitations.get("", response_model=list[InvitationOut], summary="A file's invitations")
+async def list_invitations(file_id: uuid.UUID, account: Me,
+                           service: Service) -> list[InvitationOut]:
+    return await service.invitations(file_id, account)
+
+
+@invitations.get("/lookup/{lookup_id}", response_model=InvitationLookupOut,
+                 summary="Find an open invitation by the id derived from its code")
+async def lookup(lookup_id: str, _: Me, service: Service,
+                 response: Response) -> InvitationLookupOut:
+    response.headers.update(NO_STORE)
+    return await service.lookup(lookup_id)
+
+
+@invitations.post("/{invitation_id}/redeem", response_model=GrantOut,
+                  summary="Redeem an invitation (single use): a pending grant for the caller")
+async def redeem(invitation_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
+    return await service.redeem(invitation_id, account)
+
+
+@invitations.delete("/{invitation_id}", status_code=204, summary="Cancel an invitation")
+async def cancel(invitation_id: uuid.UUID, account: Me, service: Service) -> Response:
+    await service.cancel_invitation(invitation_id, account)
+    return Response(status_code=204)
+
+
+def _kms_principal(claims: InternalClaimsDep) -> uuid.UUID:
+    if claims.audience != "kms" or claims.principal is None:
+        raise NotFound("No such grant.")
+    return uuid.UUID(claims.principal.account_id)
+
+
+KmsCaller = Annotated[uuid.UUID, Depends(_kms_principal)]
+
+
+@internal.get("/grants/{grant_id}", response_model=GrantOut)
+async def grant_for_keys(grant_id: uuid.UUID, account: KmsCaller, service: Service) -> GrantOut:
+    return await service.for_keys(grant_id, account)
+
+
+@internal.post("/grants/{grant_id}/activate", status_code=204)
+async def activate_grant(grant_id: uuid.UUID, account: KmsCaller, service: Service) -> Response:
+    await service.activate(grant_id, account)
+    return Response(status_code=204)
+
+
+@internal.post("/rotations/{file_id}/{scope}/done", status_code=204)
+async def rotation_done(file_id: uuid.UUID, scope: str, body: RotationDone, account: KmsCaller,
+                        service: Service) -> Response:
+    await service.rotation_done(file_id, scope, body.version, account)
+    return Response(status_code=204)

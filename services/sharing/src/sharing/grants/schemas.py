@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Relationship = Literal["patient", "parent", "guardian", "care_team", "replacement", "secretary"]
+ScopeName = Literal["clinical", "shared", "administrative"]
+Access = Literal["read", "append"]
+
+
+class GrantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grant_id: uuid.UUID
+    file_id: uuid.UUID
+    grantee_id: uuid.UUID
+    relationship: Relationship
+    scopes: dict[ScopeName, Access] = Field(min_length=1)
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+class GrantOut(BaseModel):
+    id: uuid.UUID
+    file_id: uuid.UUID
+    grantee_id: uuid.UUID
+    granter_id: uuid.UUID
+    relationship: str
+    scopes: dict[str, str]
+    kind: str
+    status: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class MemberOut(BaseModel):
+    account_id: uuid.UUID
+    relationship: str
+    scopes: dict[str, str]
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+
+class RotationOut(BaseModel):
+    id: uuid.UUID
+    file_id: uuid.UUID
+    scope: str
+    reason: str
+    created_at: datetime
+
+
+class InvitationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invitation_id: uuid.UUID
+    file_id: uuid.UUID
+    lookup_id: str = Field(min_length=16, max_length=64, pattern="^[A-Za-z0-9_-]+$")
+    relationship: Relationship
+    scopes: dict[ScopeName, Access] = Field(min_length=1)
+    valid_until: datetime | None = None
+    expires_in_days: int = Field(default=14, ge=1, le=30)
+    #: InvitationPayload.to_json(): scope keys wrapped under Argon2id(code)
+    payload: dict[str, Any]
+
+
+class InvitationOut(BaseModel):
+    id: uuid.UUID
+    file_id: uuid.UUID
+    inviter_id: uuid.UUID
+    relationship: str
+    scopes: dict[str, str]
+    valid_until: datetime | None
+    created_at: datetime
+    expires_at: datetime
+    status: str
+    redeemed_by: uuid.UUID | None
+    redeemed_at: datetime | None
+    grant_id: uuid.UUID | None
+
+
+class InvitationLookupOut(BaseModel):
+    id: uuid.UUID
+    file_id: uuid.UUID
+    inviter_id: uuid.UUID
+    relationship: str
+    scopes: dict[str, str]
+    valid_until: datetime | None
+    expires_at: datetime
+    payload: dict[str, Any]
+
+
+class RotationDone(BaseModel):
+    version: int = Field(ge=2)
