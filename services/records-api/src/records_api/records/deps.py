@@ -15,6 +15,7 @@ from ecrin_platform.problems import Unauthorized
 from ecrin_platform.tokens import HEADER
 from records_api.access import AccessDeciderDep
 from records_api.models import Record
+from records_api.records.audit import audit_read
 from records_api.records.content import ContentStore
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import Caller, RecordsService
@@ -79,3 +80,22 @@ def get_content_store(request: Request) -> ContentStore:
 
 
 ContentStoreDep = Annotated[ContentStore, Depends(get_content_store)]
+
+
+class ReadAuditor:
+    """Records a ciphertext read in the file's audit chain (its own short transaction)."""
+
+    def __init__(self, request: Request, caller: Caller) -> None:
+        self.sessionmaker = request.app.state.sessionmaker
+        self.actor = caller.account_id
+
+    async def __call__(self, file_id: uuid.UUID, action: str, target: str) -> None:
+        await audit_read(self.sessionmaker, actor=self.actor, file_id=file_id, action=action,
+                         target=target)
+
+
+def get_read_auditor(request: Request, caller: CallerDep) -> ReadAuditor:
+    return ReadAuditor(request, caller)
+
+
+AuditRead = Annotated[ReadAuditor, Depends(get_read_auditor)]

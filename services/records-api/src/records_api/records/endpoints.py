@@ -9,9 +9,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ecrin_platform.db import read_only_session
-from ecrin_platform.problems import ServiceError
+from records_api.records.audit import record_target
 from records_api.records.content import ContentTooLong
 from records_api.records.deps import (
+    AuditRead,
     CallerDep,
     ContentStoreDep,
     ReadableRecord,
@@ -68,11 +69,13 @@ async def create_record(body: RecordIn, caller: CallerDep, service: Service,
 
 @router.get("", response_model=RecordPage, responses=_PROBLEMS,
             summary="List a file's committed records, newest first (cursor pagination)")
-async def list_records(caller: CallerDep, service: ReadService, file_id: uuid.UUID,
-                       scope: Scope | None = None,
+async def list_records(caller: CallerDep, service: ReadService, audit_read: AuditRead,
+                       file_id: uuid.UUID, scope: Scope | None = None,
                        cursor: Annotated[str | None, Query(max_length=200)] = None,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> RecordPage:
-    return await service.page(caller, file_id, scope, cursor, limit)
+    page = await service.page(caller, file_id, scope, cursor, limit)
+    await audit_read(file_id, "record.list", f"file:{file_id}")
+    return page
 
 
 @router.post("/rekey", response_model=RekeyOut, responses=_PROBLEMS,
@@ -83,27 +86,30 @@ async def rekey(body: RekeyIn, caller: CallerDep, service: Service) -> RekeyOut:
 
 @router.get("/{record_id:uuid}", response_model=RecordOut, responses=_PROBLEMS,
             summary="A record and its latest committed version (ETag: \"v<version>\")")
-async def get_record(record: ReadableRecord, service: ReadService,
+async def get_record(record: ReadableRecord, service: ReadService, audit_read: AuditRead,
                      response: Response) -> RecordOut:
     out = await service.latest(record)
+    await audit_read(record.file_id, "record.read",
+                     record_target(record.id, record.current_version))
     response.headers["ETag"] = etag(record.current_version)
     return out
 
 
 @router.delete("/{record_id:uuid}", status_code=204, responses=_PROBLEMS,
                summary="Delete a record (tombstone; the ciphertext is purged later)")
-async def delete_record(record: WritableRecord, service: Service,
+async def delete_record(record: WritableRecord, caller: CallerDep, service: Service,
                         if_match: IfMatch = None) -> Response:
-    await service.delete(record, if_match)
+    await service.delete(caller, record, if_match)
     return Response(status_code=204)
 
 
 @router.get("/{record_id:uuid}/versions", response_model=VersionPage, responses=_PROBLEMS,
             summary="A record's committed versions, newest first")
-async def list_versions(record: ReadableRecord, service: ReadService,
+async def list_versions(record: ReadableRecord, service: ReadService, audit_read: AuditRead,
                         before: Annotated[int | None, Query(ge=1)] = None,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> VersionPage:
     items, next_before = await service.history(record, before, limit)
+    await audit_read(record.file_id, "record.history", record_target(record.id))
     return VersionPage(items=items, next_before=next_before)
 
 
@@ -120,9 +126,10 @@ async def add_version(record: WritableRecord, body: VersionIn, caller: CallerDep
 
 @router.get("/{record_id:uuid}/versions/{version}", response_model=VersionOut, responses=_PROBLEMS,
             summary="One committed version's header and metadata ciphertext")
-async def get_version(record: ReadableRecord, version: VersionNumber,
-                      service: ReadService, response: Response) -> VersionOut:
+async def get_version(record: ReadableRecord, version: VersionNumber, service: ReadService,
+                      audit_read: AuditRead, response: Response) -> VersionOut:
     row = await service.committed_version(record, version)
+    await audit_read(record.file_id, "record.read", record_target(record.id, version))
     response.headers["ETag"] = etag(version)
     return version_out(row)
 
@@ -131,9 +138,11 @@ async def get_version(record: ReadableRecord, version: VersionNumber,
     200: {"content": {OCTET_STREAM: {}}, "description": "The content ciphertext"}, **_PROBLEMS},
     response_class=StreamingResponse, summary="Download a version's content ciphertext")
 async def download_content(record: ReadableRecord, version: VersionNumber,
-                           service: ReadService, store: ContentStoreDep) -> StreamingResponse:
+                           service: ReadService, store: ContentStoreDep,
+                           audit_read: AuditRead) -> StreamingResponse:
     row = await service.committed_version(record, version)
     assert row.content_upload_id is not None
+    await audit_read(record.file_id, "record.content.read", record_target(record.id, version))
     return StreamingResponse(store.stream(row.content_upload_id, row.content_length),
                              media_type=OCTET_STREAM,
                              headers={"Content-Length": str(row.content_length),
@@ -175,8 +184,9 @@ async def upload_content(record_id: RecordId, version: VersionNumber, request: R
         raise ContentLengthMismatch(
             f"More than the {row.content_length} bytes the header announces.") from None
     try:
-        await commit_upload(store.sessionmaker, record_id, version, received)
-    except ServiceError:
+        await commit_upload(store.sessionmaker, caller.account_id, record_id, version,
+                            received)
+    except BaseException:
         await store.discard_quietly(received.upload_id)
         raise
     return Response(status_code=204, headers={"ETag": etag(version)})

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.access import AccessDecider, FileAccess
 from records_api.models import ContentUpload, IdempotencyKey, Record, RecordVersion
+from records_api.records.audit import audit, record_target
 from records_api.records.content import ReceivedContent
 from records_api.records.errors import (
     ContentDigestMismatch,
@@ -245,6 +246,8 @@ class RecordsService:
                                      request_digest=digest, record_id=record.id, status=201,
                                      response=response, created_at=at))
         await self.repo.session.flush()
+        await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
+                    action="record.create", target=record_target(record.id, 1))
         return response, False
 
     @staticmethod
@@ -282,13 +285,17 @@ class RecordsService:
         row = self._version_row(record.id, version, body, facts, caller.account_id, now())
         self.repo.add(row)
         await self.repo.session.flush()
+        await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
+                    action="record.version.create", target=record_target(record.id, version))
         return record_out(record, row)
 
-    async def delete(self, record: Record, if_match: str | None) -> None:
+    async def delete(self, caller: Caller, record: Record, if_match: str | None) -> None:
         expect_version(if_match, record.current_version)
         record.deleted_at = now()
         record.updated_at = record.deleted_at
         await self.repo.session.flush()
+        await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
+                    action="record.delete", target=record_target(record.id))
 
     async def rekey(self, caller: Caller, body: RekeyIn) -> RekeyOut:
         """Replace only the wrap (bytes 254..410) of many headers; all or nothing."""
@@ -323,6 +330,9 @@ class RecordsService:
                                           item=index, key_version=row.key_version)
                 row.header = item.header
                 row.key_version = facts.key_version
+                await audit(session, actor=caller.account_id,
+                            file_id=records[item.record_id].file_id, action="record.rekey",
+                            target=record_target(item.record_id, item.version))
             out.append(RekeyedItem(record_id=item.record_id, version=item.version,
                                    key_version=row.key_version, changed=changed))
         await session.flush()
@@ -343,8 +353,8 @@ class RecordsService:
                 raise ReadOnlyScope(f"Your access to the {record.scope} scope is read-only.")
 
 
-async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], record_id: uuid.UUID,
-                        version: int, received: ReceivedContent) -> None:
+async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], actor: uuid.UUID,
+                        record_id: uuid.UUID, version: int, received: ReceivedContent) -> None:
     """One short transaction: the version adopts a complete upload and becomes visible."""
     async with sessionmaker() as session, session.begin():
         repo = RecordsRepository(session)
@@ -368,3 +378,5 @@ async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], record_i
             raise VersionConflict("The upload was discarded meanwhile.")
         upload.finished_at = at
         record.current_version, record.state, record.updated_at = version, "committed", at
+        await audit(session, actor=actor, file_id=record.file_id, action="record.content.write",
+                    target=record_target(record_id, version))

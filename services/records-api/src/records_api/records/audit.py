@@ -1,0 +1,44 @@
+"""Audit events of the records API: one hash-chained log per patient file
+(``file:<id>``), identifiers only. Writes are recorded in the transaction that makes
+them; ciphertext reads in a short write transaction of their own, before any byte is
+served, so that a read that cannot be recorded does not happen."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrin_platform.audit import AuditLog
+from records_api.models import AuditEvent
+
+AUDIT = AuditLog(AuditEvent, "records-api")
+
+
+def file_chain(file_id: uuid.UUID) -> str:
+    return f"file:{file_id}"
+
+
+def record_target(record_id: uuid.UUID, version: int | None = None) -> str:
+    return f"record:{record_id}" + (f"/v{version}" if version is not None else "")
+
+
+async def audit(session: AsyncSession, *, actor: uuid.UUID, file_id: uuid.UUID, action: str,
+                target: str) -> None:
+    chain = file_chain(file_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # ``AuditLog.append`` reads the chain's last event FOR UPDATE, which locks nothing
+        # for a new chain, and after a lock wait still sees the old last row: two
+        # concurrent appends then pick the same seq. A per-chain transaction lock taken
+        # first serialises them, and the read after it sees the committed last event.
+        await session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtextextended(chain, 0))))
+    await AUDIT.append(session, chain=chain, actor=actor, action=action,
+                       target=target)
+
+
+async def audit_read(sessionmaker: async_sessionmaker[AsyncSession], *, actor: uuid.UUID,
+                     file_id: uuid.UUID, action: str, target: str) -> None:
+    async with sessionmaker() as session, session.begin():
+        await audit(session, actor=actor, file_id=file_id, action=action, target=target)
