@@ -1,0 +1,148 @@
+"""Helpers for the patients and records end-to-end tests: practitioners made through the
+SDK (TOTP enabled, so the gateway's second-factor rule holds), the `ecrin` CLI in a
+subprocess, raw SQL on a service's database (to play a malicious operator), dumps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+from ecrin_client import EcrinClient, Patients, Profile, Records
+from sqlalchemy.engine import make_url
+
+PASSPHRASE = "records e2e passphrase"
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Practitioner:
+    """An account on one device (its ``ECRIN_HOME``), signed in with a verified TOTP."""
+
+    server: str
+    home: Path
+    email: str
+    account_id: str
+
+    def ecrin(self, *args: str, stdin: str | None = None, timeout: float = 120) -> Run:
+        env = {"PATH": "/usr/bin:/bin", "ECRIN_HOME": str(self.home),
+               "ECRIN_SERVER": self.server, "ECRIN_KDF_PROFILE": "insecure-test",
+               "ECRIN_PASSPHRASE": PASSPHRASE}
+        done = subprocess.run([sys.executable, "-m", "ecrin_client", *args],  # noqa: S603
+                              input=stdin, capture_output=True, text=True, env=env,
+                              timeout=timeout)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str, stdin: str | None = None) -> Any:
+        run = self.ecrin(*args, "--json", stdin=stdin)
+        assert run.code == 0, f"ecrin {' '.join(args)} exited {run.code}: {run.stderr}{run.stdout}"
+        return run.json()
+
+    def client(self, transport: httpx.AsyncBaseTransport | None = None) -> EcrinClient:
+        return EcrinClient(self.server, Profile(self.home), transport=transport)
+
+    async def unlocked(self, client: EcrinClient) -> tuple[Records, Patients]:
+        records = Records(client, await client.unlock(PASSPHRASE))
+        return records, Patients(records)
+
+
+async def new_practitioner(server: str, home: Path) -> Practitioner:
+    email = f"kine-{uuid.uuid4().hex[:10]}@example.fr"
+    async with EcrinClient(server, Profile(home)) as client:
+        account, _ = await client.signup(email, PASSPHRASE, "practitioner")
+        await client.login(email, PASSPHRASE)
+        enrolment = await client.enable_totp()
+        await client.confirm_totp(pyotp.TOTP(enrolment.secret).now())
+    return Practitioner(server, home, email, account.account_id)
+
+
+def practitioner(server: str, home: Path) -> Practitioner:
+    return asyncio.run(new_practitioner(server, home))
+
+
+class ServiceDatabase:
+    """Raw SQL on one service's database, SQLite or PostgreSQL (``?`` placeholders)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.postgres = self.url.get_backend_name() == "postgresql"
+
+    def _params(self, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self.postgres:
+            return params
+        return tuple(p.hex if isinstance(p, uuid.UUID) else p for p in params)
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return self._run(sql, self._params(params), fetch=True)
+
+    def execute(self, sql: str, *params: Any) -> None:
+        self._run(sql, self._params(params), fetch=False)
+
+    def _run(self, sql: str, params: tuple[Any, ...], *, fetch: bool) -> list[tuple[Any, ...]]:
+        if not self.postgres:
+            with sqlite3.connect(self.url.database or "", timeout=30) as conn:
+                cursor = conn.execute(sql, params)
+                return [tuple(r) for r in cursor.fetchall()] if fetch else []
+        import asyncpg
+
+        index = iter(range(1, 1000))
+        pg_sql = "".join(f"${next(index)}" if c == "?" else c for c in sql)
+
+        async def go() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(host=self.url.host, port=self.url.port or 5432,
+                                         user=self.url.username, password=self.url.password,
+                                         database=self.url.database)
+            try:
+                if fetch:
+                    return [tuple(r) for r in await conn.fetch(pg_sql, *params)]
+                await conn.execute(pg_sql, *params)
+                return []
+            finally:
+                await conn.close()
+
+        from tests.support.databases import in_thread
+
+        result: list[tuple[Any, ...]] = in_thread(asyncio.run, go())
+        return result
+
+
+def database_dumps(stack: Any) -> list[bytes]:
+    """Every SQLite file (with -wal/-shm/-journal), or a pg_dump of every PostgreSQL one."""
+    dumps: list[bytes] = []
+    for url in stack.database_urls.values():
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql":
+            assert shutil.which("pg_dump"), "pg_dump is needed to dump the PostgreSQL databases"
+            plain = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            dumps.append(subprocess.run(["pg_dump", "--no-owner", plain],  # noqa: S607
+                                        capture_output=True, check=True).stdout)
+    for path in stack.state.rglob("*"):
+        if path.is_file() and (path.suffix == ".db" or path.name.endswith(
+                ("-wal", "-journal", "-shm"))):
+            dumps.append(path.read_bytes())
+    assert dumps
+    return dumps
+
+
+def logs(stack: Any) -> list[bytes]:
+    found = [p.read_bytes() for p in Path(stack.log_dir).rglob("*") if p.is_file()]
+    assert found, "the stack wrote no log"
+    return found

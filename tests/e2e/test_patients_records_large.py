@@ -1,0 +1,132 @@
+"""A 200 MiB document through the real gateway and records API, in bounded memory.
+
+The peak RSS of the gateway and records-api processes is sampled every 20 ms while the
+client streams the document up and back down; each may grow by at most 64 MiB over its
+level before the transfer. The test itself never holds the document either: it is written
+and hashed in 1 MiB blocks.
+
+The stack is a fresh one of its own (a clean memory baseline) whose upload limit is
+raised by 2 MiB: the default limit, 200 MiB, applies to the *ciphertext*, and a 200 MiB
+document is 200 MiB of padded stream plus 17 bytes per 64 KiB chunk (53 KiB more), which
+the default refuses with a 413 (see the report on issue 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pytest
+from ecrin_client.kine import PatientIdentity, RecordMetadata
+
+from ecrin_platform.devstack import Stack
+from tests.e2e.records_support import new_practitioner
+from tests.support.databases import available_backends
+from tests.support.stack import start_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+SIZE = 200 << 20
+BLOCK = 1 << 20
+LIMIT = str(202 << 20)
+MAX_GROWTH = 64 << 20
+
+
+@pytest.fixture(scope="module", params=[b.name for b in available_backends()])
+def big_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              worker_id_safe: str) -> Iterator[Stack]:
+    state = tmp_path_factory.mktemp(f"big-{request.param}")
+    stack = start_stack(request.param, state, f"{worker_id_safe}_big",
+                        ECRIN_RECORDS_MAX_UPLOAD_BYTES=LIMIT,
+                        ECRIN_GATEWAY_MAX_UPLOAD_BYTES=LIMIT)
+    yield stack
+    stack.stop_all()
+
+
+def write_document(path: Path) -> str:
+    """A 200 MiB 'PDF' of random bytes, written block by block; returns its SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for i in range(SIZE // BLOCK):
+            block = (b"%PDF-1.7\n" + os.urandom(BLOCK - 9)) if i == 0 else os.urandom(BLOCK)
+            digest.update(block)
+            f.write(block)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PeakRss:
+    """Samples the resident memory of some processes in a thread; keeps each one's peak."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.baseline = {name: p.memory_info().rss for name, p in self.processes.items()}
+        self.peak = dict(self.baseline)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for name, process in self.processes.items():
+                self.peak[name] = max(self.peak[name], process.memory_info().rss)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self) -> dict[str, int]:
+        return {name: self.peak[name] - self.baseline[name] for name in self.processes}
+
+
+def test_a_200_mib_document_round_trips_in_bounded_memory(big_stack: Stack, tmp_path: Path,
+                                                          record_property) -> None:
+    source, back = tmp_path / "irm.pdf", tmp_path / "irm-back.pdf"
+    expected = write_document(source)
+
+    async def flow() -> dict[str, int]:
+        kine = await new_practitioner(big_stack.url("gateway"), tmp_path / "home")
+        async with kine.client() as client:
+            records, patients = await kine.unlocked(client)
+            patient = await patients.create(PatientIdentity(
+                name="Grand Document", birth_date=datetime(1970, 5, 6).date()))
+            pids = {name: big_stack.processes[name].pid for name in ("gateway", "records-api")}
+            with PeakRss(pids) as rss:
+                started = time.monotonic()
+                info = await records.create(patient.file_id, "clinical", RecordMetadata(
+                    title="IRM genou", kind="imaging", content_type="application/pdf",
+                    size=SIZE, created_at=datetime.now(UTC), filename="irm.pdf"), source)
+                uploaded = time.monotonic()
+                await records.download(info.record_id, back)
+                done = time.monotonic()
+            growth = rss.growth()
+            record_property("upload_s", round(uploaded - started, 1))
+            record_property("download_s", round(done - uploaded, 1))
+            print(f"\n200 MiB: upload {uploaded - started:.1f} s, download {done - uploaded:.1f} s"
+                  f"; RSS growth: " + ", ".join(f"{k} +{v / 2**20:.1f} MiB"
+                                                  for k, v in growth.items()))
+            return growth
+
+    growth = asyncio.run(flow())
+    assert sha256_of(back) == expected
+    for name, grew in growth.items():
+        record_property(f"{name}_rss_growth_mib", round(grew / 2**20, 1))
+        assert grew <= MAX_GROWTH, f"{name} grew by {grew / 2**20:.1f} MiB"
