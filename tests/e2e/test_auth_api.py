@@ -327,3 +327,18 @@ class TestSignupSaga:
         again = httpx.post(f"{gateway}/v1/auth/signup", json=body,
                            headers={"Idempotency-Key": key})
         assert again.status_code == 201
+
+
+class TestAccountAudit:
+    def test_logins_and_changes_form_a_verifiable_chain(self, stack):
+        from ecrin_platform.audit import verify_chain
+
+        user = sign_up(stack.url("gateway"), "practitioner", totp=False)
+        user.enable_totp()
+        user.login()
+        events = user.get("/v1/auth/audit").json()["events"]
+        assert [e["action"] for e in events] == ["account.signup", "auth.login", "2fa.enable",
+                                                 "auth.login"]
+        assert all(e["actor"] == str(user.account_id) for e in events)
+        assert verify_chain(events)
+        assert "passphrase" not in str(events).lower().replace("auth.passphrase-change", "")

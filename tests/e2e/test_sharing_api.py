@@ -354,3 +354,13 @@ class TestAudit:
         tampered = [dict(e) for e in kms]
         tampered[0]["actor"] = str(uuid.uuid4())
         assert not verify_chain(tampered)
+
+
+class TestInvitationRateLimit:
+    def test_lookups_are_rate_limited_per_account(self, stack):
+        gateway = stack.url("gateway")
+        guesser = sign_up(gateway, "representative")
+        statuses = [guesser.get(f"/v1/invitations/lookup/{InvitationCode.generate().lookup_id()}"
+                                ).status_code for _ in range(11)]
+        assert statuses[:10] == [404] * 10
+        assert statuses[10] == 429

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, select
+from sqlalchemy import DateTime, Integer, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -87,9 +87,15 @@ class AuditLog:
         """Adds one event to ``chain`` in the caller's transaction (so it commits with the
         change it records, or not at all)."""
         model = self.model
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            # FOR UPDATE locks nothing on a new chain, and a waiter would still read the old
+            # last row: serialise appends to one chain with a transaction-scoped lock.
+            # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
+            await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"),
+                                  {"c": chain})
         last = (await session.execute(
             select(model).where(model.chain == chain).order_by(model.seq.desc()).limit(1)
-            .with_for_update())).scalar_one_or_none()
+        )).scalar_one_or_none()
         event: dict[str, Any] = {"chain": chain, "seq": (last.seq + 1) if last else 1,
                  "time": _iso(when or datetime.now(UTC)), "actor": str(actor or "anonymous"),
                  "action": action, "target": str(target), "outcome": outcome,

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.responses import Response
 
 from ecrin_platform.app import build_service_app
+from ecrin_platform.audit import AuditLog
 from ecrin_platform.tokens import InternalTokenIssuer
 from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
@@ -18,6 +19,7 @@ from gateway.auth.principal import resolve_principal
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.service import AuthContext
 from gateway.auth.tokens import AccessTokens
+from gateway.models import AuditEvent
 from gateway.openapi import MergedOpenAPI
 from gateway.proxy import Proxy
 from gateway.settings import Settings
@@ -69,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 resolve_principal=resolve_principal)
         app.state.auth = AuthContext(settings=settings, tokens=tokens,
                                      kms=KmsClient(app.state.http, issuer,
-                                                   settings.upstream_url("kms")))
+                                                   settings.upstream_url("kms")),
+                                     audit=AuditLog(AuditEvent, SERVICE))
         app.state.rate_limiter = AuthRateLimiter(settings.redis_url,
                                                  settings.auth_rate_limit_per_ip,
                                                  settings.auth_rate_limit_per_account)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import qrcode
 import qrcode.image.svg
@@ -127,6 +127,14 @@ async def me(auth: Current) -> MeOut:
     return MeOut(account=account_out(auth.account), session_id=auth.session.id,
                  session_kind=auth.session.kind,
                  second_factor_verified=auth.session.second_factor_verified)
+
+
+@router.get("/audit", summary="One's own account history (logins, changes), hash-chained")
+async def account_audit(auth: CurrentNormal, service: Service,
+                        response: Response) -> dict[str, Any]:
+    response.headers.update(no_store)
+    return {"service": "gateway", "chain": f"account:{auth.account.id}",
+            "events": await service.audit_trail(auth)}
 
 
 @router.get("/sessions", response_model=list[SessionOut], summary="List one's live sessions")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 
 from ecrin_platform.db import read_only_session
@@ -16,6 +18,7 @@ PATIENT_DATA_AREAS = frozenset({"records", "keyrings", "files", "grants", "invit
                                 "rotations"})
 #: The only public paths a recovery session may reach.
 RECOVERY_PREFIXES = ("/v1/keys/me/wraps/",)
+_INVITATION_REDEEM = re.compile(r"^/v1/invitations/(lookup/[^/]+|[^/]+/redeem)$")
 
 
 async def resolve_principal(request: Request) -> Principal | None:
@@ -36,6 +39,11 @@ async def resolve_principal(request: Request) -> Principal | None:
     if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
         raise Forbidden("A recovery session may only reset the passphrase.")
     area = path.split("/")[2] if path.count("/") >= 2 else ""
+    if _INVITATION_REDEEM.match(path):
+        # Redemption attempts are rate-limited like logins: a code is 120 bits, but a
+        # flood of lookups should still stop early.
+        host = request.client.host if request.client else "unknown"
+        await app.state.rate_limiter.check("invitation", host, principal.account_id)
     settings = app.state.settings
     if (settings.require_practitioner_2fa and principal.role == "practitioner"
             and not principal.second_factor and area in PATIENT_DATA_AREAS):

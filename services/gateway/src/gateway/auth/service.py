@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from ecrin_e2ee import E2EEError, PublicIdentity
+from ecrin_platform.audit import AuditLog
 from ecrin_platform.problems import Forbidden, NotFound, ServiceError
 from gateway.auth.errors import (
     EmailTaken,
@@ -46,6 +48,8 @@ from gateway.auth.tokens import AccessTokens, hash_token
 from gateway.models import Account, LoginChallenge, RefreshToken, Session
 from gateway.settings import Settings
 
+log = logging.getLogger("ecrin.gateway.auth")
+
 CHALLENGE_LABEL = "ecrin-auth-v1"
 RECOVERY_SESSION_TTL = timedelta(minutes=15)
 
@@ -70,6 +74,7 @@ class AuthContext:
     settings: Settings
     tokens: AccessTokens
     kms: KmsClient
+    audit: AuditLog
 
     def fake_salt(self, email: str) -> bytes:
         return self.tokens.secret_for(b"fake-salt:" + email.encode())[:16]
@@ -103,6 +108,15 @@ class AuthService:
     def __init__(self, repo: AuthRepository, ctx: AuthContext) -> None:
         self.repo = repo
         self.ctx = ctx
+
+    async def _log(self, account_id: uuid.UUID, action: str, *,
+                   target: uuid.UUID | str | None = None, outcome: str = "ok") -> None:
+        await self.ctx.audit.append(self.repo.session, chain=f"account:{account_id}",
+                                    actor=account_id, action=action,
+                                    target=target or account_id, outcome=outcome)
+
+    async def audit_trail(self, auth: Authenticated) -> list[dict[str, Any]]:
+        return await self.ctx.audit.chain(self.repo.session, f"account:{auth.account.id}")
 
     # -- sign-up ----------------------------------------------------------------------------
 
@@ -156,6 +170,7 @@ class AuthService:
         })
         account.status = "active"
         await self.repo.flush()
+        await self._log(account.id, "account.signup")
         return SignupOut(account_id=account.id, email=account.email, role=account.role,
                          created_at=now)
 
@@ -195,6 +210,9 @@ class AuthService:
         try:
             VerifyKey(key).verify(challenge.payload, b64decode(signature))
         except (BadSignatureError, ValueError):
+            # The request's transaction rolls back, so the refusal goes to the log (ids only).
+            log.warning("login refused", extra={"account_id": str(account.id),
+                                                "action": action, "reason": "bad-signature"})
             raise InvalidCredentials("The credentials are not valid.") from None
         challenge.used_at = now
         return account
@@ -230,6 +248,8 @@ class AuthService:
                           created_at=now, last_used_at=now, expires_at=now + ttl)
         self.repo.add(session)
         await self.repo.flush()  # the refresh token row references it
+        await self._log(account.id, "auth.recover" if recovery else "auth.login",
+                        target=session.id)
         return await self._issue(account, session)
 
     async def _issue(self, account: Account, session: Session) -> TokenPair:
@@ -287,6 +307,7 @@ class AuthService:
     async def logout(self, auth: Authenticated) -> None:
         auth.session.revoked_at, auth.session.revoked_reason = utcnow(), "logout"
         await self.repo.flush()
+        await self._log(auth.account.id, "auth.logout", target=auth.session.id)
 
     async def sessions(self, auth: Authenticated) -> list[SessionOut]:
         rows = await self.repo.sessions_of(auth.account.id, utcnow())
@@ -325,6 +346,7 @@ class AuthService:
         account.updated_at = utcnow()
         auth.session.second_factor_verified = True
         await self.repo.flush()
+        await self._log(account.id, "2fa.enable")
         return codes
 
     # -- passphrase ---------------------------------------------------------------------------
@@ -349,3 +371,4 @@ class AuthService:
         keep = auth.session.id if auth.session.kind == "normal" else None
         await self.repo.revoke_sessions(account.id, now, "passphrase-change", except_id=keep)
         await self.repo.flush()
+        await self._log(account.id, "auth.passphrase-change")
