@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from ecrin_client.cli import accounts, security
+from ecrin_client.cli import accounts, patients, records, security
 from ecrin_client.cli.runtime import Runtime
 
 EXIT_CODES = """\
@@ -21,7 +21,7 @@ ECRIN_KDF_PROFILE (insecure-test: tests only). See docs/cli.md."""
 
 app = typer.Typer(
     name="ecrin",
-    help="Écrin: end-to-end encrypted patient records. Accounts, sessions and keys.",
+    help="Écrin: end-to-end encrypted patient records. Accounts, keys, patients, records.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -45,6 +45,8 @@ def _global(ctx: typer.Context,
 
 accounts.register(app)
 security.register(app)
+patients.register(app)
+records.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

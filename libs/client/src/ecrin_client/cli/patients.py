@@ -1,0 +1,115 @@
+"""`ecrin patient create | list | show`: identities are decrypted here, never on a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
+from ecrin_client.cli.unlocked import with_records
+from ecrin_client.errors import InvalidInput
+from ecrin_client.kine import PatientIdentity
+from ecrin_client.patients import Patient, Patients
+from ecrin_client.records import Records
+
+patient_app = typer.Typer(help="Patients: create, list, search, show.", no_args_is_help=True)
+
+PatientArgument = Annotated[str, typer.Argument(
+    metavar="PATIENT", help="Patient file id, or a search (name, INS, YYYY-MM-DD) that "
+    "matches one patient.")]
+
+
+def identity_row(patient: Patient) -> tuple[str, str, str, str]:
+    identity = patient.identity
+    if identity is None:
+        return patient.file_id, patient.name, "", ""
+    return (patient.file_id, identity.name, identity.birth_date.isoformat(),
+            identity.ins or "")
+
+
+def print_patients(console: Console, patients: list[Patient]) -> None:
+    if not patients:
+        console.print("No patient.")
+        return
+    table = Table("file id", "name", "birth date", "INS")
+    for patient in patients:
+        table.add_row(*identity_row(patient))
+    console.print(table)
+
+
+@patient_app.command("create")
+def create(ctx: typer.Context,
+           name: Annotated[str, typer.Option("--name", help="Full name, e.g. 'Marie Dupont'.")],
+           birth_date: Annotated[str, typer.Option("--birth-date", help="YYYY-MM-DD.")],
+           ins: Annotated[str | None, typer.Option("--ins", help="INS (NIR, 15 chars).")] = None,
+           phone: Annotated[str | None, typer.Option("--phone")] = None,
+           email: Annotated[str | None, typer.Option("--email")] = None,
+           json_: JsonOption = False, server: ServerOption = None,
+           passphrase_stdin: StdinOption = False) -> None:
+    """Create a patient file, its keyring and its encrypted identity. Secret: passphrase."""
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+
+    def parse() -> PatientIdentity:
+        try:
+            return PatientIdentity(name=name, birth_date=dt.date.fromisoformat(birth_date),
+                                   ins=ins, phone=phone, email=email)
+        except ValueError as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise InvalidInput(f"invalid patient identity: {detail}") from None
+
+    identity = rt.local(parse)
+
+    async def flow(_records: Records, patients: Patients) -> Patient:
+        return await patients.create(identity)
+
+    patient = with_records(rt, flow)
+    rt.emit(patient.to_json(), lambda console: console.print(
+        f"Patient [bold]{identity.name}[/] created: file {patient.file_id}"))
+
+
+@patient_app.command("list")
+def list_(ctx: typer.Context,
+          search: Annotated[str | None, typer.Option(
+              "--search", help="Name (any case or accents), INS or birth date.")] = None,
+          json_: JsonOption = False, server: ServerOption = None,
+          passphrase_stdin: StdinOption = False) -> None:
+    """Your patients, their identities decrypted here. Secret: passphrase."""
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+
+    async def flow(_records: Records, patients: Patients) -> list[Patient]:
+        return await patients.list(search)
+
+    found = with_records(rt, flow)
+    rt.emit([p.to_json() for p in found], lambda console: print_patients(console, found))
+
+
+@patient_app.command("show")
+def show(ctx: typer.Context, patient: PatientArgument, json_: JsonOption = False,
+         server: ServerOption = None, passphrase_stdin: StdinOption = False) -> None:
+    """One patient's identity and contact details. Secret: passphrase."""
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+
+    async def flow(_records: Records, patients: Patients) -> Patient:
+        return await patients.get(patient)
+
+    found = with_records(rt, flow)
+
+    def human(console: Console) -> None:
+        console.print(f"[bold]{found.name}[/]  (file {found.file_id}, {found.relationship})")
+        if found.identity is not None:
+            for label, value in (("birth date", found.identity.birth_date.isoformat()),
+                                 ("INS", found.identity.ins), ("phone", found.identity.phone),
+                                 ("email", found.identity.email)):
+                if value:
+                    console.print(f"{label}: {value}", markup=False)
+
+    rt.emit(found.to_json(), human)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(patient_app, name="patient")
