@@ -1,0 +1,243 @@
+"""The fake gateway + kms, plus patient files, keyrings and records (sharing, kms,
+records-api), in memory. It stores what the real services store (opaque headers and
+ciphertexts, keyring entries as JSON) and tests tamper with it directly."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.client.fake_server import FakeEcrin, b64d, problem
+
+SCOPES = ("clinical", "shared", "administrative")
+
+
+@dataclass
+class FakeVersion:
+    header: str
+    metadata_ciphertext: str
+    content_length: int
+    author: str
+    created_at: str
+    content: bytes | None = None
+
+
+@dataclass
+class FakeRecord:
+    id: str
+    file_id: str
+    scope: str
+    created_by: str
+    created_at: str
+    current_version: int = 0
+    deleted: bool = False
+    versions: dict[int, FakeVersion] = field(default_factory=dict)
+
+
+class FakeRecords(FakeEcrin):
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.keyrings: dict[str, list[dict[str, Any]]] = {}
+        self.records: dict[str, FakeRecord] = {}
+        self.idempotency: dict[str, str] = {}
+        self.tick = 0
+        self.expire_before_upload = False  # knob: tokens expire just before a content PUT
+
+    def now(self) -> str:
+        self.tick += 1
+        return (datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=self.tick)).isoformat()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        parts = request.url.path.strip("/").split("/")
+        if len(parts) < 2 or parts[1] not in ("files", "keyrings", "records"):
+            return super().handle(request)
+        self.calls.append((request.method, request.url.path))
+        if (self.expire_before_upload and request.method == "PUT"
+                and parts[-1] == "content"):
+            self.expire_before_upload = False
+            self.expire_access_tokens()
+        session = self.session_of(request)
+        if session is None:
+            return problem(401, "invalid-token")
+        handler = getattr(self, f"{parts[1]}_{request.method.lower()}")
+        return handler(request, session.account_id, parts[2:])
+
+    @staticmethod
+    def body(request: httpx.Request) -> Any:
+        return json.loads(request.content)
+
+    def file_json(self, file_id: str) -> dict[str, Any]:
+        f = self.files[file_id]
+        return {"id": file_id, "owner_id": f["owner"], "state": f["state"],
+                "created_at": f["created_at"], "updated_at": f["created_at"],
+                "relationship": "owner", "scopes": {s: "append" for s in SCOPES}}
+
+    def owned(self, file_id: str, account: str, *, active: bool = True) -> bool:
+        f = self.files.get(file_id)
+        return f is not None and f["owner"] == account and (not active or f["state"] == "active")
+
+    # -- sharing ---------------------------------------------------------------------------
+
+    def files_post(self, request, account, rest):
+        body = self.body(request)
+        file_id = body["file_id"]
+        if file_id in self.files:
+            if self.files[file_id]["owner"] != account:
+                return problem(409, "conflict")
+            return httpx.Response(200, json=self.file_json(file_id))
+        self.files[file_id] = {"owner": account, "tokens": set(body["search_tokens"]),
+                               "state": "pending", "created_at": self.now()}
+        return httpx.Response(201, json=self.file_json(file_id))
+
+    def files_get(self, request, account, rest):
+        if rest:
+            if not self.owned(rest[0], account):
+                return problem(404, "not-found")
+            return httpx.Response(200, json=self.file_json(rest[0]))
+        tokens = set(request.url.params.get_list("token"))
+        items = [self.file_json(fid) for fid, f in self.files.items()
+                 if self.owned(fid, account) and (not tokens or tokens & f["tokens"])]
+        return httpx.Response(200, json={"items": items, "next_cursor": None})
+
+    # -- kms -------------------------------------------------------------------------------
+
+    def keyrings_put(self, request, account, rest):
+        file_id = rest[0]
+        if not self.owned(file_id, account, active=False):
+            return problem(404, "not-found")
+        self.keyrings[file_id] = self.body(request)["entries"]
+        self.files[file_id]["state"] = "active"
+        return httpx.Response(201, json={"file_id": file_id, "versions": {}, "entries": []})
+
+    def keyrings_get(self, request, account, rest):
+        file_id = rest[0]
+        if not self.owned(file_id, account):
+            return problem(404, "not-found")
+        scope = request.url.params.get("scope")
+        version = request.url.params.get("version")
+        entries = [e for e in self.keyrings.get(file_id, [])
+                   if e["member_id"] == account and (scope is None or e["scope"] == scope)
+                   and (version is None or e["version"] == int(version))]
+        versions = {s: max([e["version"] for e in self.keyrings[file_id] if e["scope"] == s],
+                           default=0) for s in SCOPES}
+        return httpx.Response(200, json={"file_id": file_id, "versions": versions,
+                                         "entries": entries})
+
+    # -- records-api -----------------------------------------------------------------------
+
+    def record_json(self, record: FakeRecord, version: int) -> dict[str, Any]:
+        return {"record_id": record.id, "file_id": record.file_id, "scope": record.scope,
+                "state": "committed" if record.current_version else "pending",
+                "created_at": record.created_at, "updated_at": record.created_at,
+                "created_by": record.created_by, "current_version": record.current_version,
+                "version": self.version_json(record, version)}
+
+    @staticmethod
+    def version_json(record: FakeRecord, version: int) -> dict[str, Any]:
+        v = record.versions[version]
+        return {"record_id": record.id, "version": version, "key_version": 1,
+                "content_length": v.content_length, "author_id": v.author,
+                "created_at": v.created_at, "committed": v.content is not None,
+                "header": v.header, "metadata_ciphertext": v.metadata_ciphertext}
+
+    def readable(self, record_id: str, account: str) -> FakeRecord | None:
+        record = self.records.get(record_id)
+        if (record is None or record.deleted or not record.current_version
+                or not self.owned(record.file_id, account)):
+            return None
+        return record
+
+    def records_post(self, request, account, rest):
+        body = self.body(request)
+        if not rest:
+            key = request.headers.get("idempotency-key")
+            if not key:
+                return problem(400, "idempotency-key-required")
+            if key in self.idempotency:
+                record = self.records[self.idempotency[key]]
+                return httpx.Response(201, json=self.record_json(record, 1))
+            if not self.owned(body["file_id"], account):
+                return problem(404, "not-found")
+            record = FakeRecord(body["record_id"], body["file_id"], body["scope"], account,
+                                self.now())
+            record.versions[1] = FakeVersion(body["header"], body["metadata_ciphertext"],
+                                             body["content_length"], account, self.now())
+            self.records[record.id] = record
+            self.idempotency[key] = record.id
+            return httpx.Response(201, json=self.record_json(record, 1))
+        record = self.readable(rest[0], account)
+        if record is None:
+            return problem(404, "not-found")
+        if request.headers.get("if-match") != f'"v{record.current_version}"':
+            return problem(412, "stale-version")
+        version = record.current_version + 1
+        record.versions[version] = FakeVersion(body["header"], body["metadata_ciphertext"],
+                                               body["content_length"], account, self.now())
+        return httpx.Response(201, json=self.record_json(record, version))
+
+    def records_put(self, request, account, rest):
+        record = self.records.get(rest[0])
+        if record is None or not self.owned(record.file_id, account):
+            return problem(404, "not-found")
+        version = record.versions.get(int(rest[2]))
+        if version is None or version.content is not None:
+            return problem(409, "version-committed")
+        if len(request.content) != version.content_length:
+            return problem(422, "content-length-mismatch")
+        version.content = request.content
+        record.current_version = int(rest[2])
+        return httpx.Response(204)
+
+    def records_get(self, request, account, rest):
+        if not rest:
+            file_id = request.url.params["file_id"]
+            if not self.owned(file_id, account):
+                return problem(404, "not-found")
+            scope = request.url.params.get("scope")
+            items = [self.record_json(r, r.current_version) for r in reversed(
+                self.records.values()) if r.file_id == file_id and not r.deleted
+                and r.current_version and (scope is None or r.scope == scope)]
+            return httpx.Response(200, json={"items": items, "next_cursor": None})
+        record = self.readable(rest[0], account)
+        if record is None:
+            return problem(404, "not-found")
+        if len(rest) == 1:
+            return httpx.Response(200, json=self.record_json(record, record.current_version))
+        if len(rest) == 2:
+            items = [self.version_json(record, v) for v in sorted(record.versions, reverse=True)
+                     if record.versions[v].content is not None]
+            return httpx.Response(200, json={"items": items, "next_before": None})
+        version = record.versions.get(int(rest[2]))
+        if version is None or version.content is None:
+            return problem(404, "not-found")
+        if len(rest) == 3:
+            return httpx.Response(200, json=self.version_json(record, int(rest[2])))
+        return httpx.Response(200, content=version.content,
+                              headers={"content-type": "application/octet-stream"})
+
+    def records_delete(self, request, account, rest):
+        record = self.readable(rest[0], account)
+        if record is None:
+            return problem(404, "not-found")
+        if request.headers.get("if-match") != f'"v{record.current_version}"':
+            return problem(412, "stale-version")
+        record.deleted = True
+        return httpx.Response(204)
+
+    # -- tampering helpers -----------------------------------------------------------------
+
+    def header_bytes(self, record_id: str, version: int = 1) -> bytes:
+        return b64d(self.records[record_id].versions[version].header)
+
+    def account_ids(self) -> list[str]:
+        return [a.id for a in self.accounts.values()]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
