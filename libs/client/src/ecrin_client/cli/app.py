@@ -9,7 +9,10 @@ import typer
 from typer.exceptions import TyperException
 
 from ecrin_client.cli import accounts, patients, records, security
+from ecrin_client.cli.audit import audit_app
 from ecrin_client.cli.runtime import Runtime
+from ecrin_client.cli.share import share_app
+from ecrin_client.cli.sync import sync_app
 
 EXIT_CODES = """\
 Exit codes: 0 ok · 1 usage or invalid input · 2 authentication failed (wrong passphrase or \
@@ -47,6 +50,9 @@ accounts.register(app)
 security.register(app)
 patients.register(app)
 records.register(app)
+app.add_typer(share_app, name="share")
+app.add_typer(sync_app, name="sync")
+app.add_typer(audit_app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> None:

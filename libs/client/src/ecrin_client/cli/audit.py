@@ -1,0 +1,83 @@
+"""`ecrin audit PATIENT [--verify] [--fhir]`: who did what to a patient file, verified here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ecrin_client.audit import AuditTrail, collect, to_fhir
+from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
+from ecrin_client.cli.share import PatientArgument, with_records
+from ecrin_client.errors import IntegrityError
+from ecrin_client.patients import Patients
+from ecrin_client.records import Records
+
+audit_app = typer.Typer(help="A patient file's access history (hash-chained, verified here).")
+
+
+def _who(actor: str, me: str) -> str:
+    return "you" if actor == me else actor
+
+
+def print_trail(console: Console, trail: AuditTrail, me: str) -> None:
+    table = Table("time", "service", "who", "action", "target", "outcome",
+                  title=f"Audit trail of file {trail.file_id}")
+    for e in trail.events():
+        table.add_row(str(e.get("time"))[:19].replace("T", " "), str(e.get("service")),
+                      _who(str(e.get("actor")), me), str(e.get("action")),
+                      str(e.get("target")), str(e.get("outcome")))
+    console.print(table)
+    for chain in trail.chains:
+        if not chain.available:
+            state = "not available to you"
+        elif chain.broken_at is None:
+            state = f"{len(chain.events)} events, chain verified"
+        else:
+            state = f"BROKEN at event {chain.broken_at}"
+        console.print(f"{chain.service}: {state}")
+
+
+@audit_app.callback(invoke_without_command=True,
+                    context_settings={"allow_interspersed_args": True})
+def audit(ctx: typer.Context, patient: PatientArgument,
+          verify: Annotated[bool, typer.Option(
+              "--verify", help="Exit 7 unless every chain verifies.")] = False,
+          fhir: Annotated[bool, typer.Option(
+              "--fhir", help="Print a FHIR R4 Bundle of AuditEvent resources (JSON).")
+                          ] = False,
+          output: Annotated[Path | None, typer.Option(
+              "-o", "--output", help="Write the output (FHIR or JSON) to this file.")] = None,
+          json_: JsonOption = False, server: ServerOption = None,
+          passphrase_stdin: StdinOption = False) -> None:
+    """The file's history from the sharing service, the kms and the records-api, each
+    chain's hashes recomputed here. For the owner, the patient and their representatives.
+    Secret: passphrase."""
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+
+    async def flow(records: Records, patients: Patients) -> tuple[AuditTrail, str]:
+        file_id = await patients.file_id(patient)
+        return await collect(records.client.transport, file_id), str(records.identity.account_id)
+
+    trail, me = with_records(rt, flow)
+    if fhir or output is not None:
+        data = to_fhir(trail) if fhir else trail.to_json()
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+        if output is not None:
+            output.write_text(text + "\n", encoding="utf-8")
+            if not rt.json:
+                rt.err.print(f"written to {output}")
+        else:
+            typer.echo(text)
+    else:
+        rt.emit(trail.to_json(), lambda console: print_trail(console, trail, me))
+    if verify and not trail.verified:
+        broken = ", ".join(f"{c.service} at event {c.broken_at}" for c in trail.chains
+                           if c.available and c.broken_at is not None)
+        raise rt.fail(IntegrityError(f"the audit chain does not verify: {broken}"))
+    if verify and not rt.json and not fhir:
+        rt.err.print("[green]every available chain verifies[/]")

@@ -1,0 +1,575 @@
+"""Sharing a patient file: re-encryption grants, invitations, revocation and key rotation.
+
+Everything that touches a key happens here, on the device, with ``ecrin_e2ee``:
+
+* a **grant** re-seals the scope keys this device holds to the grantee's public identity,
+  which must be pinned (verified in person with ``ecrin verify``), and signs the entries;
+  the sharing service records the terms, the kms stores the entries and activates the grant;
+* an **invitation** wraps the scope keys under a one-time code (Argon2id); the code is
+  printed for the invitee and never sent. Redeeming it opens the keys on the invitee's
+  device, which seals them to its own identity;
+* **sync** works through the rotations the sharing service queued after a revocation or an
+  expiry: a new scope key version sealed to every remaining member, then every record
+  version of that scope re-keyed by re-wrapping its content key (``POST /v1/records/rekey``);
+  content and metadata ciphertexts are never touched. :func:`rotate_before_write` runs the
+  same for one file before a write, so new content never uses a key a revoked member holds.
+
+The servers see the terms (relationship, scopes, dates): a parent grant's end date is
+computed here from the birth date in the encrypted identity record; the server sees only
+the date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ecrin_client import kdf_policy
+from ecrin_client.encoding import b64e
+from ecrin_client.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from ecrin_client.pinning import account_uuid
+from ecrin_e2ee import (
+    DecryptionError,
+    FormatError,
+    GrantTerms,
+    InvalidCode,
+    InvitationCode,
+    InvitationPayload,
+    KeyringEntry,
+    Member,
+    Permission,
+    PublicIdentity,
+    Relationship,
+    Scope,
+    ScopeKey,
+    create_invitation,
+    grant_scope_keys,
+    redeem_invitation,
+    rekey_record_header,
+    rotate_scope,
+)
+
+if TYPE_CHECKING:
+    from ecrin_client.records import Records
+
+__all__ = [
+    "RELATIONSHIPS",
+    "Accepted",
+    "GrantView",
+    "InvitationView",
+    "Invited",
+    "NotVerified",
+    "Rotated",
+    "Sharing",
+    "SharingOverview",
+    "eighteenth_birthday",
+    "rotate_before_write",
+]
+
+RELATIONSHIPS = ("patient", "parent", "guardian", "care_team", "replacement", "secretary")
+SCOPES = ("clinical", "shared", "administrative")
+READ = frozenset({Permission.READ})
+APPEND = frozenset({Permission.READ, Permission.APPEND})
+#: Items per POST /v1/records/rekey (the server takes up to 500, all or nothing).
+REKEY_BATCH = 200
+PAGE = 200
+
+
+class NotVerified(InvalidInput):
+    """A direct grant to an account whose key this device has not verified and pinned."""
+
+    default_message = "verify the account first (`ecrin verify ACCOUNT`)"
+
+
+def eighteenth_birthday(birth_date: dt.date) -> dt.datetime:
+    """00:00 UTC on the 18th birthday (1 March for someone born on 29 February)."""
+    try:
+        day = birth_date.replace(year=birth_date.year + 18)
+    except ValueError:
+        day = dt.date(birth_date.year + 18, 3, 1)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _whole(when: dt.datetime | None) -> dt.datetime | None:
+    """Keyring entries carry whole seconds: the grant must say the same instant."""
+    if when is None:
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _permissions(access: str) -> frozenset[Permission]:
+    return APPEND if access == "append" else READ
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise IntegrityError("the sharing service sent a malformed date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# -- what the commands return ---------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class GrantView(_Out):
+    grant_id: str
+    file_id: str
+    grantee_id: str
+    granter_id: str
+    relationship: str
+    scopes: dict[str, str]
+    kind: str
+    status: str
+    valid_until: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+    #: The safety number of this device's account and the grantee's (None: no identity).
+    safety_number: str | None = None
+    pinned: bool = False
+
+
+class InvitationView(_Out):
+    invitation_id: str
+    file_id: str
+    relationship: str
+    scopes: dict[str, str]
+    status: str
+    expires_at: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+    redeemed_by: str | None = None
+    redeemed_at: dt.datetime | None = None
+    grant_id: str | None = None
+    redeemer_safety_number: str | None = None
+
+
+class SharingOverview(_Out):
+    file_id: str
+    grants: list[GrantView]
+    invitations: list[InvitationView]
+
+
+class Invited(_Out):
+    invitation_id: str
+    file_id: str
+    relationship: str
+    scopes: dict[str, str]
+    valid_until: dt.datetime | None
+    expires_at: dt.datetime | None
+    #: The one-time code: shown once, handed over in person, never sent to a server.
+    code: str
+
+
+class Accepted(_Out):
+    grant_id: str
+    file_id: str
+    relationship: str
+    scopes: dict[str, str]
+    valid_until: dt.datetime | None
+    inviter_id: str
+    inviter_fingerprint: str
+    safety_number: str
+
+
+class Rotated(_Out):
+    file_id: str
+    scope: str
+    reason: str
+    version: int
+    members: int
+    rekeyed: int
+    #: Versions this device could not re-key (it holds no key of their older version).
+    skipped: int = 0
+
+
+# -- the SDK -------------------------------------------------------------------------------
+
+
+class Sharing:
+    """``Sharing(records)``: grants, invitations, revocation and rotations for one account."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self.client = records.client
+        self.identity = records.identity
+        self._t = records.client.transport
+
+    @property
+    def account_id(self) -> str:
+        return str(self.identity.account_id)
+
+    async def defaults(self) -> dict[str, dict[str, str]]:
+        """The scopes each relationship gets unless told otherwise (``GET /v1/grants/defaults``)."""
+        body = (await self._t.request("GET", "/v1/grants/defaults")).json()
+        if not isinstance(body, dict):
+            raise IntegrityError("the sharing service sent malformed defaults")
+        return {str(k): {str(s): str(a) for s, a in v.items()} for k, v in body.items()}
+
+    async def terms(self, relationship: str, scopes: dict[str, str] | None) -> dict[str, str]:
+        if relationship not in RELATIONSHIPS:
+            raise InvalidInput(f"--as must be one of {', '.join(RELATIONSHIPS)}")
+        chosen = scopes or (await self.defaults()).get(relationship)
+        if not chosen:
+            raise InvalidInput(f"no default scopes for {relationship}: give --scopes")
+        for scope, access in chosen.items():
+            if scope not in SCOPES or access not in ("read", "append"):
+                raise InvalidInput("scopes are clinical, shared or administrative, each "
+                                   "=read or =append")
+        return dict(chosen)
+
+    # -- keys this device holds ------------------------------------------------------------
+
+    async def _current_keys(self, file_id: uuid.UUID, scopes: Iterable[str]) -> list[ScopeKey]:
+        return [await self.records.scope_key(file_id, Scope(s)) for s in scopes]
+
+    async def _all_versions(self, file_id: uuid.UUID, scope: Scope) -> list[ScopeKey]:
+        """Every version of a scope this device can open, oldest first (so a new member
+        reads records that are not re-keyed yet)."""
+        latest = await self.records.scope_key(file_id, scope)
+        keys = [latest]
+        for version in range(latest.version - 1, 0, -1):
+            try:
+                keys.insert(0, await self.records.scope_key(file_id, scope, version))
+            except NotFound:
+                continue
+        return keys
+
+    async def _verified_identity(self, account_id: str) -> PublicIdentity:
+        pinned = self.client.profile.pinned(account_id)
+        if pinned is None:
+            raise NotVerified(
+                f"account {account_id} is not verified on this device: compare safety "
+                f"numbers in person with `ecrin verify {account_id}`, then share")
+        return await self.records.identity_of(uuid.UUID(account_id))
+
+    # -- grants ----------------------------------------------------------------------------
+
+    async def grant(self, file_id: str, account_id: str, relationship: str,
+                    scopes: dict[str, str] | None = None,
+                    valid_until: dt.datetime | None = None) -> GrantView:
+        """Share with an existing account whose key this device verified (pinned)."""
+        fid = uuid.UUID(account_uuid(file_id, "patient file id"))
+        grantee_id = account_uuid(account_id)
+        if grantee_id == self.account_id:
+            raise InvalidInput("you already hold this file")
+        chosen = await self.terms(relationship, scopes)
+        until = _whole(valid_until)
+        grantee = await self._verified_identity(grantee_id)
+        pinned = self.client.profile.pinned(grantee_id)
+        grant_id = str(uuid.uuid4())
+        body: dict[str, Any] = {"grant_id": grant_id, "file_id": str(fid),
+                                "grantee_id": grantee_id, "relationship": relationship,
+                                "scopes": chosen}
+        if until is not None:
+            body["valid_until"] = until.isoformat()
+
+        async def create() -> Any:
+            return await self._t.request("POST", "/v1/grants", json=body, ok=(200, 201))
+
+        created = (await self.client._retrying(create)).json()
+        entries: list[KeyringEntry] = []
+        for scope, access in chosen.items():
+            terms = GrantTerms(Relationship(relationship), _permissions(access),
+                               valid_until=until)
+            entries += grant_scope_keys(await self._all_versions(fid, Scope(scope)), grantee,
+                                        terms, granter=self.identity,
+                                        pinned_fingerprint=pinned)
+
+        async def store() -> Any:
+            return await self._t.request(
+                "POST", f"/v1/keyrings/{fid}/grants/{grant_id}", ok=(200, 201),
+                json={"entries": [e.to_json() for e in entries]})
+
+        await self.client._retrying(store)
+        view = self._grant_view({**created, "status": "active"})
+        return view.model_copy(update={
+            "safety_number": self.identity.public_identity().safety_number(grantee),
+            "pinned": True})
+
+    def _grant_view(self, raw: dict[str, Any]) -> GrantView:
+        try:
+            return GrantView(grant_id=str(raw["id"]), file_id=str(raw["file_id"]),
+                             grantee_id=str(raw["grantee_id"]),
+                             granter_id=str(raw["granter_id"]),
+                             relationship=str(raw["relationship"]),
+                             scopes=dict(raw["scopes"]), kind=str(raw.get("kind", "direct")),
+                             status=str(raw["status"]),
+                             valid_until=_parse_time(raw.get("valid_until")),
+                             created_at=_parse_time(raw.get("created_at")),
+                             revoked_at=_parse_time(raw.get("revoked_at")))
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError("the sharing service sent a malformed grant") from None
+
+    async def _safety(self, account_id: str | None) -> tuple[str | None, bool]:
+        if not account_id or account_id == self.account_id:
+            return None, False
+        try:
+            theirs = await self.records.identity_of(uuid.UUID(account_id))
+        except NotFound:
+            return None, False
+        return (self.identity.public_identity().safety_number(theirs),
+                self.client.profile.pinned(account_id) is not None)
+
+    async def overview(self, file_id: str) -> SharingOverview:
+        """The file's grants (and, for its owner, invitations), with safety numbers."""
+        fid = account_uuid(file_id, "patient file id")
+        raw_grants = (await self._t.request("GET", "/v1/grants",
+                                            params={"file_id": fid})).json()
+        grants = []
+        for raw in raw_grants:
+            view = self._grant_view(raw)
+            number, pinned = await self._safety(view.grantee_id)
+            grants.append(view.model_copy(update={"safety_number": number, "pinned": pinned}))
+        invitations: list[InvitationView] = []
+        try:
+            raw_invitations = (await self._t.request("GET", "/v1/invitations",
+                                                     params={"file_id": fid})).json()
+        except PermissionDenied:
+            raw_invitations = []  # only the owner sees invitations
+        for raw in raw_invitations:
+            redeemer = str(raw["redeemed_by"]) if raw.get("redeemed_by") else None
+            number, _ = await self._safety(redeemer)
+            invitations.append(InvitationView(
+                invitation_id=str(raw["id"]), file_id=str(raw["file_id"]),
+                relationship=str(raw["relationship"]), scopes=dict(raw["scopes"]),
+                status=str(raw["status"]), expires_at=_parse_time(raw.get("expires_at")),
+                valid_until=_parse_time(raw.get("valid_until")), redeemed_by=redeemer,
+                redeemed_at=_parse_time(raw.get("redeemed_at")),
+                grant_id=str(raw["grant_id"]) if raw.get("grant_id") else None,
+                redeemer_safety_number=number))
+        return SharingOverview(file_id=fid, grants=grants, invitations=invitations)
+
+    async def revoke(self, grant_or_invitation: str, *, rotate: bool = True
+                     ) -> tuple[str, GrantView | None, list[Rotated]]:
+        """Revoke a grant (access stops at once), then rotate its scopes from this device.
+
+        An invitation id cancels the invitation instead. Returns (what, grant, rotations).
+        """
+        ref = account_uuid(grant_or_invitation, "grant id")
+        try:
+            raw = (await self._t.request("DELETE", f"/v1/grants/{ref}")).json()
+        except NotFound:
+            await self._t.request("DELETE", f"/v1/invitations/{ref}", ok=(200, 204))
+            return "invitation", None, []
+        grant = self._grant_view(raw)
+        rotations = await self.sync(grant.file_id) if rotate else []
+        return "grant", grant, rotations
+
+    # -- invitations -------------------------------------------------------------------------
+
+    async def invite(self, file_id: str, relationship: str,
+                     scopes: dict[str, str] | None = None,
+                     valid_until: dt.datetime | None = None,
+                     expires_in_days: int = 14) -> Invited:
+        """Wrap the current scope keys under a fresh one-time code; upload only the wrap."""
+        fid = uuid.UUID(account_uuid(file_id, "patient file id"))
+        chosen = await self.terms(relationship, scopes)
+        until = _whole(valid_until)
+        keys = await self._current_keys(fid, chosen)
+        code, payload = await asyncio.to_thread(create_invitation, keys,
+                                                params=kdf_policy.default_params())
+        invitation_id = str(uuid.uuid4())
+        body: dict[str, Any] = {"invitation_id": invitation_id, "file_id": str(fid),
+                                "lookup_id": code.lookup_id(), "relationship": relationship,
+                                "scopes": chosen, "expires_in_days": expires_in_days,
+                                "payload": payload.to_json()}
+        if until is not None:
+            body["valid_until"] = until.isoformat()
+
+        async def send() -> Any:
+            return await self._t.request("POST", "/v1/invitations", json=body, ok=(200, 201))
+
+        created = (await self.client._retrying(send)).json()
+        return Invited(invitation_id=invitation_id, file_id=str(fid), relationship=relationship,
+                       scopes=chosen, valid_until=until,
+                       expires_at=_parse_time(created.get("expires_at")), code=code.to_text())
+
+    async def accept(self, code_text: str) -> Accepted:
+        """Redeem a code: look it up, open the keys here, claim the grant, seal to myself."""
+        try:
+            code = InvitationCode.from_text(code_text)
+        except InvalidCode as exc:
+            raise InvalidInput(f"not a valid invitation code: {exc}") from None
+        found = (await self._t.request("GET", f"/v1/invitations/lookup/{code.lookup_id()}")
+                 ).json()
+        try:
+            payload = InvitationPayload.from_json(found["payload"])
+            invitation_id, file_id = str(found["id"]), uuid.UUID(str(found["file_id"]))
+            relationship = Relationship(str(found["relationship"]))
+            scopes: dict[str, str] = {str(k): str(v) for k, v in found["scopes"].items()}
+            inviter_id = str(found["inviter_id"])
+        except (KeyError, TypeError, ValueError, FormatError):
+            raise IntegrityError("the sharing service sent a malformed invitation") from None
+        try:
+            keys = await asyncio.to_thread(redeem_invitation, code, payload)
+        except DecryptionError:
+            raise IntegrityError("the invitation does not open with this code: it was "
+                                 "altered on the server") from None
+        if (payload.file_id != file_id or any(k.file_id != file_id for k in keys)
+                or sorted(k.scope.value for k in keys) != sorted(scopes)):
+            raise IntegrityError("the invitation's keys do not match its terms")
+        inviter = await self.records.identity_of(uuid.UUID(inviter_id))
+        grant = (await self._t.request("POST", f"/v1/invitations/{invitation_id}/redeem")
+                 ).json()
+        valid_until = _parse_time(grant.get("valid_until"))
+        me = self.identity.public_identity()
+        entries: list[KeyringEntry] = []
+        for key in keys:
+            terms = GrantTerms(relationship, _permissions(scopes[key.scope.value]),
+                               valid_until=valid_until)
+            entries += grant_scope_keys([key], me, terms, granter=self.identity)
+        try:
+            await self._t.request("POST", f"/v1/keyrings/{file_id}/grants/{grant['id']}",
+                                  ok=(200, 201),
+                                  json={"entries": [e.to_json() for e in entries]})
+        except InvalidInput as error:
+            raise Conflict(
+                "the invitation's keys are older than the file's current keys (a key rotation "
+                "happened after it was made): ask the practitioner for a new invitation"
+            ) from error
+        return Accepted(grant_id=str(grant["id"]), file_id=str(file_id),
+                        relationship=relationship.value, scopes=scopes,
+                        valid_until=valid_until, inviter_id=inviter_id,
+                        inviter_fingerprint=inviter.fingerprint_hex(),
+                        safety_number=me.safety_number(inviter))
+
+    # -- rotations -----------------------------------------------------------------------------
+
+    async def pending(self, file_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"file_id": account_uuid(file_id, "patient file id")} if file_id else None
+        body = (await self._t.request("GET", "/v1/rotations", params=params)).json()
+        if not isinstance(body, list):
+            raise IntegrityError("the sharing service sent a malformed rotation queue")
+        return body
+
+    async def sync(self, file_id: str | None = None) -> list[Rotated]:
+        """Do every pending rotation this account may do (all files, or one)."""
+        done: list[Rotated] = []
+        seen: set[tuple[str, str]] = set()
+        for item in await self.pending(file_id):
+            key = (str(item["file_id"]), str(item["scope"]))
+            if key in seen:
+                continue
+            seen.add(key)
+            done.append(await self.rotate(key[0], key[1], reason=str(item.get("reason", ""))))
+        return done
+
+    async def _members(self, fid: uuid.UUID, scope: str) -> list[Member]:
+        raw = (await self._t.request("GET", f"/v1/files/{fid}/members")).json()
+        members = []
+        for m in raw:
+            access = (m.get("scopes") or {}).get(scope)
+            if access is None:
+                continue
+            account = uuid.UUID(str(m["account_id"]))
+            identity = await self.records.identity_of(account)  # checked against its pin
+            terms = GrantTerms(Relationship(str(m["relationship"])), _permissions(access),
+                               valid_from=_whole(_parse_time(m.get("valid_from"))),
+                               valid_until=_whole(_parse_time(m.get("valid_until"))))
+            members.append(Member(identity, terms))
+        if not any(m.identity.account_id == self.identity.account_id for m in members):
+            raise PermissionDenied("this account is not a member of the scope it would rotate")
+        return members
+
+    async def rotate(self, file_id: str, scope: str, *, reason: str = "") -> Rotated:
+        """A new version of one scope for the remaining members, then re-key its records."""
+        fid = uuid.UUID(account_uuid(file_id, "patient file id"))
+        current = await self.records.scope_key(fid, Scope(scope))
+        members = await self._members(fid, scope)
+        rotation = rotate_scope(current, members, granter=self.identity)
+        await self._t.request("POST", f"/v1/keyrings/{fid}/entries", ok=(200, 201),
+                              json={"entries": [e.to_json() for e in rotation.entries]})
+        self.records.adopt_keys({Scope(scope): rotation.scope_key})
+        rekeyed, skipped = await self.rekey(fid, Scope(scope), rotation.scope_key)
+        return Rotated(file_id=str(fid), scope=scope, reason=reason,
+                       version=rotation.scope_key.version, members=len(members),
+                       rekeyed=rekeyed, skipped=skipped)
+
+    async def rekey(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey) -> tuple[int, int]:
+        """Re-wrap the content key of every committed version of the scope's records that
+        is on an older key version. Headers are verified before they are re-signed; the
+        server checks the author-signed core is unchanged. -> (re-keyed, skipped)"""
+        batch: list[dict[str, Any]] = []
+        rekeyed = skipped = 0
+
+        async def flush() -> None:
+            nonlocal rekeyed, batch
+            if batch:
+                await self._t.request("POST", "/v1/records/rekey", json={"items": batch})
+                rekeyed += len(batch)
+                batch = []
+
+        async for record, raw in self._versions(fid, scope):
+            if int(raw.get("key_version", 0)) >= new_key.version:
+                continue
+            try:
+                opened = await self.records._open(raw, record=record,
+                                                  expect_record=uuid.UUID(record["record_id"]))
+                old_key = await self.records.scope_key(fid, scope, opened.header.key_version)
+            except NotFound:
+                skipped += 1
+                continue
+            try:
+                header = rekey_record_header(opened.header, old_key, new_key, self.identity)
+            except DecryptionError:
+                raise IntegrityError("a record header does not open with its scope key: "
+                                     "refusing to re-key it") from None
+            batch.append({"record_id": record["record_id"], "version": opened.info.version,
+                          "header": b64e(header.to_bytes())})
+            if len(batch) >= REKEY_BATCH:
+                await flush()
+        await flush()
+        return rekeyed, skipped
+
+    async def _versions(self, fid: uuid.UUID, scope: Scope
+                        ) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(record, version) for every committed version of the scope's live records."""
+        params: dict[str, Any] = {"file_id": str(fid), "scope": scope.value, "limit": PAGE}
+        records: list[dict[str, Any]] = []
+        while True:
+            page = (await self._t.request("GET", "/v1/records", params=params)).json()
+            records.extend(page.get("items") or [])
+            if not page.get("next_cursor"):
+                break
+            params["cursor"] = page["next_cursor"]
+        for record in records:
+            if str(record.get("file_id")) != str(fid) or record.get("scope") != scope.value:
+                raise IntegrityError("the record list does not match the file and scope asked")
+            vparams: dict[str, Any] = {"limit": PAGE}
+            while True:
+                page = (await self._t.request(
+                    "GET", f"/v1/records/{record['record_id']}/versions", params=vparams)).json()
+                for raw in page.get("items") or []:
+                    if raw.get("committed", True):
+                        yield record, raw
+                if not page.get("next_before"):
+                    break
+                vparams["before"] = page["next_before"]
+
+
+async def rotate_before_write(records: Records, file_id: str | uuid.UUID) -> list[Rotated]:
+    """Hook for writers: finish a file's pending rotations so new content never uses a key
+    a revoked or expired member still holds. Cheap when nothing is pending (one request),
+    and a no-op for members who may not rotate (the queue is empty for them)."""
+    return await Sharing(records).sync(str(file_id))
