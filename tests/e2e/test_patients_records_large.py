@@ -5,10 +5,11 @@ client streams the document up and back down; each may grow by at most 64 MiB ov
 level before the transfer. The test itself never holds the document either: it is written
 and hashed in 1 MiB blocks.
 
-The stack is a fresh one of its own (a clean memory baseline) whose upload limit is
-raised by 2 MiB: the default limit, 200 MiB, applies to the *ciphertext*, and a 200 MiB
-document is 200 MiB of padded stream plus 17 bytes per 64 KiB chunk (53 KiB more), which
-the default refuses with a 413 (see the report on issue 5).
+The gateway and records-api of the shared stack are restarted for this test (a clean
+memory baseline) with the upload limit raised by 2 MiB, and restarted again afterwards
+with the stack's own settings: the default limit, 200 MiB, applies to the *ciphertext*,
+and a 200 MiB document is 200 MiB of padded stream plus 17 bytes per 64 KiB chunk (53 KiB
+more), which the default refuses with a 413 (``test_patients_records.py::TestLimits``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from ecrin_client.kine import PatientIdentity, RecordMetadata
 
 from ecrin_platform.devstack import Stack
 from tests.e2e.records_support import new_practitioner
-from tests.support.databases import available_backends
-from tests.support.stack import start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -39,15 +38,27 @@ LIMIT = str(202 << 20)
 MAX_GROWTH = 64 << 20
 
 
-@pytest.fixture(scope="module", params=[b.name for b in available_backends()])
-def big_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-              worker_id_safe: str) -> Iterator[Stack]:
-    state = tmp_path_factory.mktemp(f"big-{request.param}")
-    stack = start_stack(request.param, state, f"{worker_id_safe}_big",
-                        ECRIN_RECORDS_MAX_UPLOAD_BYTES=LIMIT,
-                        ECRIN_GATEWAY_MAX_UPLOAD_BYTES=LIMIT)
-    yield stack
-    stack.stop_all()
+RESTARTED = ["records-api", "gateway"]
+
+
+def restart(stack: Stack, env: dict[str, str]) -> None:
+    stack.extra_env.clear()
+    stack.extra_env.update(env)
+    for service in RESTARTED:
+        stack.stop(service)
+        stack.start(service)
+    stack.wait_ready(services=RESTARTED)
+
+
+@pytest.fixture
+def big_stack(stack: Stack) -> Iterator[Stack]:
+    saved = dict(stack.extra_env)
+    restart(stack, {**saved, "ECRIN_RECORDS_MAX_UPLOAD_BYTES": LIMIT,
+                    "ECRIN_GATEWAY_MAX_UPLOAD_BYTES": LIMIT})
+    try:
+        yield stack
+    finally:
+        restart(stack, saved)
 
 
 def write_document(path: Path) -> str:
