@@ -251,7 +251,8 @@ def accept(user: ApiUser, code: InvitationCode) -> httpx.Response:
         return found
     invitation = found.json()
     scope_keys = redeem_invitation(code, InvitationPayload.from_json(invitation["payload"]))
-    grant = user.post(f"/v1/invitations/{invitation['id']}/redeem")
+    grant = user.post(f"/v1/invitations/{invitation['id']}/redeem",
+                      json={"lookup_id": code.lookup_id()})
     if grant.status_code != 200:
         return grant
     grant_body = grant.json()
@@ -315,7 +316,8 @@ class TestInvitations:
 
         def redeem(user: ApiUser) -> None:
             barrier.wait()
-            results.append(user.post(f"/v1/invitations/{invitation_id}/redeem").status_code)
+            results.append(user.post(f"/v1/invitations/{invitation_id}/redeem",
+                                     json={"lookup_id": code.lookup_id()}).status_code)
 
         threads = [threading.Thread(target=redeem, args=(u,)) for u in racers]
         for t in threads:

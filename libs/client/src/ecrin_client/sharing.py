@@ -430,8 +430,8 @@ class Sharing:
                 or sorted(k.scope.value for k in keys) != sorted(scopes)):
             raise IntegrityError("the invitation's keys do not match its terms")
         inviter = await self.records.identity_of(uuid.UUID(inviter_id))
-        grant = (await self._t.request("POST", f"/v1/invitations/{invitation_id}/redeem")
-                 ).json()
+        grant = (await self._t.request("POST", f"/v1/invitations/{invitation_id}/redeem",
+                                       json={"lookup_id": code.lookup_id()})).json()
         valid_until = _parse_time(grant.get("valid_until"))
         me = self.identity.public_identity()
         entries: list[KeyringEntry] = []

@@ -9,6 +9,7 @@ from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
 from ecrin_platform.problems import NotFound
 from sharing.grants.rules import DEFAULTS
 from sharing.grants.schemas import (
+    InvitationRedeem,
     GrantCreate,
     GrantOut,
     InvitationCreate,
@@ -123,8 +124,9 @@ async def lookup(lookup_id: str, _: Me, service: Service,
 
 @invitations.post("/{invitation_id}/redeem", response_model=GrantOut,
                   summary="Redeem an invitation (single use): a pending grant for the caller")
-async def redeem(invitation_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
-    return await service.redeem(invitation_id, account)
+async def redeem(invitation_id: uuid.UUID, body: InvitationRedeem, account: Me,
+                 service: Service) -> GrantOut:
+    return await service.redeem(invitation_id, account, body.lookup_id)
 
 
 @invitations.delete("/{invitation_id}", status_code=204, summary="Cancel an invitation")

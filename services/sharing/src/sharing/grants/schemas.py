@@ -68,6 +68,16 @@ class InvitationCreate(BaseModel):
     payload: dict[str, Any]
 
 
+class InvitationRedeem(BaseModel):
+    """Proof that the caller holds the out-of-band code: the lookup id derives from it. The
+    invitation id alone is no capability (the inviter's lists and the file's audit chain
+    show it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookup_id: str = Field(min_length=16, max_length=64, pattern="^[A-Za-z0-9_-]+$")
+
+
 class InvitationOut(BaseModel):
     id: uuid.UUID
     file_id: uuid.UUID

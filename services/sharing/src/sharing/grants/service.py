@@ -269,11 +269,14 @@ class GrantsService:
                                    expires_at=aware(row.expires_at),  # type: ignore[arg-type]
                                    payload=row.payload)
 
-    async def redeem(self, invitation_id: uuid.UUID, account: uuid.UUID) -> GrantOut:
-        """Single use: of two concurrent redemptions exactly one updates the row."""
+    async def redeem(self, invitation_id: uuid.UUID, account: uuid.UUID,
+                     lookup_id: str) -> GrantOut:
+        """Single use: of two concurrent redemptions exactly one updates the row. Only a
+        caller who derived the lookup id from the code redeems (the id alone is not secret)."""
         grant_id = uuid.uuid4()
         result = await self.session.execute(
-            update(Invitation).where(Invitation.id == invitation_id, self._open())
+            update(Invitation).where(Invitation.id == invitation_id,
+                                     Invitation.lookup_id == lookup_id, self._open())
             .values(redeemed_by=account, redeemed_at=self.now, grant_id=grant_id))
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise InvitationUnavailable("No invitation matches, or it was used or expired.")
