@@ -9,10 +9,10 @@ from fastapi import FastAPI
 from ecrin_platform.access import AccessClient
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
+from ecrin_platform.service_info import service_info_router
 from kms.accounts.endpoints import directory, internal, keys
 from kms.keyrings.endpoints import router as keyrings
 from kms.models import AuditEvent
-from kms.service_info import router as info_router
 from kms.settings import Settings
 
 SERVICE = "kms"
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Holds no unwrapped key."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router, directory, keys, keyrings, internal],
+        routers=[service_info_router(SERVICE, "keys"), directory, keys, keyrings, internal],
         on_startup=[start],
         upload_paths=[],
     )

@@ -9,12 +9,12 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ecrin_platform.app import build_service_app
+from ecrin_platform.service_info import service_info_router
 from records_api.access import AccessClient
 from records_api.no_store import NoStoreMiddleware
 from records_api.records.content import ContentStore
 from records_api.records.endpoints import router as records_router
 from records_api.records.purge import purge_forever
-from records_api.service_info import router as info_router
 from records_api.settings import Settings
 
 SERVICE = "records-api"
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         script_location=MIGRATIONS,
         # service-info first: its literal path must win over /v1/records/{record_id}.
-        routers=[info_router, records_router],
+        routers=[service_info_router(SERVICE, "records"), records_router],
         upload_paths=[r"^/v1/records/[^/]+/versions/[^/]+/content$"],
         on_startup=[start],
         on_shutdown=[stop],

@@ -8,11 +8,11 @@ from fastapi import FastAPI
 
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
+from ecrin_platform.service_info import service_info_router
 from sharing.clock import Clock
 from sharing.files.endpoints import internal, router
 from sharing.grants import endpoints as grants
 from sharing.models import AuditEvent
-from sharing.service_info import router as info_router
 from sharing.settings import Settings
 
 SERVICE = "sharing"
@@ -29,8 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the authorisation decision point."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[info_router, router, grants.files_extra, grants.grants, grants.invitations,
-                 grants.rotations, internal, grants.internal],
+        routers=[service_info_router(SERVICE, "files"), router, grants.files_extra,
+                 grants.grants, grants.invitations, grants.rotations, internal, grants.internal],
         forwarded_audiences={"/internal/": frozenset({"records-api", "kms"})},
         upload_paths=[],
     )
