@@ -21,7 +21,7 @@ test: sync deploy-tools ## run every test (also on PostgreSQL when ECRIN_TEST_PO
 
 lint: sync ## ruff and mypy
 	@$(RUN) ruff check libs services tests
-	@$(RUN) mypy libs/e2ee/src libs/platform/src services/gateway/src services/kms/src services/sharing/src services/records-api/src
+	@$(RUN) mypy libs/e2ee/src libs/platform/src libs/client/src services/gateway/src services/kms/src services/sharing/src services/records-api/src
 
 fmt: sync ## format the code with ruff
 	@$(RUN) ruff format libs services tests
