@@ -41,6 +41,7 @@ from ecrin_client.encoding import b64d, b64e
 from ecrin_client.errors import EcrinError, IntegrityError, InvalidInput, NotFound, Unavailable
 from ecrin_client.kine import RecordMetadata
 from ecrin_client.pinning import account_uuid
+from ecrin_client.transport import GatewayTransport
 from ecrin_e2ee import (
     CHUNK_SIZE,
     DecryptionError,
@@ -147,7 +148,7 @@ class Records:
             identity.account_id: identity.public_identity()}
 
     @property
-    def _t(self) -> Any:
+    def _t(self) -> GatewayTransport:
         return self.client.transport
 
     # -- keys and identities ---------------------------------------------------------------
@@ -357,7 +358,7 @@ class Records:
             raise InvalidInput(f"{target} is a folder: give a file name")
         opened = await self._version(rid, version)
         decryptor = await self._decryptor(opened)
-        self.progress.begin("Downloading and decrypting", opened.info.metadata.size)
+        self.progress.begin("Downloading and decrypting", opened.header.padded_length)
         loop = asyncio.get_running_loop()
         async with self._t.stream(
                 "GET", f"/v1/records/{rid}/versions/{opened.info.version}/content") as response:
@@ -519,6 +520,7 @@ async def _ciphertext_chunks(body: AsyncIterator[bytes], padded_length: int,
     """
     sizes = [min(CHUNK_SIZE, padded_length - i * CHUNK_SIZE) + CHUNK_OVERHEAD
              for i in range(-(-padded_length // CHUNK_SIZE))]
+    # Progress counts stream plaintext, padding included (the bar's total is padded_length).
     buffer = bytearray()
     index = 0
     try:
@@ -529,7 +531,7 @@ async def _ciphertext_chunks(body: AsyncIterator[bytes], padded_length: int,
                 del buffer[:sizes[index]]
                 index += 1
                 if advance is not None:
-                    advance(CHUNK_SIZE)
+                    advance(sizes[index - 1] - CHUNK_OVERHEAD)
                 yield chunk
             if index == len(sizes) and buffer:
                 break  # more than announced
