@@ -1,0 +1,104 @@
+"""Sharing and audit pieces that need no server: the audit-chain verifier, the FHIR
+export, a parent's end date, and the CLI's --until and --scopes parsing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from ecrin_client.audit import (
+    GENESIS,
+    TDE_PROFILE,
+    AuditChain,
+    AuditTrail,
+    event_hash,
+    to_fhir,
+    verify_chain,
+)
+from ecrin_client.cli.share import parse_scopes, parse_until
+from ecrin_client.errors import InvalidInput
+from ecrin_client.sharing import eighteenth_birthday
+
+FILE = str(uuid.uuid4())
+
+
+def chain(actions: list[str], service: str = "kms") -> list[dict]:
+    events, previous = [], GENESIS
+    for seq, action in enumerate(actions, start=1):
+        event = {"chain": f"file:{FILE}", "seq": seq,
+                 "time": f"2026-11-28T10:00:0{seq}.000000+00:00", "actor": str(uuid.uuid4()),
+                 "action": action, "target": "shared:v1", "outcome": "ok", "request_id": "r",
+                 "service": service, "prev_hash": previous}
+        event["hash"] = event_hash(event)
+        events.append(event)
+        previous = event["hash"]
+    return events
+
+
+class TestVerifyChain:
+    def test_an_intact_chain_verifies(self):
+        assert verify_chain(chain(["keys.release", "keys.grant", "scope.rotate"]),
+                            chain=f"file:{FILE}", service="kms") is None
+
+    @pytest.mark.parametrize("field", ["actor", "action", "target", "time", "outcome"])
+    def test_an_edited_event_is_caught_where_it_was_edited(self, field):
+        events = chain(["keys.release", "keys.grant", "scope.rotate"])
+        events[1][field] = "edited"
+        assert verify_chain(events) == 2
+
+    def test_a_dropped_or_reordered_event_is_caught(self):
+        events = chain(["a", "b", "c"])
+        assert verify_chain([events[0], events[2]]) == 2
+        assert verify_chain([events[1], events[0], events[2]]) == 1
+
+    def test_an_event_of_another_chain_or_service_is_caught(self):
+        assert verify_chain(chain(["a"]), service="sharing") == 1
+        assert verify_chain(chain(["a"]), chain="file:other") == 1
+
+
+class TestFhirExport:
+    def test_a_bundle_of_tde_audit_events(self):
+        events = chain(["keys.release", "grant.revoke"])
+        trail = AuditTrail(file_id=FILE, chains=[AuditChain(
+            service="kms", chain=f"file:{FILE}", available=True, events=events)])
+        bundle = to_fhir(trail)
+        assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+        first, second = (e["resource"] for e in bundle["entry"])
+        assert first["resourceType"] == "AuditEvent"
+        assert first["meta"]["profile"] == [TDE_PROFILE]
+        assert first["type"]["code"] == "rest"
+        assert [c["code"] for c in first["subtype"]] == ["read", "keys.release"]
+        assert (first["action"], second["action"]) == ("R", "D")
+        assert first["outcome"] == "0"
+        assert first["recorded"] == events[0]["time"]
+        assert first["agent"][0]["who"]["identifier"]["value"] == f"urn:uuid:{events[0]['actor']}"
+        assert first["agent"][0]["requestor"] is True
+        assert first["entity"][0]["what"]["identifier"]["value"] == f"urn:uuid:{FILE}"
+        assert {"type": "hash", "valueString": events[0]["hash"]} in first["entity"][1]["detail"]
+        assert len({e["fullUrl"] for e in bundle["entry"]}) == 2
+
+
+class TestParentEndDate:
+    def test_the_18th_birthday_at_midnight_utc(self):
+        assert eighteenth_birthday(dt.date(2014, 6, 3)) == dt.datetime(2032, 6, 3,
+                                                                       tzinfo=dt.UTC)
+
+    def test_born_on_29_february(self):
+        assert eighteenth_birthday(dt.date(2012, 2, 29)) == dt.datetime(2030, 3, 1,
+                                                                        tzinfo=dt.UTC)
+
+
+class TestOptions:
+    def test_until_a_day_means_until_the_end_of_that_day(self):
+        assert parse_until("2026-12-05") == dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+        assert parse_until("2026-12-05T12:00:00+01:00").hour == 12
+        with pytest.raises(InvalidInput):
+            parse_until("next week")
+
+    def test_scopes_take_the_default_access_unless_given(self):
+        defaults = {"shared": "append", "administrative": "read"}
+        assert parse_scopes("shared,administrative=read", defaults) == {
+            "shared": "append", "administrative": "read"}
+        assert parse_scopes("shared=read", defaults) == {"shared": "read"}
+        assert parse_scopes(None, defaults) is None
