@@ -277,6 +277,7 @@ class Sharing:
         until = _whole(valid_until)
         grantee = await self._verified_identity(grantee_id)
         pinned = self.client.profile.pinned(grantee_id)
+        await self.sync(str(fid))  # hand over the keys as they are after any pending rotation
         grant_id = str(uuid.uuid4())
         body: dict[str, Any] = {"grant_id": grant_id, "file_id": str(fid),
                                 "grantee_id": grantee_id, "relationship": relationship,
@@ -386,6 +387,9 @@ class Sharing:
         fid = uuid.UUID(account_uuid(file_id, "patient file id"))
         chosen = await self.terms(relationship, scopes)
         until = _whole(valid_until)
+        # A pending rotation first: an invitation made now would carry keys that the
+        # rotation is about to replace, and could then never be redeemed.
+        await self.sync(str(fid))
         keys = await self._current_keys(fid, chosen)
         code, payload = await asyncio.to_thread(create_invitation, keys,
                                                 params=kdf_policy.default_params())

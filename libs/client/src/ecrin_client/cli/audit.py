@@ -17,7 +17,9 @@ from ecrin_client.errors import IntegrityError
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records
 
-audit_app = typer.Typer(help="A patient file's access history (hash-chained, verified here).")
+audit_app = typer.Typer(
+    subcommand_metavar="",
+    help="A patient file's access history (hash-chained, verified here).")
 
 
 def _who(actor: str, me: str) -> str:

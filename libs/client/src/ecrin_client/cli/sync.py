@@ -13,7 +13,8 @@ from ecrin_client.patients import Patients
 from ecrin_client.records import Records
 from ecrin_client.sharing import Rotated, Sharing
 
-sync_app = typer.Typer(help="Rotate the scope keys of revoked or expired grants and re-key "
+sync_app = typer.Typer(subcommand_metavar="",
+                       help="Rotate the scope keys of revoked or expired grants and re-key "
                        "the records (content untouched).")
 
 
