@@ -1,0 +1,57 @@
+"""Client cryptography through ``bench_e2ee``'s own measurements, plus sealing a scope
+key to a member (a grant or a rotation costs one seal per member and scope)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from benchmarks import bench_e2ee
+from ecrin_e2ee import IdentityKeys, Permission, Relationship, Scope, ScopeKey, seal_entry
+
+MiB = 1 << 20
+
+
+def seal_ms(iterations: int = 300) -> float:
+    granter = IdentityKeys.generate(uuid.uuid4())
+    member = IdentityKeys.generate(uuid.uuid4()).public_identity()
+    key = ScopeKey.generate(uuid.uuid4(), Scope.CLINICAL, 1)
+    times = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        seal_entry(key, member, relationship=Relationship.CARE_TEAM,
+                   permissions={Permission.READ}, granter=granter)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
+
+
+def measure(quick: bool = False) -> dict[str, Any]:
+    if quick:
+        bench_e2ee.THROUGHPUT_BYTES = 4 * MiB
+    out: dict[str, Any] = {}
+    if not quick:
+        child = subprocess.run(  # noqa: S603 (this interpreter, bench_e2ee's own child mode)
+            [sys.executable, os.path.abspath(bench_e2ee.__file__), "--rss-child"],
+            capture_output=True, text=True, check=True, timeout=120)
+        rss = json.loads(child.stdout)
+        out["rss_256mib_increase_mib"] = round((rss["peak"] - rss["baseline"]) / MiB, 1)
+        out["rss_256mib_seconds"] = round(rss["seconds"], 2)
+    tp = bench_e2ee.throughput()
+    out.update({"raw_aead_mb_s": round(tp["raw"], 1),
+                "stream_encrypt_mb_s": round(tp["encrypt"], 1),
+                "stream_decrypt_mb_s": round(tp["decrypt"], 1),
+                "encrypt_ratio": round(tp["encrypt"] / tp["raw"], 3),
+                "decrypt_ratio": round(tp["decrypt"] / tp["raw"], 3)})
+    small = bench_e2ee.small_records(40 if quick else 400)
+    out["encrypt_sign_10kib_ms"] = round(small["encrypt_ms"], 3)
+    out["open_verify_10kib_ms"] = round(small["open_ms"], 3)
+    out["seal_scope_key_ms"] = round(seal_ms(30 if quick else 300), 3)
+    if not quick:
+        out["argon2id_moderate_s"] = round(bench_e2ee.argon2_seconds()["moderate"], 2)
+    return out

@@ -1,0 +1,72 @@
+"""Time from a revocation to denied access, for the two things a grant releases: scope
+keys (kms, ``GET /v1/keyrings/{file}/entries``) and ciphertext (records-api,
+``GET /v1/records/{id}``). The grantee keeps reading every few milliseconds before the
+revocation, so both services hold a fresh authorisation answer in their cache when the
+owner's ``DELETE /v1/grants/{id}`` returns; the clock starts then."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from benchmarks.actors import Practitioner, upload
+from benchmarks.services import BenchStack
+
+POLL_S = 0.01
+GIVE_UP_S = 10.0
+
+
+async def measure(bs: BenchStack, repeats: int = 3) -> dict[str, Any]:
+    owner = Practitioner.sign_up(bs.gateway)
+    runs = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        record_id, record = owner.encrypt(10 * 1024)
+        await upload(http, bs.gateway, owner.headers, owner.file_id, record_id, record)
+        targets = {"key release (kms)": f"/v1/keyrings/{owner.file_id}/entries",
+                   "record read (records-api)": f"/v1/records/{record_id}"}
+        for _ in range(repeats):
+            colleague = Practitioner.sign_up(bs.gateway, name="Collègue")
+            grant_id = owner.share(colleague.user, "care_team", {"clinical": "read"})
+            headers = colleague.headers
+            for path in targets.values():
+                got = await http.get(bs.gateway + path, headers=headers)
+                if got.status_code != 200:
+                    raise RuntimeError(f"{path} before revocation: HTTP {got.status_code}")
+
+            stop_warming = asyncio.Event()
+
+            async def warm(path: str, headers: dict[str, str] = headers,
+                           stop: asyncio.Event = stop_warming) -> None:
+                while not stop.is_set():
+                    await http.get(bs.gateway + path, headers=headers)
+                    await asyncio.sleep(POLL_S)
+
+            warmers = [asyncio.create_task(warm(p)) for p in targets.values()]
+            await asyncio.sleep(0.3)
+            started = time.perf_counter()
+            revoked = await http.delete(f"{bs.gateway}/v1/grants/{grant_id}",
+                                        headers=owner.headers)
+            revoked_at = time.perf_counter()
+            stop_warming.set()
+            await asyncio.gather(*warmers)
+            if revoked.status_code != 200:
+                raise RuntimeError(f"revoke: HTTP {revoked.status_code}: {revoked.text[:120]}")
+
+            async def until_denied(path: str, headers: dict[str, str] = headers,
+                                   since: float = revoked_at) -> float:
+                while time.perf_counter() - since < GIVE_UP_S:
+                    got = await http.get(bs.gateway + path, headers=headers)
+                    if got.status_code == 404:
+                        return time.perf_counter() - since
+                    await asyncio.sleep(POLL_S)
+                return float("inf")
+
+            denied = await asyncio.gather(*(until_denied(p) for p in targets.values()))
+            runs.append({"revoke_request_ms": round((revoked_at - started) * 1e3, 1),
+                         **{name: round(s, 3) for name, s in zip(targets, denied, strict=True)}})
+    worst = {name: max(r[name] for r in runs) for name in targets}
+    return {"backend": bs.backend, "runs": runs, "worst_s": worst,
+            "worst_overall_s": max(worst.values())}

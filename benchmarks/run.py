@@ -1,0 +1,194 @@
+"""Every benchmark of issue 9 in one run, checked against the targets.
+
+    uv run --frozen python -m benchmarks.run [--strict] [--quick] [--no-postgres]
+
+Prints a markdown table, writes ``bench-results/bench-<time>.json`` and rewrites
+``docs/performance.md`` (``--no-docs`` to leave it). ``--quick`` runs tiny sizes on SQLite
+in seconds (the smoke test) and checks no target. ``--strict``: exit 1 if a target fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_crypto, bench_gateway, bench_growth, bench_load, bench_revocation
+from benchmarks.report import Row, machine, table, write_docs, write_json
+from benchmarks.services import POSTGRES_URL, RssSampler, running_stack, server_versions
+
+MiB = 1 << 20
+TARGETS = {"stream_ratio": 0.7, "gateway_p50_ratio": 1.3, "creates_per_s": 300.0,
+           "listing_growth": 1.5, "rotation_ms": 0.5, "revocation_s": 1.0}
+
+
+def sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"gateway": {"levels": (1, 4), "ops": {1: 10, 4: 16}},
+                "load": {"levels": (1, 4), "ops": {1: 6, 4: 16}}, "large": 2 * MiB,
+                "listing": {"sizes": (10, 120), "reps": 3}, "patients": 50,
+                "search_reps": 3, "rotation": 150, "revocations": 1}
+    return {"gateway": {"levels": (1, 32), "ops": {1: 300, 32: 1280}},
+            "load": {"levels": (1, 16, 64), "ops": {1: 150, 16: 960, 64: 1280}},
+            "large": 100 * MiB, "listing": {"sizes": (10, 10_000, 100_000), "reps": 40},
+            "patients": 10_000, "search_reps": 40, "rotation": 10_000, "revocations": 3}
+
+
+def step(name: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
+
+
+def run_backend(backend: str, postgres: str, size: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with running_stack(backend, postgres) as bs, RssSampler(bs.stack) as rss:
+        step(f"{backend}: gateway overhead")
+        out["gateway"] = asyncio.run(bench_gateway.measure(bs, **size["gateway"]))
+        step(f"{backend}: records under load")
+        out["load"] = asyncio.run(bench_load.records(bs, **size["load"]))
+        step(f"{backend}: {size['large'] // MiB} MiB document")
+        out["large"] = bench_load.large_document(bs, size["large"])
+        step(f"{backend}: listing growth")
+        out["listing"] = asyncio.run(bench_growth.listing(bs, **size["listing"]))
+        step(f"{backend}: patient search")
+        out["search"] = asyncio.run(bench_growth.search(bs, size["patients"],
+                                                        size["search_reps"]))
+        step(f"{backend}: rotation")
+        out["rotation"] = asyncio.run(bench_growth.rotation(bs, size["rotation"]))
+        step(f"{backend}: revocation")
+        out["revocation"] = asyncio.run(bench_revocation.measure(bs, size["revocations"]))
+    out["peak_rss_mib"] = {s: round(v / MiB, 1) for s, v in sorted(rss.peak.items())}
+    return out
+
+
+def verdict(ok: bool, check: bool) -> str:
+    return ("PASS" if ok else "FAIL") if check else ""
+
+
+def rows_of(crypto: dict[str, Any], backends: dict[str, dict[str, Any]],
+            check: bool) -> list[Row]:
+    rows: list[Row] = []
+    c = crypto
+    rows.append(Row("crypto", "raw XChaCha20-Poly1305, 64 KiB messages",
+                    f"{c['raw_aead_mb_s']:.0f} MB/s", "baseline"))
+    rows.append(Row("crypto", "stream encrypt", f"{c['stream_encrypt_mb_s']:.0f} MB/s "
+                    f"({c['encrypt_ratio']:.2f}x raw)", ">= 0.70x raw",
+                    verdict(c["encrypt_ratio"] >= TARGETS["stream_ratio"], check)))
+    rows.append(Row("crypto", "stream decrypt", f"{c['stream_decrypt_mb_s']:.0f} MB/s "
+                    f"({c['decrypt_ratio']:.2f}x raw)"))
+    rows.append(Row("crypto", "encrypt + sign 10 KiB (median)",
+                    f"{c['encrypt_sign_10kib_ms']:.3f} ms"))
+    rows.append(Row("crypto", "open + verify 10 KiB (median)",
+                    f"{c['open_verify_10kib_ms']:.3f} ms"))
+    rows.append(Row("crypto", "seal a scope key to a member (median)",
+                    f"{c['seal_scope_key_ms']:.3f} ms"))
+    if "argon2id_moderate_s" in c:
+        rows.append(Row("crypto", "Argon2id MODERATE", f"{c['argon2id_moderate_s']:.2f} s"))
+    if "rss_256mib_increase_mib" in c:
+        rows.append(Row("crypto", "peak RSS increase, 256 MiB stream round trip",
+                        f"{c['rss_256mib_increase_mib']} MiB", "<= 32 MiB",
+                        verdict(c["rss_256mib_increase_mib"] <= 32, check)))
+    for backend, r in backends.items():
+        b = backend
+        for _key, g in r["gateway"]["results"].items():
+            primary = g["request"].startswith("GET /v1/records")
+            rows.append(Row(f"gateway ({b})", f"{g['request']}, {g['clients']} clients",
+                            f"p50 {g['direct']['p50_ms']:.1f} -> {g['gateway']['p50_ms']:.1f} ms "
+                            f"(**{g['ratio_p50']:.2f}x**); p99 {g['direct']['p99_ms']:.1f} -> "
+                            f"{g['gateway']['p99_ms']:.1f} ms ({g['ratio_p99']:.2f}x)",
+                            "<= 1.3x at p50" if primary else "",
+                            verdict(g["ratio_p50"] <= TARGETS["gateway_p50_ratio"],
+                                    check and primary)))
+        for _key, m in r["load"]["results"].items():
+            target = ""
+            ok = True
+            if b == "postgres" and m["operation"] == "create" and m["clients"] == 16:
+                target = ">= 300/s, no error"
+                ok = m["per_s"] >= TARGETS["creates_per_s"] and m["errors"] == 0
+            rows.append(Row(f"records ({b})", f"{m['operation']} 10 KiB, {m['clients']} clients",
+                            f"{m['per_s']:.0f}/s; p50 {m['p50_ms']:.1f} ms, p99 "
+                            f"{m['p99_ms']:.1f} ms; {m['errors']} errors / {m['ops']}",
+                            target, verdict(ok, check and bool(target))))
+        large = r["large"]
+        raw = crypto["raw_aead_mb_s"]
+        rows.append(Row(f"records ({b})", f"{large['bytes'] // MiB} MiB document via SDK",
+                        f"up {large['upload_mb_s']} MB/s ({large['upload_mb_s'] / raw:.2f}x raw "
+                        f"AEAD), down {large['download_mb_s']} MB/s "
+                        f"({large['download_mb_s'] / raw:.2f}x)"))
+        rows.append(Row(f"records ({b})", "peak RSS per service",
+                        ", ".join(f"{s} {v} MiB" for s, v in r["peak_rss_mib"].items())))
+        listing = r["listing"]
+        sizes_txt = "; ".join(f"{int(s):,}: {v['first_page_p50_ms']:.1f} ms"
+                              + (f" (next {v['next_page_p50_ms']:.1f})"
+                                 if v["next_page_p50_ms"] else "")
+                              for s, v in listing["sizes"].items())
+        rows.append(Row(f"growth ({b})", f"one page of {listing['page_limit']} (p50)",
+                        f"{sizes_txt}; **{listing['growth_ratio']:.2f}x**",
+                        "flat (<= 1.5x)",
+                        verdict(listing["growth_ratio"] <= TARGETS["listing_growth"], check)))
+        s = r["search"]
+        n = s["patients"]
+        rows.append(Row(f"growth ({b})", f"patient search among {n:,} patients (p50)",
+                        f"{s[f'with_{n}']['search_p50_ms']:.1f} ms (1 patient: "
+                        f"{s['with_1']['search_p50_ms']:.1f} ms); first page of 50 files "
+                        f"{s[f'with_{n}']['list_p50_ms']:.1f} ms"))
+        rot = r["rotation"]
+        rows.append(Row(f"growth ({b})", f"rotation of {rot['records']:,} records, per record",
+                        f"**{rot['per_record_ms']:.3f} ms** (list {rot['list_ms_per_record']:.3f}"
+                        f" + re-wrap {rot['rewrap_ms_per_record']:.3f} + rekey "
+                        f"{rot['rekey_post_ms_per_record']:.3f}; {rot['total_s']:.1f} s)",
+                        "<= 0.5 ms",
+                        verdict(rot["per_record_ms"] <= TARGETS["rotation_ms"], check)))
+        rev = r["revocation"]
+        worst = rev["worst_s"]
+        rows.append(Row(f"sharing ({b})", "revocation to denied access (worst of "
+                        f"{len(rev['runs'])})",
+                        "; ".join(f"{k} {v:.2f} s" for k, v in worst.items()), "<= 1 s",
+                        verdict(rev["worst_overall_s"] <= TARGETS["revocation_s"]
+                                and not math.isinf(rev["worst_overall_s"]), check)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, no target checked")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--postgres", default=POSTGRES_URL, help="server for throwaway databases")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/performance.md"))
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    size = sizes(args.quick)
+    step("client cryptography")
+    crypto = bench_crypto.measure(args.quick)
+    backends: dict[str, dict[str, Any]] = {}
+    for backend in ["sqlite"] + ([] if args.no_postgres else ["postgres"]):
+        backends[backend] = run_backend(backend, args.postgres, size)
+    check = not args.quick
+    rows = rows_of(crypto, backends, check)
+    info = machine(server_versions(None if args.no_postgres else args.postgres))
+    duration = time.perf_counter() - started
+    print(table(rows))
+    payload = {"machine": info, "load_average_at_start": load, "quick": args.quick,
+               "duration_s": round(duration, 1), "targets": TARGETS, "crypto": crypto,
+               "backends": backends}
+    path = write_json(args.out, payload, rows)
+    print(f"\n_{duration:.0f} s; figures in {path}_")
+    if not args.no_docs and not args.quick:
+        from benchmarks.report import FINDINGS
+
+        write_docs(args.docs, rows, info, duration, load, FINDINGS)
+        print(f"_{args.docs} rewritten_")
+    failed = [r for r in rows if r.result == "FAIL"]
+    return 1 if failed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
