@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import httpx
 import pytest
 from ecrin_client.audit import (
     GENESIS,
@@ -102,3 +103,57 @@ class TestOptions:
             "shared": "append", "administrative": "read"}
         assert parse_scopes("shared=read", defaults) == {"shared": "read"}
         assert parse_scopes(None, defaults) is None
+
+
+class TestCollect:
+    """The chains as served, verified, and held against what this device saw before."""
+
+    @staticmethod
+    async def fetch(served: dict[str, list[dict]], profile):
+        from ecrin_client.audit import collect
+        from ecrin_client.profile import StoredTokens
+        from ecrin_client.transport import GatewayTransport
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            service = {"files": "sharing", "keyrings": "kms"}.get(
+                request.url.path.split("/")[2])
+            if service is None:
+                return httpx.Response(404, json={"type": "about:blank", "status": 404})
+            return httpx.Response(200, json={"service": service, "chain": f"file:{FILE}",
+                                             "events": served[service]})
+
+        transport = GatewayTransport("https://ecrin.test", on_tokens=lambda _t: None,
+                                     tokens=StoredTokens(access_token="a", refresh_token="r",
+                                                         session_id="s"),
+                                     transport=httpx.MockTransport(handler))
+        try:
+            return await collect(transport, FILE, profile)
+        finally:
+            await transport.aclose()
+
+    async def test_verified_chains_and_the_records_api_not_served(self, tmp_path):
+        from ecrin_client.profile import Profile
+
+        served = {"sharing": chain(["grant.create"], "sharing"),
+                  "kms": chain(["keys.release", "keys.grant"])}
+        trail = await self.fetch(served, Profile(tmp_path))
+        assert trail.verified
+        assert {c.service: c.available for c in trail.chains} == {
+            "sharing": True, "kms": True, "records-api": False}
+        # One timeline, in time order (then by service).
+        assert [e["action"] for e in trail.events()] == ["keys.release", "grant.create",
+                                                         "keys.grant"]
+
+    async def test_a_tail_cut_after_this_device_saw_it_is_caught(self, tmp_path):
+        from ecrin_client.profile import Profile
+
+        profile = Profile(tmp_path)
+        full = {"sharing": chain(["grant.create", "grant.revoke"], "sharing"),
+                "kms": chain(["keys.release"])}
+        assert (await self.fetch(full, profile)).verified
+        cut = {**full, "sharing": full["sharing"][:1]}
+        trail = await self.fetch(cut, profile)
+        assert not trail.verified
+        assert [c.service for c in trail.chains if c.rewound] == ["sharing"]
+        # A fresh device cannot tell: the cut chain verifies on its own.
+        assert (await self.fetch(cut, Profile(tmp_path / "other"))).verified

@@ -6,8 +6,10 @@ rotations) and the records-api (record reads and writes) when it exposes its cha
 event's hash is SHA-256 over the canonical JSON of (chain, seq, time, actor, action, target,
 outcome, request_id, service, prev_hash); the first event's prev_hash is 64 zeros. The
 client recomputes every hash itself (:func:`verify_chain`), so a server that edits, drops
-or reorders an event in the middle of a chain is caught. (A server that cuts the *tail* of
-its own chain is not: that needs a head kept elsewhere.)
+or reorders an event in the middle of a chain is caught. Given the profile, the client also
+remembers the last event it verified of each chain (``audit-heads.json``): a server that
+later cuts or rewrites what this device already saw is caught too (a first look cannot
+tell a cut tail).
 
 :func:`to_fhir` exports the events as FHIR R4 ``AuditEvent`` resources in a ``Bundle``,
 following the French "Traçabilité des événements" guide (profile ``tde-auditevent``):
@@ -30,6 +32,7 @@ from ecrin_client.errors import IntegrityError, NotFound, PermissionDenied
 from ecrin_client.pinning import account_uuid
 
 if TYPE_CHECKING:
+    from ecrin_client.profile import Profile
     from ecrin_client.transport import GatewayTransport
 
 __all__ = ["AuditChain", "AuditTrail", "collect", "event_hash", "to_fhir", "verify_chain"]
@@ -78,10 +81,12 @@ class AuditChain(BaseModel):
     events: list[dict[str, Any]]
     #: None: verified; else the position of the first event that does not verify.
     broken_at: int | None = None
+    #: The chain no longer holds the last event this device verified (cut or rewritten).
+    rewound: bool = False
 
     @property
     def verified(self) -> bool:
-        return self.available and self.broken_at is None
+        return self.available and self.broken_at is None and not self.rewound
 
 
 class AuditTrail(BaseModel):
@@ -104,12 +109,29 @@ class AuditTrail(BaseModel):
         return {"file_id": self.file_id, "verified": self.verified,
                 "chains": [{"service": c.service, "chain": c.chain, "available": c.available,
                             "events": len(c.events), "verified": c.verified,
-                            "broken_at": c.broken_at} for c in self.chains],
+                            "broken_at": c.broken_at, "rewound": c.rewound}
+                           for c in self.chains],
                 "events": self.events()}
 
 
-async def collect(transport: GatewayTransport, file_id: str) -> AuditTrail:
-    """Fetch the file's chain from each service and verify each one."""
+HEADS = "audit-heads.json"
+
+
+def _rewound(events: list[dict[str, Any]], head: Any) -> bool:
+    if not isinstance(head, dict) or not isinstance(head.get("seq"), int):
+        return False
+    seq = head["seq"]
+    return seq > len(events) or events[seq - 1].get("hash") != head.get("hash")
+
+
+async def collect(transport: GatewayTransport, file_id: str,
+                  profile: Profile | None = None) -> AuditTrail:
+    """Fetch the file's chain from each service and verify each one (and, with the
+    profile, against the last event of it this device verified; then remember the new)."""
+    heads: dict[str, Any] = {}
+    if profile is not None:
+        raw = profile._read(HEADS)
+        heads = raw if isinstance(raw, dict) else {}
     fid = account_uuid(file_id, "patient file id")
     chain_name = f"file:{fid}"
     chains = []
@@ -123,11 +145,17 @@ async def collect(transport: GatewayTransport, file_id: str) -> AuditTrail:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list) or body.get("chain") != chain_name:
             raise IntegrityError(f"the {service} sent a malformed audit chain")
-        chains.append(AuditChain(service=service, chain=chain_name, available=True,
-                                 events=events, broken_at=verify_chain(
-                                     events, chain=chain_name, service=service)))
+        key = f"{service}:{chain_name}"
+        made = AuditChain(service=service, chain=chain_name, available=True, events=events,
+                          broken_at=verify_chain(events, chain=chain_name, service=service),
+                          rewound=_rewound(events, heads.get(key)))
+        chains.append(made)
+        if made.verified and events:
+            heads[key] = {"seq": events[-1]["seq"], "hash": events[-1]["hash"]}
     if not any(c.available for c in chains):
         raise NotFound("no audit trail of this patient file for you")
+    if profile is not None and all(c.verified for c in chains if c.available):
+        profile._write(HEADS, heads)
     return AuditTrail(file_id=fid, chains=chains)
 
 

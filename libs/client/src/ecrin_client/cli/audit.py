@@ -37,6 +37,8 @@ def print_trail(console: Console, trail: AuditTrail, me: str) -> None:
     for chain in trail.chains:
         if not chain.available:
             state = "not available to you"
+        elif chain.rewound:
+            state = "CUT OR REWRITTEN since this device last verified it"
         elif chain.broken_at is None:
             state = f"{len(chain.events)} events, chain verified"
         else:
@@ -63,7 +65,8 @@ def audit(ctx: typer.Context, patient: PatientArgument,
 
     async def flow(records: Records, patients: Patients) -> tuple[AuditTrail, str]:
         file_id = await patients.file_id(patient)
-        return await collect(records.client.transport, file_id), str(records.identity.account_id)
+        trail = await collect(records.client.transport, file_id, records.client.profile)
+        return trail, str(records.identity.account_id)
 
     trail, me = with_records(rt, flow)
     if fhir or output is not None:
@@ -78,8 +81,10 @@ def audit(ctx: typer.Context, patient: PatientArgument,
     else:
         rt.emit(trail.to_json(), lambda console: print_trail(console, trail, me))
     if verify and not trail.verified:
-        broken = ", ".join(f"{c.service} at event {c.broken_at}" for c in trail.chains
-                           if c.available and c.broken_at is not None)
+        broken = ", ".join(
+            f"{c.service} " + ("cut or rewritten since last verified" if c.rewound
+                               else f"at event {c.broken_at}")
+            for c in trail.chains if c.available and not c.verified)
         raise rt.fail(IntegrityError(f"the audit chain does not verify: {broken}"))
     if verify and not rt.json and not fhir:
         rt.err.print("[green]every available chain verifies[/]")
