@@ -157,3 +157,61 @@ class TestCollect:
         assert [c.service for c in trail.chains if c.rewound] == ["sharing"]
         # A fresh device cannot tell: the cut chain verifies on its own.
         assert (await self.fetch(cut, Profile(tmp_path / "other"))).verified
+
+
+class TestAcceptRefusesWhatTheServerAltered:
+    """A server that alters an invitation is caught before the invitation is consumed."""
+
+    @staticmethod
+    async def accept(tmp_path, found: dict, code_text: str) -> list[tuple[str, str]]:
+        from ecrin_client.client import EcrinClient
+        from ecrin_client.errors import IntegrityError
+        from ecrin_client.profile import Profile, StoredTokens
+        from ecrin_client.records import Records
+        from ecrin_client.sharing import Sharing
+
+        from ecrin_e2ee import IdentityKeys
+
+        calls: list[tuple[str, str]] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append((request.method, request.url.path))
+            if request.url.path.startswith("/v1/invitations/lookup/"):
+                return httpx.Response(200, json=found)
+            return httpx.Response(500)
+
+        profile = Profile(tmp_path)
+        profile.save_tokens(StoredTokens(access_token="a", refresh_token="r", session_id="s"))
+        identity = IdentityKeys.generate(uuid.uuid4())
+        async with EcrinClient("https://ecrin.test", profile,
+                               transport=httpx.MockTransport(handler)) as client:
+            sharing = Sharing(Records(client, identity))
+            with pytest.raises(IntegrityError):
+                await sharing.accept(code_text)
+        return calls
+
+    @staticmethod
+    def invitation(scopes: dict[str, str]):
+        from ecrin_e2ee import KdfParams, Scope, ScopeKey, create_invitation
+
+        file_id = uuid.uuid4()
+        keys = [ScopeKey.generate(file_id, Scope.SHARED)]
+        code, payload = create_invitation(keys, params=KdfParams.insecure_for_tests())
+        found = {"id": str(uuid.uuid4()), "file_id": str(file_id),
+                 "inviter_id": str(uuid.uuid4()), "relationship": "parent", "scopes": scopes,
+                 "valid_until": None, "expires_at": "2026-12-12T00:00:00+00:00",
+                 "payload": payload.to_json()}
+        return code.to_text(), found
+
+    async def test_a_tampered_payload(self, tmp_path):
+        code, found = self.invitation({"shared": "append"})
+        raw = found["payload"]["ciphertext"]
+        found["payload"]["ciphertext"] = ("A" if raw[0] != "A" else "B") + raw[1:]
+        calls = await self.accept(tmp_path, found, code)
+        assert not any(path.endswith("/redeem") for _, path in calls)
+
+    async def test_terms_that_do_not_match_the_keys(self, tmp_path):
+        # The server claims the invitation also grants administrative: the keys say not.
+        code, found = self.invitation({"shared": "append", "administrative": "read"})
+        calls = await self.accept(tmp_path, found, code)
+        assert not any(path.endswith("/redeem") for _, path in calls)
