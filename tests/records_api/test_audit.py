@@ -32,3 +32,22 @@ class TestAuditTrail:
         assert verify_chain(events)
         events[2]["target"] = f"record:{rid}/v9"
         assert not verify_chain(events)
+
+    async def test_owner_patient_and_representatives_read_the_chain_others_do_not(
+            self, practice: Practice):
+        await practice.add(b"bilan")
+        path, params = "/v1/records/audit", {"file_id": str(practice.file_id)}
+        mine = await practice.client.get(path, params=params, headers=practice.headers())
+        assert mine.status_code == 200
+        assert mine.headers["cache-control"] == "no-store"
+        assert verify_chain(mine.json()["events"])
+        for relationship, expected in (("patient", 200), ("parent", 200), ("guardian", 200),
+                                       ("secretary", 404), ("care_team", 404)):
+            someone = practice.actor("patient")
+            practice.sharing.grant(practice.file_id, someone.id, relationship, shared="read")
+            response = await practice.client.get(path, params=params,
+                                                 headers=practice.headers(someone))
+            assert response.status_code == expected, relationship
+        stranger = practice.actor()
+        assert (await practice.client.get(path, params=params, headers=practice.headers(
+            stranger))).status_code == 404

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ecrin_platform.db import read_only_session
-from records_api.records.audit import record_target
+from records_api.records.audit import AUDIT, file_chain, record_target
 from records_api.records.content import ContentTooLong
 from records_api.records.deps import (
     AuditRead,
+    ReadSessionDep,
     CallerDep,
     ContentStoreDep,
     ReadableRecord,
@@ -76,6 +77,21 @@ async def list_records(caller: CallerDep, service: ReadService, audit_read: Audi
     page = await service.page(caller, file_id, scope, cursor, limit)
     await audit_read(file_id, "record.list", f"file:{file_id}")
     return page
+
+
+AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
+
+
+@router.get("/audit", responses=_PROBLEMS,
+            summary="The records API's audit chain of a file (reads and writes)")
+async def file_audit(caller: CallerDep, session: ReadSessionDep, response: Response,
+                     file_id: uuid.UUID) -> dict[str, Any]:
+    access = await caller.access(file_id)
+    if access is None or access.relationship not in AUDIT_READERS:
+        raise RecordNotFound()
+    response.headers["Cache-Control"] = "no-store"
+    events = await AUDIT.chain(session, file_chain(file_id))
+    return {"service": "records-api", "chain": file_chain(file_id), "events": events}
 
 
 @router.post("/rekey", response_model=RekeyOut, responses=_PROBLEMS,
