@@ -13,11 +13,11 @@ from records_api.records.audit import AUDIT, file_chain, record_target
 from records_api.records.content import ContentTooLong
 from records_api.records.deps import (
     AuditRead,
-    ReadSessionDep,
     CallerDep,
     ContentStoreDep,
     ReadableRecord,
     ReadService,
+    ReadSessionDep,
     RecordId,
     Service,
     VersionNumber,
