@@ -23,7 +23,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_internal_claims(request: Request) -> InternalClaims:
+async def get_internal_claims(request: Request) -> InternalClaims:
     claims = request.scope.get("state", {}).get("internal")
     if claims is None:
         raise Unauthorized("A valid internal token is required.")
@@ -33,7 +33,7 @@ def get_internal_claims(request: Request) -> InternalClaims:
 InternalClaimsDep = Annotated[InternalClaims, Depends(get_internal_claims)]
 
 
-def get_principal(claims: InternalClaimsDep) -> Principal:
+async def get_principal(claims: InternalClaimsDep) -> Principal:
     if claims.principal is None:
         raise Unauthorized("This route needs an authenticated user.")
     return claims.principal
@@ -42,7 +42,7 @@ def get_principal(claims: InternalClaimsDep) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_user(principal: CurrentPrincipal) -> Principal:
+async def get_user(principal: CurrentPrincipal) -> Principal:
     """A principal in a normal session: recovery sessions are refused here."""
     if principal.session_kind != "normal":
         raise Forbidden("A recovery session may only reset the passphrase.")
@@ -52,7 +52,7 @@ def get_user(principal: CurrentPrincipal) -> Principal:
 CurrentUser = Annotated[Principal, Depends(get_user)]
 
 
-def get_gateway_system(claims: InternalClaimsDep) -> InternalClaims:
+async def get_gateway_system(claims: InternalClaimsDep) -> InternalClaims:
     """Internal routes: only the gateway's own system calls (never a forwarded request)."""
     if claims.extra.get("system") is not True:
         raise Forbidden("This route is for the gateway only.")
@@ -62,7 +62,7 @@ def get_gateway_system(claims: InternalClaimsDep) -> InternalClaims:
 GatewaySystem = Annotated[InternalClaims, Depends(get_gateway_system)]
 
 
-def get_raw_internal_token(request: Request) -> str:
+async def get_raw_internal_token(request: Request) -> str:
     """The internal token as received: forwarded to the sharing service's access route."""
     from ecrin_platform.tokens import HEADER
 

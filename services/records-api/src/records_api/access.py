@@ -123,7 +123,7 @@ class AccessClient:
         return access
 
 
-def get_access_decider(request: Request) -> AccessDecider:
+async def get_access_decider(request: Request) -> AccessDecider:
     """Tests override this dependency with a fake decider."""
     decider: AccessDecider = request.app.state.access_client
     return decider

@@ -34,11 +34,11 @@ def _max_content(request: Request) -> int:
     return int(request.app.state.settings.max_upload_bytes)
 
 
-def get_service(request: Request, session: SessionDep) -> RecordsService:
+async def get_service(request: Request, session: SessionDep) -> RecordsService:
     return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request))
 
 
-def get_read_service(request: Request, session: ReadSessionDep) -> RecordsService:
+async def get_read_service(request: Request, session: ReadSessionDep) -> RecordsService:
     return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request))
 
 
@@ -46,8 +46,8 @@ Service = Annotated[RecordsService, Depends(get_service)]
 ReadService = Annotated[RecordsService, Depends(get_read_service)]
 
 
-def get_caller(request: Request, user: CurrentUser, claims: InternalClaimsDep,
-               decider: AccessDeciderDep) -> Caller:
+async def get_caller(request: Request, user: CurrentUser, claims: InternalClaimsDep,
+                     decider: AccessDeciderDep) -> Caller:
     try:
         account_id = uuid.UUID(user.account_id)
     except ValueError:
@@ -74,7 +74,7 @@ ReadableRecord = Annotated[Record, Depends(readable_record)]
 WritableRecord = Annotated[Record, Depends(writable_record)]
 
 
-def get_content_store(request: Request) -> ContentStore:
+async def get_content_store(request: Request) -> ContentStore:
     store: ContentStore = request.app.state.content_store
     return store
 
@@ -94,7 +94,7 @@ class ReadAuditor:
                          target=target)
 
 
-def get_read_auditor(request: Request, caller: CallerDep) -> ReadAuditor:
+async def get_read_auditor(request: Request, caller: CallerDep) -> ReadAuditor:
     return ReadAuditor(request, caller)
 
 
