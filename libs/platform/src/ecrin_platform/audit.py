@@ -107,6 +107,37 @@ class AuditLog:
         await session.flush()
         return event
 
+    async def append_many(self, session: AsyncSession, *, chain: str,
+                          actor: str | uuid.UUID | None, events: Sequence[tuple[str, str]],
+                          outcome: str = "ok") -> list[dict[str, Any]]:
+        """Adds ``(action, target)`` events to ``chain`` in order, exactly as that many
+        ``append`` calls would, with one lock and one read of the chain's end instead of
+        one each (a batch of 500 re-keyed headers is 500 events)."""
+        if not events:
+            return []
+        model = self.model
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"),
+                                  {"c": chain})
+        last = (await session.execute(
+            select(model).where(model.chain == chain).order_by(model.seq.desc()).limit(1)
+        )).scalar_one_or_none()
+        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        out = []
+        for action, target in events:
+            seq += 1
+            event: dict[str, Any] = {"chain": chain, "seq": seq,
+                                     "time": _iso(datetime.now(UTC)),
+                                     "actor": str(actor or "anonymous"), "action": action,
+                                     "target": str(target), "outcome": outcome,
+                                     "request_id": request_id_var.get() or "-",
+                                     "service": self.service, "prev_hash": prev}
+            event["hash"] = prev = event_hash(event)
+            session.add(model(**{**event, "time": datetime.fromisoformat(str(event["time"]))}))
+            out.append(event)
+        await session.flush()
+        return out
+
     async def chain(self, session: AsyncSession, chain: str, *, limit: int = 10_000
                     ) -> list[dict[str, Any]]:
         model = self.model

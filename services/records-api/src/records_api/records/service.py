@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.access import AccessDecider, FileAccess
 from records_api.models import ContentUpload, IdempotencyKey, Record, RecordVersion
-from records_api.records.audit import audit, record_target
+from records_api.records.audit import audit, audit_many, record_target
 from records_api.records.content import ReceivedContent
 from records_api.records.errors import (
     ContentDigestMismatch,
@@ -313,6 +313,7 @@ class RecordsService:
             .with_for_update())).scalars()}
         await self._may_append_all(caller, (records.get(i) for i in ids))
         out: list[RekeyedItem] = []
+        rekeyed: dict[uuid.UUID, list[str]] = {}  # file -> audit targets, in item order
         for index, item in enumerate(body.items):
             row = versions.get((item.record_id, item.version))
             if row is None:
@@ -330,11 +331,13 @@ class RecordsService:
                                           item=index, key_version=row.key_version)
                 row.header = item.header
                 row.key_version = facts.key_version
-                await audit(session, actor=caller.account_id,
-                            file_id=records[item.record_id].file_id, action="record.rekey",
-                            target=record_target(item.record_id, item.version))
+                rekeyed.setdefault(records[item.record_id].file_id, []).append(
+                    record_target(item.record_id, item.version))
             out.append(RekeyedItem(record_id=item.record_id, version=item.version,
                                    key_version=row.key_version, changed=changed))
+        for file_id, targets in rekeyed.items():
+            await audit_many(session, actor=caller.account_id, file_id=file_id,
+                             action="record.rekey", targets=targets)
         await session.flush()
         return RekeyOut(items=out)
 
