@@ -14,4 +14,4 @@ class Settings(ServiceSettings):
     #: The sharing service, the authorisation decision point.
     sharing_url: str = "http://127.0.0.1:8003"
     #: How long an access decision is cached (a revocation bites within this bound).
-    authz_cache_s: float = 2.0
+    authz_cache_s: float = 0.5
