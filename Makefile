@@ -29,7 +29,8 @@ fmt: sync ## format the code with ruff
 bench-e2ee: sync ## client cryptography benchmark (prints a table, checks the targets)
 	@$(RUN) python benchmarks/bench_e2ee.py
 
-bench: bench-e2ee ## every benchmark
+bench: sync ## every benchmark of issue 9 in one run (~10 min, needs PostgreSQL): table, bench-results/*.json, docs/performance.md; fails on a missed target
+	@$(RUN) python -m benchmarks.run --strict
 
 clean: ## remove local state (databases, keys, logs under var/)
 	rm -rf var

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from benchmarks.actors import Practitioner, b64, b64decode, spread
 from benchmarks.load import percentile
@@ -234,9 +234,23 @@ async def rotation(bs: BenchStack, records: int = 10_000) -> dict[str, Any]:
             post_s += time.perf_counter() - t1
         total = time.perf_counter() - started
     assert len(listed) == records and changed == records, (len(listed), changed)
+    chain_ok, events = await _file_chain(bs, owner.file_id)
     per = 1e3 / records
     return {"backend": bs.backend, "records": records, "seed_s": round(seed_s, 1),
             "total_s": round(total, 3), "per_record_ms": round(total * per, 4),
             "keyring_s": round(keyring_s, 3), "list_ms_per_record": round(list_s * per, 4),
             "rewrap_ms_per_record": round(wrap_s * per, 4),
-            "rekey_post_ms_per_record": round(post_s * per, 4)}
+            "rekey_post_ms_per_record": round(post_s * per, 4),
+            "audit_events": events, "audit_chain_verified": chain_ok}
+
+
+async def _file_chain(bs: BenchStack, file_id: uuid.UUID) -> tuple[bool, int]:
+    """The records-api's audit chain of the file verifies (one event per re-keyed header)."""
+    from ecrin_platform.audit import as_dict, verify_chain
+    from records_api.models import AuditEvent
+
+    async with bs.database("records-api") as conn:
+        rows = (await conn.execute(select(AuditEvent).where(
+            AuditEvent.chain == f"file:{file_id}").order_by(AuditEvent.seq))).all()
+    events = [as_dict(r) for r in rows]
+    return verify_chain(events), len(events)

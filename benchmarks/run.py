@@ -140,7 +140,10 @@ def rows_of(crypto: dict[str, Any], backends: dict[str, dict[str, Any]],
         rows.append(Row(f"growth ({b})", f"rotation of {rot['records']:,} records, per record",
                         f"**{rot['per_record_ms']:.3f} ms** (list {rot['list_ms_per_record']:.3f}"
                         f" + re-wrap {rot['rewrap_ms_per_record']:.3f} + rekey "
-                        f"{rot['rekey_post_ms_per_record']:.3f}; {rot['total_s']:.1f} s)",
+                        f"{rot['rekey_post_ms_per_record']:.3f}; {rot['total_s']:.1f} s; "
+                        "audit chain of "
+                        f"{rot['audit_events']:,} events "
+                        f"{'verified' if rot['audit_chain_verified'] else 'BROKEN'})",
                         "<= 0.5 ms",
                         verdict(rot["per_record_ms"] <= TARGETS["rotation_ms"], check)))
         rev = r["revocation"]

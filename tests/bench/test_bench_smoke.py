@@ -37,6 +37,7 @@ class TestBenchHarness:
         for measured in sqlite["gateway"]["results"].values():
             assert measured["direct"]["errors"] == measured["gateway"]["errors"] == 0
         assert sqlite["rotation"]["per_record_ms"] > 0
+        assert sqlite["rotation"]["audit_chain_verified"]
         assert all(s < 10 for s in sqlite["revocation"]["worst_s"].values())
         assert set(sqlite["peak_rss_mib"]) == {"gateway", "records-api", "kms", "sharing"}
         assert result["crypto"]["raw_aead_mb_s"] > 0
