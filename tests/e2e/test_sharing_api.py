@@ -366,3 +366,28 @@ class TestInvitationRateLimit:
                                 ).status_code for _ in range(11)]
         assert statuses[:10] == [404] * 10
         assert statuses[10] == 429
+
+
+class TestStaleInvitation:
+    def test_invitation_older_than_a_rotation_is_refused_and_not_consumed(self, stack):
+        gateway = stack.url("gateway")
+        kine, patient = sign_up(gateway), sign_up(gateway, "patient")
+        parent = sign_up(gateway, "representative")
+        file_id, keys = kine.create_file()
+        code, invitation_id = invite(kine, file_id, keys)
+        grant_id = share(kine, patient, file_id, keys, "patient", {"shared": "read"})
+        assert httpx.delete(f"{gateway}/v1/grants/{grant_id}",
+                            headers=kine.headers).status_code == 200
+        identity = kine.identity.public_identity()
+        rotation = rotate_scope(keys[Scope.SHARED],
+                                [Member(identity, GrantTerms(Relationship.OWNER, APPEND))],
+                                granter=kine.identity)
+        assert kine.post(f"/v1/keyrings/{file_id}/entries",
+                         json={"entries": [e.to_json() for e in rotation.entries]}
+                         ).status_code == 201
+        response = parent.post(f"/v1/invitations/{invitation_id}/redeem",
+                               json={"lookup_id": code.lookup_id()})
+        assert response.status_code == 409
+        assert response.json()["type"].endswith("/invitation-stale")
+        listed = kine.get("/v1/invitations", params={"file_id": str(file_id)}).json()
+        assert listed[0]["status"] == "pending"

@@ -28,6 +28,10 @@ GRANTORS = frozenset({"owner"})
 ROTATORS = frozenset({"owner", "care_team"})
 
 
+class InvitationStale(ServiceError):
+    status, slug, title = 409, "invitation-stale", "Invitation made before a key rotation"
+
+
 class InvitationUnavailable(ServiceError):
     status, slug, title = 404, "invitation-unavailable", "No such invitation"
 
@@ -274,13 +278,28 @@ class GrantsService:
         """Single use: of two concurrent redemptions exactly one updates the row. Only a
         caller who derived the lookup id from the code redeems (the id alone is not secret)."""
         grant_id = uuid.uuid4()
+        pending = await self.session.get(Invitation, invitation_id)
+        if pending is not None and pending.lookup_id == lookup_id:
+            rotated = (await self.session.execute(
+                select(Rotation.id).where(Rotation.file_id == pending.file_id,
+                                          Rotation.scope.in_(list(pending.scopes)),
+                                          Rotation.done_at > pending.created_at).limit(1)
+            )).first()
+            if rotated is not None:
+                # The keys it carries were replaced: redeeming would burn the code for
+                # keys the kms no longer accepts. Left open, so the inviter can cancel it.
+                raise InvitationStale("This invitation carries keys that were rotated since; "
+                                      "ask for a new one.")
         result = await self.session.execute(
             update(Invitation).where(Invitation.id == invitation_id,
                                      Invitation.lookup_id == lookup_id, self._open())
-            .values(redeemed_by=account, redeemed_at=self.now, grant_id=grant_id))
+            .values(redeemed_by=account, redeemed_at=self.now, grant_id=grant_id)
+            # The row may sit in the session already (the staleness check above): no
+            # in-Python evaluation of the criteria, reload it after the update instead.
+            .execution_options(synchronize_session=False))
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise InvitationUnavailable("No invitation matches, or it was used or expired.")
-        invitation = await self.session.get(Invitation, invitation_id)
+        invitation = await self.session.get(Invitation, invitation_id, populate_existing=True)
         assert invitation is not None
         if invitation.inviter_id == account:
             raise Conflict("The inviter cannot redeem their own invitation.")
