@@ -362,9 +362,9 @@ class TestConcurrentWriters:
 class TestLimits:
     def test_content_over_the_limit_is_refused_cleanly(self, kine, tmp_path):
         big = tmp_path / "big.pdf"
-        with open(big, "wb") as f:  # sparse: 200 MiB of zeros after the magic bytes
+        with open(big, "wb") as f:  # sparse: one byte over 200 MiB, zeros after the magic
             f.write(b"%PDF-1.4\n")
-            f.truncate(200 << 20)
+            f.truncate((200 << 20) + 1)
 
         async def flow():
             async with kine.client() as client:
@@ -372,7 +372,7 @@ class TestLimits:
                 with pytest.raises(InvalidInput) as refused:
                     await records.create(file_id, "clinical", metadata(
                         "big", "imaging", b"", "application/pdf").model_copy(
-                            update={"size": 200 << 20}), big)
+                            update={"size": (200 << 20) + 1}), big)
                 return refused.value, await records.list(file_id, "clinical")
 
         error, listed = asyncio.run(flow())

@@ -6,10 +6,9 @@ level before the transfer. The test itself never holds the document either: it i
 and hashed in 1 MiB blocks.
 
 The gateway and records-api of the shared stack are restarted for this test (a clean
-memory baseline) with the upload limit raised by 2 MiB, and restarted again afterwards
-with the stack's own settings: the default limit, 200 MiB, applies to the *ciphertext*,
-and a 200 MiB document is 200 MiB of padded stream plus 17 bytes per 64 KiB chunk (53 KiB
-more), which the default refuses with a 413 (``test_patients_records.py::TestLimits``).
+memory baseline) with their default settings: the default upload limit is the ciphertext
+of a 200 MiB document (200 MiB of padded stream plus 17 bytes per 64 KiB chunk), so the
+document passes and one byte more is a 413 (``test_patients_records.py::TestLimits``).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 SIZE = 200 << 20
 BLOCK = 1 << 20
-LIMIT = str(202 << 20)
 MAX_GROWTH = 64 << 20
 
 
@@ -53,8 +51,7 @@ def restart(stack: Stack, env: dict[str, str]) -> None:
 @pytest.fixture
 def big_stack(stack: Stack) -> Iterator[Stack]:
     saved = dict(stack.extra_env)
-    restart(stack, {**saved, "ECRIN_RECORDS_MAX_UPLOAD_BYTES": LIMIT,
-                    "ECRIN_GATEWAY_MAX_UPLOAD_BYTES": LIMIT})
+    restart(stack, saved)
     try:
         yield stack
     finally:

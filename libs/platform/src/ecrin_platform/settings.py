@@ -19,8 +19,12 @@ class ServiceSettings(BaseSettings):
     internal_token_public_key_file: Path | None = None
     #: Largest request body accepted on ordinary routes.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
-    #: Largest request body accepted on streaming upload routes.
-    max_upload_bytes: int = Field(default=200 << 20, ge=1024)
+    #: Largest request body accepted on streaming upload routes: an encrypted document's
+    #: content stream. The default is what a 200 MiB document becomes once padded (PADME
+    #: leaves 200 MiB as it is) with the stream's 17 bytes per 64 KiB chunk, so a 200 MiB
+    #: document passes and anything larger is a 413.
+    max_upload_bytes: int = Field(default=(200 << 20) + 17 * ((200 << 20) // 65536),
+                                  ge=1024)
     log_level: str = "INFO"
     #: Run Alembic to head on start-up (development convenience; production runs a Job).
     migrate_on_start: bool = False
