@@ -48,6 +48,7 @@ class FakeRecords(FakeEcrin):
         self.idempotency: dict[str, str] = {}
         self.tick = 0
         self.expire_before_upload = False  # knob: tokens expire just before a content PUT
+        self.pending_rotation_checks = 0
 
     def now(self) -> str:
         self.tick += 1
@@ -55,7 +56,7 @@ class FakeRecords(FakeEcrin):
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.strip("/").split("/")
-        if len(parts) < 2 or parts[1] not in ("files", "keyrings", "records"):
+        if len(parts) < 2 or parts[1] not in ("files", "keyrings", "records", "rotations"):
             return super().handle(request)
         self.calls.append((request.method, request.url.path))
         if (self.expire_before_upload and request.method == "PUT"
@@ -83,6 +84,10 @@ class FakeRecords(FakeEcrin):
         return f is not None and f["owner"] == account and (not active or f["state"] == "active")
 
     # -- sharing ---------------------------------------------------------------------------
+
+    def rotations_get(self, request, account, rest):
+        self.pending_rotation_checks += 1
+        return httpx.Response(200, json=[])
 
     def files_post(self, request, account, rest):
         body = self.body(request)

@@ -104,3 +104,32 @@ def test_rotation_keeps_records_readable_and_content_untouched(stack, tmp_path):
 
 def kine_identity(records: Records):
     return records.identity.public_identity()
+
+
+def test_the_next_write_rotates_first(stack, tmp_path):
+    """A revocation made elsewhere (straight through the API, no rotation) is finished by
+    the practitioner's next write: the new record is sealed under the new key version."""
+
+    async def scenario():
+        gateway = stack.url("gateway")
+        kine = await new_practitioner(gateway, tmp_path / "kine")
+        parent_api = sign_up(gateway, "patient")
+        async with kine.client() as kc:
+            k_records, k_patients = await kine.unlocked(kc)
+            patient = await k_patients.create(PatientIdentity(name="Rotation Avant Ecriture",
+                                                              birth_date=date(2016, 6, 6)))
+            fid = patient.file_id
+            kc.pin(str(parent_api.account_id), parent_api.identity.public_identity()
+                   .fingerprint_hex())
+            sharing = Sharing(k_records)
+            grant = await sharing.grant(fid, str(parent_api.account_id), "patient")
+            raw = k_records.client.transport
+            revoked = await raw.request("DELETE", f"/v1/grants/{grant.grant_id}")
+            assert revoked.status_code == 200
+            assert {r["scope"] for r in await sharing.pending(fid)} == {"shared", "administrative"}
+            written = await k_records.create(fid, "shared", meta("après", 6), b"%PDF-1")
+            assert await sharing.pending(fid) == []
+            info, data = await k_records.read(written.record_id)
+            assert info.key_version == 2 and data == b"%PDF-1"
+
+    asyncio.run(scenario())

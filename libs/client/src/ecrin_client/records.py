@@ -385,10 +385,18 @@ class Records:
 
     # -- writes --------------------------------------------------------------------------
 
+    async def _rotate_first(self, file_id: uuid.UUID) -> None:
+        """New content never uses a key a revoked or expired member still holds: finish the
+        file's pending rotations first (one request when nothing is pending)."""
+        from ecrin_client.sharing import rotate_before_write  # sharing builds on Records
+
+        await rotate_before_write(self, file_id)
+
     async def create(self, file_id: str | uuid.UUID, scope: str, metadata: RecordMetadata,
                      content: bytes | Path) -> RecordInfo:
         """A new record (version 1): encrypt, create (idempotent), upload, commit."""
         fid = _uuid(file_id, "patient file id")
+        await self._rotate_first(fid)
         scope_key = await self.scope_key(fid, Scope(scope))
         rid = uuid.uuid4()
         async with self._sealed(fid, rid, 1, scope_key, metadata, content) as sealed:
@@ -413,6 +421,7 @@ class Records:
         rid = _uuid(record_id, "record id")
         current = await self.get(rid)
         fid = uuid.UUID(current.file_id)
+        await self._rotate_first(fid)
         scope_key = await self.scope_key(fid, Scope(current.scope))
         version = current.current_version + 1
         async with self._sealed(fid, rid, version, scope_key, metadata, content) as sealed:
