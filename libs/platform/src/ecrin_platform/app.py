@@ -13,7 +13,12 @@ import httpx
 from fastapi import APIRouter, FastAPI
 
 from ecrin_platform.db import create_engine, create_sessionmaker
-from ecrin_platform.guards import BodyLimitMiddleware, InternalAuthMiddleware
+from ecrin_platform.guards import (
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    InternalAuthMiddleware,
+    NoStoreMiddleware,
+)
 from ecrin_platform.health import health_router
 from ecrin_platform.migrations import upgrade_to_head
 from ecrin_platform.observability import Metrics, ObservabilityMiddleware, configure_logging
@@ -68,7 +73,10 @@ def build_service_app(
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
                   openapi_url="/openapi.json" if docs else None,
-                  docs_url="/docs" if docs else None, redoc_url=None)
+                  docs_url="/docs" if docs else None, redoc_url=None,
+                  # A slash redirect names the service's own address: behind the gateway it
+                  # would send clients to an internal host. A wrong path is a plain 404.
+                  redirect_slashes=False)
     app.state.settings = settings
     app.state.service = service
     metrics = Metrics(service)
@@ -85,6 +93,10 @@ def build_service_app(
                            forwarded=forwarded_audiences)
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
                        overrides=[(p, settings.max_upload_bytes) for p in upload_paths])
+    app.add_middleware(NoStoreMiddleware)
+    # The gateway adds its internal token and forwarding headers: services allow for them.
+    app.add_middleware(HeaderLimitMiddleware,
+                       max_bytes=(24 if internal_auth else 16) * 1024)
     # Added last, so outermost: every response, even a 401 or a 413, gets a request id.
     app.add_middleware(ObservabilityMiddleware, service=service, metrics=metrics)
     return app

@@ -1,4 +1,4 @@
-"""Pure ASGI guards: internal authentication and request body limits."""
+"""Pure ASGI guards: internal authentication, request body and header limits, no-store."""
 
 from __future__ import annotations
 
@@ -141,3 +141,49 @@ def _caused_by_limit(exc: BaseException | None) -> bool:
             return any(_caused_by_limit(e) for e in exc.exceptions)
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+class HeaderLimitMiddleware:
+    """431 for a request whose headers exceed ``max_bytes`` in total or ``max_count`` in
+    number. The HTTP parser (httptools) sets no bound of its own: a 1 MiB header used to
+    reach the routes, and the gateway would have forwarded it to a service."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = 16 * 1024, max_count: int = 100
+                 ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope.get("headers") or []
+            size = sum(len(k) + len(v) + 4 for k, v in headers)
+            if len(headers) > self.max_count or size > self.max_bytes:
+                await send_problem(send, 431, "Request headers are too large.",
+                                   slug="request-header-fields-too-large",
+                                   title="Request header fields too large")
+                return
+        await self.app(scope, receive, send)
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` on every response: they carry account data, wrapped keys,
+    ciphertext or answers about them (a cached 404 would outlive a new grant), and nothing
+    here is meant for a shared cache or a browser's disk."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() != b"cache-control"]
+                message["headers"] = [*headers, (b"cache-control", b"no-store")]
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
