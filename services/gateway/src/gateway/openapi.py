@@ -48,6 +48,105 @@ def _rewrite_refs(node: Any, prefix: str) -> Any:
     return node
 
 
+#: Routes a client calls before it has an access token (or to get one); the service-info
+#: routes describe limits only. Every other operation needs ``Authorization: Bearer``.
+PUBLIC_OPERATIONS = frozenset({
+    ("post", "/v1/auth/signup"), ("post", "/v1/auth/challenge"), ("post", "/v1/auth/login"),
+    ("post", "/v1/auth/recover"), ("post", "/v1/auth/refresh"),
+    ("get", "/v1/records/service-info"), ("get", "/v1/keys/service-info"),
+    ("get", "/v1/files/service-info"),
+})
+
+#: OpenAPI links from a create to the reads of what it made, so that a stateful client
+#: (and a fuzzer) can chain them: (method, path, status) -> [(name, method, path, params)].
+LINKS: dict[tuple[str, str, str], list[tuple[str, str, str, dict[str, str]]]] = {
+    # A new file stays pending (invisible, 404) until its first keyring is stored.
+    ("post", "/v1/files", "201"): [
+        ("StoreInitialKeyring", "put", "/v1/keyrings/{file_id}/initial",
+         {"file_id": "$response.body#/id"}),
+    ],
+    ("post", "/v1/records", "201"): [
+        ("GetRecord", "get", "/v1/records/{record_id}",
+         {"record_id": "$response.body#/record_id"}),
+        ("RecordVersions", "get", "/v1/records/{record_id}/versions",
+         {"record_id": "$response.body#/record_id"}),
+    ],
+    ("post", "/v1/grants", "201"): [
+        ("GetGrant", "get", "/v1/grants/{grant_id}", {"grant_id": "$response.body#/id"}),
+        ("RevokeGrant", "delete", "/v1/grants/{grant_id}", {"grant_id": "$response.body#/id"}),
+    ],
+    ("post", "/v1/invitations", "201"): [
+        ("CancelInvitation", "delete", "/v1/invitations/{invitation_id}",
+         {"invitation_id": "$response.body#/id"}),
+    ],
+}
+
+
+PROBLEM_SCHEMA = {
+    "type": "object", "title": "Problem",
+    "description": "RFC 9457 problem details; `type` ends with a slug naming the error.",
+    "required": ["type", "title", "status"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                   "status": {"type": "integer"}, "detail": {"type": "string"},
+                   "instance": {"type": "string"}, "request_id": {"type": ["string", "null"]}},
+    "additionalProperties": True,
+}
+#: What the platform can answer on any route (guards, routing, rate limits, a service
+#: down): declared once here rather than on each endpoint.
+COMMON_PROBLEMS = {
+    "400": "Malformed request (path, JSON, cursor, idempotency key)",
+    "403": "Not allowed (role, second factor, read-only scope)",
+    "404": "No such object, or none the caller may see",
+    "409": "Conflicts with the current state (taken id, reused key)",
+    "413": "Request body too large", "415": "Unsupported content type",
+    "422": "The request does not match the schema or fails a check",
+    "429": "Rate limited; see Retry-After", "431": "Request headers too large",
+    "503": "A service is unavailable; see Retry-After",
+}
+CONDITIONAL_PROBLEMS = {"412": "If-Match names a version that is no longer current",
+                        "428": "If-Match is required"}
+
+
+def _declare_problems(merged: dict[str, Any]) -> None:
+    """Every operation answers RFC 9457 problems: declare them, with the media type they
+    really use (FastAPI's own 422 says application/json and another schema)."""
+    merged["components"].setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in merged["paths"].values():
+        for op in operations.values():
+            if not isinstance(op, dict):
+                continue
+            responses = op.setdefault("responses", {})
+            codes = {**COMMON_PROBLEMS,
+                     "401": "Missing, invalid or expired token, or invalid credentials"}
+            if any(p.get("name", "").lower() == "if-match" for p in op.get("parameters", [])):
+                codes.update(CONDITIONAL_PROBLEMS)
+            for code, description in codes.items():
+                if code == "422" or code not in responses:
+                    responses[code] = {"description": description, "content": content}
+
+
+def _secure_and_link(merged: dict[str, Any]) -> None:
+    components = merged.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "The access token from POST /v1/auth/login (EdDSA JWT, 15 minutes)."}
+    paths = merged["paths"]
+    for path, operations in paths.items():
+        for method, op in operations.items():
+            if isinstance(op, dict) and (method, path) not in PUBLIC_OPERATIONS:
+                op["security"] = [{"bearer": []}]
+    for (method, path, status), links in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, target_method, target_path, parameters in links:
+            target = paths.get(target_path, {}).get(target_method, {})
+            if "operationId" in target:
+                response.setdefault("links", {})[name] = {
+                    "operationId": target["operationId"], "parameters": parameters}
+
+
 def merge(gateway_doc: dict[str, Any], service_docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     merged = copy.deepcopy(gateway_doc)
     merged.setdefault("paths", {})
@@ -74,6 +173,8 @@ def merge(gateway_doc: dict[str, Any], service_docs: dict[str, dict[str, Any]]) 
                 bucket[f"{prefix}{name}"] = value
     merged["tags"] = [{"name": name, "description": TAG_DESCRIPTIONS[name]}
                       for name in ("gateway", *UPSTREAMS)]
+    _secure_and_link(merged)
+    _declare_problems(merged)
     return merged
 
 

@@ -57,18 +57,29 @@ class Proxy:
             raise BadPath("Encoded separators and dot segments are not accepted.")
         service = owner_of(raw_path)
         if service is None:
+            allowed = _own_methods(request)
+            if allowed:
+                # A gateway route with another method (PUT /v1/auth/me): say so, as a
+                # service would, rather than pretend the path does not exist.
+                return problem_response(405, "Method not allowed.",
+                                        headers={"Allow": ", ".join(sorted(allowed))})
             return problem_response(404, "No such route.")
         principal = await self.resolve_principal(request)
         request_id = request.scope["state"]["request_id"]
 
-        headers = [(k, v) for k, v in request.headers.items()
-                   if k not in HOP_BY_HOP and k not in STRIPPED_REQUEST
-                   and not k.startswith("x-ecrin-") and k != "x-request-id"]
-        headers.append((INTERNAL_HEADER, self.issuer.issue(service, request_id=request_id,
-                                                           principal=principal)))
-        headers.append(("x-request-id", request_id))
+        # Raw bytes both ways: a header value that is not ASCII (HTTP allows obs-text) is
+        # relayed as received; decoded to str, httpx could not encode it again (a 500).
+        headers: list[tuple[bytes, bytes]] = []
+        for raw_name, value in request.headers.raw:
+            name = raw_name.decode("latin-1").lower()
+            if (name not in HOP_BY_HOP and name not in STRIPPED_REQUEST
+                    and not name.startswith("x-ecrin-") and name != "x-request-id"):
+                headers.append((name.encode("latin-1"), value))
+        headers.append((INTERNAL_HEADER.encode(), self.issuer.issue(
+            service, request_id=request_id, principal=principal).encode()))
+        headers.append((b"x-request-id", request_id.encode()))
         if request.client:
-            headers.append(("x-forwarded-for", request.client.host))
+            headers.append((b"x-forwarded-for", request.client.host.encode()))
 
         query = request.scope.get("query_string", b"").decode("latin-1")
         url = self.upstream_url(service) + raw_path + (f"?{query}" if query else "")
@@ -90,6 +101,20 @@ class Proxy:
         return StreamingResponse(_stream(upstream), status_code=upstream.status_code,
                                  headers=response_headers,
                                  background=BackgroundTask(upstream.aclose))
+
+
+def _own_methods(request: Request) -> set[str]:
+    """Methods of the gateway's own routes whose path matches this request's."""
+    app = request.app
+    patterns = getattr(app.state, "own_route_patterns", None)
+    if patterns is None:
+        patterns = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))
+            patterns.append((re.compile(f"^{regex}$"), {m.upper() for m in operations}))
+        app.state.own_route_patterns = patterns
+    path = request.url.path
+    return {m for pattern, methods in patterns if pattern.match(path) for m in methods}
 
 
 async def _relay(request: Request) -> AsyncIterator[bytes]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
@@ -30,8 +31,13 @@ internal = APIRouter(prefix="/internal/accounts", include_in_schema=False)
 
 
 def _out(entry: Any) -> DirectoryEntryOut:
+    # SQLite hands timestamps back without their zone; they are stored in UTC. A naive
+    # value would be rendered without an offset, which is no RFC 3339 date-time.
+    updated_at = entry.updated_at
+    if updated_at.tzinfo is None:
+        updated_at = updated_at.replace(tzinfo=UTC)
     return DirectoryEntryOut(account_id=entry.account_id, identity=entry.identity,
-                             fingerprint=entry.fingerprint, updated_at=entry.updated_at)
+                             fingerprint=entry.fingerprint, updated_at=updated_at)
 
 
 @directory.put("/{account_id}", response_model=DirectoryEntryOut,

@@ -24,7 +24,9 @@ internal = APIRouter(prefix="/internal", include_in_schema=False)
 
 
 @router.post("", status_code=201, response_model=FileOut,
-             summary="Create a patient file (pending until its keyring is stored in the kms)")
+             summary="Create a patient file (pending until its keyring is stored in the kms)",
+             responses={200: {"model": FileOut,
+                              "description": "The caller already made this file (a retry)"}})
 async def create_file(body: FileCreate, user: CurrentUser, service: Service,
                       response: Response) -> FileOut:
     if user.role != "practitioner":

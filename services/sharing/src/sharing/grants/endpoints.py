@@ -9,12 +9,12 @@ from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
 from ecrin_platform.problems import NotFound
 from sharing.grants.rules import DEFAULTS
 from sharing.grants.schemas import (
-    InvitationRedeem,
     GrantCreate,
     GrantOut,
     InvitationCreate,
     InvitationLookupOut,
     InvitationOut,
+    InvitationRedeem,
     MemberOut,
     RotationDone,
     RotationOut,
@@ -66,12 +66,12 @@ async def list_grants(file_id: uuid.UUID, account: Me, service: Service,
     return await service.list_for_file(file_id, account)
 
 
-@grants.get("/{grant_id}", response_model=GrantOut, summary="One grant (granter or grantee)")
+@grants.get("/{grant_id:uuid}", response_model=GrantOut, summary="One grant (granter or grantee)")
 async def get_grant(grant_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
     return await service.get(grant_id, account)
 
 
-@grants.delete("/{grant_id}", response_model=GrantOut,
+@grants.delete("/{grant_id:uuid}", response_model=GrantOut,
                summary="Revoke a grant: access stops at once and the scopes' rotation is queued")
 async def revoke_grant(grant_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
     return await service.revoke(grant_id, account)
