@@ -187,6 +187,9 @@ _SLUGS: dict[str, type[EcrinError]] = {
     "not-found": NotFound,
     "rate-limited": RateLimited,
     "too-many-requests": RateLimited,
+    # The server found its stored ciphertext incomplete: as much an integrity failure as a
+    # chunk that does not authenticate.
+    "content-unavailable": IntegrityError,
 }
 
 _STATUS: dict[int, type[EcrinError]] = {

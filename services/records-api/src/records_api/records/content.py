@@ -21,10 +21,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrin_platform.db import read_only_session
+from ecrin_platform.problems import ServiceError
 from records_api.models import ContentChunk, ContentUpload
 from records_api.records.header import CONTENT_DIGEST_PREFIX
 
@@ -44,6 +45,16 @@ class ContentTooLong(Exception):
 
 class ContentMissing(Exception):
     """A row of a committed upload is gone (purged while being read, or tampered with)."""
+
+
+class ContentUnavailable(ServiceError):
+    """Found before the response starts: the stored ciphertext is incomplete."""
+
+    status, slug, title = 503, "content-unavailable", "Content unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The stored content of this version is incomplete.",
+                         headers={"Retry-After": "30"})
 
 
 class ReceivedContent:
@@ -117,6 +128,17 @@ class ContentStore:
         except Exception:
             log.warning("could not discard a failed upload; the purge will",
                         extra={"upload_id": str(upload_id)})
+
+    async def check_complete(self, upload_id: uuid.UUID, content_length: int) -> None:
+        """Before a download starts: every row is there with its full size. A row lost or
+        cut would otherwise surface only mid-stream, after a 200 had been sent."""
+        async with read_only_session(self.engine) as session:
+            count, total = (await session.execute(
+                select(func.count(), func.coalesce(func.sum(func.length(ContentChunk.data)), 0))
+                .where(ContentChunk.upload_id == upload_id))).one()
+        if count != row_count(content_length) or total != content_length:
+            log.error("content rows missing or altered", extra={"upload_id": str(upload_id)})
+            raise ContentUnavailable()
 
     async def stream(self, upload_id: uuid.UUID, content_length: int) -> AsyncIterator[bytes]:
         """The content of a committed upload, one row per read transaction."""
