@@ -205,6 +205,11 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
                                   query=lambda w: {"file_id": str(w.file_a), "scope": "clinical"},
                                   control=lambda w: w.kine_a.get(
                                       "/v1/records", params={"file_id": str(w.file_a)})),
+    ("GET", "/v1/records/audit"): Probe(fill=lambda w: {}, who=OUTSIDERS,
+                                        query=lambda w: {"file_id": str(w.file_a)},
+                                        control=lambda w: w.kine_a.get(
+                                            "/v1/records/audit",
+                                            params={"file_id": str(w.file_a)})),
     ("POST", "/v1/records/rekey"): Probe(
         fill=lambda w: {}, who=EVERYONE, intact=records_intact,
         body=lambda w, a: {"items": [{"record_id": str(w.records_a["clinical"].record_id),
@@ -333,7 +338,7 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     **{(m, "/v1/{path}"): Exempt("the gateway's proxy: every concrete route behind it is "
                                  "covered above, and unknown areas are 404 "
                                  "(test_request_abuse)")
-       for m in ("GET", "POST", "PUT", "PATCH", "DELETE")},
+       for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "TRACE")},
 }
 
 
