@@ -128,6 +128,30 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
                             headers={"Retry-After": "1"}, request_id=_request_id(request))
 
 
+#: Driver errors (asyncpg's class names) that mean the server went away or is restarting.
+_DISCONNECTS = frozenset({"PostgresConnectionError", "OperatorInterventionError",
+                          "ConnectionDoesNotExistError", "ConnectionRejectionError"})
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """A connection killed under a query (PostgreSQL restarted, the backend terminated) or
+    refused while the server starts: SQLAlchemy reports these as InternalError or plain
+    DBAPIError, not OperationalError, so the 503 handler above did not see them (a 500
+    under `make faults`)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    seen = [getattr(exc, "orig", None)]
+    seen.append(getattr(seen[0], "__cause__", None))
+    return any(cls.__name__ in _DISCONNECTS for err in seen if err is not None
+               for cls in type(err).__mro__)
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> JSONResponse:
+    if is_disconnect(exc):
+        return await _database_unavailable(request, exc)
+    return await _unhandled(request, exc)
+
+
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(409, "The request conflicts with existing state.",
                             request_id=_request_id(request))
@@ -145,5 +169,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sa_exc.OperationalError, _database_unavailable)
     app.add_exception_handler(sa_exc.InterfaceError, _database_unavailable)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
+    app.add_exception_handler(sa_exc.DBAPIError, _dbapi_error)
     app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(Exception, _unhandled)
