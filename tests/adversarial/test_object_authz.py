@@ -296,7 +296,7 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
                                       query=lambda w: {"file_id": str(w.file_a)}),
     ("GET", "/v1/invitations/lookup/{lookup_id}"): Exempt(
         "the lookup id is derived from the out-of-band code: holding it is the capability; "
-        "guessing is rate-limited (tests/e2e/test_sharing_api.py::TestInvitations)"),
+        "guessing is rate-limited (tests/e2e/test_sharing_api.py::TestInvitationRateLimit)"),
     ("POST", "/v1/invitations/{invitation_id}/redeem"): Probe(
         fill=lambda w: {"invitation_id": w.invitation_a}, who=EVERYONE,
         body=lambda w, a: {"lookup_id": "guessed-lookup-id-0000"}, intact=invitation_still_open),
