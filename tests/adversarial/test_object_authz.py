@@ -315,6 +315,8 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("POST", "/internal/grants/{grant_id}/activate"): Internal(
         "sharing", lambda w: {"grant_id": w.grant_secretary_a}, audiences=("sharing", "kms"),
         intact=secretary_still_member),
+    ("GET", "/internal/files/{file_id}/members"): Internal(
+        "sharing", file_a, audiences=("sharing", "kms")),
     ("POST", "/internal/rotations/{file_id}/{scope}/done"): Internal(
         "sharing", lambda w: {"file_id": str(w.file_a), "scope": "shared"},
         audiences=("sharing", "kms"), body=lambda w: {"version": 2}),

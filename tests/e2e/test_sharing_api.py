@@ -391,3 +391,31 @@ class TestStaleInvitation:
         assert response.json()["type"].endswith("/invitation-stale")
         listed = kine.get("/v1/invitations", params={"file_id": str(file_id)}).json()
         assert listed[0]["status"] == "pending"
+
+
+class TestRotationRecipients:
+    def test_a_rotation_cannot_hand_the_key_to_someone_without_a_grant(self, stack):
+        gateway = stack.url("gateway")
+        kine, outsider = sign_up(gateway), sign_up(gateway, "patient")
+        file_id, keys = kine.create_file()
+        members = [Member(kine.identity.public_identity(), GrantTerms(Relationship.OWNER, APPEND)),
+                   Member(outsider.identity.public_identity(),
+                          GrantTerms(Relationship.PATIENT, READ))]
+        rotation = rotate_scope(keys[Scope.SHARED], members, granter=kine.identity)
+        response = kine.post(f"/v1/keyrings/{file_id}/entries",
+                             json={"entries": [e.to_json() for e in rotation.entries]})
+        assert response.status_code == 422
+        assert outsider.get(f"/v1/keyrings/{file_id}/entries").status_code == 404
+
+    def test_a_member_only_receives_the_scopes_of_their_grant(self, stack):
+        gateway = stack.url("gateway")
+        kine, patient = sign_up(gateway), sign_up(gateway, "patient")
+        file_id, keys = kine.create_file()
+        share(kine, patient, file_id, keys, "patient", {"shared": "read"})
+        members = [Member(kine.identity.public_identity(), GrantTerms(Relationship.OWNER, APPEND)),
+                   Member(patient.identity.public_identity(),
+                          GrantTerms(Relationship.PATIENT, READ))]
+        rotation = rotate_scope(keys[Scope.CLINICAL], members, granter=kine.identity)
+        response = kine.post(f"/v1/keyrings/{file_id}/entries",
+                             json={"entries": [e.to_json() for e in rotation.entries]})
+        assert response.status_code == 422

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -74,7 +75,7 @@ class AccessClient:
     def forget(self, file_id: uuid.UUID, account_id: uuid.UUID) -> None:
         self._cache.pop((file_id, account_id), None)
 
-    async def get_json(self, path: str, token: str) -> dict[str, object] | None:
+    async def get_json(self, path: str, token: str) -> Any:
         """GET an internal route of the sharing service; None when it answers 404."""
         try:
             response = await self.http.get(f"{self.sharing_url}{path}",

@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from ecrin_platform.access import AccessClient, FileAccess
 from ecrin_platform.deps import CurrentUser, RawInternalToken, SessionDep
-from ecrin_platform.problems import NotFound, ServiceUnavailable
-from kms.keyrings.service import KeyringService
+from ecrin_platform.problems import Forbidden, NotFound, ServiceUnavailable
+from kms.keyrings.service import ROTATORS, KeyringService
 
 router = APIRouter(prefix="/v1/keyrings", tags=["kms"])
 NO_STORE = {"Cache-Control": "no-store"}
@@ -88,8 +88,13 @@ async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
                       ) -> dict[str, int]:
     if access.state != "active":
         raise NotFound("No such keyring.")
+    if access.relationship not in ROTATORS:
+        raise Forbidden("Only the owner or the care team rotate a scope.")
+    members = await client.get_json(f"/internal/files/{file_id}/members", token)
+    if members is None:
+        raise NotFound("No such keyring.")
     service = KeyringService(session)
-    stored = await service.add_entries(access, body.entries)
+    stored = await service.add_entries(access, body.entries, members)
     for scope, version in service.rotated.items():
         await request.app.state.audit.append(session, chain=f"file:{file_id}",
                                              actor=access.account_id, action="scope.rotate",

@@ -156,10 +156,21 @@ class KeyringService:
         await self.session.flush()
         return len(checked)
 
-    async def add_entries(self, access: FileAccess, entries: list[dict[str, Any]]) -> int:
-        """Grants (existing versions to a new member) and rotations (the next version)."""
+    async def add_entries(self, access: FileAccess, entries: list[dict[str, Any]],
+                          members: list[dict[str, Any]] | None = None) -> int:
+        """Rotations: the next version of a scope, sealed to its remaining members.
+
+        ``members`` is the sharing service's list of live members: every entry must go to
+        one of them, for a scope their grant holds, so a rotator cannot hand a key to
+        someone without a grant (or to a member outside their scopes)."""
         caller = access.account_id
         checked = [await self._checked(e, access.file_id, caller) for e in entries]
+        if members is not None:
+            holds = {(m["account_id"], scope) for m in members for scope in m["scopes"]}
+            for entry in checked:
+                if (str(entry.member_id), entry.scope.value) not in holds:
+                    raise InvalidEntry("An entry goes to someone who holds no grant of that "
+                                       "scope.")
         versions = await self.current_versions(access.file_id)
         now = _now()
         bumped: dict[str, int] = {}

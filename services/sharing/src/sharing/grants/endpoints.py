@@ -78,7 +78,7 @@ async def revoke_grant(grant_id: uuid.UUID, account: Me, service: Service) -> Gr
 
 
 @files_extra.get("/{file_id}/members", response_model=list[MemberOut],
-                 summary="The file's live members (owner and care team), for a rotation")
+                 summary="The file's live members, for a rotation (owner and care team only)")
 async def members(file_id: uuid.UUID, account: Me, service: Service) -> list[MemberOut]:
     return await service.members(file_id, account)
 
@@ -160,3 +160,10 @@ async def rotation_done(file_id: uuid.UUID, scope: str, body: RotationDone, acco
                         service: Service) -> Response:
     await service.rotation_done(file_id, scope, body.version, account)
     return Response(status_code=204)
+
+
+@internal.get("/files/{file_id}/members", response_model=list[MemberOut])
+async def members_for_kms(file_id: uuid.UUID, account: KmsCaller,
+                          service: Service) -> list[MemberOut]:
+    """For the kms, checking a rotation: who may receive the next version of a scope."""
+    return await service.members(file_id, account)
