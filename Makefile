@@ -60,3 +60,20 @@ kind-down: ## delete the kind cluster
 
 netns-e2e: sync ## as root: the services and databases on nine network-namespace hosts behind nftables
 	@timeout 200 deploy/netns/run.sh
+
+# Adversarial suite (tests/adversarial, docs/security.md). Each starts a stack of its own,
+# on throwaway PostgreSQL databases when ECRIN_TEST_POSTGRES_URL is set, else on SQLite.
+.PHONY: fuzz faults load soak
+ADV_BACKEND = $$([ -n "$$ECRIN_TEST_POSTGRES_URL" ] && echo postgres || echo sqlite)
+
+fuzz: sync ## schemathesis, long pass: every phase, the merged document as two practices and each service's own (10 min)
+	@$(RUN) python -m tests.adversarial.fuzz --seconds 600 --max-examples 200 --backend $(ADV_BACKEND)
+
+faults: sync ## kill -9 each service (and restart PostgreSQL when it is used) under concurrent writers; verify every acknowledged write
+	@$(RUN) python -m tests.adversarial.faults --seconds 60 --writers 6 --backend $(ADV_BACKEND) $$([ -n "$$ECRIN_TEST_POSTGRES_URL" ] && echo --restart-postgres)
+
+load: sync ## locust, 32 users signing in and writing encrypted records for 60 s: no failure, p50/p99, flat memory
+	@$(RUN) python -m tests.adversarial.load --users 32 --seconds 60 --backend $(ADV_BACKEND)
+
+soak: sync ## the load run for 10 minutes
+	@$(RUN) python -m tests.adversarial.load --users 32 --seconds 600 --backend $(ADV_BACKEND)
