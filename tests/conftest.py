@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from ecrin_platform.tokens import InternalTokenIssuer, generate_keypair_pem
-from tests.support.databases import Backend, available_backends, in_thread, provision_database
+from tests.support.databases import (
+    Backend,
+    available_backends,
+    drop_created_databases,
+    in_thread,
+    provision_database,
+)
 
 pytest_plugins = ["tests.support.apps", "tests.support.stack"]
 
@@ -77,3 +83,7 @@ async def no_blocking() -> AsyncIterator[None]:
     loop.slow_callback_duration = 0.1
     yield
     loop.set_debug(False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_created_databases()

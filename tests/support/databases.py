@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from sqlalchemy.engine import make_url
 from ecrin_platform.migrations import upgrade_to_head
 
 POSTGRES_URL = os.environ.get("ECRIN_TEST_POSTGRES_URL", "")
+#: Set once in the controlling process, inherited by the xdist workers: two test runs on
+#: one PostgreSQL server (a developer's and a CI job, say) never touch each other's
+#: databases.
+RUN_ID = os.environ.setdefault("ECRIN_TEST_RUN_ID", uuid.uuid4().hex[:8])
+_created: list[str] = []
 REQUIRE_POSTGRES = os.environ.get("ECRIN_TEST_REQUIRE_POSTGRES") == "1"
 
 
@@ -44,6 +50,10 @@ def migrations_of(service: str) -> Path:
     return module.MIGRATIONS
 
 
+def run_scoped(name: str) -> str:
+    return f"{name}_{RUN_ID}"
+
+
 async def _recreate_postgres_database(name: str) -> None:
     import asyncpg
 
@@ -57,6 +67,7 @@ async def _recreate_postgres_database(name: str) -> None:
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
+        _created.append(name)
     finally:
         await conn.close()
 
@@ -68,7 +79,7 @@ def postgres_url_for(database: str) -> str:
 def provision_database(backend: Backend, service: str, worker: str, tmp: Path) -> str:
     """A fresh database for (service, worker), migrated to head; returns its URL."""
     if backend is POSTGRES or backend.name == "postgres":
-        name = f"ecrin_test_{worker}_{service.replace('-', '_')}"
+        name = run_scoped(f"ecrin_test_{worker}_{service.replace('-', '_')}")
         asyncio.run(_recreate_postgres_database(name))
         url = postgres_url_for(name)
     else:
@@ -82,6 +93,7 @@ def provision_database(backend: Backend, service: str, worker: str, tmp: Path) -
 def fresh_database(backend: Backend, name: str, tmp: Path) -> str:
     """An empty, unmigrated database, for tests of migrations and readiness."""
     if backend.name == "postgres":
+        name = run_scoped(name)
         in_thread(asyncio.run, _recreate_postgres_database(name))
         return postgres_url_for(name)
     path = tmp / f"{name}.db"
@@ -93,3 +105,26 @@ def in_thread(fn, *args):
     """Runs ``fn`` in a thread of its own: safe to call from inside a running event loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(fn, *args).result()
+
+
+async def _drop_created() -> None:
+    import asyncpg
+
+    url = make_url(POSTGRES_URL)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                 password=url.password, database=url.database or "postgres",
+                                 timeout=10)
+    try:
+        for name in _created:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def drop_created_databases() -> None:
+    """Best effort, at the end of a worker's session: this run's databases go away."""
+    if POSTGRES_URL and _created:
+        try:
+            in_thread(asyncio.run, _drop_created())
+        except Exception:  # noqa: BLE001 - cleanup must never fail the run
+            pass
