@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help sync run test test-fast lint fmt bench bench-e2ee clean
+.PHONY: help sync run test test-fast lint fmt demo bench bench-e2ee bench-records clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ lint: sync ## ruff and mypy
 
 fmt: sync ## format the code with ruff
 	@$(RUN) ruff format libs services tests
+
+demo: sync ## the product's story on a fresh local stack: sign-up, patient, bilan, parents invited, revocation, expiry, audit, plaintext scan
+	@$(RUN) python tools/demo.py
+
+bench-records: sync ## p50/p99 of 10 KiB records through the gateway at 1 and 16 clients, SQLite and PostgreSQL; MB/s for 100 MiB
+	@$(RUN) python benchmarks/bench_records.py
 
 bench-e2ee: sync ## client cryptography benchmark (prints a table, checks the targets)
 	@$(RUN) python benchmarks/bench_e2ee.py
