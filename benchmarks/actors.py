@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,9 +46,19 @@ class Practitioner:
     @classmethod
     def sign_up(cls, gateway: str, role: str = "practitioner",
                 name: str = "Dupont") -> Practitioner:
-        user = sign_up(gateway, role, totp=False)
-        file_id, keys = user.create_file(name) if role == "practitioner" else (uuid.uuid4(), {})
-        return cls(user, file_id, keys)
+        """Set-up, not measured: a 503 (a service briefly overloaded, with Retry-After) is
+        retried a few times."""
+        for attempt in range(4):
+            try:
+                user = sign_up(gateway, role, totp=False)
+                file_id, keys = (user.create_file(name) if role == "practitioner"
+                                 else (uuid.uuid4(), {}))
+                return cls(user, file_id, keys)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 503 or attempt == 3:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
 
     @property
     def headers(self) -> dict[str, str]:

@@ -20,8 +20,10 @@ RECORD_SIZE = 10 * 1024
 
 
 async def measure(bs: BenchStack, *, levels: tuple[int, ...] = (1, 32),
-                  ops: dict[int, int] | None = None, rounds: int = 2) -> dict[str, Any]:
-    ops = ops or {1: 300, 32: 1280}
+                  ops: dict[int, int] | None = None, rounds: int = 2,
+                  seconds: float = 2.5) -> dict[str, Any]:
+    """Each round: at most ``ops / rounds`` requests or ``seconds``, direct then gateway."""
+    ops = ops or {1: 1000, 32: 4000}
     owner = Practitioner.sign_up(bs.gateway)
     minter = TokenMinter(bs.internal_key, owner)
     record_id, record = owner.encrypt(RECORD_SIZE)
@@ -51,8 +53,8 @@ async def measure(bs: BenchStack, *, levels: tuple[int, ...] = (1, 32),
                 await run_clients(clients, 2, through)
                 d = g = Measurement([], 0, 0.0)
                 for _ in range(rounds):
-                    d = d.merge(await run_clients(clients, per_client, direct))
-                    g = g.merge(await run_clients(clients, per_client, through))
+                    d = d.merge(await run_clients(clients, per_client, direct, seconds))
+                    g = g.merge(await run_clients(clients, per_client, through, seconds))
                 results[f"{label} c{clients}"] = {
                     "request": label, "clients": clients, "direct": d.to_json(),
                     "gateway": g.to_json(),

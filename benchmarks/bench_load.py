@@ -25,8 +25,10 @@ RECORD_SIZE = 10 * 1024
 
 
 async def records(bs: BenchStack, *, levels: tuple[int, ...] = (1, 16, 64),
-                  ops: dict[int, int] | None = None) -> dict[str, Any]:
-    ops = ops or {1: 150, 16: 960, 64: 1280}
+                  ops: dict[int, int] | None = None, seconds: float = 8.0) -> dict[str, Any]:
+    """At each level, creates for ``seconds`` (at most ``ops[level]`` of them), then reads
+    of those records for ``seconds``."""
+    ops = ops or {1: 600, 16: 3200, 64: 3840}
     clients = [Practitioner.sign_up(bs.gateway, name=f"Patient {i}")
                for i in range(max(levels))]
     per_client = {level: max(1, ops[level] // level) for level in levels}
@@ -68,8 +70,8 @@ async def records(bs: BenchStack, *, levels: tuple[int, ...] = (1, 16, 64),
 
         for level in levels:
             await run_clients(level, 1, create)  # warm-up: connections, authorisation cache
-            made = await run_clients(level, per_client[level], create)
-            got = await run_clients(level, per_client[level], read)
+            made = await run_clients(level, per_client[level], create, seconds)
+            got = await run_clients(level, per_client[level] * 4, read, seconds)
             out[f"create c{level}"] = {"operation": "create", "clients": level,
                                        **made.to_json()}
             out[f"read c{level}"] = {"operation": "read", "clients": level, **got.to_json()}

@@ -58,15 +58,21 @@ class Measurement:
 Operation = Callable[[int, int], Awaitable[Any]]
 
 
-async def run_clients(clients: int, ops_per_client: int, op: Operation) -> Measurement:
-    """``clients`` concurrent loops of ``ops_per_client`` operations each."""
+async def run_clients(clients: int, ops_per_client: int, op: Operation,
+                      duration_s: float | None = None) -> Measurement:
+    """``clients`` concurrent loops of at most ``ops_per_client`` operations each, and for
+    at most ``duration_s`` seconds when given (the run's length stays bounded whatever the
+    machine's speed)."""
     latencies: list[float] = []
     errors = 0
     first_error: str | None = None
+    deadline = time.perf_counter() + duration_s if duration_s else float("inf")
 
     async def loop(c: int) -> None:
         nonlocal errors, first_error
         for i in range(ops_per_client):
+            if time.perf_counter() >= deadline:
+                break
             started = time.perf_counter()
             try:
                 ok = await op(c, i)
