@@ -2,7 +2,7 @@
 
 records-api and the kms forward the user's own internal token (the sharing service only
 answers about the user in it). The cache lives at most ``ttl_s`` seconds, so a revocation
-takes effect within that bound (the design allows 5 s; the default is 2 s).
+takes effect within that bound (the design allows 5 s; the services default to 0.5 s).
 """
 
 from __future__ import annotations
