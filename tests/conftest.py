@@ -87,3 +87,14 @@ async def no_blocking() -> AsyncIterator[None]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     drop_created_databases()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Says how many tests ran against the real PostgreSQL, so a run that silently fell
+    back to SQLite only is visible in the output."""
+    counts = {outcome: sum(1 for r in terminalreporter.stats.get(outcome, [])
+                           if "postgres" in getattr(r, "nodeid", ""))
+              for outcome in ("passed", "failed", "error", "skipped")}
+    terminalreporter.write_line(
+        "PostgreSQL tests: {passed} passed, {failed} failed, {error} errors, "
+        "{skipped} skipped".format(**counts))
