@@ -4,45 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
-import psutil
 import pytest
 
 from ecrin_platform.devstack import Stack, free_port
+from tests.support.memory import PeakRss
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 SIZE = 100 << 20
 BUDGET = 32 << 20
-
-
-class PeakRss:
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.01)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def rise(self) -> int:
-        return self.peak - self.baseline
 
 
 @pytest.fixture(scope="module")

@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-import time
 import tracemalloc
 import uuid
 from pathlib import Path
 
-import psutil
-
 from ecrin_e2ee import EncryptedRecord, RecordEncryptor
 from tests.records_api.conftest import Practice
+from tests.support.memory import PeakRss
 
 SIZE = 64 << 20
 #: Python allocations (tracemalloc) and resident memory may grow by at most this much.
 TRACED_BUDGET = 16 << 20
 RSS_BUDGET = 48 << 20
-
-
-class PeakRss:
-    def __init__(self) -> None:
-        self.process = psutil.Process(os.getpid())
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def rise(self) -> int:
-        return self.peak - self.baseline
 
 
 async def file_pieces(path: Path, size: int = 64 << 10):
