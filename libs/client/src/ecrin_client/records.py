@@ -121,6 +121,12 @@ def integrity_failure(what: str = "the record") -> IntegrityError:
         "Refusing it; nothing was shown or written")
 
 
+def _key_mark(file_id: uuid.UUID, scope: Scope) -> str:
+    """The profile's high-water mark of a file scope's key version (rollback detection),
+    kept beside the record versions seen."""
+    return f"key:{file_id}:{scope.value}"
+
+
 def _uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
     return uuid.UUID(account_uuid(str(value), what))
 
@@ -158,6 +164,8 @@ class Records:
         for scope, key in keys.items():
             self._keys[(key.file_id, scope, key.version)] = key
             self._latest[(key.file_id, scope)] = key.version
+        self.client.profile.remember_versions(
+            {_key_mark(key.file_id, scope): key.version for scope, key in keys.items()})
 
     async def identity_of(self, account_id: uuid.UUID) -> PublicIdentity:
         """A verified public identity from the directory (checked against its pin)."""
@@ -182,6 +190,11 @@ class Records:
             latest = versions.get(scope.value) if isinstance(versions, dict) else None
             if not isinstance(latest, int):
                 raise NotFound(f"no {scope.value} key of this patient file for you")
+            if latest < self.client.profile.seen_version(_key_mark(file_id, scope)):
+                raise IntegrityError(
+                    f"the server offers {scope.value} key version {latest} of this patient file "
+                    "as the latest, older than one this device already used: a key rollback "
+                    "(a revoked member may hold it). Refusing it")
             version = latest
             self._latest[(file_id, scope)] = version
         for raw in _field(body, "entries"):
@@ -197,6 +210,7 @@ class Records:
             except DecryptionError:
                 raise integrity_failure("a keyring entry") from None
             self._keys[(file_id, scope, version)] = key
+            self.client.profile.remember_versions({_key_mark(file_id, scope): version})
             return key
         raise NotFound(f"no {scope.value} key version {version} of this patient file for you")
 
