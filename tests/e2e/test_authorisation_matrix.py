@@ -137,6 +137,7 @@ def world(stack) -> World:
     time.sleep(1.2)
     yield World(actors, own, other, bystander)
     clock_file.write_text("0")
+    time.sleep(1.2)  # the service re-reads the offset at most once a second
 
 
 def attempt(world: World, actor: ApiUser, practice: PracticeFile, scope: str,

@@ -71,6 +71,7 @@ def clock(stack):
 
     yield move
     path.write_text("0")
+    time.sleep(1.2)  # the next test must not see the moved clock
 
 
 def wait_until(predicate, timeout: float = 5.0) -> float:
