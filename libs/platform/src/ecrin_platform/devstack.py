@@ -155,6 +155,8 @@ def main() -> None:
           + "Development profile: require_practitioner_2fa is OFF, so practitioners reach "
             "patient data without a second factor.\n"
           + "Press Ctrl-C to stop all four.", flush=True)
+    # A SIGTERM (a supervisor, `timeout`) stops the four services like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while all(p.poll() is None for p in stack.processes.values()):
             time.sleep(0.5)
