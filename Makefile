@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help sync run test test-fast lint fmt demo bench bench-e2ee bench-records clean
+.PHONY: help sync run test lint fmt demo bench bench-e2ee bench-records clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -63,26 +60,6 @@ def database_url_for(backend: Backend, tmp_path_factory: pytest.TempPathFactory,
         return database_cache[key]
 
     return get
-
-
-@pytest.fixture
-def tmp_state(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def no_blocking() -> AsyncIterator[None]:
-    """Fails a test whose code blocks the event loop for more than 100 ms."""
-    loop = asyncio.get_running_loop()
-    loop.set_debug(True)
-    loop.slow_callback_duration = 0.1
-    yield
-    loop.set_debug(False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

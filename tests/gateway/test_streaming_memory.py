@@ -28,8 +28,8 @@ def gateway_over_sink(tmp_path_factory):
     stack.start("gateway")
     stack.wait_ready(services=["gateway"])
     # Warm up the code paths so that imports and first allocations are not counted.
-    httpx.post(stack.url("gateway") + "/v1/records/r1/content", content=b"x" * (1 << 20))
-    httpx.get(stack.url("gateway") + "/v1/records/r1/content", headers={"x-size": str(1 << 20)})
+    httpx.post(stack.url("gateway") + "/v1/records/r1/versions/1/content", content=b"x" * (1 << 20))
+    httpx.get(stack.url("gateway") + "/v1/records/r1/versions/1/content", headers={"x-size": str(1 << 20)})
     yield stack
     stack.stop_all()
     sink.terminate()
@@ -46,7 +46,7 @@ class TestStreamingThroughGateway:
     def test_upload_100_mib_with_flat_memory(self, gateway_over_sink):
         stack = gateway_over_sink
         with PeakRss(stack.processes["gateway"].pid) as rss:
-            response = httpx.post(stack.url("gateway") + "/v1/records/r1/content",
+            response = httpx.post(stack.url("gateway") + "/v1/records/r1/versions/1/content",
                                   content=_chunks(), headers={"content-length": str(SIZE)},
                                   timeout=120)
         assert response.status_code == 200
@@ -58,7 +58,7 @@ class TestStreamingThroughGateway:
         stack = gateway_over_sink
         received = 0
         with PeakRss(stack.processes["gateway"].pid) as rss:
-            with httpx.stream("GET", stack.url("gateway") + "/v1/records/r1/content",
+            with httpx.stream("GET", stack.url("gateway") + "/v1/records/r1/versions/1/content",
                               headers={"x-size": str(SIZE)}, timeout=120) as response:
                 for chunk in response.iter_raw():
                     received += len(chunk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal, generate_keypair_pem
@@ -124,16 +126,23 @@ class TestProblems:
         assert response.headers["content-type"] == PROBLEM
 
     async def test_body_over_limit_is_413_when_streamed(self, service_app, service, issuer):
-        name, area = service
+        """No Content-Length: the limit bites while a route reads the body."""
+        name, _ = service
+        method, path = {"records-api": ("POST", "/v1/records"),
+                        "kms": ("PUT", f"/v1/directory/{uuid.uuid4()}"),
+                        "sharing": ("POST", "/v1/files")}[name]
 
         async def chunks():
             for _ in range(8):
                 yield b"x" * 1024
 
+        headers = Caller(issuer, name).headers(Principal(str(uuid.uuid4()), "practitioner"))
+        headers["content-type"] = "application/json"
+        headers["idempotency-key"] = "streamed-body-over-limit"
         async with service_app(name, max_body_bytes=2048) as client:
-            response = await client.post(f"/v1/{area}/service-info", content=chunks(),
-                                         headers=Caller(issuer, name).headers())
-        assert response.status_code in (405, 413)  # no POST route here reads the body
+            response = await client.request(method, path, content=chunks(), headers=headers)
+        assert response.status_code == 413
+        assert response.headers["content-type"] == PROBLEM
 
 
 class TestRequestId:

@@ -204,7 +204,7 @@ class EcrinClient:
         if published.fingerprint() != mine.fingerprint():
             raise IdentityMismatch(
                 "the directory publishes another key for your own account: refusing it")
-        self.profile.pin(account_id, mine.fingerprint_hex())
+        pinning.pin(self.profile, account_id, mine.fingerprint_hex())
         return mine.fingerprint_hex()
 
     async def _delete_stale_wraps(self) -> None:
@@ -294,7 +294,7 @@ class EcrinClient:
             "server_url": self.server_url, "account_id": str(account_id), "email": email,
             "role": role, "kdf_salt": b64e(setup.salt), "kdf_params": setup.params.to_json(),
             "stale_wrap_salts": []}))
-        self.profile.pin(str(account_id), setup.public_identity.fingerprint_hex())
+        pinning.pin(self.profile, str(account_id), setup.public_identity.fingerprint_hex())
         return result, setup.recovery_key.to_text()
 
     async def login(self, email: str, passphrase: str, totp_code: str | None = None,
@@ -498,7 +498,7 @@ class EcrinClient:
             raise IdentityMismatch("the directory answered with another account's identity")
         claimed = compact(entry.fingerprint)
         fingerprint = identity.fingerprint()
-        if claimed not in (fingerprint.hex(), b64e(fingerprint).lower()):
+        if claimed != fingerprint.hex():  # the kms publishes hex; base64 is case-sensitive
             raise IntegrityError("the directory's fingerprint does not match the identity")
         return identity
 

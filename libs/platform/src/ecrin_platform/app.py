@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
@@ -101,6 +100,3 @@ def build_service_app(
     app.add_middleware(ObservabilityMiddleware, service=service, metrics=metrics)
     return app
 
-
-def state(app: FastAPI, name: str) -> Any:
-    return getattr(app.state, name)

@@ -26,7 +26,7 @@ from gateway.settings import Settings
 
 SERVICE = "gateway"
 MIGRATIONS = Path(__file__).parent / "migrations"
-UPLOAD_PATHS = [r"^/v1/records/[^/]+/content$", r"^/v1/records/[^/]+/versions/[^/]+/content$"]
+UPLOAD_PATHS = [r"^/v1/records/[^/]+/versions/[^/]+/content$"]
 #: Every method, so that the owning service answers 405 with its own Allow header (the
 #: gateway's catch-all route would otherwise advertise these five methods on every path).
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]

@@ -141,7 +141,7 @@ def note(ctx: typer.Context, patient: PatientArgument,
              "--from-json", metavar="FILE", help="The note as JSON ('-' for stdin).")] = None,
          title: TitleOption = None, scope: ScopeOption = None, date: DateOption = None,
          act: Annotated[list[str], typer.Option("--act", help="Act code, e.g. 'AMK 7.5' "
-                                                "(repeat).")] = [],  # noqa: B006
+                                                "(repeat).")] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
          pain: Annotated[int | None, typer.Option("--pain", help="Pain 0-10 (EVA).")] = None,
          notes: Annotated[str | None, typer.Option("--notes")] = None,
          motif: Annotated[str | None, typer.Option("--motif", help="Bilan: reason.")] = None,
@@ -150,10 +150,10 @@ def note(ctx: typer.Context, patient: PatientArgument,
          exam: Annotated[str | None, typer.Option("--exam", help="Clinical exam.")] = None,
          diagnostic: Annotated[str | None, typer.Option("--diagnostic",
                                                         help="Diagnostic kiné.")] = None,
-         objective: Annotated[list[str], typer.Option("--objective")] = [],  # noqa: B006
+         objective: Annotated[list[str], typer.Option("--objective")] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
          plan: Annotated[str | None, typer.Option("--plan")] = None,
          exercise: Annotated[list[str], typer.Option(
-             "--exercise", help="'name;sets;reps;frequency' (repeat).")] = [],  # noqa: B006
+             "--exercise", help="'name;sets;reps;frequency' (repeat).")] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
          version_of: VersionOfOption = None, json_: JsonOption = False,
          server: ServerOption = None, passphrase_stdin: StdinOption = False) -> None:
     """Write a session note, a bilan or an exercise program (typed, validated, encrypted)."""

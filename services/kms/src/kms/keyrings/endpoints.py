@@ -136,7 +136,7 @@ AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
 @router.get("/{file_id}/audit", summary="The kms's audit chain of a file (key releases)")
 async def audit(file_id: uuid.UUID, access: Access, session: SessionDep, request: Request,
                 response: Response) -> dict[str, Any]:
-    if access.relationship not in AUDIT_READERS:
+    if access.state != "active" or access.relationship not in AUDIT_READERS:
         raise NotFound("No such keyring.")
     response.headers.update(NO_STORE)
     events = await request.app.state.audit.chain(session, f"file:{file_id}")

@@ -40,7 +40,7 @@ async def create_file(body: FileCreate, user: CurrentUser, service: Service,
 @router.get("", response_model=FilePage,
             summary="List the files one may access; `token` filters by blind-index tokens")
 async def list_files(user: CurrentUser, service: Service, response: Response,
-                     token: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+                     token: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
                      cursor: Annotated[str | None, Query(max_length=200)] = None,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> FilePage:
     response.headers.update(NO_STORE)
