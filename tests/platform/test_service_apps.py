@@ -156,3 +156,19 @@ class TestRequestId:
             response = await client.get("/healthz", headers={"x-request-id": "<script>"})
         assert response.headers["x-request-id"] != "<script>"
         assert len(response.headers["x-request-id"]) == 32
+
+
+class TestForwardedTokens:
+    async def test_sharing_takes_a_records_api_token_only_for_access_decisions(
+            self, service_app, issuer):
+        principal = Principal(str(uuid.uuid4()), "practitioner")
+        token = Caller(issuer, "records-api").headers(principal)
+        file_id = uuid.uuid4()
+        async with service_app("sharing") as client:
+            access = await client.get(f"/internal/access/{file_id}/{principal.account_id}",
+                                      headers=token)
+            activate = await client.post(f"/internal/files/{file_id}/activate", headers=token)
+            grant = await client.get(f"/internal/grants/{uuid.uuid4()}", headers=token)
+        assert access.status_code == 404  # authenticated, and no such file
+        assert activate.status_code == 401
+        assert grant.status_code == 401

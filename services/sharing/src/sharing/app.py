@@ -31,7 +31,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         script_location=MIGRATIONS,
         routers=[service_info_router(SERVICE, "files"), router, grants.files_extra,
                  grants.grants, grants.invitations, grants.rotations, internal, grants.internal],
-        forwarded_audiences={"/internal/": frozenset({"records-api", "kms"})},
+        # Which service may forward its user's token where: records-api only asks for
+        # access decisions; the kms also activates files and grants and closes rotations.
+        forwarded_audiences={"/internal/access/": frozenset({"records-api", "kms"}),
+                             "/internal/files/": frozenset({"kms"}),
+                             "/internal/grants/": frozenset({"kms"}),
+                             "/internal/rotations/": frozenset({"kms"})},
         upload_paths=[],
     )
     app.state.clock = Clock(settings.clock_offset_file)
