@@ -28,8 +28,9 @@ def gateway_over_sink(tmp_path_factory):
     stack.start("gateway")
     stack.wait_ready(services=["gateway"])
     # Warm up the code paths so that imports and first allocations are not counted.
-    httpx.post(stack.url("gateway") + "/v1/records/r1/versions/1/content", content=b"x" * (1 << 20))
-    httpx.get(stack.url("gateway") + "/v1/records/r1/versions/1/content", headers={"x-size": str(1 << 20)})
+    content = stack.url("gateway") + "/v1/records/r1/versions/1/content"
+    httpx.post(content, content=b"x" * (1 << 20))
+    httpx.get(content, headers={"x-size": str(1 << 20)})
     yield stack
     stack.stop_all()
     sink.terminate()
