@@ -55,7 +55,9 @@ def build_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade_to_head, script_location, settings.database_url)
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_max_overflow,
+                               pool_pre_ping=settings.db_pool_pre_ping)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))

@@ -32,14 +32,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     so concurrent writers wait instead of failing with "database is locked".
     """
     if is_sqlite(url):
+        for pool_option in ("pool_size", "max_overflow", "pool_pre_ping", "pool_recycle"):
+            kwargs.pop(pool_option, None)
         engine = create_async_engine(url, poolclass=NullPool,
                                      connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
                                      **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 4)
+    kwargs.setdefault("pool_pre_ping", False)
+    # Connections live for hours; recycle them before a firewall or PgBouncer would.
+    kwargs.setdefault("pool_recycle", 1800)
     return create_async_engine(url, **kwargs)
 
 
