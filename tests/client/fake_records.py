@@ -173,6 +173,8 @@ class FakeRecords(FakeEcrin):
                                 self.now())
             record.versions[1] = FakeVersion(body["header"], body["metadata_ciphertext"],
                                              body["content_length"], account, self.now())
+            if not self.commit_inline(record, 1, body):
+                return problem(422, "content-length-mismatch")
             self.records[record.id] = record
             self.idempotency[key] = record.id
             return httpx.Response(201, json=self.record_json(record, 1))
@@ -184,7 +186,23 @@ class FakeRecords(FakeEcrin):
         version = record.current_version + 1
         record.versions[version] = FakeVersion(body["header"], body["metadata_ciphertext"],
                                                body["content_length"], account, self.now())
+        if not self.commit_inline(record, version, body):
+            del record.versions[version]
+            return problem(422, "content-length-mismatch")
         return httpx.Response(201, json=self.record_json(record, version))
+
+    @staticmethod
+    def commit_inline(record: FakeRecord, version: int, body: dict[str, Any]) -> bool:
+        """Content sent inline commits the version at once (the real API also checks the
+        digest; this fake checks the length, as its upload route does)."""
+        if "content" not in body:
+            return True
+        content = b64d(body["content"])
+        if len(content) != body["content_length"]:
+            return False
+        record.versions[version].content = content
+        record.current_version = version
+        return True
 
     def records_put(self, request, account, rest):
         record = self.records.get(rest[0])

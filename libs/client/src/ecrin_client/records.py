@@ -408,16 +408,15 @@ class Records:
 
     async def create(self, file_id: str | uuid.UUID, scope: str, metadata: RecordMetadata,
                      content: bytes | Path) -> RecordInfo:
-        """A new record (version 1): encrypt, create (idempotent), upload, commit."""
+        """A new record (version 1): encrypt, create (idempotent), upload, commit. Small
+        content travels inside the create request: one request, committed at once."""
         fid = _uuid(file_id, "patient file id")
         await self._rotate_first(fid)
         scope_key = await self.scope_key(fid, Scope(scope))
         rid = uuid.uuid4()
         async with self._sealed(fid, rid, 1, scope_key, metadata, content) as sealed:
-            header, metadata_ct, length, body = sealed
             payload = {"record_id": str(rid), "file_id": str(fid), "scope": scope_key.scope.value,
-                       "header": b64e(header.to_bytes()),
-                       "metadata_ciphertext": b64e(metadata_ct), "content_length": length}
+                       **sealed.version_body()}
             key = secrets.token_urlsafe(24)  # the same for every retry of this create
 
             async def send() -> httpx.Response:
@@ -425,9 +424,10 @@ class Records:
                                              headers={"idempotency-key": key})
 
             created = (await self.client._retrying(send)).json()
-            await self._upload(rid, 1, length, body)
+            if sealed.inline is None:
+                await self._upload(rid, 1, sealed.length, sealed.body)
         self.client.profile.remember_versions({str(rid): 1})
-        return self._written(header, metadata, created, 1)
+        return self._written(sealed.header, metadata, created, 1)
 
     async def add_version(self, record_id: str | uuid.UUID, metadata: RecordMetadata,
                           content: bytes | Path) -> RecordInfo:
@@ -439,16 +439,14 @@ class Records:
         scope_key = await self.scope_key(fid, Scope(current.scope))
         version = current.current_version + 1
         async with self._sealed(fid, rid, version, scope_key, metadata, content) as sealed:
-            header, metadata_ct, length, body = sealed
             created = (await self._t.request(
                 "POST", f"/v1/records/{rid}/versions", ok=(201,),
                 headers={"if-match": f'"v{current.current_version}"'},
-                json={"header": b64e(header.to_bytes()),
-                      "metadata_ciphertext": b64e(metadata_ct),
-                      "content_length": length})).json()
-            await self._upload(rid, version, length, body)
+                json=sealed.version_body())).json()
+            if sealed.inline is None:
+                await self._upload(rid, version, sealed.length, sealed.body)
         self.client.profile.remember_versions({str(rid): version})
-        return self._written(header, metadata, created, version)
+        return self._written(sealed.header, metadata, created, version)
 
     async def delete(self, record_id: str | uuid.UUID) -> RecordInfo:
         """Tombstone the record; If-Match on the latest version, verified first."""
@@ -469,9 +467,8 @@ class Records:
     @contextlib.asynccontextmanager
     async def _sealed(self, fid: uuid.UUID, rid: uuid.UUID, version: int, scope_key: ScopeKey,
                       metadata: RecordMetadata, content: bytes | Path
-                      ) -> AsyncIterator[tuple[RecordHeader, bytes, int,
-                                               Callable[[], AsyncIterable[bytes]]]]:
-        """Encrypt; yields (header, metadata ciphertext, content length, body factory)."""
+                      ) -> AsyncIterator[Sealed]:
+        """Encrypt: in memory for bytes, to a spool file for a path."""
         encryptor = RecordEncryptor(file_id=fid, record_id=rid, record_version=version,
                                     scope_key=scope_key, author=self.identity,
                                     metadata=metadata.to_json())
@@ -481,7 +478,8 @@ class Records:
             async def small() -> AsyncIterator[bytes]:
                 yield blob
 
-            yield encryptor.header, encryptor.metadata_ciphertext, len(blob), small
+            yield Sealed(encryptor.header, encryptor.metadata_ciphertext, len(blob), small,
+                         blob if len(blob) <= INLINE_CONTENT_MAX else None)
             return
         fd, name = tempfile.mkstemp(prefix="ecrin-upload-", suffix=".ciphertext",
                                     dir=self.spool_dir)
@@ -495,7 +493,8 @@ class Records:
             def from_spool() -> AsyncIterable[bytes]:
                 return _file_blocks(spool, self.progress)
 
-            yield encryptor.header, encryptor.metadata_ciphertext, length, from_spool
+            yield Sealed(encryptor.header, encryptor.metadata_ciphertext, length, from_spool,
+                         None)
         finally:
             spool.unlink(missing_ok=True)  # noqa: ASYNC240 (one unlink)
 
@@ -509,6 +508,32 @@ class Records:
                                        "content-length": str(length)})
 
         await self.client._retrying(send)
+
+
+#: Content ciphertext up to this size is sent inside the create (or new version) request,
+#: which commits it at once; larger content is uploaded with a streamed PUT afterwards.
+#: The records API accepts up to this size inline (``docs/records.md``).
+INLINE_CONTENT_MAX = 256 << 10
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """An encrypted version ready to send."""
+
+    header: RecordHeader
+    metadata_ciphertext: bytes
+    length: int
+    body: Callable[[], AsyncIterable[bytes]]
+    #: The whole content ciphertext when small enough to travel inline, else None.
+    inline: bytes | None
+
+    def version_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"header": b64e(self.header.to_bytes()),
+                                "metadata_ciphertext": b64e(self.metadata_ciphertext),
+                                "content_length": self.length}
+        if self.inline is not None:
+            body["content"] = b64e(self.inline)
+        return body
 
 
 def _spool(encryptor: RecordEncryptor, path: Path, out: BinaryIO,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrin_platform.audit import AuditLog
@@ -26,24 +25,24 @@ def record_target(record_id: uuid.UUID, version: int | None = None) -> str:
 
 async def audit(session: AsyncSession, *, actor: uuid.UUID, file_id: uuid.UUID, action: str,
                 target: str) -> None:
-    chain = file_chain(file_id)
-    if session.get_bind().dialect.name == "postgresql":
-        # ``AuditLog.append`` reads the chain's last event FOR UPDATE, which locks nothing
-        # for a new chain, and after a lock wait still sees the old last row: two
-        # concurrent appends then pick the same seq. A per-chain transaction lock taken
-        # first serialises them, and the read after it sees the committed last event.
-        await session.execute(select(func.pg_advisory_xact_lock(
-            func.hashtextextended(chain, 0))))
-    await AUDIT.append(session, chain=chain, actor=actor, action=action,
+    # ``AuditLog.append`` serialises appends to one chain (a transaction-scoped advisory
+    # lock on PostgreSQL, BEGIN IMMEDIATE on SQLite) before it reads the chain's end.
+    await AUDIT.append(session, chain=file_chain(file_id), actor=actor, action=action,
                        target=target)
+
+
+async def audit_events(session: AsyncSession, *, actor: uuid.UUID, file_id: uuid.UUID,
+                       events: list[tuple[str, str]]) -> None:
+    """``(action, target)`` events in order: what ``audit`` for each would write, in one
+    lock and one read of the chain's end."""
+    await AUDIT.append_many(session, chain=file_chain(file_id), actor=actor, events=events)
 
 
 async def audit_many(session: AsyncSession, *, actor: uuid.UUID, file_id: uuid.UUID,
                      action: str, targets: list[str]) -> None:
-    """One event per target, in order: what ``audit`` for each would write, in one lock
-    and one read of the chain's end (``AuditLog.append_many`` also takes the lock)."""
-    await AUDIT.append_many(session, chain=file_chain(file_id), actor=actor,
-                            events=[(action, target) for target in targets])
+    """One ``action`` event per target, in order."""
+    await audit_events(session, actor=actor, file_id=file_id,
+                       events=[(action, target) for target in targets])
 
 
 async def audit_read(sessionmaker: async_sessionmaker[AsyncSession], *, actor: uuid.UUID,

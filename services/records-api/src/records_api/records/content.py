@@ -57,6 +57,11 @@ class ContentUnavailable(ServiceError):
                          headers={"Retry-After": "30"})
 
 
+def content_digest(data: bytes) -> bytes:
+    """The digest a header names for this whole content ciphertext."""
+    return hashlib.sha256(CONTENT_DIGEST_PREFIX + data).digest()
+
+
 class ReceivedContent:
     """What an upload wrote: its id, its length and the digest the header must carry."""
 

@@ -56,13 +56,16 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=201, response_model=RecordOut, responses=_PROBLEMS,
-             summary="Create a record (pending until its content is uploaded)")
+             summary="Create a record (committed at once when its content is sent inline, "
+                     "pending until it is uploaded otherwise)")
 async def create_record(body: RecordIn, caller: CallerDep, service: Service,
                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
     if idempotency_key is None:
         raise IdempotencyKeyRequired("Send an Idempotency-Key header (a fresh random value).")
     response, replayed = await service.create(caller, body, idempotency_key)
-    headers = {"Location": f"/v1/records/{body.record_id}/versions/1/content"}
+    location = (f"/v1/records/{body.record_id}" if response["state"] == "committed"
+                else f"/v1/records/{body.record_id}/versions/1/content")
+    headers = {"Location": location}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(response, status_code=201, headers=headers)
@@ -130,13 +133,16 @@ async def list_versions(record: ReadableRecord, service: ReadService, audit_read
 
 
 @router.post("/{record_id:uuid}/versions", status_code=201, response_model=RecordOut,
-             responses=_PROBLEMS, summary="Add a version (If-Match: the version it replaces)")
+             responses=_PROBLEMS,
+             summary="Add a version (If-Match: the version it replaces; committed at once "
+                     "when its content is sent inline)")
 async def add_version(record: WritableRecord, body: VersionIn, caller: CallerDep,
                       service: Service, response: Response,
                       if_match: IfMatch = None) -> RecordOut:
     out = await service.add_version(caller, record, body, if_match)
     response.headers["Location"] = (
-        f"/v1/records/{record.id}/versions/{out.version.version}/content")
+        f"/v1/records/{record.id}/versions/{out.version.version}"
+        + ("" if out.version.committed else "/content"))
     return out
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, literal_column, select, tuple_
+from sqlalchemy import Table, bindparam, delete, exists, insert, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records_api.models import IdempotencyKey, Record, RecordVersion
+from records_api.models import Base, IdempotencyKey, Record, RecordVersion
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
@@ -68,6 +69,25 @@ class RecordsRepository:
 
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))
+
+    async def before_create(self, account_id: uuid.UUID, key: str, record_id: uuid.UUID
+                            ) -> tuple[str | None, dict[str, Any] | None, bool]:
+        """In one query: (request digest, response) of an earlier create with this
+        idempotency key, if any, and whether a record (tombstones included) has this id."""
+        earlier = (IdempotencyKey.account_id == account_id) & (IdempotencyKey.key == key)
+        row = (await self.session.execute(select(
+            select(IdempotencyKey.request_digest).where(earlier).scalar_subquery(),
+            select(IdempotencyKey.response).where(earlier).scalar_subquery(),
+            exists().where(Record.id == record_id)))).one()
+        return row[0], row[1], bool(row[2])
+
+    async def insert(self, *rows: Base) -> None:
+        """New rows, in this order, as plain INSERTs (no unit-of-work bookkeeping: the
+        create path writes five rows per request)."""
+        for row in rows:
+            table = cast(Table, row.__table__)
+            await self.session.execute(insert(table).values(
+                {column.key: getattr(row, column.key) for column in table.columns}))
 
     async def delete_version(self, version: RecordVersion) -> None:
         await self.session.delete(version)

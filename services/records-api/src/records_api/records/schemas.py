@@ -17,6 +17,10 @@ _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 #: Metadata ciphertexts are padded JSON (titles, kinds, dates): small by design.
 MAX_METADATA_BYTES = 64 << 10
 REKEY_BATCH = 500
+#: Content ciphertext up to this size may travel inside the create request (``content``):
+#: one request and one transaction instead of a create and an upload. Base64 makes it a
+#: third larger, well under the 1 MiB body limit of ordinary routes.
+INLINE_CONTENT_MAX = 256 << 10
 
 
 def b64e(data: bytes) -> str:
@@ -46,13 +50,20 @@ MetadataBytes = Annotated[B64Bytes, Field(min_length=1, max_length=MAX_METADATA_
 
 
 class VersionIn(BaseModel):
-    """A new version of an existing record; its content is uploaded next."""
+    """A new version of an existing record. Its content is either uploaded next
+    (``PUT .../content``) or, when small, sent here in ``content``: the version is then
+    committed by this one request."""
 
     model_config = ConfigDict(extra="forbid")
 
     header: HeaderBytes
     metadata_ciphertext: MetadataBytes
     content_length: int = Field(ge=1, description="Bytes of content ciphertext")
+    content: B64Bytes | None = Field(
+        default=None, min_length=1, max_length=INLINE_CONTENT_MAX,
+        description=f"The content ciphertext itself, when at most {INLINE_CONTENT_MAX} "
+                    "bytes: the version is committed at once (its length and digest must "
+                    "match the header). Larger content is uploaded with PUT .../content.")
 
 
 class RecordIn(VersionIn):

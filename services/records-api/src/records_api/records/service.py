@@ -21,9 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.access import AccessDecider, FileAccess
-from records_api.models import ContentUpload, IdempotencyKey, Record, RecordVersion
-from records_api.records.audit import audit, audit_many, record_target
-from records_api.records.content import ReceivedContent
+from records_api.models import ContentChunk, ContentUpload, IdempotencyKey, Record, RecordVersion
+from records_api.records.audit import audit, audit_events, audit_many, record_target
+from records_api.records.content import CONTENT_ROW_BYTES, ReceivedContent, content_digest
 from records_api.records.errors import (
     ContentDigestMismatch,
     ContentLengthMismatch,
@@ -44,6 +44,7 @@ from records_api.records.errors import (
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
 from records_api.records.repository import Position, RecordsRepository
 from records_api.records.schemas import (
+    INLINE_CONTENT_MAX,
     RecordIn,
     RecordOut,
     RecordPage,
@@ -53,6 +54,9 @@ from records_api.records.schemas import (
     VersionIn,
     VersionOut,
 )
+
+# Inline content is stored as one content row.
+assert INLINE_CONTENT_MAX <= CONTENT_ROW_BYTES
 
 
 def now() -> datetime:
@@ -113,6 +117,17 @@ def checked_header(data: bytes, *, file_id: uuid.UUID, record_id: uuid.UUID, ver
         raise InvalidHeader("content_length is not the ciphertext length the header implies.",
                             field="content_length", expected=facts.ciphertext_length)
     return facts
+
+
+def check_inline_content(body: VersionIn, facts: HeaderFacts) -> None:
+    """Content sent with the version is exactly the ciphertext its header names."""
+    if body.content is None:
+        return
+    if len(body.content) != body.content_length:
+        raise ContentLengthMismatch(
+            f"content is {len(body.content)} bytes; content_length says {body.content_length}.")
+    if content_digest(body.content) != facts.content_digest:
+        raise ContentDigestMismatch("The content is not the one the header's digest names.")
 
 
 def expect_version(if_match: str | None, current: int) -> None:
@@ -220,35 +235,54 @@ class RecordsService:
     # --- writes --------------------------------------------------------------------
 
     async def create(self, caller: Caller, body: RecordIn, key: str) -> tuple[dict[str, Any], bool]:
-        """The new pending record as JSON, and whether it is a replay of an earlier call."""
+        """The new record as JSON (committed when its content came inline, pending
+        otherwise), and whether it is a replay of an earlier call."""
         await caller.may_append(body.file_id, body.scope)
         digest = request_digest(body)
-        seen = await self.repo.idempotency_key(caller.account_id, key)
-        if seen is not None:
-            if seen.request_digest != digest:
+        seen_digest, seen_response, taken = await self.repo.before_create(
+            caller.account_id, key, body.record_id)
+        if seen_digest is not None:
+            if seen_digest != digest:
                 raise IdempotencyKeyReused("This Idempotency-Key was used with another body.")
-            return seen.response, True
+            assert seen_response is not None
+            return seen_response, True
         self._fits(body.content_length)
         facts = checked_header(body.header, file_id=body.file_id, record_id=body.record_id,
                                version=1, scope=body.scope, author=caller.account_id,
                                content_length=body.content_length)
-        if await self.repo.any_record(body.record_id) is not None:
+        check_inline_content(body, facts)
+        if taken:
             raise RecordIdTaken("A record with this id already exists.")
         at = now()
         record = Record(id=body.record_id, file_id=body.file_id, scope=body.scope,
                         created_at=at, updated_at=at, current_version=0, state="pending",
-                        created_by=caller.account_id)
+                        created_by=caller.account_id, deleted_at=None, purged_at=None)
         row = self._version_row(record.id, 1, body, facts, caller.account_id, at)
-        self.repo.add(record)
-        self.repo.add(row)
+        target = record_target(record.id, 1)
+        events = [("record.create", target)]
+        content: list[ContentUpload | ContentChunk] = []
+        if body.content is not None:
+            content = self._inline_rows(record, row, body.content, caller.account_id, at)
+            events.append(("record.content.write", target))
         response = record_out(record, row).model_dump(mode="json")
-        self.repo.add(IdempotencyKey(account_id=caller.account_id, key=key,
-                                     request_digest=digest, record_id=record.id, status=201,
-                                     response=response, created_at=at))
-        await self.repo.session.flush()
-        await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
-                    action="record.create", target=record_target(record.id, 1))
+        await self.repo.insert(record, row, *content, IdempotencyKey(
+            account_id=caller.account_id, key=key, request_digest=digest, record_id=record.id,
+            status=201, response=response, created_at=at))
+        await audit_events(self.repo.session, actor=caller.account_id, file_id=record.file_id,
+                           events=events)
         return response, False
+
+    @staticmethod
+    def _inline_rows(record: Record, row: RecordVersion, content: bytes, author: uuid.UUID,
+                     at: datetime) -> list[ContentUpload | ContentChunk]:
+        """The version's content arrived with it (checked by ``check_inline_content``): it
+        becomes a finished one-row upload, and the version and record are committed."""
+        upload_id = uuid.uuid4()
+        row.committed, row.committed_at, row.content_upload_id = True, at, upload_id
+        record.current_version, record.state, record.updated_at = row.version, "committed", at
+        return [ContentUpload(id=upload_id, record_id=row.record_id, version=row.version,
+                              account_id=author, started_at=at, finished_at=at),
+                ContentChunk(upload_id=upload_id, seq=0, data=content)]
 
     @staticmethod
     def _version_row(record_id: uuid.UUID, version: int, body: VersionIn, facts: HeaderFacts,
@@ -276,17 +310,25 @@ class RecordsService:
         facts = checked_header(body.header, file_id=record.file_id, record_id=record.id,
                                version=version, scope=record.scope, author=caller.account_id,
                                content_length=body.content_length)
+        check_inline_content(body, facts)
         abandoned = await self.repo.version(record.id, version, for_update=True)
         if abandoned is not None:
             # An earlier attempt at this version never got its content: replace it. An
             # upload still running for it cannot be adopted (its digest is the old one's).
             await self.repo.delete_version(abandoned)
             await self.repo.session.flush()
-        row = self._version_row(record.id, version, body, facts, caller.account_id, now())
+        at = now()
+        row = self._version_row(record.id, version, body, facts, caller.account_id, at)
         self.repo.add(row)
+        target = record_target(record.id, version)
+        events = [("record.version.create", target)]
+        if body.content is not None:
+            await self.repo.insert(*self._inline_rows(record, row, body.content,
+                                                      caller.account_id, at))
+            events.append(("record.content.write", target))
         await self.repo.session.flush()
-        await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
-                    action="record.version.create", target=record_target(record.id, version))
+        await audit_events(self.repo.session, actor=caller.account_id, file_id=record.file_id,
+                           events=events)
         return record_out(record, row)
 
     async def delete(self, caller: Caller, record: Record, if_match: str | None) -> None:
