@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
 
 from ecrin_platform.db import create_engine, create_sessionmaker
 from ecrin_platform.guards import (
@@ -42,11 +43,13 @@ def build_service_app(
     description: str = "",
     docs: bool = True,
     forwarded_audiences: dict[str, frozenset[str]] | None = None,
+    inner_middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """A FastAPI app with the database, problem+json errors, logs, metrics and guards.
 
     ``upload_paths`` are path regexes that accept ``settings.max_upload_bytes`` instead of
-    ``settings.max_body_bytes``.
+    ``settings.max_body_bytes``. ``inner_middleware`` runs inside every guard (request id,
+    logs, metrics, limits, no-store, internal authentication), just before the routes.
     """
     configure_logging(service, settings.log_level)
     log = logging.getLogger(f"ecrin.{service}")
@@ -87,6 +90,8 @@ def build_service_app(
     for router in routers:
         app.include_router(router)
 
+    for middleware in reversed(inner_middleware):
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     if internal_auth:
         verifier = InternalTokenVerifier(settings.internal_public_key_pem(), audience=service)
         app.state.verifier = verifier

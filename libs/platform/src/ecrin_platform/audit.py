@@ -18,13 +18,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, select, text
+from sqlalchemy import DateTime, Integer, String, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrin_platform.observability import request_id_var
 
 GENESIS = "0" * 64
+_CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))")
 
 
 class AuditEventColumns:
@@ -86,56 +87,46 @@ class AuditLog:
                      when: datetime | None = None) -> dict[str, Any]:
         """Adds one event to ``chain`` in the caller's transaction (so it commits with the
         change it records, or not at all)."""
-        model = self.model
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            # FOR UPDATE locks nothing on a new chain, and a waiter would still read the old
-            # last row: serialise appends to one chain with a transaction-scoped lock.
-            # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
-            await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"),
-                                  {"c": chain})
-        last = (await session.execute(
-            select(model).where(model.chain == chain).order_by(model.seq.desc()).limit(1)
-        )).scalar_one_or_none()
-        event: dict[str, Any] = {"chain": chain, "seq": (last.seq + 1) if last else 1,
-                 "time": _iso(when or datetime.now(UTC)), "actor": str(actor or "anonymous"),
-                 "action": action, "target": str(target), "outcome": outcome,
-                 "request_id": request_id_var.get() or "-", "service": self.service,
-                 "prev_hash": last.hash if last else GENESIS}
-        event["hash"] = event_hash(event)
-        row = model(**{**event, "time": datetime.fromisoformat(str(event["time"]))})
-        session.add(row)
-        await session.flush()
+        (event,) = await self.append_many(session, chain=chain, actor=actor,
+                                          events=[(action, str(target))], outcome=outcome,
+                                          when=when)
         return event
 
     async def append_many(self, session: AsyncSession, *, chain: str,
                           actor: str | uuid.UUID | None, events: Sequence[tuple[str, str]],
-                          outcome: str = "ok") -> list[dict[str, Any]]:
-        """Adds ``(action, target)`` events to ``chain`` in order, exactly as that many
-        ``append`` calls would, with one lock and one read of the chain's end instead of
-        one each (a batch of 500 re-keyed headers is 500 events)."""
+                          outcome: str = "ok", when: datetime | None = None
+                          ) -> list[dict[str, Any]]:
+        """Adds ``(action, target)`` events to ``chain`` in order, in the caller's
+        transaction: one lock, one read of the chain's end and one insert, whatever their
+        number (a batch of 500 re-keyed headers is 500 events)."""
         if not events:
             return []
-        model = self.model
+        table = self.model.__table__
         if session.bind is not None and session.bind.dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))"),
-                                  {"c": chain})
+            # FOR UPDATE locks nothing on a new chain, and a waiter would still read the old
+            # last row: serialise appends to one chain with a transaction-scoped lock, taken
+            # in a statement of its own so that the read below sees the holder's commit.
+            # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
+            await session.execute(_CHAIN_LOCK, {"c": chain})
         last = (await session.execute(
-            select(model).where(model.chain == chain).order_by(model.seq.desc()).limit(1)
-        )).scalar_one_or_none()
+            select(table.c.seq, table.c.hash).where(table.c.chain == chain)
+            .order_by(table.c.seq.desc()).limit(1))).one_or_none()
         seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
-        out = []
+        out: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        request_id = request_id_var.get() or "-"
         for action, target in events:
             seq += 1
-            event: dict[str, Any] = {"chain": chain, "seq": seq,
-                                     "time": _iso(datetime.now(UTC)),
+            at = when or datetime.now(UTC)
+            event: dict[str, Any] = {"chain": chain, "seq": seq, "time": _iso(at),
                                      "actor": str(actor or "anonymous"), "action": action,
                                      "target": str(target), "outcome": outcome,
-                                     "request_id": request_id_var.get() or "-",
-                                     "service": self.service, "prev_hash": prev}
+                                     "request_id": request_id, "service": self.service,
+                                     "prev_hash": prev}
             event["hash"] = prev = event_hash(event)
-            session.add(model(**{**event, "time": datetime.fromisoformat(str(event["time"]))}))
             out.append(event)
-        await session.flush()
+            rows.append({**event, "time": datetime.fromisoformat(event["time"])})
+        await session.execute(insert(table), rows)
         return out
 
     async def chain(self, session: AsyncSession, chain: str, *, limit: int = 10_000

@@ -91,8 +91,15 @@ async def transaction(
 
 @asynccontextmanager
 async def read_only_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """A session that only reads: on SQLite it never takes the write lock."""
+    """A session that only reads. On SQLite it never takes the write lock (a deferred
+    transaction, which WAL lets run beside a writer). On PostgreSQL it runs without a
+    transaction block: each statement reads its own committed snapshot, and the BEGIN and
+    ROLLBACK round trips around every read are saved. Callers that need several reads to
+    agree with one another use a transaction (``transaction``) instead."""
     async with engine.connect() as conn:
-        conn = await conn.execution_options(**{READ_ONLY: True})
+        options: dict[str, Any] = {READ_ONLY: True}
+        if engine.dialect.name == "postgresql":
+            options["isolation_level"] = "AUTOCOMMIT"
+        conn = await conn.execution_options(**options)
         async with AsyncSession(bind=conn, expire_on_commit=False) as session:
             yield session

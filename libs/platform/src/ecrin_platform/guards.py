@@ -119,7 +119,7 @@ class BodyLimitMiddleware:
             if not response_started:
                 await send_problem(send, 413, f"The body exceeds {limit} bytes.", max_bytes=limit)
         except Exception as exc:  # an app may wrap our signal in its own error
-            if _caused_by_limit(exc) and not response_started:
+            if caused_by_body_limit(exc) and not response_started:
                 await send_problem(send, 413, f"The body exceeds {limit} bytes.", max_bytes=limit)
             else:
                 raise
@@ -133,12 +133,12 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, f"The body exceeds {limit} bytes.")
 
 
-def _caused_by_limit(exc: BaseException | None) -> bool:
+def caused_by_body_limit(exc: BaseException | None) -> bool:
     while exc is not None:
         if isinstance(exc, _BodyTooLarge):
             return True
         if isinstance(exc, BaseExceptionGroup):
-            return any(_caused_by_limit(e) for e in exc.exceptions)
+            return any(caused_by_body_limit(e) for e in exc.exceptions)
         exc = exc.__cause__ or exc.__context__
     return False
 

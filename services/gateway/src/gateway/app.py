@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.middleware import Middleware
 from starlette.responses import Response
 
 from ecrin_platform.app import build_service_app
@@ -21,7 +22,7 @@ from gateway.auth.service import AuthContext
 from gateway.auth.tokens import AccessTokens
 from gateway.models import AuditEvent
 from gateway.openapi import MergedOpenAPI
-from gateway.proxy import Proxy
+from gateway.proxy import Proxy, ProxyDispatch, not_proxied
 from gateway.settings import Settings
 
 SERVICE = "gateway"
@@ -53,7 +54,8 @@ def proxy_router() -> APIRouter:
 
     @router.api_route("/v1/{path:path}", methods=PROXIED_METHODS)
     async def forward(request: Request, path: str) -> Response:
-        return await request.app.state.proxy.forward(request)
+        # Paths a service owns never get here: ProxyDispatch forwards them first.
+        return await not_proxied(request)
 
     return router
 
@@ -83,7 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "require_practitioner_2fa is OFF (development profile): practitioners reach "
                 "patient data without a second factor")
 
-    app = build_service_app(
+    def current_proxy() -> Proxy:
+        proxy: Proxy = app.state.proxy  # set by ``start``, before any request
+        return proxy
+
+    app: FastAPI = build_service_app(
         service=SERVICE,
         title="Écrin",
         description=(
@@ -97,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         internal_auth=False,
         on_startup=[start],
         docs=False,  # the merged document replaces FastAPI's own
+        inner_middleware=[Middleware(ProxyDispatch, proxy=current_proxy)],
     )
     app.state.issuer = issuer
     app.state.openapi = MergedOpenAPI(issuer=issuer, upstream_url=settings.upstream_url,

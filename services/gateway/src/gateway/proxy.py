@@ -1,9 +1,16 @@
 """Forwards ``/v1/<area>/...`` to the owning service, streaming both ways.
 
-Bodies are never buffered: the request body is read from the client as the service
-consumes it, and the response body is relayed chunk by chunk, so memory stays flat
-whatever the size. Client-supplied internal headers are dropped; the gateway adds the
-internal token (audience = the target service) and the request id.
+Bodies are never buffered beyond ``SMALL_BODY`` bytes: a larger request body is read from
+the client as the service consumes it, and a larger or unsized response body is relayed
+chunk by chunk, so memory stays flat whatever the size. Client-supplied internal headers
+are dropped; the gateway adds the internal token (audience = the target service) and the
+request id.
+
+Every request of the product crosses this code, so it is plain ASGI: ``ProxyDispatch``
+sits inside the gateway's guards (request id, logs, metrics, header and body limits,
+no-store) and hands the paths a service owns straight to ``Proxy.handle``, without
+FastAPI's routing, dependency and response machinery. Paths no service owns go on to the
+FastAPI app (the gateway's own routes, and its 404/405 answers).
 """
 
 from __future__ import annotations
@@ -11,12 +18,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NamedTuple
 
 import httpx
-from fastapi import Request
-from starlette.background import BackgroundTask
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ecrin_platform.guards import caused_by_body_limit
 from ecrin_platform.problems import ServiceError, problem_response
 from ecrin_platform.tokens import HEADER as INTERNAL_HEADER
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
@@ -25,22 +34,32 @@ from gateway.routing import owner_of
 log = logging.getLogger("ecrin.gateway.proxy")
 
 HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "host",
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+    b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"host",
 })
 #: Never forwarded from a client: the gateway alone speaks for the user to services.
-STRIPPED_REQUEST = frozenset({"authorization", "cookie", "forwarded", "x-forwarded-for",
-                              "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
-                              "x-http-method-override", "x-method-override",
-                              "x-http-method"})
-STRIPPED_RESPONSE = frozenset({"server", "date", "set-cookie"})
+STRIPPED_REQUEST = frozenset({b"authorization", b"cookie", b"forwarded", b"x-forwarded-for",
+                              b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip",
+                              b"x-http-method-override", b"x-method-override",
+                              b"x-http-method", b"x-request-id"})
+STRIPPED_RESPONSE = frozenset({b"server", b"date", b"set-cookie", b"x-request-id"})
 _BAD_PATH = re.compile(r"(%2f|%5c|%2e|%00|\\|/\.{1,2}(/|$)|//)", re.IGNORECASE)
+#: Request bodies announced at most this size are read whole and sent in one piece;
+#: responses announced at most this size are relayed without a disconnect watcher.
+SMALL_BODY = 1 << 20
 
 PrincipalResolver = Callable[[Request], Awaitable[Principal | None]]
 
 
 class BadPath(ServiceError):
     status, slug, title = 400, "bad-path", "Malformed path"
+
+
+class ProxiedRoute(NamedTuple):
+    """What the access log and metrics label a forwarded request with (bounded: one per
+    area, never the ids in the path)."""
+
+    path: str
 
 
 class Proxy:
@@ -51,42 +70,54 @@ class Proxy:
         self.upstream_url = upstream_url
         self.resolve_principal = resolve_principal
 
-    async def forward(self, request: Request) -> Response:
-        raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    async def handle(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
+        """Forward one request to ``service``; any refusal is a problem+json answer."""
+        request = Request(scope, receive)
+        try:
+            response = await self._forward(request, service)
+        except Exception as exc:
+            if caused_by_body_limit(exc):
+                raise  # the body limit guard answers 413
+            response = await _error_response(request, exc)
+        await response(scope, receive, send)
+
+    async def _forward(self, request: Request, service: str) -> Response:
+        scope = request.scope
+        raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if _BAD_PATH.search(raw_path):
             raise BadPath("Encoded separators and dot segments are not accepted.")
-        service = owner_of(raw_path)
-        if service is None:
-            allowed = _own_methods(request)
-            if allowed:
-                # A gateway route with another method (PUT /v1/auth/me): say so, as a
-                # service would, rather than pretend the path does not exist.
-                return problem_response(405, "Method not allowed.",
-                                        headers={"Allow": ", ".join(sorted(allowed))})
-            return problem_response(404, "No such route.")
         principal = await self.resolve_principal(request)
-        request_id = request.scope["state"]["request_id"]
+        request_id = scope["state"]["request_id"]
 
         # Raw bytes both ways: a header value that is not ASCII (HTTP allows obs-text) is
         # relayed as received; decoded to str, httpx could not encode it again (a 500).
         headers: list[tuple[bytes, bytes]] = []
-        for raw_name, value in request.headers.raw:
-            name = raw_name.decode("latin-1").lower()
+        length: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                chunked = True
             if (name not in HOP_BY_HOP and name not in STRIPPED_REQUEST
-                    and not name.startswith("x-ecrin-") and name != "x-request-id"):
-                headers.append((name.encode("latin-1"), value))
+                    and not name.startswith(b"x-ecrin-")):
+                headers.append((name, value))
         headers.append((INTERNAL_HEADER.encode(), self.issuer.issue(
             service, request_id=request_id, principal=principal).encode()))
         headers.append((b"x-request-id", request_id.encode()))
-        if request.client:
-            headers.append((b"x-forwarded-for", request.client.host.encode()))
+        if scope.get("client"):
+            headers.append((b"x-forwarded-for", scope["client"][0].encode()))
 
-        query = request.scope.get("query_string", b"").decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
         url = self.upstream_url(service) + raw_path + (f"?{query}" if query else "")
-        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        upstream_request = self.client.build_request(
-            request.method, url, headers=headers,
-            content=_relay(request) if has_body else None)
+        content: bytes | AsyncIterator[bytes] | None = None
+        if length is not None and 0 <= length <= SMALL_BODY and not chunked:
+            content = await request.body()
+        elif length is not None or chunked:
+            content = _relay(request)
+        upstream_request = self.client.build_request(request.method, url, headers=headers,
+                                                     content=content)
         try:
             upstream = await self.client.send(upstream_request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
@@ -95,26 +126,95 @@ class Proxy:
                                                        "error": type(exc).__name__})
             return problem_response(503, f"The {service} service is unavailable; retry shortly.",
                                     headers={"Retry-After": "2"}, request_id=request_id)
-        response_headers = {k: v for k, v in upstream.headers.items()
-                            if k not in HOP_BY_HOP and k not in STRIPPED_RESPONSE
-                            and k != "x-request-id"}
-        return StreamingResponse(_stream(upstream), status_code=upstream.status_code,
-                                 headers=response_headers,
-                                 background=BackgroundTask(upstream.aclose))
+        response_headers = [(k, v) for k, v in upstream.headers.raw
+                            if k.lower() not in HOP_BY_HOP and k.lower() not in STRIPPED_RESPONSE]
+        announced = upstream.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) <= SMALL_BODY:
+            return _Relayed(upstream, response_headers)
+        streamed = StreamingResponse(_stream(upstream), status_code=upstream.status_code)
+        streamed.raw_headers = [(k.lower(), v) for k, v in response_headers]
+        return streamed
 
 
-def _own_methods(request: Request) -> set[str]:
-    """Methods of the gateway's own routes whose path matches this request's."""
-    app = request.app
-    patterns = getattr(app.state, "own_route_patterns", None)
+class _Relayed(Response):
+    """A small upstream response, relayed as it arrives, with no disconnect watcher (the
+    upstream closes it in a few chunks at most)."""
+
+    def __init__(self, upstream: httpx.Response, headers: list[tuple[bytes, bytes]]) -> None:
+        self.upstream = upstream
+        self.status_code = upstream.status_code
+        self.raw_headers = [(k.lower(), v) for k, v in headers]
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            async for chunk in self.upstream.aiter_raw():
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.upstream.aclose()
+
+
+class ProxyDispatch:
+    """Pure ASGI: requests for a path a service owns go to the proxy; all others (the
+    gateway's own routes, docs, unknown paths) to the app."""
+
+    def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy]) -> None:
+        self.app = app
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+            service = owner_of(raw_path)
+            if service is not None:
+                scope["route"] = ProxiedRoute("/v1/" + raw_path.split("/", 3)[2] + "/…")
+                await self.proxy().handle(scope, receive, send, service)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _error_response(request: Request, exc: Exception) -> Response:
+    """The answer the app's exception handlers give (problem+json), outside FastAPI's
+    routing: a ServiceError, a database outage (503), anything else (500)."""
+    if not isinstance(exc, ServiceError):
+        log.warning("proxy error", extra={"error": type(exc).__name__})
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            return await handler(request, exc)  # type: ignore[no-any-return]
+    raise exc
+
+
+def own_methods(app: object, path: str) -> set[str]:
+    """Methods of the gateway's own routes whose path matches ``path``."""
+    state = app.state  # type: ignore[attr-defined]
+    patterns = getattr(state, "own_route_patterns", None)
     if patterns is None:
         patterns = []
-        for path, operations in app.openapi().get("paths", {}).items():
-            regex = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))
+        for route_path, operations in app.openapi().get("paths", {}).items():  # type: ignore[attr-defined]
+            regex = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(route_path))
             patterns.append((re.compile(f"^{regex}$"), {m.upper() for m in operations}))
-        app.state.own_route_patterns = patterns
-    path = request.url.path
+        state.own_route_patterns = patterns
     return {m for pattern, methods in patterns if pattern.match(path) for m in methods}
+
+
+async def not_proxied(request: Request) -> Response:
+    """A ``/v1/`` path no service owns: a gateway route with another method (PUT
+    /v1/auth/me) is a 405 with Allow, as a service would say; anything else a 404."""
+    raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    if _BAD_PATH.search(raw_path):
+        raise BadPath("Encoded separators and dot segments are not accepted.")
+    allowed = own_methods(request.app, request.url.path)
+    if allowed:
+        return problem_response(405, "Method not allowed.",
+                                headers={"Allow": ", ".join(sorted(allowed))})
+    return problem_response(404, "No such route.")
 
 
 async def _relay(request: Request) -> AsyncIterator[bytes]:
@@ -129,3 +229,6 @@ async def _stream(upstream: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await upstream.aclose()
+
+
+__all__ = ["BadPath", "Message", "Proxy", "ProxyDispatch", "not_proxied"]

@@ -30,11 +30,7 @@ async def resolve_principal(request: Request) -> Principal | None:
     app = request.app
     async with read_only_session(app.state.engine) as session:
         service = AuthService(AuthRepository(session), app.state.auth)
-        auth = await service.authenticate(token if scheme.lower() == "bearer" else None)
-    principal = Principal(account_id=str(auth.account.id), role=auth.account.role,
-                          session_id=str(auth.session.id),
-                          second_factor=auth.session.second_factor_verified,
-                          session_kind=auth.session.kind)
+        principal = await service.principal(token if scheme.lower() == "bearer" else None)
     path = request.url.path
     if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
         raise Forbidden("A recovery session may only reset the passphrase.")

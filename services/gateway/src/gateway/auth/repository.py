@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,9 +10,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.models import Account, LoginChallenge, RefreshToken, Session
 
 
+class SessionFacts(NamedTuple):
+    account_id: uuid.UUID
+    kind: str
+    second_factor_verified: bool
+    expires_at: datetime
+    revoked_at: datetime | None
+    role: str
+    status: str
+
+
 class AuthRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def session_facts(self, session_id: uuid.UUID) -> SessionFacts | None:
+        """What every forwarded request checks, in one query: the session and its
+        account's role and status."""
+        row = (await self.session.execute(
+            select(Session.account_id, Session.kind, Session.second_factor_verified,
+                   Session.expires_at, Session.revoked_at, Account.role, Account.status)
+            .join(Account, Account.id == Session.account_id)
+            .where(Session.id == session_id))).one_or_none()
+        return None if row is None else SessionFacts(*row)
 
     def add(self, obj: object) -> None:
         self.session.add(obj)

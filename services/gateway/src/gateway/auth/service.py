@@ -18,6 +18,7 @@ from nacl.signing import VerifyKey
 from ecrin_e2ee import E2EEError, PublicIdentity
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.problems import Forbidden, NotFound, ServiceError
+from ecrin_platform.tokens import Principal
 from gateway.auth.errors import (
     EmailTaken,
     IdempotencyKeyReused,
@@ -44,7 +45,7 @@ from gateway.auth.schemas import (
     b64decode,
     b64encode,
 )
-from gateway.auth.tokens import AccessTokens, hash_token
+from gateway.auth.tokens import AccessClaims, AccessTokens, hash_token
 from gateway.models import Account, LoginChallenge, RefreshToken, Session
 from gateway.settings import Settings
 
@@ -285,15 +286,20 @@ class AuthService:
 
     # -- the authenticated user -------------------------------------------------------------
 
-    async def authenticate(self, bearer: str | None) -> Authenticated:
+    def _claims(self, bearer: str | None) -> AccessClaims:
         if not bearer:
             raise InvalidToken("A bearer access token is required.",
                                headers={"WWW-Authenticate": "Bearer"})
         try:
-            claims = self.ctx.tokens.verify(bearer)
+            return self.ctx.tokens.verify(bearer)
         except Exception:
             raise InvalidToken("The access token is invalid or expired.",
                                headers={"WWW-Authenticate": "Bearer"}) from None
+
+    async def authenticate(self, bearer: str | None) -> Authenticated:
+        """The session and account rows behind an access token (the gateway's own routes,
+        which may change them)."""
+        claims = self._claims(bearer)
         session = await self.repo.session_row(claims.session_id)
         if (session is None or session.revoked_at is not None
                 or _aware(session.expires_at) < utcnow()
@@ -303,6 +309,22 @@ class AuthService:
         if account is None or account.status != "active":
             raise InvalidToken("The account is not active.")
         return Authenticated(account, session)
+
+    async def principal(self, bearer: str | None) -> Principal:
+        """Who a forwarded request acts for: the same checks as ``authenticate`` against
+        the live session (a revoked session stops at once), in one read of two columns'
+        worth of rows rather than two ORM loads."""
+        claims = self._claims(bearer)
+        facts = await self.repo.session_facts(claims.session_id)
+        if (facts is None or facts.revoked_at is not None
+                or _aware(facts.expires_at) < utcnow()
+                or facts.account_id != claims.account_id):
+            raise InvalidToken("The session has ended.", headers={"WWW-Authenticate": "Bearer"})
+        if facts.status != "active":
+            raise InvalidToken("The account is not active.")
+        return Principal(account_id=str(claims.account_id), role=facts.role,
+                         session_id=str(claims.session_id),
+                         second_factor=facts.second_factor_verified, session_kind=facts.kind)
 
     async def logout(self, auth: Authenticated) -> None:
         auth.session.revoked_at, auth.session.revoked_reason = utcnow(), "logout"
