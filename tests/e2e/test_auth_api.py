@@ -138,6 +138,33 @@ class TestRefreshAndSessions:
         assert user.post("/v1/auth/logout").status_code == 204
         assert user.get("/v1/auth/me").status_code == 401
 
+    @pytest.mark.parametrize("how", ["logout", "revoke", "refresh-reuse"])
+    def test_forwarded_requests_stop_as_soon_as_the_session_ends(self, stack, how):
+        """The gateway reuses a session check for half a second on forwarded requests;
+        its own routes that end sessions make it forget at once."""
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        path = f"{gateway}/v1/directory/{user.account_id}"
+        ended = {"Authorization": f"Bearer {user.tokens['access_token']}"}
+        assert httpx.get(path, headers=ended).status_code == 200  # checked, now remembered
+        if how == "logout":
+            assert user.post("/v1/auth/logout").status_code == 204
+        elif how == "revoke":
+            first = user.tokens["access_token"]
+            user.login(device_name="second")
+            sessions = user.get("/v1/auth/sessions").json()
+            target = next(s for s in sessions if not s["current"])
+            assert httpx.delete(f"{gateway}/v1/auth/sessions/{target['id']}",
+                                headers=user.headers).status_code == 204
+            assert first == ended["Authorization"].split()[1]
+        else:
+            old = user.tokens["refresh_token"]
+            assert httpx.post(f"{gateway}/v1/auth/refresh",
+                              json={"refresh_token": old}).status_code == 200
+            assert httpx.post(f"{gateway}/v1/auth/refresh",
+                              json={"refresh_token": old}).status_code == 401
+        assert httpx.get(path, headers=ended).status_code == 401
+
 
 def _forge(claims: dict, *, alg: str, key: bytes | None, kid: str | None = None) -> str:
     header = {"alg": alg, "typ": "JWT"}

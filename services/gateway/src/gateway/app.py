@@ -16,7 +16,7 @@ from ecrin_platform.audit import AuditLog
 from ecrin_platform.tokens import InternalTokenIssuer
 from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
-from gateway.auth.principal import resolve_principal
+from gateway.auth.principal import PrincipalCache, resolve_principal
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.service import AuthContext
 from gateway.auth.tokens import AccessTokens
@@ -89,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         proxy: Proxy = app.state.proxy  # set by ``start``, before any request
         return proxy
 
+    principals = PrincipalCache(settings.session_cache_s)
+
     app: FastAPI = build_service_app(
         service=SERVICE,
         title="Écrin",
@@ -103,9 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         internal_auth=False,
         on_startup=[start],
         docs=False,  # the merged document replaces FastAPI's own
-        inner_middleware=[Middleware(ProxyDispatch, proxy=current_proxy)],
+        inner_middleware=[Middleware(ProxyDispatch, proxy=current_proxy,
+                                    on_own_write=principals.clear)],
     )
     app.state.issuer = issuer
+    app.state.principal_cache = principals
     app.state.openapi = MergedOpenAPI(issuer=issuer, upstream_url=settings.upstream_url,
                                       cache_s=settings.openapi_cache_s)
     return app

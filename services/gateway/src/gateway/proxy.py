@@ -161,21 +161,41 @@ class _Relayed(Response):
 
 class ProxyDispatch:
     """Pure ASGI: requests for a path a service owns go to the proxy; all others (the
-    gateway's own routes, docs, unknown paths) to the app."""
+    gateway's own routes, docs, unknown paths) to the app. ``on_own_write`` is called
+    when a request that may change state on the gateway's own routes is answered (its
+    transaction has committed), and again when it ends."""
 
-    def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy]) -> None:
+    SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy],
+                 on_own_write: Callable[[], None] = lambda: None) -> None:
         self.app = app
         self.proxy = proxy
+        self.on_own_write = on_own_write
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-            service = owner_of(raw_path)
-            if service is not None:
-                scope["route"] = ProxiedRoute("/v1/" + raw_path.split("/", 3)[2] + "/…")
-                await self.proxy().handle(scope, receive, send, service)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        service = owner_of(raw_path)
+        if service is not None:
+            scope["route"] = ProxiedRoute("/v1/" + raw_path.split("/", 3)[2] + "/…")
+            await self.proxy().handle(scope, receive, send, service)
+            return
+        if scope["method"] in self.SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_write(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.on_own_write()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_write)
+        finally:
+            self.on_own_write()
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:

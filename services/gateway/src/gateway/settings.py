@@ -23,6 +23,13 @@ class Settings(ServiceSettings):
     sharing_url: str = "http://127.0.0.1:8003"
     #: Seconds to wait for a service to answer before the client gets 503.
     upstream_timeout_s: float = 60.0
+    #: How long a forwarded request's verified access token and live-session check are
+    #: reused for further requests with the same token (0: check every request). This
+    #: gateway forgets every entry as soon as one of its own routes changes account or
+    #: session state (logout, revocation, second factor, passphrase...); another replica
+    #: of the gateway sees such a change after at most this long, as the services see a
+    #: revoked grant after ``authz_cache_s``.
+    session_cache_s: float = Field(default=0.5, ge=0, le=4)
     #: How long the merged OpenAPI document is cached.
     openapi_cache_s: float = 30.0
 

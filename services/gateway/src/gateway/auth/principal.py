@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from fastapi import Request
 
@@ -21,6 +22,41 @@ RECOVERY_PREFIXES = ("/v1/keys/me/wraps/",)
 _INVITATION_REDEEM = re.compile(r"^/v1/invitations/(lookup/[^/]+|[^/]+/redeem)$")
 
 
+class PrincipalCache:
+    """Access token -> the principal its live session gave, for ``ttl_s`` seconds.
+
+    Every forwarded request used to verify the token's signature and read the session
+    row: a database round trip per request, the largest item of the gateway's CPU. Within
+    ``ttl_s`` a token seen again reuses the answer; ``clear`` forgets everything, and the
+    gateway calls it whenever one of its own routes may have changed account or session
+    state. Failures are never cached."""
+
+    MAX_ENTRIES = 50_000
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            self._entries.pop(token, None)
+            return None
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[token] = (time.monotonic() + self.ttl_s, principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 async def resolve_principal(request: Request) -> Principal | None:
     """Anonymous without a bearer token; 401 for a bad one; the gates otherwise."""
     header = request.headers.get("authorization")
@@ -28,9 +64,13 @@ async def resolve_principal(request: Request) -> Principal | None:
         return None
     scheme, _, token = header.partition(" ")
     app = request.app
-    async with read_only_session(app.state.engine) as session:
-        service = AuthService(AuthRepository(session), app.state.auth)
-        principal = await service.principal(token if scheme.lower() == "bearer" else None)
+    cache: PrincipalCache = app.state.principal_cache
+    principal = cache.get(token) if scheme.lower() == "bearer" else None
+    if principal is None:
+        async with read_only_session(app.state.engine) as session:
+            service = AuthService(AuthRepository(session), app.state.auth)
+            principal = await service.principal(token if scheme.lower() == "bearer" else None)
+        cache.put(token, principal)
     path = request.url.path
     if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
         raise Forbidden("A recovery session may only reset the passphrase.")
