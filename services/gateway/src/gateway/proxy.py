@@ -120,8 +120,12 @@ class Proxy:
                                                      content=content)
         try:
             upstream = await self.client.send(upstream_request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-                httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+        except httpx.TransportError as exc:
+            # Refused, reset, timed out, or closed under the request (a keep-alive
+            # connection the service had just dropped): the service is unavailable for
+            # this request, never an internal error of the gateway.
+            if caused_by_body_limit(exc):
+                raise  # the client's own body went over the limit: the guard says 413
             log.warning("upstream unavailable", extra={"upstream": service,
                                                        "error": type(exc).__name__})
             return problem_response(503, f"The {service} service is unavailable; retry shortly.",
