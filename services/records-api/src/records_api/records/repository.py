@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, literal_column, select, tuple_
+from sqlalchemy import Row, bindparam, delete, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records_api.models import IdempotencyKey, Record, RecordVersion
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
+#: Headers page position: (created_at, record id, version) of the last version served.
+HeaderPosition = tuple[datetime, uuid.UUID, int]
 
 
 class RecordsRepository:
@@ -65,6 +68,39 @@ class RecordsRepository:
                 bindparam("after_created", after[0], type_=Record.created_at.type),
                 bindparam("after_id", after[1], type_=Record.id.type)))
         return [(r, v) for r, v in (await self.session.execute(query)).all()]
+
+    async def header_page(self, file_id: uuid.UUID, scope: str, below_key_version: int | None,
+                          after: HeaderPosition | None, limit: int
+                          ) -> Sequence[Row[datetime, uuid.UUID, int, int, bytes]]:
+        """Up to ``limit`` committed versions of one (file, scope)'s live records, as rows
+        (created_at, record_id, version, key_version, header), in (created_at, record id,
+        version) order, strictly after ``after``: one range of ``ix_records_listing``
+        joined to each record's versions by primary key. Only the columns a rotation needs
+        (no metadata ciphertext, no ORM objects)."""
+        position = tuple_(Record.created_at, Record.id)
+        query = (
+            select(Record.created_at, RecordVersion.record_id, RecordVersion.version,
+                   RecordVersion.key_version, RecordVersion.header)
+            .join(RecordVersion, RecordVersion.record_id == Record.id)
+            .where(Record.file_id == file_id, Record.scope == scope,
+                   # Literals, not parameters, so the partial index's predicate is implied.
+                   Record.state == literal_column("'committed'"), Record.deleted_at.is_(None),
+                   RecordVersion.committed.is_(True))
+            .order_by(Record.created_at, Record.id, RecordVersion.version)
+            .limit(limit)
+        )
+        if below_key_version is not None:
+            query = query.where(RecordVersion.key_version < below_key_version)
+        if after is not None:
+            created = bindparam("after_created", after[0], type_=Record.created_at.type)
+            record_id = bindparam("after_id", after[1], type_=Record.id.type)
+            # The first bound is the index range; the second skips the versions of the
+            # last record already served.
+            query = query.where(position >= tuple_(created, record_id),
+                                tuple_(Record.created_at, Record.id, RecordVersion.version)
+                                > tuple_(created, record_id,
+                                         bindparam("after_version", after[2])))
+        return (await self.session.execute(query)).all()
 
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))

@@ -17,6 +17,8 @@ _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 #: Metadata ciphertexts are padded JSON (titles, kinds, dates): small by design.
 MAX_METADATA_BYTES = 64 << 10
 REKEY_BATCH = 500
+#: Headers per page of ``GET /v1/records/headers`` (about 0.6 KiB of JSON each).
+HEADERS_PAGE_MAX = 2000
 
 
 def b64e(data: bytes) -> str:
@@ -96,6 +98,20 @@ class RecordPage(BaseModel):
 class VersionPage(BaseModel):
     items: list[VersionOut]
     next_before: int | None = Field(description="Pass as ?before= for older versions")
+
+
+class HeaderItem(BaseModel):
+    """One committed version's header, and what a rotating device needs to re-key it."""
+
+    record_id: uuid.UUID
+    version: int
+    key_version: int
+    header: B64Bytes
+
+
+class HeaderPage(BaseModel):
+    items: list[HeaderItem]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
 
 
 class RekeyItem(BaseModel):

@@ -42,8 +42,10 @@ from records_api.records.errors import (
     VersionConflict,
 )
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
-from records_api.records.repository import Position, RecordsRepository
+from records_api.records.repository import HeaderPosition, Position, RecordsRepository
 from records_api.records.schemas import (
+    HeaderItem,
+    HeaderPage,
     RecordIn,
     RecordOut,
     RecordPage,
@@ -154,6 +156,24 @@ def decode_cursor(cursor: str) -> Position:
         raise InvalidCursor("The cursor is not one this service issued.") from None
 
 
+def encode_header_cursor(position: HeaderPosition) -> str:
+    created, record_id, version = position
+    raw = f"h|{created.isoformat()}|{record_id.hex}|{version}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_header_cursor(cursor: str) -> HeaderPosition:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, created, record_id, version = raw.split("|")
+        number = int(version)
+        if kind != "h" or not 1 <= number <= 0xFFFFFFFF:
+            raise ValueError(kind)
+        return utc(datetime.fromisoformat(created)), uuid.UUID(hex=record_id), number
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("The cursor is not one this service issued.") from None
+
+
 def request_digest(body: RecordIn) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -216,6 +236,29 @@ class RecordsService:
         items = rows[:limit]
         next_cursor = encode_cursor(items[-1][0]) if len(rows) > limit and items else None
         return RecordPage(items=[record_out(r, v) for r, v in items], next_cursor=next_cursor)
+
+    async def header_page(self, caller: Caller, file_id: uuid.UUID, scope: str,
+                          below_key_version: int | None, cursor: str | None,
+                          limit: int) -> HeaderPage:
+        """Headers of every committed version of a scope's live records, for re-keying
+        after a rotation. Rotation is a write: the caller must be allowed to append to the
+        scope (no access to the file or scope: 404 like a listing; read-only: 403)."""
+        access = await caller.access(file_id)
+        if access is None or not access.can_read(scope):
+            raise FileNotFound()
+        if not access.can_append(scope):
+            raise ReadOnlyScope(f"Your access to the {scope} scope is read-only.")
+        after = decode_header_cursor(cursor) if cursor else None
+        rows = await self.repo.header_page(file_id, scope, below_key_version, after, limit + 1)
+        items = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit and items:
+            last = items[-1]
+            next_cursor = encode_header_cursor((utc(last.created_at), last.record_id,
+                                                last.version))
+        return HeaderPage(items=[HeaderItem(record_id=r.record_id, version=r.version,
+                                            key_version=r.key_version, header=r.header)
+                                 for r in items], next_cursor=next_cursor)
 
     # --- writes --------------------------------------------------------------------
 
