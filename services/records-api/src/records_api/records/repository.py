@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import NamedTuple, cast
 
-from sqlalchemy import Row, bindparam, delete, literal_column, select, tuple_
+from sqlalchemy import Row, Table, bindparam, delete, literal_column, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records_api.models import IdempotencyKey, Record, RecordVersion
@@ -15,6 +16,18 @@ from records_api.models import IdempotencyKey, Record, RecordVersion
 Position = tuple[datetime, uuid.UUID]
 #: Headers page position: (created_at, record id, version) of the last version served.
 HeaderPosition = tuple[datetime, uuid.UUID, int]
+_VERSIONS = cast(Table, RecordVersion.__table__)
+
+
+class ScopedRecord(NamedTuple):
+    id: uuid.UUID
+    file_id: uuid.UUID
+    scope: str
+
+
+class StoredWrap(NamedTuple):
+    key_version: int
+    header: bytes
 
 
 class RecordsRepository:
@@ -101,6 +114,39 @@ class RecordsRepository:
                                 > tuple_(created, record_id,
                                          bindparam("after_version", after[2])))
         return (await self.session.execute(query)).all()
+
+    async def lock_live_records(self, ids: Collection[uuid.UUID]
+                                ) -> dict[uuid.UUID, ScopedRecord]:
+        """The live records among ``ids``, locked for update (three columns only)."""
+        rows = await self.session.execute(
+            select(Record.id, Record.file_id, Record.scope)
+            .where(Record.id.in_(ids), Record.deleted_at.is_(None)).with_for_update())
+        return {row.id: ScopedRecord(row.id, row.file_id, row.scope) for row in rows}
+
+    async def lock_wraps(self, ids: Collection[uuid.UUID], versions: Collection[int]
+                         ) -> dict[tuple[uuid.UUID, int], StoredWrap]:
+        """The stored header and key version of those records' versions, locked for update
+        (never the metadata ciphertext)."""
+        rows = await self.session.execute(
+            select(RecordVersion.record_id, RecordVersion.version, RecordVersion.key_version,
+                   RecordVersion.header)
+            .where(RecordVersion.record_id.in_(ids), RecordVersion.version.in_(versions))
+            .with_for_update())
+        return {(row.record_id, row.version): StoredWrap(row.key_version, row.header)
+                for row in rows}
+
+    async def replace_wraps(self, wraps: Sequence[tuple[uuid.UUID, int, bytes, int]]) -> None:
+        """Set (header, key_version) of each (record_id, version): one executemany."""
+        if not wraps:
+            return
+        statement = (update(_VERSIONS)
+                     .where(_VERSIONS.c.record_id == bindparam("w_record"),
+                            _VERSIONS.c.version == bindparam("w_version"))
+                     .values(header=bindparam("w_header"),
+                             key_version=bindparam("w_key_version")))
+        await self.session.execute(statement, [
+            {"w_record": rid, "w_version": version, "w_header": header,
+             "w_key_version": key_version} for rid, version, header, key_version in wraps])
 
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))

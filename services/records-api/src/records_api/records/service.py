@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.access import AccessDecider, FileAccess
@@ -42,7 +41,12 @@ from records_api.records.errors import (
     VersionConflict,
 )
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
-from records_api.records.repository import HeaderPosition, Position, RecordsRepository
+from records_api.records.repository import (
+    HeaderPosition,
+    Position,
+    RecordsRepository,
+    ScopedRecord,
+)
 from records_api.records.schemas import (
     HeaderItem,
     HeaderPage,
@@ -341,24 +345,23 @@ class RecordsService:
                     action="record.delete", target=record_target(record.id))
 
     async def rekey(self, caller: Caller, body: RekeyIn) -> RekeyOut:
-        """Replace only the wrap (bytes 254..410) of many headers; all or nothing."""
+        """Replace only the wrap (bytes 254..410) of many headers; all or nothing.
+
+        Reads only the columns it checks (no metadata ciphertext, no ORM objects) and
+        writes every new wrap with one executemany: per item the cost is a dictionary
+        look-up, a header parse and a byte comparison."""
         pairs = [(item.record_id, item.version) for item in body.items]
         if len(set(pairs)) != len(pairs):
             raise InvalidHeader("A (record_id, version) appears twice in the batch.")
-        session = self.repo.session
         ids = {item.record_id for item in body.items}
-        records = {r.id: r for r in (await session.execute(
-            select(Record).where(Record.id.in_(ids), Record.deleted_at.is_(None))
-            .with_for_update())).scalars()}
-        versions = {(v.record_id, v.version): v for v in (await session.execute(
-            select(RecordVersion).where(RecordVersion.record_id.in_(ids),
-                                        RecordVersion.version.in_({p[1] for p in pairs}))
-            .with_for_update())).scalars()}
+        records = await self.repo.lock_live_records(ids)
+        wraps = await self.repo.lock_wraps(ids, {p[1] for p in pairs})
         await self._may_append_all(caller, (records.get(i) for i in ids))
         out: list[RekeyedItem] = []
+        changes: list[tuple[uuid.UUID, int, bytes, int]] = []
         rekeyed: dict[uuid.UUID, list[str]] = {}  # file -> audit targets, in item order
         for index, item in enumerate(body.items):
-            row = versions.get((item.record_id, item.version))
+            row = wraps.get((item.record_id, item.version))
             if row is None:
                 raise RecordNotFound()
             try:
@@ -368,24 +371,25 @@ class RecordsService:
             if item.header[:IMMUTABLE_SIZE] != row.header[:IMMUTABLE_SIZE]:
                 raise InvalidHeader("Only the wrap (bytes 254..410) may change.", item=index)
             changed = item.header != row.header
+            key_version = row.key_version
             if changed:
                 if facts.key_version <= row.key_version:
                     raise StaleKeyVersion("The new wrap must use a newer key version.",
                                           item=index, key_version=row.key_version)
-                row.header = item.header
-                row.key_version = facts.key_version
+                key_version = facts.key_version
+                changes.append((item.record_id, item.version, item.header, key_version))
                 rekeyed.setdefault(records[item.record_id].file_id, []).append(
                     record_target(item.record_id, item.version))
             out.append(RekeyedItem(record_id=item.record_id, version=item.version,
-                                   key_version=row.key_version, changed=changed))
+                                   key_version=key_version, changed=changed))
+        await self.repo.replace_wraps(changes)
         for file_id, targets in rekeyed.items():
-            await audit_many(session, actor=caller.account_id, file_id=file_id,
+            await audit_many(self.repo.session, actor=caller.account_id, file_id=file_id,
                              action="record.rekey", targets=targets)
-        await session.flush()
         return RekeyOut(items=out)
 
     @staticmethod
-    async def _may_append_all(caller: Caller, records: Iterable[Record | None]) -> None:
+    async def _may_append_all(caller: Caller, records: Iterable[ScopedRecord | None]) -> None:
         decisions: dict[uuid.UUID, FileAccess | None] = {}
         for record in records:
             if record is None:
