@@ -173,11 +173,12 @@ while `benchmarks/` drove the load; `pyinstrument` is installed for in-process r
   `POST /v1/records/rekey` with the re-wrap of the current batch (a worker thread).
   `POST /v1/records/rekey` reads only the columns it checks and writes the new headers
   and the audit events with one executemany each instead of ORM flushes. The benchmark
-  now calls `Sharing.rotate` itself. Measured on the rotation section alone: 0.19-0.25
-  ms per record on SQLite and PostgreSQL with the machine otherwise idle, up to 0.37 ms
-  with another benchmark running beside it; CPU per record about 0.16 ms in the client
-  (two Ed25519 verifications and one signature are 0.11 of it), 0.08-0.10 ms in the
-  records-api, 0.02 ms in the gateway. On these two vCPUs two busy processes get about
+  now calls `Sharing.rotate` itself. Measured on the rotation section alone: 0.18-0.22
+  ms per record on SQLite and PostgreSQL with the machine otherwise idle (the former
+  hand-made loop took 0.33-0.40 ms in the same conditions), up to 0.37 ms with another
+  benchmark running beside it; CPU per record about 0.16 ms in the client (two Ed25519
+  verifications and one signature are 0.11 of it), 0.08-0.11 ms in the records-api,
+  0.02 ms in the gateway. On these two vCPUs two busy processes get about
   1.3x the throughput of one, so total CPU rather than the overlap bounds the wall time,
   and a loaded machine stretches it.
 - *Authorisation answers were cached for 2 s* in records-api and kms, longer than the
