@@ -10,30 +10,23 @@ timed request goes through the gateway.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
+import psutil
 from sqlalchemy import insert, select
 
-from benchmarks.actors import Practitioner, b64, b64decode, spread
+from benchmarks.actors import Practitioner, spread
+from benchmarks.bench_records import PASSPHRASE, metadata
 from benchmarks.load import percentile
 from benchmarks.services import BenchStack
-from ecrin_e2ee import (
-    GrantTerms,
-    Member,
-    Permission,
-    RecordHeader,
-    Relationship,
-    Scope,
-    SearchKey,
-    rekey_record_header,
-    rotate_scope,
-)
+from ecrin_e2ee import RecordHeader, Scope, SearchKey, encrypt_record
 
 PAGE = 10
-BATCH = 500  # POST /v1/records/rekey takes at most 500 headers
 
 
 def _letters(n: int) -> str:
@@ -44,14 +37,14 @@ def _letters(n: int) -> str:
     return out
 
 
-async def _seed_records(bs: BenchStack, owner: Practitioner, file_id: uuid.UUID,
+async def _seed_records(bs: BenchStack, author: uuid.UUID, file_id: uuid.UUID,
                         headers: list[tuple[uuid.UUID, bytes, bytes]], chunk: int = 5000
                         ) -> None:
-    """Committed records of ``file_id``: (record id, header, metadata ciphertext) each."""
+    """Committed clinical records of ``file_id`` by ``author``: (record id, header,
+    metadata ciphertext) each."""
     from records_api.models import Record, RecordVersion
 
     times = spread(len(headers))
-    author = owner.user.account_id
     async with bs.database("records-api") as conn:
         for start in range(0, len(headers), chunk):
             part = list(zip(headers[start:start + chunk], times[start:start + chunk],
@@ -83,7 +76,7 @@ async def listing(bs: BenchStack, sizes: tuple[int, ...] = (10, 10_000, 100_000)
             file_id, _ = owner.user.create_file(f"Growth {size}")
         files[size] = file_id
         # the same real header shape for every row (the service never parses it on reads)
-        await _seed_records(bs, owner, file_id, [
+        await _seed_records(bs, owner.user.account_id, file_id, [
             (uuid.uuid4(), header, meta) for _ in range(size)])
     seed_s = time.perf_counter() - seeded
     first: dict[int, list[float]] = {s: [] for s in sizes}
@@ -181,67 +174,76 @@ async def search(bs: BenchStack, patients: int = 10_000, reps: int = 40) -> dict
 
 
 async def rotation(bs: BenchStack, records: int = 10_000) -> dict[str, Any]:
-    """A file of ``records`` records whose clinical key is rotated (the new version sealed
-    to the owner and stored in the kms); then every header is listed, re-wrapped on the
-    device with ``rekey_record_header`` and sent back by ``POST /v1/records/rekey`` in
-    batches of 500. Content and metadata ciphertexts never move."""
-    owner = Practitioner.sign_up(bs.gateway)
-    old = owner.keys[Scope.CLINICAL]
-    made = time.perf_counter()
-    rows = []
-    for _ in range(records):
-        record_id, record = owner.encrypt(256)
-        rows.append((record_id, record.header.to_bytes(), record.metadata_ciphertext))
-    await _seed_records(bs, owner, owner.file_id, rows)
-    seed_s = time.perf_counter() - made
-    me = Member(owner.user.identity.public_identity(),
-                GrantTerms(Relationship.OWNER, frozenset({Permission.READ, Permission.APPEND})))
-    async with httpx.AsyncClient(base_url=bs.gateway, headers=owner.headers,
-                                 timeout=120) as http:
+    """A file of ``records`` clinical records whose clinical key is rotated by the SDK,
+    exactly as ``ecrin sync`` does after a revocation: ``Sharing.rotate`` seals a new key
+    version to the members and stores it, then ``Sharing.rekey`` lists the headers on older
+    key versions (``GET /v1/records/headers``), verifies each one and re-wraps its content
+    key on the device, and posts the new wraps (``POST /v1/records/rekey``), the three
+    overlapping. Content and metadata ciphertexts never move.
+
+    The split is each stage's busy time per record (they overlap, so it adds up to more
+    than the total); ``cpu_ms_per_record`` is CPU time per process (this client process
+    and each service; the PostgreSQL server's own processes are not counted), which the
+    load of a shared machine blurs less than wall time."""
+    from ecrin_client import EcrinClient, Patients, Profile, Records
+    from ecrin_client.kine import PatientIdentity
+    from ecrin_client.sharing import RekeyStats, Sharing
+
+    home = bs.work / f"rotation-{uuid.uuid4().hex[:8]}"
+    email = f"rotation-{uuid.uuid4().hex[:8]}@example.fr"
+    async with EcrinClient(bs.gateway, Profile(home)) as client:
+        await client.signup(email, PASSPHRASE, "practitioner")
+        await client.login(email, PASSPHRASE)
+        identity = await client.unlock(PASSPHRASE)
+        sdk = Records(client, identity)
+        patient = await Patients(sdk).create(PatientIdentity(
+            name="Patient Rotation", birth_date=datetime(1980, 1, 1).date()))
+        file_id = uuid.UUID(patient.file_id)
+        old = await sdk.scope_key(file_id, Scope.CLINICAL)
+        made = time.perf_counter()
+        rows = []
+        note = metadata("Séance 4 — rééducation épaule droite", 256).to_json()
+        for _ in range(records):
+            record_id = uuid.uuid4()
+            record = encrypt_record(os.urandom(256), note, file_id=file_id,
+                                    record_id=record_id, record_version=1, scope_key=old,
+                                    author=identity)
+            rows.append((record_id, record.header.to_bytes(), record.metadata_ciphertext))
+        await _seed_records(bs, identity.account_id, file_id, rows)
+        seed_s = time.perf_counter() - made
+        stats = RekeyStats()
+        cpu = _cpu_times(bs)
         started = time.perf_counter()
-        rotated = rotate_scope(old, [me], granter=owner.user.identity)
-        stored = await http.post(f"/v1/keyrings/{owner.file_id}/entries",
-                                 json={"entries": [e.to_json() for e in rotated.entries]})
-        stored.raise_for_status()
-        keyring_s = time.perf_counter() - started
-        listed, cursor = [], None
-        while True:
-            params: dict[str, Any] = {"file_id": str(owner.file_id), "scope": "clinical",
-                                      "limit": 200}
-            if cursor:
-                params["cursor"] = cursor
-            page = (await http.get("/v1/records", params=params)).raise_for_status().json()
-            listed += [(item["record_id"], item["version"]["version"],
-                        item["version"]["header"]) for item in page["items"]]
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-        list_s = time.perf_counter() - started - keyring_s
-        wrap_s = post_s = 0.0
-        changed = 0
-        for start in range(0, len(listed), BATCH):
-            t0 = time.perf_counter()
-            items = [{"record_id": rid, "version": version,
-                      "header": b64(rekey_record_header(
-                          RecordHeader.from_bytes(b64decode(header)), old, rotated.scope_key,
-                          owner.user.identity).to_bytes())}
-                     for rid, version, header in listed[start:start + BATCH]]
-            t1 = time.perf_counter()
-            answer = await http.post("/v1/records/rekey", json={"items": items})
-            answer.raise_for_status()
-            changed += sum(1 for i in answer.json()["items"] if i["changed"])
-            wrap_s += t1 - t0
-            post_s += time.perf_counter() - t1
+        rotated = await Sharing(sdk).rotate(str(file_id), "clinical", stats=stats)
         total = time.perf_counter() - started
-    assert len(listed) == records and changed == records, (len(listed), changed)
-    chain_ok, events = await _file_chain(bs, owner.file_id)
+        cpu = {name: after - cpu[name] for name, after in _cpu_times(bs).items()}
+    assert (rotated.version, rotated.rekeyed, rotated.skipped) == (2, records, 0), rotated
+    assert stats.listed == records, stats
+    chain_ok, events = await _file_chain(bs, file_id)
     per = 1e3 / records
     return {"backend": bs.backend, "records": records, "seed_s": round(seed_s, 1),
             "total_s": round(total, 3), "per_record_ms": round(total * per, 4),
-            "keyring_s": round(keyring_s, 3), "list_ms_per_record": round(list_s * per, 4),
-            "rewrap_ms_per_record": round(wrap_s * per, 4),
-            "rekey_post_ms_per_record": round(post_s * per, 4),
+            "keyring_s": round(total - stats.wall_s, 3),
+            "list_ms_per_record": round(stats.list_s * per, 4),
+            "rewrap_ms_per_record": round(stats.rewrap_s * per, 4),
+            "rekey_post_ms_per_record": round(stats.post_s * per, 4),
+            "cpu_ms_per_record": {name: round(seconds * per, 4)
+                                  for name, seconds in cpu.items()},
             "audit_events": events, "audit_chain_verified": chain_ok}
+
+
+def _cpu_times(bs: BenchStack) -> dict[str, float]:
+    """User + system CPU seconds so far of this process and of each service's process
+    tree."""
+    out = {"client": sum(os.times()[:2])}
+    for service, process in bs.stack.processes.items():
+        try:
+            proc = psutil.Process(process.pid)
+            out[service] = sum(sum(p.cpu_times()[:2])
+                               for p in [proc, *proc.children(recursive=True)])
+        except psutil.Error:
+            out[service] = 0.0
+    return out
 
 
 async def _file_chain(bs: BenchStack, file_id: uuid.UUID) -> tuple[bool, int]:

@@ -55,6 +55,11 @@ ENV = {
     "ECRIN_GATEWAY_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
     "ECRIN_GATEWAY_REQUIRE_PRACTITIONER_2FA": "false",
     "ECRIN_KDF_PROFILE": "insecure-test",
+    # The records API serves up to 64 concurrent clients here: a pool sized for that
+    # keeps connections open instead of opening and closing them under every burst
+    # (docs/performance.md). The other services keep the defaults.
+    "ECRIN_RECORDS_DB_POOL_SIZE": "24",
+    "ECRIN_RECORDS_DB_MAX_OVERFLOW": "16",
 }
 os.environ["ECRIN_KDF_PROFILE"] = "insecure-test"
 

@@ -26,7 +26,7 @@ from ecrin_client.encoding import b64d, b64e
 from ecrin_client.kine import PatientIdentity, RecordMetadata, SessionNote
 from ecrin_client.sharing import Sharing
 
-from ecrin_e2ee import IdentityKeys, KeyringEntry, ScopeKey, seal_entry
+from ecrin_e2ee import IdentityKeys, KeyringEntry, Scope, ScopeKey, seal_entry
 from tests.adversarial.malicious import Exchange, MaliciousServer, Rewrite, chunks
 from tests.e2e.records_support import PASSPHRASE, Practitioner, new_practitioner
 
@@ -435,5 +435,68 @@ def test_content_of_another_record(world, tmp_path):
             await refused(records.read(world.a), server)
             await refused(records.download(world.a, target), server)
         nothing_written(target)
+
+    run(flow())
+
+
+# -- re-keying after a rotation ------------------------------------------------------------
+
+
+def _swap_first_two(items: list[dict[str, Any]]) -> None:
+    items[0]["header"], items[1]["header"] = items[1]["header"], items[0]["header"]
+
+
+def _flip_byte(offset: int) -> Callable[[list[dict[str, Any]]], None]:
+    def mutate(items: list[dict[str, Any]]) -> None:
+        header = bytearray(b64d(items[0]["header"]))
+        header[offset] ^= 1
+        items[0]["header"] = b64e(bytes(header))
+
+    return mutate
+
+
+REKEY_TAMPERING: dict[str, Callable[[list[dict[str, Any]]], None]] = {
+    "core": _flip_byte(100),            # the author-signed metadata digest
+    "author-signature": _flip_byte(200),
+    "wrapped-key": _flip_byte(310),     # the DEK wrap: its signature fails first
+    "wrap-signature": _flip_byte(400),
+    "swapped-headers": _swap_first_two,  # each header under the other record's id
+}
+
+
+@pytest.mark.parametrize("how", sorted(REKEY_TAMPERING))
+def test_a_tampered_header_is_never_re_keyed(world, how):
+    """The rotating device verifies every listed header before it re-signs a new wrap:
+    a header the server altered (core, either signature, the wrap) or moved to another
+    record is refused, and no wrap at all is posted. An honest re-keying then finishes."""
+    mutate = REKEY_TAMPERING[how]
+
+    async def rewrite(exchange: Exchange) -> None:
+        if exchange.method == "GET" and exchange.path == "/v1/records/headers":
+            page = exchange.json()
+            if len(page["items"]) >= 2:
+                mutate(page["items"])
+                exchange.set_json(page)
+
+    async def flow() -> None:
+        async with world.kine.client() as client:
+            records = Records(client, world.identity)
+            patient = await Patients(records).create(PatientIdentity(
+                name="Rotation Malveillance", birth_date=date(1982, 3, 3)))
+            for title in ("un", "deux", "trois"):
+                await records.create(patient.file_id, "shared",
+                                     meta(title, note(title)), note(title))
+        async with malicious(world, rewrite) as (records, server):
+            await refused(Sharing(records).rotate(patient.file_id, "shared"), server)
+            assert not server.requested("POST", "/v1/records/rekey")
+            new_key = await records.scope_key(uuid.UUID(patient.file_id), Scope.SHARED)
+        assert new_key.version == 2
+        async with world.kine.client() as client:
+            records = Records(client, world.identity)
+            assert await Sharing(records).rekey(uuid.UUID(patient.file_id), Scope.SHARED,
+                                                new_key) == (3, 0)
+            listed = await records.list(patient.file_id, "shared")
+            assert sorted(r.metadata.title for r in listed) == ["deux", "trois", "un"]
+            assert {r.key_version for r in listed} == {2}
 
     run(flow())

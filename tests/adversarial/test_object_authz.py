@@ -205,6 +205,11 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
                                   query=lambda w: {"file_id": str(w.file_a), "scope": "clinical"},
                                   control=lambda w: w.kine_a.get(
                                       "/v1/records", params={"file_id": str(w.file_a)})),
+    ("GET", "/v1/records/headers"): Probe(
+        fill=lambda w: {}, who=EVERYONE,
+        query=lambda w: {"file_id": str(w.file_a), "scope": "clinical"},
+        control=lambda w: w.kine_a.get("/v1/records/headers", params={
+            "file_id": str(w.file_a), "scope": "clinical"})),
     ("GET", "/v1/records/audit"): Probe(fill=lambda w: {}, who=OUTSIDERS,
                                         query=lambda w: {"file_id": str(w.file_a)},
                                         control=lambda w: w.kine_a.get(

@@ -409,6 +409,7 @@ def _owner_gets(world: World) -> dict[str, str]:
         "/v1/auth/sessions": "/v1/auth/sessions",
         "/v1/records": f"/v1/records?file_id={world.file_a}",
         "/v1/records/audit": f"/v1/records/audit?file_id={world.file_a}",
+        "/v1/records/headers": f"/v1/records/headers?file_id={world.file_a}&scope=clinical",
         "/v1/records/{record_id}": f"/v1/records/{record}",
         "/v1/records/{record_id}/versions": f"/v1/records/{record}/versions",
         "/v1/records/{record_id}/versions/{version}": f"/v1/records/{record}/versions/1",

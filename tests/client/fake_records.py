@@ -48,6 +48,8 @@ class FakeRecords(FakeEcrin):
         self.idempotency: dict[str, str] = {}
         self.tick = 0
         self.expire_before_upload = False  # knob: tokens expire just before a content PUT
+        self.refuse_rekey_batch: int | None = None  # knob: that POST /rekey (0-based) is 409
+        self.rekey_batches: list[int] = []  # items per POST /v1/records/rekey
         self.pending_rotation_checks = 0
 
     def now(self) -> str:
@@ -146,7 +148,7 @@ class FakeRecords(FakeEcrin):
     @staticmethod
     def version_json(record: FakeRecord, version: int) -> dict[str, Any]:
         v = record.versions[version]
-        return {"record_id": record.id, "version": version, "key_version": 1,
+        return {"record_id": record.id, "version": version, "key_version": key_version(v.header),
                 "content_length": v.content_length, "author_id": v.author,
                 "created_at": v.created_at, "committed": v.content is not None,
                 "header": v.header, "metadata_ciphertext": v.metadata_ciphertext}
@@ -160,6 +162,8 @@ class FakeRecords(FakeEcrin):
 
     def records_post(self, request, account, rest):
         body = self.body(request)
+        if rest == ["rekey"]:
+            return self.rekey(body, account)
         if not rest:
             key = request.headers.get("idempotency-key")
             if not key:
@@ -218,6 +222,8 @@ class FakeRecords(FakeEcrin):
         return httpx.Response(204)
 
     def records_get(self, request, account, rest):
+        if rest == ["headers"]:
+            return self.headers(request, account)
         if not rest:
             file_id = request.url.params["file_id"]
             if not self.owned(file_id, account):
@@ -253,6 +259,45 @@ class FakeRecords(FakeEcrin):
         record.deleted = True
         return httpx.Response(204)
 
+    def headers(self, request, account):
+        """``GET /v1/records/headers``: committed versions below a key version, in pages.
+        The cursor is the position of the last version served in the file's order, which
+        re-keying (leaving the filter) does not move."""
+        params = request.url.params
+        if not self.owned(params["file_id"], account):
+            return problem(404, "not-found")
+        below = int(params.get("below_key_version", 1 << 32))
+        after, limit = int(params.get("cursor", -1)), int(params.get("limit", 500))
+        every = [(r, n, v) for r in self.records.values() if r.file_id == params["file_id"]
+                 and r.scope == params["scope"] and not r.deleted
+                 for n, v in sorted(r.versions.items()) if v.content is not None]
+        chosen = [(i, r, n, v) for i, (r, n, v) in enumerate(every)
+                  if i > after and key_version(v.header) < below][:limit + 1]
+        page = chosen[:limit]
+        cursor = str(page[-1][0]) if len(chosen) > limit else None
+        return httpx.Response(200, json={"items": [
+            {"record_id": r.id, "version": n, "key_version": key_version(v.header),
+             "header": v.header} for _, r, n, v in page], "next_cursor": cursor})
+
+    def rekey(self, body, account):
+        """``POST /v1/records/rekey``: all or nothing, only the wrap may change."""
+        self.rekey_batches.append(len(body["items"]))
+        if self.refuse_rekey_batch == len(self.rekey_batches) - 1:
+            return problem(409, "stale-key-version")
+        for item in body["items"]:
+            record = self.records.get(item["record_id"])
+            if record is None or not self.owned(record.file_id, account):
+                return problem(404, "not-found")
+            stored = b64d(record.versions[item["version"]].header)
+            if b64d(item["header"])[:254] != stored[:254]:
+                return problem(422, "invalid-header")
+        for item in body["items"]:
+            self.records[item["record_id"]].versions[item["version"]].header = item["header"]
+        return httpx.Response(200, json={"items": [
+            {"record_id": i["record_id"], "version": i["version"],
+             "key_version": key_version(i["header"]), "changed": True}
+            for i in body["items"]]})
+
     # -- tampering helpers -----------------------------------------------------------------
 
     def header_bytes(self, record_id: str, version: int = 1) -> bytes:
@@ -260,6 +305,10 @@ class FakeRecords(FakeEcrin):
 
     def account_ids(self) -> list[str]:
         return [a.id for a in self.accounts.values()]
+
+
+def key_version(header: str) -> int:
+    return int.from_bytes(b64d(header)[254:258], "big")
 
 
 def new_id() -> str:

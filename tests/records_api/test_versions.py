@@ -8,7 +8,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from ecrin_e2ee import RecordDecryptor, ScopeKey, rekey_record_header
+from ecrin_platform.audit import verify_chain
 from records_api.models import ContentChunk, ContentUpload, Record, RecordVersion
+from records_api.records.audit import AUDIT, file_chain
 from records_api.records.purge import purge
 from records_api.records.service import now
 from tests.records_api.conftest import Practice, b64, unb64
@@ -215,6 +217,36 @@ class TestRekey:
         got = await practice.client.get(f"/v1/records/{ok.header.record_id}",
                                         headers=practice.headers())
         assert got.json()["version"]["key_version"] == 1
+
+    async def test_a_batch_is_written_and_audited_item_by_item_in_order(
+            self, practice: Practice):
+        records = [await practice.add(b"r%d" % i) for i in range(12)]
+        new_key = ScopeKey.generate(practice.file_id, records[0].header.scope, 2)
+        rekeyed = [rekey_record_header(r.header, practice.keys["clinical"], new_key,
+                                       practice.owner.keys) for r in records]
+        first = {"items": [{"record_id": str(h.record_id), "version": 1,
+                            "header": b64(h.to_bytes())} for h in rekeyed[:4]]}
+        assert (await practice.client.post("/v1/records/rekey", json=first,
+                                           headers=practice.headers())).status_code == 200
+        # The first four again (a retry, unchanged) mixed with the rest, in another order.
+        order = [*range(11, 3, -1), *range(4)]
+        body = {"items": [{"record_id": str(rekeyed[i].record_id), "version": 1,
+                           "header": b64(rekeyed[i].to_bytes())} for i in order]}
+        response = await practice.client.post("/v1/records/rekey", json=body,
+                                              headers=practice.headers())
+        assert response.status_code == 200, response.text
+        assert response.json()["items"] == [
+            {"record_id": str(rekeyed[i].record_id), "version": 1, "key_version": 2,
+             "changed": i >= 4} for i in order]
+        async with practice.app.state.sessionmaker() as session:
+            stored = {row.record_id: (row.header, row.key_version) for row in (
+                await session.execute(select(RecordVersion).where(
+                    RecordVersion.record_id.in_([h.record_id for h in rekeyed])))).scalars()}
+            events = await AUDIT.chain(session, file_chain(practice.file_id))
+        assert stored == {h.record_id: (h.to_bytes(), 2) for h in rekeyed}
+        assert [e["target"] for e in events if e["action"] == "record.rekey"] == [
+            f"record:{rekeyed[i].record_id}/v1" for i in [*range(4), *order[:8]]]
+        assert verify_chain(events)
 
     async def test_over_500_items_is_422(self, practice: Practice):
         item = {"record_id": str(uuid.uuid4()), "version": 1, "header": b64(bytes(410))}

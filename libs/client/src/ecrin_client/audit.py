@@ -173,6 +173,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "scope.rotate": ("update", "U"),
     "record.read": ("read", "R"), "record.content.read": ("read", "R"),
     "record.history": ("history-instance", "R"), "record.list": ("search-type", "E"),
+    "record.headers.list": ("search-type", "E"),
     "record.create": ("create", "C"), "record.content.write": ("update", "U"),
     "record.version.create": ("update", "U"), "record.rekey": ("update", "U"),
     "record.delete": ("delete", "D"),

@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from ecrin_client import kdf_policy
-from ecrin_client.encoding import b64e
+from ecrin_client.encoding import b64d, b64e
 from ecrin_client.errors import (
     Conflict,
+    EcrinError,
     IntegrityError,
     InvalidInput,
     NotFound,
@@ -43,6 +46,7 @@ from ecrin_e2ee import (
     DecryptionError,
     FormatError,
     GrantTerms,
+    IdentityKeys,
     InvalidCode,
     InvitationCode,
     InvitationPayload,
@@ -50,6 +54,7 @@ from ecrin_e2ee import (
     Member,
     Permission,
     PublicIdentity,
+    RecordHeader,
     Relationship,
     Scope,
     ScopeKey,
@@ -70,6 +75,7 @@ __all__ = [
     "InvitationView",
     "Invited",
     "NotVerified",
+    "RekeyStats",
     "Rotated",
     "Sharing",
     "SharingOverview",
@@ -82,8 +88,9 @@ SCOPES = ("clinical", "shared", "administrative")
 READ = frozenset({Permission.READ})
 APPEND = frozenset({Permission.READ, Permission.APPEND})
 #: Items per POST /v1/records/rekey (the server takes up to 500, all or nothing).
-REKEY_BATCH = 200
-PAGE = 200
+REKEY_BATCH = 500
+#: Headers per GET /v1/records/headers page (the server serves up to 2000).
+HEADERS_PAGE = 2000
 
 
 class NotVerified(InvalidInput):
@@ -190,6 +197,25 @@ class Accepted(_Out):
     inviter_id: str
     inviter_fingerprint: str
     safety_number: str
+
+
+@dataclass
+class RekeyStats:
+    """What a re-keying did and where its time went (seconds). The three times overlap
+    (pages are fetched and batches posted while others are re-wrapped), so their sum is
+    more than the wall time."""
+
+    listed: int = 0
+    rekeyed: int = 0
+    skipped: int = 0
+    #: Waiting for pages of headers (``GET /v1/records/headers``).
+    list_s: float = 0.0
+    #: On the device: parsing, verifying and re-wrapping headers.
+    rewrap_s: float = 0.0
+    #: Waiting for ``POST /v1/records/rekey`` answers.
+    post_s: float = 0.0
+    #: From the first request to the last answer.
+    wall_s: float = 0.0
 
 
 class Rotated(_Out):
@@ -496,8 +522,10 @@ class Sharing:
             raise PermissionDenied("this account is not a member of the scope it would rotate")
         return members
 
-    async def rotate(self, file_id: str, scope: str, *, reason: str = "") -> Rotated:
-        """A new version of one scope for the remaining members, then re-key its records."""
+    async def rotate(self, file_id: str, scope: str, *, reason: str = "",
+                     stats: RekeyStats | None = None) -> Rotated:
+        """A new version of one scope for the remaining members, then re-key its records
+        (``stats``, when given, is filled in by the re-keying)."""
         fid = uuid.UUID(account_uuid(file_id, "patient file id"))
         current = await self.records.scope_key(fid, Scope(scope))
         members = await self._members(fid, scope)
@@ -505,71 +533,144 @@ class Sharing:
         await self._t.request("POST", f"/v1/keyrings/{fid}/entries", ok=(200, 201),
                               json={"entries": [e.to_json() for e in rotation.entries]})
         self.records.adopt_keys({Scope(scope): rotation.scope_key})
-        rekeyed, skipped = await self.rekey(fid, Scope(scope), rotation.scope_key)
+        rekeyed, skipped = await self.rekey(fid, Scope(scope), rotation.scope_key, stats=stats)
         return Rotated(file_id=str(fid), scope=scope, reason=reason,
                        version=rotation.scope_key.version, members=len(members),
                        rekeyed=rekeyed, skipped=skipped)
 
-    async def rekey(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey) -> tuple[int, int]:
+    async def rekey(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey, *,
+                    stats: RekeyStats | None = None) -> tuple[int, int]:
         """Re-wrap the content key of every committed version of the scope's records that
-        is on an older key version. Headers are verified before they are re-signed; the
-        server checks the author-signed core is unchanged. -> (re-keyed, skipped)"""
-        batch: list[dict[str, Any]] = []
+        is on an older key version. -> (re-keyed, skipped)
+
+        Each header is checked before it is re-signed: it names the record, version, file
+        and scope it was listed as, its author and wrap signatures verify against the
+        directory identities (pinned where pinned), and its content key unwraps and matches
+        the author's commitment. Metadata and content are neither fetched nor decrypted.
+        The server checks that the author-signed core is unchanged.
+
+        Three things overlap: the next page of headers is fetched while this one is
+        re-wrapped (in a worker thread), and each batch is posted while the next is
+        re-wrapped. One batch is in flight at a time; each is all or nothing on the server
+        and a retry of a batch already applied changes nothing. A failure stops the
+        re-keying after the batch in flight has been answered."""
+        stats = stats if stats is not None else RekeyStats()
+        began = time.perf_counter()
+        params: dict[str, Any] = {"file_id": str(fid), "scope": scope.value,
+                                  "below_key_version": new_key.version, "limit": HEADERS_PAGE}
         rekeyed = skipped = 0
+        fetching: asyncio.Task[tuple[list[Any], str | None]] | None = asyncio.create_task(
+            self._header_page(params, stats))
+        posting: asyncio.Task[None] | None = None
+        try:
+            while fetching is not None:
+                items, cursor = await fetching
+                fetching = None
+                if cursor:
+                    fetching = asyncio.create_task(
+                        self._header_page({**params, "cursor": cursor}, stats))
+                started = time.perf_counter()
+                jobs, missing = await self._rekey_jobs(fid, scope, new_key, items)
+                stats.rewrap_s += time.perf_counter() - started
+                skipped += missing
+                for first in range(0, len(jobs), REKEY_BATCH):
+                    started = time.perf_counter()
+                    batch = await asyncio.to_thread(_rewrap, jobs[first:first + REKEY_BATCH],
+                                                    new_key, self.identity)
+                    stats.rewrap_s += time.perf_counter() - started
+                    if posting is not None:
+                        await posting
+                    posting = asyncio.create_task(self._post_rekey(batch, stats))
+                    rekeyed += len(batch)
+            if posting is not None:
+                await posting
+        except BaseException as error:
+            # Stop fetching. The batch in flight was verified: let it land (or fail) rather
+            # than leave its outcome unknown, unless this task itself is being cancelled.
+            # Collect every outcome so that no task is left behind.
+            if fetching is not None:
+                fetching.cancel()
+            if posting is not None and not isinstance(error, Exception):
+                posting.cancel()
+            await asyncio.gather(*(t for t in (fetching, posting) if t is not None),
+                                 return_exceptions=True)
+            raise
+        stats.rekeyed, stats.skipped = rekeyed, skipped
+        stats.wall_s = time.perf_counter() - began
+        return rekeyed, skipped
 
-        async def flush() -> None:
-            nonlocal rekeyed, batch
-            if batch:
-                await self._t.request("POST", "/v1/records/rekey", json={"items": batch})
-                rekeyed += len(batch)
-                batch = []
+    async def _header_page(self, params: dict[str, Any], stats: RekeyStats
+                           ) -> tuple[list[Any], str | None]:
+        """One page of ``GET /v1/records/headers``: (items, next cursor)."""
+        started = time.perf_counter()
+        page = (await self._t.request("GET", "/v1/records/headers", params=params)).json()
+        stats.list_s += time.perf_counter() - started
+        items = page.get("items") if isinstance(page, dict) else None
+        cursor = page.get("next_cursor") if isinstance(page, dict) else None
+        if not isinstance(items, list) or not isinstance(cursor, str | None):
+            raise IntegrityError("the server sent a malformed list of record headers")
+        stats.listed += len(items)
+        return items, cursor
 
-        async for record, raw in self._versions(fid, scope):
-            if int(raw.get("key_version", 0)) >= new_key.version:
+    async def _rekey_jobs(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey,
+                          items: list[Any]) -> tuple[list[_RekeyJob], int]:
+        """Parse the listed headers and fetch what re-keying them needs (the old key
+        versions, the author and wrapper identities; cached after the first).
+        -> (jobs, how many this device cannot re-key: no key of their version)"""
+        jobs: list[_RekeyJob] = []
+        skipped = 0
+        for raw in items:
+            try:
+                record_id = uuid.UUID(str(raw["record_id"]))
+                version = int(raw["version"])
+                header = RecordHeader.from_bytes(b64d(str(raw["header"]), what="header"))
+            except (KeyError, TypeError, ValueError, DecryptionError, EcrinError):
+                raise IntegrityError("the server sent a malformed record header") from None
+            if (header.record_id, header.record_version, header.file_id,
+                    header.scope) != (record_id, version, fid, scope):
+                raise IntegrityError("a listed record header does not match the record, "
+                                     "version, file and scope it was listed as")
+            if header.key_version >= new_key.version:
                 continue
             try:
-                opened = await self.records._open(raw, record=record,
-                                                  expect_record=uuid.UUID(record["record_id"]))
-                old_key = await self.records.scope_key(fid, scope, opened.header.key_version)
+                old_key = await self.records.scope_key(fid, scope, header.key_version)
+                author = await self.records.identity_of(header.author_id)
+                wrapper = await self.records.identity_of(header.wrapper_id)
             except NotFound:
                 skipped += 1
                 continue
-            try:
-                header = rekey_record_header(opened.header, old_key, new_key, self.identity)
-            except DecryptionError:
-                raise IntegrityError("a record header does not open with its scope key: "
-                                     "refusing to re-key it") from None
-            batch.append({"record_id": record["record_id"], "version": opened.info.version,
-                          "header": b64e(header.to_bytes())})
-            if len(batch) >= REKEY_BATCH:
-                await flush()
-        await flush()
-        return rekeyed, skipped
+            jobs.append(_RekeyJob(header, old_key, author, wrapper))
+        return jobs, skipped
 
-    async def _versions(self, fid: uuid.UUID, scope: Scope
-                        ) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
-        """(record, version) for every committed version of the scope's live records."""
-        params: dict[str, Any] = {"file_id": str(fid), "scope": scope.value, "limit": PAGE}
-        records: list[dict[str, Any]] = []
-        while True:
-            page = (await self._t.request("GET", "/v1/records", params=params)).json()
-            records.extend(page.get("items") or [])
-            if not page.get("next_cursor"):
-                break
-            params["cursor"] = page["next_cursor"]
-        for record in records:
-            if str(record.get("file_id")) != str(fid) or record.get("scope") != scope.value:
-                raise IntegrityError("the record list does not match the file and scope asked")
-            vparams: dict[str, Any] = {"limit": PAGE}
-            while True:
-                page = (await self._t.request(
-                    "GET", f"/v1/records/{record['record_id']}/versions", params=vparams)).json()
-                for raw in page.get("items") or []:
-                    if raw.get("committed", True):
-                        yield record, raw
-                if not page.get("next_before"):
-                    break
-                vparams["before"] = page["next_before"]
+    async def _post_rekey(self, batch: list[dict[str, Any]], stats: RekeyStats) -> None:
+        started = time.perf_counter()
+        await self._t.request("POST", "/v1/records/rekey", json={"items": batch})
+        stats.post_s += time.perf_counter() - started
+
+
+@dataclass(frozen=True, slots=True)
+class _RekeyJob:
+    header: RecordHeader
+    old_key: ScopeKey
+    author: PublicIdentity
+    wrapper: PublicIdentity
+
+
+def _rewrap(jobs: list[_RekeyJob], new_key: ScopeKey, signer: IdentityKeys
+            ) -> list[dict[str, Any]]:
+    """Worker thread: verify each header, then re-wrap its content key under ``new_key``
+    and sign the new wrap. -> ``POST /v1/records/rekey`` items."""
+    out = []
+    for job in jobs:
+        try:
+            job.header.verify(job.author, job.wrapper)
+            header = rekey_record_header(job.header, job.old_key, new_key, signer)
+        except DecryptionError:
+            raise IntegrityError("a record header does not verify or does not open with its "
+                                 "scope key: refusing to re-key it") from None
+        out.append({"record_id": str(header.record_id), "version": header.record_version,
+                    "header": b64e(header.to_bytes())})
+    return out
 
 
 async def rotate_before_write(records: Records, file_id: str | uuid.UUID) -> list[Rotated]:

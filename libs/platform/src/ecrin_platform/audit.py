@@ -126,6 +126,9 @@ class AuditLog:
             event["hash"] = prev = event_hash(event)
             out.append(event)
             rows.append({**event, "time": datetime.fromisoformat(event["time"])})
+        # Pending ORM changes first (they may be what these events record), then one
+        # INSERT for every event.
+        await session.flush()
         await session.execute(insert(table), rows)
         return out
 

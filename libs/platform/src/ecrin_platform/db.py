@@ -39,8 +39,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
                                      **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 4)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", False)
     # Connections live for hours; recycle them before a firewall or PgBouncer would.
     kwargs.setdefault("pool_recycle", 1800)

@@ -130,7 +130,10 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 #: Driver errors (asyncpg's class names) that mean the server went away or is restarting.
 _DISCONNECTS = frozenset({"PostgresConnectionError", "OperatorInterventionError",
-                          "ConnectionDoesNotExistError", "ConnectionRejectionError"})
+                          "ConnectionDoesNotExistError", "ConnectionRejectionError",
+                          # the server is out of connection slots (53300) or starting up:
+                          # unavailable for now, not an internal error
+                          "TooManyConnectionsError", "CannotConnectNowError"})
 
 
 def is_disconnect(exc: BaseException) -> bool:

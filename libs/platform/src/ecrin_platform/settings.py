@@ -26,10 +26,11 @@ class ServiceSettings(BaseSettings):
     max_upload_bytes: int = Field(default=(200 << 20) + 17 * ((200 << 20) // 65536),
                                   ge=1024)
     #: PostgreSQL connection pool: connections kept open, and extra ones opened under a
-    #: burst (closed again when returned). Four services at the defaults stay within
-    #: PostgreSQL's default ``max_connections`` of 100. Ignored for SQLite.
-    db_pool_size: int = Field(default=20, ge=1)
-    db_max_overflow: int = Field(default=4, ge=0)
+    #: burst (closed again when returned). Size it to the concurrent requests one replica
+    #: serves (a pool smaller than that opens and closes connections all the time); four
+    #: services at the defaults open at most 80 connections. Ignored for SQLite.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     #: Test each pooled connection with a round trip before use. Off by default: a
     #: connection lost under a request is already a 503 with Retry-After, and the pool then
     #: drops every stale connection at once; the ping cost a round trip per transaction.

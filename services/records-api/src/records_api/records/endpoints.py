@@ -32,6 +32,8 @@ from records_api.records.errors import (
 )
 from records_api.records.repository import RecordsRepository
 from records_api.records.schemas import (
+    HEADERS_PAGE_MAX,
+    HeaderPage,
     RecordIn,
     RecordOut,
     RecordPage,
@@ -79,6 +81,21 @@ async def list_records(caller: CallerDep, service: ReadService, audit_read: Audi
                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> RecordPage:
     page = await service.page(caller, file_id, scope, cursor, limit)
     await audit_read(file_id, "record.list", f"file:{file_id}")
+    return page
+
+
+@router.get("/headers", response_model=HeaderPage, responses={
+    **_PROBLEMS, 403: {"description": "Read-only access to the scope (re-keying is a write)"}},
+            summary="Headers of a scope's committed record versions, for re-keying after a "
+                    "key rotation (cursor pagination)")
+async def list_headers(caller: CallerDep, service: ReadService, audit_read: AuditRead,
+                       file_id: uuid.UUID, scope: Scope,
+                       below_key_version: Annotated[int | None, Query(ge=1, le=0xFFFFFFFF)] = None,
+                       cursor: Annotated[str | None, Query(max_length=200)] = None,
+                       limit: Annotated[int, Query(ge=1, le=HEADERS_PAGE_MAX)] = 500
+                       ) -> HeaderPage:
+    page = await service.header_page(caller, file_id, scope, below_key_version, cursor, limit)
+    await audit_read(file_id, "record.headers.list", f"file:{file_id}/{scope}")
     return page
 
 

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, delete, exists, insert, literal_column, select, tuple_
+from sqlalchemy import (
+    Row,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records_api.models import Base, IdempotencyKey, Record, RecordVersion
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
+#: Headers page position: (created_at, record id, version) of the last version served.
+HeaderPosition = tuple[datetime, uuid.UUID, int]
+_VERSIONS = cast(Table, RecordVersion.__table__)
+
+
+class ScopedRecord(NamedTuple):
+    id: uuid.UUID
+    file_id: uuid.UUID
+    scope: str
+
+
+class StoredWrap(NamedTuple):
+    key_version: int
+    header: bytes
 
 
 class RecordsRepository:
@@ -66,6 +92,72 @@ class RecordsRepository:
                 bindparam("after_created", after[0], type_=Record.created_at.type),
                 bindparam("after_id", after[1], type_=Record.id.type)))
         return [(r, v) for r, v in (await self.session.execute(query)).all()]
+
+    async def header_page(self, file_id: uuid.UUID, scope: str, below_key_version: int | None,
+                          after: HeaderPosition | None, limit: int
+                          ) -> Sequence[Row[datetime, uuid.UUID, int, int, bytes]]:
+        """Up to ``limit`` committed versions of one (file, scope)'s live records, as rows
+        (created_at, record_id, version, key_version, header), in (created_at, record id,
+        version) order, strictly after ``after``: one range of ``ix_records_listing``
+        joined to each record's versions by primary key. Only the columns a rotation needs
+        (no metadata ciphertext, no ORM objects)."""
+        position = tuple_(Record.created_at, Record.id)
+        query = (
+            select(Record.created_at, RecordVersion.record_id, RecordVersion.version,
+                   RecordVersion.key_version, RecordVersion.header)
+            .join(RecordVersion, RecordVersion.record_id == Record.id)
+            .where(Record.file_id == file_id, Record.scope == scope,
+                   # Literals, not parameters, so the partial index's predicate is implied.
+                   Record.state == literal_column("'committed'"), Record.deleted_at.is_(None),
+                   RecordVersion.committed.is_(True))
+            .order_by(Record.created_at, Record.id, RecordVersion.version)
+            .limit(limit)
+        )
+        if below_key_version is not None:
+            query = query.where(RecordVersion.key_version < below_key_version)
+        if after is not None:
+            created = bindparam("after_created", after[0], type_=Record.created_at.type)
+            record_id = bindparam("after_id", after[1], type_=Record.id.type)
+            # The first bound is the index range; the second skips the versions of the
+            # last record already served.
+            query = query.where(position >= tuple_(created, record_id),
+                                tuple_(Record.created_at, Record.id, RecordVersion.version)
+                                > tuple_(created, record_id,
+                                         bindparam("after_version", after[2])))
+        return (await self.session.execute(query)).all()
+
+    async def lock_live_records(self, ids: Collection[uuid.UUID]
+                                ) -> dict[uuid.UUID, ScopedRecord]:
+        """The live records among ``ids``, locked for update (three columns only)."""
+        rows = await self.session.execute(
+            select(Record.id, Record.file_id, Record.scope)
+            .where(Record.id.in_(ids), Record.deleted_at.is_(None)).with_for_update())
+        return {row.id: ScopedRecord(row.id, row.file_id, row.scope) for row in rows}
+
+    async def lock_wraps(self, ids: Collection[uuid.UUID], versions: Collection[int]
+                         ) -> dict[tuple[uuid.UUID, int], StoredWrap]:
+        """The stored header and key version of those records' versions, locked for update
+        (never the metadata ciphertext)."""
+        rows = await self.session.execute(
+            select(RecordVersion.record_id, RecordVersion.version, RecordVersion.key_version,
+                   RecordVersion.header)
+            .where(RecordVersion.record_id.in_(ids), RecordVersion.version.in_(versions))
+            .with_for_update())
+        return {(row.record_id, row.version): StoredWrap(row.key_version, row.header)
+                for row in rows}
+
+    async def replace_wraps(self, wraps: Sequence[tuple[uuid.UUID, int, bytes, int]]) -> None:
+        """Set (header, key_version) of each (record_id, version): one executemany."""
+        if not wraps:
+            return
+        statement = (update(_VERSIONS)
+                     .where(_VERSIONS.c.record_id == bindparam("w_record"),
+                            _VERSIONS.c.version == bindparam("w_version"))
+                     .values(header=bindparam("w_header"),
+                             key_version=bindparam("w_key_version")))
+        await self.session.execute(statement, [
+            {"w_record": rid, "w_version": version, "w_header": header,
+             "w_key_version": key_version} for rid, version, header, key_version in wraps])
 
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))

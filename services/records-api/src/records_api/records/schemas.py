@@ -21,6 +21,8 @@ REKEY_BATCH = 500
 #: one request and one transaction instead of a create and an upload. Base64 makes it a
 #: third larger, well under the 1 MiB body limit of ordinary routes.
 INLINE_CONTENT_MAX = 256 << 10
+#: Headers per page of ``GET /v1/records/headers`` (about 0.6 KiB of JSON each).
+HEADERS_PAGE_MAX = 2000
 
 
 def b64e(data: bytes) -> str:
@@ -107,6 +109,20 @@ class RecordPage(BaseModel):
 class VersionPage(BaseModel):
     items: list[VersionOut]
     next_before: int | None = Field(description="Pass as ?before= for older versions")
+
+
+class HeaderItem(BaseModel):
+    """One committed version's header, and what a rotating device needs to re-key it."""
+
+    record_id: uuid.UUID
+    version: int
+    key_version: int
+    header: B64Bytes
+
+
+class HeaderPage(BaseModel):
+    items: list[HeaderItem]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
 
 
 class RekeyItem(BaseModel):

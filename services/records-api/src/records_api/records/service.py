@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.access import AccessDecider, FileAccess
@@ -42,9 +41,16 @@ from records_api.records.errors import (
     VersionConflict,
 )
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
-from records_api.records.repository import Position, RecordsRepository
+from records_api.records.repository import (
+    HeaderPosition,
+    Position,
+    RecordsRepository,
+    ScopedRecord,
+)
 from records_api.records.schemas import (
     INLINE_CONTENT_MAX,
+    HeaderItem,
+    HeaderPage,
     RecordIn,
     RecordOut,
     RecordPage,
@@ -169,6 +175,24 @@ def decode_cursor(cursor: str) -> Position:
         raise InvalidCursor("The cursor is not one this service issued.") from None
 
 
+def encode_header_cursor(position: HeaderPosition) -> str:
+    created, record_id, version = position
+    raw = f"h|{created.isoformat()}|{record_id.hex}|{version}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_header_cursor(cursor: str) -> HeaderPosition:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, created, record_id, version = raw.split("|")
+        number = int(version)
+        if kind != "h" or not 1 <= number <= 0xFFFFFFFF:
+            raise ValueError(kind)
+        return utc(datetime.fromisoformat(created)), uuid.UUID(hex=record_id), number
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("The cursor is not one this service issued.") from None
+
+
 def request_digest(body: RecordIn) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -231,6 +255,29 @@ class RecordsService:
         items = rows[:limit]
         next_cursor = encode_cursor(items[-1][0]) if len(rows) > limit and items else None
         return RecordPage(items=[record_out(r, v) for r, v in items], next_cursor=next_cursor)
+
+    async def header_page(self, caller: Caller, file_id: uuid.UUID, scope: str,
+                          below_key_version: int | None, cursor: str | None,
+                          limit: int) -> HeaderPage:
+        """Headers of every committed version of a scope's live records, for re-keying
+        after a rotation. Rotation is a write: the caller must be allowed to append to the
+        scope (no access to the file or scope: 404 like a listing; read-only: 403)."""
+        access = await caller.access(file_id)
+        if access is None or not access.can_read(scope):
+            raise FileNotFound()
+        if not access.can_append(scope):
+            raise ReadOnlyScope(f"Your access to the {scope} scope is read-only.")
+        after = decode_header_cursor(cursor) if cursor else None
+        rows = await self.repo.header_page(file_id, scope, below_key_version, after, limit + 1)
+        items = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit and items:
+            last = items[-1]
+            next_cursor = encode_header_cursor((utc(last.created_at), last.record_id,
+                                                last.version))
+        return HeaderPage(items=[HeaderItem(record_id=r.record_id, version=r.version,
+                                            key_version=r.key_version, header=r.header)
+                                 for r in items], next_cursor=next_cursor)
 
     # --- writes --------------------------------------------------------------------
 
@@ -340,24 +387,23 @@ class RecordsService:
                     action="record.delete", target=record_target(record.id))
 
     async def rekey(self, caller: Caller, body: RekeyIn) -> RekeyOut:
-        """Replace only the wrap (bytes 254..410) of many headers; all or nothing."""
+        """Replace only the wrap (bytes 254..410) of many headers; all or nothing.
+
+        Reads only the columns it checks (no metadata ciphertext, no ORM objects) and
+        writes every new wrap with one executemany: per item the cost is a dictionary
+        look-up, a header parse and a byte comparison."""
         pairs = [(item.record_id, item.version) for item in body.items]
         if len(set(pairs)) != len(pairs):
             raise InvalidHeader("A (record_id, version) appears twice in the batch.")
-        session = self.repo.session
         ids = {item.record_id for item in body.items}
-        records = {r.id: r for r in (await session.execute(
-            select(Record).where(Record.id.in_(ids), Record.deleted_at.is_(None))
-            .with_for_update())).scalars()}
-        versions = {(v.record_id, v.version): v for v in (await session.execute(
-            select(RecordVersion).where(RecordVersion.record_id.in_(ids),
-                                        RecordVersion.version.in_({p[1] for p in pairs}))
-            .with_for_update())).scalars()}
+        records = await self.repo.lock_live_records(ids)
+        wraps = await self.repo.lock_wraps(ids, {p[1] for p in pairs})
         await self._may_append_all(caller, (records.get(i) for i in ids))
         out: list[RekeyedItem] = []
+        changes: list[tuple[uuid.UUID, int, bytes, int]] = []
         rekeyed: dict[uuid.UUID, list[str]] = {}  # file -> audit targets, in item order
         for index, item in enumerate(body.items):
-            row = versions.get((item.record_id, item.version))
+            row = wraps.get((item.record_id, item.version))
             if row is None:
                 raise RecordNotFound()
             try:
@@ -367,24 +413,25 @@ class RecordsService:
             if item.header[:IMMUTABLE_SIZE] != row.header[:IMMUTABLE_SIZE]:
                 raise InvalidHeader("Only the wrap (bytes 254..410) may change.", item=index)
             changed = item.header != row.header
+            key_version = row.key_version
             if changed:
                 if facts.key_version <= row.key_version:
                     raise StaleKeyVersion("The new wrap must use a newer key version.",
                                           item=index, key_version=row.key_version)
-                row.header = item.header
-                row.key_version = facts.key_version
+                key_version = facts.key_version
+                changes.append((item.record_id, item.version, item.header, key_version))
                 rekeyed.setdefault(records[item.record_id].file_id, []).append(
                     record_target(item.record_id, item.version))
             out.append(RekeyedItem(record_id=item.record_id, version=item.version,
-                                   key_version=row.key_version, changed=changed))
+                                   key_version=key_version, changed=changed))
+        await self.repo.replace_wraps(changes)
         for file_id, targets in rekeyed.items():
-            await audit_many(session, actor=caller.account_id, file_id=file_id,
+            await audit_many(self.repo.session, actor=caller.account_id, file_id=file_id,
                              action="record.rekey", targets=targets)
-        await session.flush()
         return RekeyOut(items=out)
 
     @staticmethod
-    async def _may_append_all(caller: Caller, records: Iterable[Record | None]) -> None:
+    async def _may_append_all(caller: Caller, records: Iterable[ScopedRecord | None]) -> None:
         decisions: dict[uuid.UUID, FileAccess | None] = {}
         for record in records:
             if record is None:
