@@ -139,12 +139,13 @@ def write_docs(path: Path, rows: list[Row], info: dict[str, Any], duration_s: fl
 FINDINGS = """
 ## Findings
 
-The machine is shared: other sessions' test suites kept the load average between 3 and 12
-on its 2 cores during these runs, so absolute latencies are several times what an idle
-machine gives, and at 32 or 64 clients they measure queueing for the CPU more than
-anything else. CPU time per operation (psutil, per process) is steadier and is quoted
-below where it explains a figure. Profiles: `py-spy record -p <service pid> -f raw`
-while `benchmarks/` drove the load; `pyinstrument` is installed for in-process runs.
+The machine is shared: the figures above come from a run on a nearly idle machine (load
+average at its start as given), earlier runs beside other test suites (load 3 to 12)
+gave latencies several times higher; at 32 or 64 clients the figures measure queueing
+for the two cores more than anything else. CPU time per operation (psutil, per process)
+is steadier and is quoted below where it explains a figure. Profiles: `py-spy record -p
+<service pid> -f raw` while `benchmarks/` drove the load; `pyinstrument` is installed
+for in-process runs.
 
 **Fixed** (commits that name issue 9's measurements):
 
@@ -186,32 +187,52 @@ while `benchmarks/` drove the load; `pyinstrument` is installed for in-process r
   `ECRIN_KMS_AUTHZ_CACHE_S`): revocation to denied access measured 0.09-0.53 s. Cost:
   at most two sharing look-ups a second per active (file, account).
 
+- *A record creation was two requests and five transactions.* `POST /v1/records` then
+  `PUT .../content` through the gateway, about 25 ORM statements, two audit appends that
+  each took the chain lock twice (the records API locked, then `AuditLog.append` locked
+  again). Content ciphertext up to 256 KiB now travels inline in the create (or new
+  version) request: checked like an upload, written by one transaction of plain INSERTs
+  (record, version, one-row upload, idempotency key, both audit events in one statement),
+  with the idempotency and record-id look-ups in one query. The SDK and this benchmark
+  create records that way.
+- *The gateway's hop.* A third of its CPU was the session check (two ORM loads inside
+  BEGIN/ROLLBACK), a sixth FastAPI's routing and `StreamingResponse` (a task group per
+  response). Forwarded paths are now plain ASGI inside the guards (`ProxyDispatch`); the
+  session check is one joined SELECT, reused for 0.5 s per access token
+  (`ECRIN_GATEWAY_SESSION_CACHE_S`) and forgotten at once by the gateway that ends a
+  session (tests prove a logout, a revocation and a refresh-token reuse stop forwarded
+  requests immediately); small bodies are relayed in one piece. Sequential `GET` through
+  the gateway: gateway CPU per request 2.35 ms -> 1.1 ms. Any transport failure of an
+  upstream is a 503 with Retry-After (a reset keep-alive connection used to be a 500).
+- *Connection pools churned.* Under 16 clients the records API opened and closed overflow
+  connections (with an SSL attempt) on every burst, and pinged each one on checkout. The
+  pool is a setting now (`ECRIN_<SERVICE>_DB_POOL_SIZE`, `..._DB_MAX_OVERFLOW`; 10 + 10 by
+  default, 24 + 16 for the records API in this benchmark), the ping is off (a lost
+  connection is already a 503), read-only sessions run without BEGIN/ROLLBACK on
+  PostgreSQL, and `sniffio` is installed (httpcore's failed `import sniffio` on every
+  request had been 7 % of the gateway's CPU).
+- Step by step on an idle machine, creations at 16 clients on PostgreSQL went 57/s (start
+  of the session) -> 83/s (pools, sniffio) -> 136-169/s (inline create, plain-ASGI
+  proxy) (single runs of `benchmarks`' create loop; CPU per create then: gateway 2.0-2.5
+  ms, records-api 4.1-4.3 ms, sharing 0.6 ms, PostgreSQL 1.0 ms, load generator 0.9 ms).
+
 **Remains** (targets still missed, with the cause found):
 
-- *Record creations: about 18/s on PostgreSQL at 16 clients, target 300/s.* The
-  services are CPU-bound: one create (`POST` + `PUT` through the gateway) costs about
-  10 ms of gateway CPU, 16-18 ms of records-api CPU, 1 ms of sharing and 1-4 ms of
-  PostgreSQL, plus 3 ms in the load generator: about 35 ms of CPU, i.e. at most ~55/s
-  on 2 idle cores, and 16 clients do not scale beyond 1. 300/s on 2 cores needs ~6 ms
-  of CPU per create in total. The records-api profile is spread over SQLAlchemy ORM
-  statements (about 25 statements in 5 transactions per create: the record, the upload
-  row, the 1 MiB chunk row, the commit, and two audit appends each taking the chain lock)
-  rather than one hot spot. Reaching the target needs a cheaper small-record path (for
-  example content up to one row sent inline with the create, written in one
-  transaction with one audit event, with Core statements) and a cheaper gateway hop;
-  that is a design change for the records-api and gateway owners, not a small fix.
-- *Gateway overhead 1.7x-2.6x at p50 (target 1.3x).* Each proxied request costs the
-  gateway about 5 ms of CPU: a read-only transaction with two ORM look-ups (session,
-  account: `BEGIN`, 2 `SELECT`, `ROLLBACK`), an access-token check, a fresh Ed25519
-  internal token, and httpx's relay. Candidates: one joined query without an explicit
-  transaction for the session check, a lighter relay than httpx for small bodies.
-  Also seen: httpcore tries `import sniffio` on every pool operation and it is not
-  installed (3-4 % of gateway samples); adding `sniffio` to the services' dependencies
-  removes it, though the CPU saved was within this machine's noise.
-- *Reads at 64 clients on PostgreSQL* queued past the records-api's connection-pool
-  timeout (SQLAlchemy's default pool of 5 + 10 connections, 30 s wait): 45 of 113 reads
-  answered 503 "database unavailable". Pool size per service is a deployment setting to
-  size with the replicas; nothing failed at 16 clients.
-- *Stream encryption 0.62x raw AEAD (target 0.7x)* in this run; `bench_e2ee.py` (issue 3)
-  owns that figure and it sits near the line from run to run on this machine.
+- *Record creations on PostgreSQL at 16 clients: 185/s, target 300/s* (0 errors; 57/s at
+  the start of this work). The two cores are saturated: a create costs about 9 ms of CPU
+  in all (gateway ~2, records-api ~4, sharing ~0.6, PostgreSQL ~1, load generator ~1;
+  300/s needs about 6.5). In this VM every socket operation is a costly system call,
+  and a create still makes about 11 database round trips in one transaction (BEGIN, the
+  look-up, five INSERTs, the chain lock, the chain's end, the audit INSERT, COMMIT), each
+  about 0.2 ms of SQLAlchemy and asyncpg CPU. What would remove most of the rest: on
+  PostgreSQL, the five INSERTs and the audit INSERT as one statement (data-modifying
+  CTEs) after the lock; the sharing service's authorisation answers pushed rather than
+  polled every 0.5 s; a relay with a C HTTP parser instead of httpx's h11 in the gateway.
+- *Gateway overhead on PostgreSQL at 32 clients: 1.38x at p50* (1.12x on SQLite, 1.19x and
+  1.28x at 1 client: PASS). At 32 clients both paths queue for the same two cores, so the
+  ratio is the gateway's share of the CPU per request (about 1 ms of ~3.5); the same
+  relay change would bring it under 1.3x.
+- *Reads are slower than creations* (88/s at 16 clients on PostgreSQL): a read is two
+  requests (the record, then its content) and each writes an audit event in its own
+  transaction before any byte is served, by design.
 """
