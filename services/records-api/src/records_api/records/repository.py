@@ -178,8 +178,11 @@ class RecordsRepository:
         create path writes five rows per request)."""
         for row in rows:
             table = cast(Table, row.__table__)
-            await self.session.execute(insert(table).values(
-                {column.key: getattr(row, column.key) for column in table.columns}))
+            # The statement has no values of its own (they are parameters): compiled once
+            # per table and cached, where ``.values(...)`` would be a new statement to
+            # build and key every time.
+            await self.session.execute(insert(table), {
+                column.key: getattr(row, column.key) for column in table.columns})
 
     async def delete_version(self, version: RecordVersion) -> None:
         await self.session.delete(version)
