@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, insert, select, text
+from sqlalchemy import DateTime, Integer, String, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,6 +81,12 @@ class AuditLog:
     def __init__(self, model: type[Any], service: str) -> None:
         self.model = model
         self.service = service
+        table = model.__table__
+        #: Built once: a statement made per call is compiled from its cache key each time.
+        self._chain_end = (select(table.c.seq, table.c.hash)
+                           .where(table.c.chain == bindparam("chain"))
+                           .order_by(table.c.seq.desc()).limit(1))
+        self._insert = insert(table)
 
     async def append(self, session: AsyncSession, *, chain: str, actor: str | uuid.UUID | None,
                      action: str, target: str | uuid.UUID, outcome: str = "ok",
@@ -101,16 +107,13 @@ class AuditLog:
         number (a batch of 500 re-keyed headers is 500 events)."""
         if not events:
             return []
-        table = self.model.__table__
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             # FOR UPDATE locks nothing on a new chain, and a waiter would still read the old
             # last row: serialise appends to one chain with a transaction-scoped lock, taken
             # in a statement of its own so that the read below sees the holder's commit.
             # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
             await session.execute(_CHAIN_LOCK, {"c": chain})
-        last = (await session.execute(
-            select(table.c.seq, table.c.hash).where(table.c.chain == chain)
-            .order_by(table.c.seq.desc()).limit(1))).one_or_none()
+        last = (await session.execute(self._chain_end, {"chain": chain})).one_or_none()
         seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
         out: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
@@ -129,7 +132,7 @@ class AuditLog:
         # Pending ORM changes first (they may be what these events record), then one
         # INSERT for every event.
         await session.flush()
-        await session.execute(insert(table), rows)
+        await session.execute(self._insert, rows)
         return out
 
     async def chain(self, session: AsyncSession, chain: str, *, limit: int = 10_000

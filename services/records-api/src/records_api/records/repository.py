@@ -41,6 +41,15 @@ class StoredWrap(NamedTuple):
     header: bytes
 
 
+_EARLIER = ((IdempotencyKey.account_id == bindparam("account_id"))
+            & (IdempotencyKey.key == bindparam("key")))
+#: Built once (a statement made per call is compiled from its cache key each time).
+_BEFORE_CREATE = select(
+    select(IdempotencyKey.request_digest).where(_EARLIER).scalar_subquery(),
+    select(IdempotencyKey.response).where(_EARLIER).scalar_subquery(),
+    exists().where(Record.id == bindparam("record_id")))
+
+
 class RecordsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -166,11 +175,8 @@ class RecordsRepository:
                             ) -> tuple[str | None, dict[str, Any] | None, bool]:
         """In one query: (request digest, response) of an earlier create with this
         idempotency key, if any, and whether a record (tombstones included) has this id."""
-        earlier = (IdempotencyKey.account_id == account_id) & (IdempotencyKey.key == key)
-        row = (await self.session.execute(select(
-            select(IdempotencyKey.request_digest).where(earlier).scalar_subquery(),
-            select(IdempotencyKey.response).where(earlier).scalar_subquery(),
-            exists().where(Record.id == record_id)))).one()
+        row = (await self.session.execute(_BEFORE_CREATE, {
+            "account_id": account_id, "key": key, "record_id": record_id})).one()
         return row[0], row[1], bool(row[2])
 
     async def insert(self, *rows: Base) -> None:
