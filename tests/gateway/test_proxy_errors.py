@@ -1,27 +1,59 @@
-"""A service that fails under a forwarded request is a 503 with Retry-After, never a 500."""
+"""A service that fails under a forwarded request is a 503 with Retry-After, never a 500:
+real sockets that refuse, drop, reset or never answer."""
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+import socket
+import struct
+
 import pytest
 
+from ecrin_platform.devstack import free_port
 from tests.support.apps import build_app, running
 
 
-@pytest.mark.parametrize("error", [httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError,
-                                   httpx.ConnectError, httpx.ReadTimeout, httpx.WriteTimeout,
-                                   httpx.PoolTimeout])
-async def test_an_upstream_transport_failure_is_a_503(database_url_for, internal_keys, error):
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise error("connection reset by peer", request=request)
+async def _drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request, then closes without a word."""
+    await reader.read(65536)
+    writer.close()
 
-    app = build_app("gateway", database_url_for("gateway"), internal_keys)
-    async with running(app, rollback=False) as client:
-        app.state.proxy.client = httpx.AsyncClient(transport=httpx.MockTransport(fail))
-        for method, body in (("GET", None), ("POST", b'{"a": 1}')):
-            response = await client.request(method, "/v1/directory/anyone", content=body,
-                                            headers={"content-type": "application/json"})
-            assert response.status_code == 503, response.text
-            assert response.headers["retry-after"] == "2"
-            assert response.headers["content-type"] == "application/problem+json"
-            assert response.headers["x-request-id"]
+
+async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request, then resets the connection (RST, not FIN)."""
+    await reader.read(65536)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request and never answers."""
+    await reader.read(65536)
+    await asyncio.sleep(30)
+
+
+@pytest.mark.parametrize("behaviour", ["refused", "dropped", "reset", "silent"])
+async def test_an_upstream_failure_is_a_503(database_url_for, internal_keys, behaviour):
+    server = None
+    if behaviour == "refused":
+        port = free_port()  # nothing listens there
+    else:
+        handler = {"dropped": _drop, "reset": _reset, "silent": _silent}[behaviour]
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    app = build_app("gateway", database_url_for("gateway"), internal_keys,
+                    kms_url=f"http://127.0.0.1:{port}", upstream_timeout_s=0.5)
+    try:
+        async with running(app, rollback=False) as client:
+            for method, body in (("GET", None), ("POST", b'{"a": 1}')):
+                response = await client.request(
+                    method, "/v1/directory/anyone", content=body,
+                    headers={"content-type": "application/json"})
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "2"
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.headers["x-request-id"]
+    finally:
+        if server is not None:
+            server.close()

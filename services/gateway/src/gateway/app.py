@@ -22,7 +22,7 @@ from gateway.auth.service import AuthContext
 from gateway.auth.tokens import AccessTokens
 from gateway.models import AuditEvent
 from gateway.openapi import MergedOpenAPI
-from gateway.proxy import Proxy, ProxyDispatch, not_proxied
+from gateway.proxy import Proxy, ProxyDispatch, not_proxied, upstream_session
 from gateway.settings import Settings
 
 SERVICE = "gateway"
@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start(app: FastAPI) -> None:
         app.state.http.timeout = settings.upstream_timeout_s
-        app.state.proxy = Proxy(client=app.state.http, issuer=issuer,
+        app.state.upstreams = upstream_session(settings.upstream_timeout_s)
+        app.state.proxy = Proxy(client=app.state.upstreams, issuer=issuer,
                                 upstream_url=settings.upstream_url,
                                 resolve_principal=resolve_principal)
         app.state.auth = AuthContext(settings=settings, tokens=tokens,
@@ -91,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     principals = PrincipalCache(settings.session_cache_s)
 
+    async def stop(app: FastAPI) -> None:
+        await app.state.upstreams.close()
+
     app: FastAPI = build_service_app(
         service=SERVICE,
         title="Écrin",
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_paths=UPLOAD_PATHS,
         internal_auth=False,
         on_startup=[start],
+        on_shutdown=[stop],
         docs=False,  # the merged document replaces FastAPI's own
         inner_middleware=[Middleware(ProxyDispatch, proxy=current_proxy,
                                     on_own_write=principals.clear)],

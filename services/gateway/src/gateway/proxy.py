@@ -20,10 +20,12 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NamedTuple
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from yarl import URL
 
 from ecrin_platform.guards import caused_by_body_limit
 from ecrin_platform.problems import ServiceError, problem_response
@@ -62,8 +64,22 @@ class ProxiedRoute(NamedTuple):
     path: str
 
 
+#: What aiohttp would add on its own: the gateway relays the client's headers, not its own.
+_NO_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+def upstream_session(timeout_s: float) -> aiohttp.ClientSession:
+    """The proxy's pool of keep-alive connections to the services. Bodies are relayed as
+    they are (no decompression); no cookies are kept."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=60),
+        timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=timeout_s),
+        auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=_NO_AUTO_HEADERS)
+
+
 class Proxy:
-    def __init__(self, *, client: httpx.AsyncClient, issuer: InternalTokenIssuer,
+    def __init__(self, *, client: aiohttp.ClientSession, issuer: InternalTokenIssuer,
                  upstream_url: Callable[[str], str], resolve_principal: PrincipalResolver) -> None:
         self.client = client
         self.issuer = issuer
@@ -89,25 +105,25 @@ class Proxy:
         principal = await self.resolve_principal(request)
         request_id = scope["state"]["request_id"]
 
-        # Raw bytes both ways: a header value that is not ASCII (HTTP allows obs-text) is
-        # relayed as received; decoded to str, httpx could not encode it again (a 500).
-        headers: list[tuple[bytes, bytes]] = []
+        # A header value that is not ASCII (HTTP allows obs-text) is relayed, as latin-1
+        # text, rather than refused with a 500.
+        headers: CIMultiDict[str] = CIMultiDict()
         length: int | None = None
         chunked = False
-        for name, value in scope["headers"]:
-            name = name.lower()
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.lower()
             if name == b"content-length":
-                length = int(value) if value.isdigit() else -1
+                length = int(raw_value) if raw_value.isdigit() else -1
             elif name == b"transfer-encoding":
                 chunked = True
             if (name not in HOP_BY_HOP and name not in STRIPPED_REQUEST
                     and not name.startswith(b"x-ecrin-")):
-                headers.append((name, value))
-        headers.append((INTERNAL_HEADER.encode(), self.issuer.issue(
-            service, request_id=request_id, principal=principal).encode()))
-        headers.append((b"x-request-id", request_id.encode()))
+                headers.add(name.decode("latin-1"), raw_value.decode("latin-1"))
+        headers[INTERNAL_HEADER] = self.issuer.issue(service, request_id=request_id,
+                                                     principal=principal)
+        headers["x-request-id"] = request_id
         if scope.get("client"):
-            headers.append((b"x-forwarded-for", scope["client"][0].encode()))
+            headers["x-forwarded-for"] = scope["client"][0]
 
         query = scope.get("query_string", b"").decode("latin-1")
         url = self.upstream_url(service) + raw_path + (f"?{query}" if query else "")
@@ -116,11 +132,11 @@ class Proxy:
             content = await request.body()
         elif length is not None or chunked:
             content = _relay(request)
-        upstream_request = self.client.build_request(request.method, url, headers=headers,
-                                                     content=content)
         try:
-            upstream = await self.client.send(upstream_request, stream=True)
-        except httpx.TransportError as exc:
+            upstream = await self.client.request(
+                request.method, URL(url, encoded=True), headers=headers,
+                data=content, allow_redirects=False, compress=None)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             # Refused, reset, timed out, or closed under the request (a keep-alive
             # connection the service had just dropped): the service is unavailable for
             # this request, never an internal error of the gateway.
@@ -130,13 +146,14 @@ class Proxy:
                                                        "error": type(exc).__name__})
             return problem_response(503, f"The {service} service is unavailable; retry shortly.",
                                     headers={"Retry-After": "2"}, request_id=request_id)
-        response_headers = [(k, v) for k, v in upstream.headers.raw
-                            if k.lower() not in HOP_BY_HOP and k.lower() not in STRIPPED_RESPONSE]
+        response_headers = [(k.lower(), v) for k, v in upstream.raw_headers
+                            if k.lower() not in HOP_BY_HOP
+                            and k.lower() not in STRIPPED_RESPONSE]
         announced = upstream.headers.get("content-length", "")
         if announced.isdigit() and int(announced) <= SMALL_BODY:
             return _Relayed(upstream, response_headers)
-        streamed = StreamingResponse(_stream(upstream), status_code=upstream.status_code)
-        streamed.raw_headers = [(k.lower(), v) for k, v in response_headers]
+        streamed = StreamingResponse(_stream(upstream), status_code=upstream.status)
+        streamed.raw_headers = response_headers
         return streamed
 
 
@@ -144,23 +161,24 @@ class _Relayed(Response):
     """A small upstream response, relayed as it arrives, with no disconnect watcher (the
     upstream closes it in a few chunks at most)."""
 
-    def __init__(self, upstream: httpx.Response, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, upstream: aiohttp.ClientResponse,
+                 headers: list[tuple[bytes, bytes]]) -> None:
         self.upstream = upstream
-        self.status_code = upstream.status_code
-        self.raw_headers = [(k.lower(), v) for k, v in headers]
+        self.status_code = upstream.status
+        self.raw_headers = headers
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})
-            async for chunk in self.upstream.aiter_raw():
+            async for chunk in self.upstream.content.iter_any():
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk,
                                 "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await self.upstream.aclose()
+            self.upstream.release()
 
 
 class ProxyDispatch:
@@ -247,12 +265,12 @@ async def _relay(request: Request) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def _stream(upstream: httpx.Response) -> AsyncIterator[bytes]:
+async def _stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.content.iter_chunked(1 << 16):
             yield chunk
     finally:
-        await upstream.aclose()
+        upstream.release()
 
 
 __all__ = ["BadPath", "Message", "Proxy", "ProxyDispatch", "not_proxied"]
