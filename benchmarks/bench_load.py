@@ -13,13 +13,16 @@ then ``GET .../content``.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
-import httpx
+import aiohttp
+import psutil
 
 from benchmarks import bench_records
 from benchmarks.actors import Practitioner, b64, create_body
-from benchmarks.load import expect, run_clients
+from benchmarks.load import run_clients
 from benchmarks.services import BenchStack
 
 RECORD_SIZE = 10 * 1024
@@ -29,7 +32,7 @@ async def records(bs: BenchStack, *, levels: tuple[int, ...] = (1, 16, 64),
                   ops: dict[int, int] | None = None, seconds: float = 8.0) -> dict[str, Any]:
     """At each level, creates for ``seconds`` (at most ``ops[level]`` of them), then reads
     of those records for ``seconds``."""
-    ops = ops or {1: 600, 16: 3200, 64: 3840}
+    ops = ops or {1: 1200, 16: 6400, 64: 7680}
     clients = [Practitioner.sign_up(bs.gateway, name=f"Patient {i}")
                for i in range(max(levels))]
     per_client = {level: max(1, ops[level] // level) for level in levels}
@@ -42,40 +45,99 @@ async def records(bs: BenchStack, *, levels: tuple[int, ...] = (1, 16, 64),
                 queues[c].append(create_body(clients[c].file_id, record_id, record))
     created: list[list[tuple[str, int]]] = [[] for _ in clients]
     base = bs.gateway
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     out: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    cpu = ProcessCpu(bs)
+    # aiohttp, not httpx: the load generator shares the two cores with what it measures,
+    # and httpx's pure-Python HTTP costs about twice the CPU per request.
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as http:
 
         async def create(c: int, i: int) -> bool:
             body, content = queues[c].pop()
-            headers = clients[c].headers
-            made = await http.post(f"{base}/v1/records", json={**body, "content": b64(content)},
-                                   headers={**headers, "Idempotency-Key": body["record_id"]})
-            expect(made, 201)
-            if made.json()["state"] != "committed":
-                raise RuntimeError("an inline create left the record pending")
+            headers = {**clients[c].headers, "Idempotency-Key": body["record_id"]}
+            async with http.post(f"{base}/v1/records", json={**body, "content": b64(content)},
+                                 headers=headers) as made:
+                answer = await made.read()
+                if made.status != 201:
+                    raise RuntimeError(f"HTTP {made.status}: {answer[:120]!r}")
+                if json.loads(answer)["state"] != "committed":
+                    raise RuntimeError("an inline create left the record pending")
             created[c].append((body["record_id"], len(content)))
             return True
 
         async def read(c: int, i: int) -> bool:
             record_id, length = created[c][i % len(created[c])]
             headers = clients[c].headers
-            expect(await http.get(f"{base}/v1/records/{record_id}", headers=headers), 200)
-            got = await http.get(f"{base}/v1/records/{record_id}/versions/1/content",
-                                 headers=headers)
-            expect(got, 200)
-            if len(got.content) != length:
-                raise RuntimeError(f"content of {len(got.content)} bytes, not {length}")
+            async with http.get(f"{base}/v1/records/{record_id}", headers=headers) as got:
+                answer = await got.read()
+                if got.status != 200:
+                    raise RuntimeError(f"HTTP {got.status}: {answer[:120]!r}")
+            async with http.get(f"{base}/v1/records/{record_id}/versions/1/content",
+                                headers=headers) as got:
+                data = await got.read()
+                if got.status != 200:
+                    raise RuntimeError(f"HTTP {got.status}: {data[:120]!r}")
+            if len(data) != length:
+                raise RuntimeError(f"content of {len(data)} bytes, not {length}")
             return True
 
         for level in levels:
             await run_clients(level, 1, create)  # warm-up: connections, authorisation cache
+            cpu.start()
             made = await run_clients(level, per_client[level], create, seconds)
+            made_cpu = cpu.per_op(made.ops)
+            cpu.start()
             got = await run_clients(level, per_client[level] * 4, read, seconds)
+            got_cpu = cpu.per_op(got.ops)
             out[f"create c{level}"] = {"operation": "create", "clients": level,
-                                       **made.to_json()}
-            out[f"read c{level}"] = {"operation": "read", "clients": level, **got.to_json()}
+                                       **made.to_json(), "cpu_ms_per_op": made_cpu}
+            out[f"read c{level}"] = {"operation": "read", "clients": level, **got.to_json(),
+                                     "cpu_ms_per_op": got_cpu}
     return {"backend": bs.backend, "record_bytes": RECORD_SIZE, "results": out}
+
+
+class ProcessCpu:
+    """CPU time (user + system) per operation of each service process, of PostgreSQL's
+    processes (all of them: the machine's server) and of this load generator."""
+
+    def __init__(self, bs: BenchStack) -> None:
+        self.processes = {name: psutil.Process(p.pid) for name, p in bs.stack.processes.items()}
+        self.postgres = bs.backend == "postgres"
+        self._start: dict[str, float | dict[int, float]] = {}
+
+    def _now(self) -> dict[str, float | dict[int, float]]:
+        now: dict[str, float | dict[int, float]] = {
+            name: sum(p.cpu_times()[:2]) for name, p in self.processes.items()}
+        if self.postgres:
+            # per process: a backend that ends between two readings takes its time along
+            backends: dict[int, float] = {}
+            for proc in psutil.process_iter(["name"]):
+                try:
+                    if (proc.info["name"] or "").startswith("postgres"):
+                        backends[proc.pid] = sum(proc.cpu_times()[:2])
+                except psutil.Error:
+                    continue
+            now["postgresql"] = backends
+        now["load generator"] = time.process_time()
+        return now
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def per_op(self, ops: int) -> dict[str, float]:
+        end = self._now()
+        out: dict[str, float] = {}
+        for name, value in end.items():
+            before = self._start[name]
+            if isinstance(value, dict):
+                assert isinstance(before, dict)
+                spent = sum(t - before.get(pid, 0.0) for pid, t in value.items())
+            else:
+                assert isinstance(before, float)
+                spent = value - before
+            out[name] = round(spent * 1e3 / max(ops, 1), 3)
+        return out
 
 
 def large_document(bs: BenchStack, size: int = 100 << 20) -> dict[str, Any]:

@@ -125,10 +125,13 @@ def rows_of(crypto: dict[str, Any], backends: dict[str, dict[str, Any]],
             if b == "postgres" and m["operation"] == "create" and m["clients"] == 16:
                 target = ">= 300/s, no error"
                 ok = m["per_s"] >= TARGETS["creates_per_s"] and m["errors"] == 0
+            cpu = m.get("cpu_ms_per_op") or {}
+            cpu_txt = ("; CPU ms/op " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()
+                                                  if v >= 0.005)) if cpu else ""
             rows.append(Row(f"records ({b})", f"{m['operation']} 10 KiB, {m['clients']} clients",
                             f"{m['per_s']:.0f}/s; p50 {m['p50_ms']:.1f} ms, p99 "
-                            f"{m['p99_ms']:.1f} ms; {m['errors']} errors / {m['ops']}",
-                            target, verdict(ok, check and bool(target))))
+                            f"{m['p99_ms']:.1f} ms; {m['errors']} errors / {m['ops']}"
+                            + cpu_txt, target, verdict(ok, check and bool(target))))
         if "large" in r:
             large = r["large"]
             raw = crypto["raw_aead_mb_s"]
