@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ecrin_platform.audit import verify_chain
 from records_api.records.audit import AUDIT, file_chain
 from tests.records_api.conftest import Practice
@@ -51,3 +53,20 @@ class TestAuditTrail:
         stranger = practice.actor()
         assert (await practice.client.get(path, params=params, headers=practice.headers(
             stranger))).status_code == 404
+
+
+async def test_a_read_never_holds_two_pooled_connections(records_app):
+    """A read's audit event is written in a transaction of its own after the read session
+    gave its connection back: with a pool of one connection every read still answers (it
+    used to wait for a second connection, and 64 concurrent reads on PostgreSQL took every
+    connection and then waited out the pool timeout)."""
+    async with records_app(db_pool_size=1, db_max_overflow=0) as practice:
+        record = await practice.add(b"bilan")
+        rid, h = record.header.record_id, practice.headers()
+        for path in (f"/v1/records/{rid}", f"/v1/records/{rid}/versions/1/content",
+                     f"/v1/records/{rid}/versions", f"/v1/records/{rid}/versions/1"):
+            response = await asyncio.wait_for(practice.client.get(path, headers=h), 20)
+            assert response.status_code == 200, (path, response.status_code)
+        listed = await asyncio.wait_for(practice.client.get(
+            "/v1/records", headers=h, params={"file_id": str(practice.file_id)}), 20)
+        assert listed.status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -89,17 +90,37 @@ async def transaction(
             raise
 
 
-@asynccontextmanager
-async def read_only_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """A session that only reads. On SQLite it never takes the write lock (a deferred
-    transaction, which WAL lets run beside a writer). On PostgreSQL it runs without a
-    transaction block: each statement reads its own committed snapshot, and the BEGIN and
-    ROLLBACK round trips around every read are saved. Callers that need several reads to
-    agree with one another use a transaction (``transaction``) instead."""
-    async with engine.connect() as conn:
+def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (same pool) for sessions that only read: on SQLite a deferred BEGIN, so
+    WAL lets them run beside a writer; on PostgreSQL no transaction block at all, so each
+    statement reads its own committed snapshot and the BEGIN and ROLLBACK round trips
+    around every read are saved."""
+    cached = _READ_ONLY_ENGINES.get(engine)
+    if cached is None:
         options: dict[str, Any] = {READ_ONLY: True}
         if engine.dialect.name == "postgresql":
             options["isolation_level"] = "AUTOCOMMIT"
-        conn = await conn.execution_options(**options)
-        async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-            yield session
+        cached = _READ_ONLY_ENGINES[engine] = engine.execution_options(**options)
+    return cached
+
+
+_READ_ONLY_ENGINES: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+    weakref.WeakKeyDictionary())
+
+
+@asynccontextmanager
+async def read_only_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session that only reads (``read_only_engine``). It takes a pooled connection at
+    its first statement and gives it back at ``release`` or at the end: a request that
+    reads, then writes in a transaction of its own (an audit event), never holds two
+    connections at once, so a burst of such requests cannot exhaust the pool while each
+    waits for its second connection. Callers that need several reads to agree with one
+    another use a transaction (``transaction``) instead."""
+    async with AsyncSession(bind=read_only_engine(engine), expire_on_commit=False) as session:
+        yield session
+
+
+async def release(session: AsyncSession) -> None:
+    """Give a read-only session's connection back to the pool now (it takes another if it
+    reads again); the objects it loaded stay usable."""
+    await session.commit()

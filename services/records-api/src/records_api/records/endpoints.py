@@ -181,6 +181,7 @@ async def download_content(record: ReadableRecord, version: VersionNumber,
                            audit_read: AuditRead) -> StreamingResponse:
     row = await service.committed_version(record, version)
     assert row.content_upload_id is not None
+    await service.release()  # the content check and the audit take connections of their own
     await store.check_complete(row.content_upload_id, row.content_length)
     await audit_read(record.file_id, "record.content.read", record_target(record.id, version))
     return StreamingResponse(store.stream(row.content_upload_id, row.content_length),

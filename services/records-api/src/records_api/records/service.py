@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrin_platform.db import release
 from records_api.access import AccessDecider, FileAccess
 from records_api.models import ContentChunk, ContentUpload, IdempotencyKey, Record, RecordVersion
 from records_api.records.audit import audit, audit_events, audit_many, record_target
@@ -209,6 +210,11 @@ class RecordsService:
                                   max_bytes=self.max_content_bytes)
 
     # --- reads ---------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """A read-only service gives its pooled connection back (it takes one again if it
+        reads again): a request never holds one while it waits for another."""
+        await release(self.repo.session)
 
     async def readable(self, caller: Caller, record_id: uuid.UUID) -> Record:
         """A committed, live record the caller may read."""
