@@ -13,7 +13,7 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
-from ecrin_platform.db import READ_ONLY, create_engine
+from ecrin_platform.db import create_engine, read_only_engine
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -34,8 +34,7 @@ def head_revisions(script_location: Path) -> set[str]:
 
 
 async def current_revisions(engine: AsyncEngine) -> set[str]:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(**{READ_ONLY: True})
+    async with read_only_engine(engine).connect() as conn:
         return await conn.run_sync(lambda c: set(MigrationContext.configure(c).get_current_heads()))
 
 
