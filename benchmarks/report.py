@@ -211,28 +211,47 @@ for in-process runs.
   connection is already a 503), read-only sessions run without BEGIN/ROLLBACK on
   PostgreSQL, and `sniffio` is installed (httpcore's failed `import sniffio` on every
   request had been 7 % of the gateway's CPU).
-- Step by step on an idle machine, creations at 16 clients on PostgreSQL went 57/s (start
-  of the session) -> 83/s (pools, sniffio) -> 136-169/s (inline create, plain-ASGI
-  proxy) (single runs of `benchmarks`' create loop; CPU per create then: gateway 2.0-2.5
-  ms, records-api 4.1-4.3 ms, sharing 0.6 ms, PostgreSQL 1.0 ms, load generator 0.9 ms).
+- *SQLAlchemy rebuilt statements on every call.* `insert(table).values({...})` per row,
+  the audit chain's end and the create look-up were new statements each time, keyed for
+  the compiled cache on every call (about 10 % of the records API's CPU). They are built
+  once, with parameters: records-api CPU per create 3.9 -> 2.9 ms.
+- *httpx in the gateway's relay.* Over half of the gateway's CPU per forwarded request
+  was httpx: h11's pure-Python parser, and httpcore's pool checking every idle
+  connection's socket on each request. The relay is aiohttp (C parser): gateway CPU per
+  create 1.6 -> 0.6 ms. Every client error, OS error or timeout of an upstream is a 503
+  with Retry-After (tested with sockets that refuse, drop, reset or never answer).
+- *A read held two pooled connections.* Its read session kept one for the whole request
+  and its audit event took a second: 64 concurrent reads on PostgreSQL took every
+  connection for reading and waited out the 30 s pool timeout (36 errors of 68, 1 read/s).
+  Read-only sessions now give their connection back before the audit write (a test reads
+  every route with a pool of one connection).
+- *SQLite writers polled for the lock.* Every transaction opened a connection of its own,
+  and concurrent writers waited in SQLite's busy handler, which sleeps up to 100 ms between
+  tries: the gateway ratio at 32 clients on SQLite swung between 0.79x and 1.83x from run
+  to run. Writers now share one kept-open connection and queue for it in order; readers
+  keep connections of their own (WAL). SQLite creations at 16 clients 155/s -> 196/s.
+- *The load generator* shares the two cores with what it measures; with httpx it spent
+  about 1 ms of CPU per create, as much as the gateway. It is aiohttp now (about 0.3-0.5
+  ms), and every load row gives the CPU per operation of each process, PostgreSQL's and
+  the load generator's included.
+- Creations on PostgreSQL at 16 clients, step by step (single runs of the same loop, idle
+  machine): 57/s at the start -> 83/s (pools, sniffio) -> 136-169/s (inline create,
+  plain-ASGI proxy) -> 201/s (session-check reuse) -> 240/s (statements built once) ->
+  283-299/s (aiohttp relay) -> 344-374/s (aiohttp load generator).
 
-**Remains** (targets still missed, with the cause found):
+**Remains** (no target missed in the latest run; what is closest to its limit):
 
-- *Record creations on PostgreSQL at 16 clients: 185/s, target 300/s* (0 errors; 57/s at
-  the start of this work). The two cores are saturated: a create costs about 9 ms of CPU
-  in all (gateway ~2, records-api ~4, sharing ~0.6, PostgreSQL ~1, load generator ~1;
-  300/s needs about 6.5). In this VM every socket operation is a costly system call,
-  and a create still makes about 11 database round trips in one transaction (BEGIN, the
-  look-up, five INSERTs, the chain lock, the chain's end, the audit INSERT, COMMIT), each
-  about 0.2 ms of SQLAlchemy and asyncpg CPU. What would remove most of the rest: on
-  PostgreSQL, the five INSERTs and the audit INSERT as one statement (data-modifying
-  CTEs) after the lock; the sharing service's authorisation answers pushed rather than
-  polled every 0.5 s; a relay with a C HTTP parser instead of httpx's h11 in the gateway.
-- *Gateway overhead on PostgreSQL at 32 clients: 1.38x at p50* (1.12x on SQLite, 1.19x and
-  1.28x at 1 client: PASS). At 32 clients both paths queue for the same two cores, so the
-  ratio is the gateway's share of the CPU per request (about 1 ms of ~3.5); the same
-  relay change would bring it under 1.3x.
-- *Reads are slower than creations* (88/s at 16 clients on PostgreSQL): a read is two
-  requests (the record, then its content) and each writes an audit event in its own
-  transaction before any byte is served, by design.
+- *Creations at 16 clients on PostgreSQL* pass with little margin on 2 cores: about 4.5
+  ms of CPU per create across the processes (records-api ~2.5, PostgreSQL ~0.7, gateway
+  ~0.6, load generator ~0.5, sharing ~0.2). A loaded machine drops it below 300/s. The
+  next savings: the create's five INSERTs and the audit INSERT in one statement on
+  PostgreSQL (tried with data-modifying CTEs built by `.values()`: slower, because the
+  statement was rebuilt per call; a parameterised form was not tried); authorisation
+  answers pushed by the sharing service rather than polled every 0.5 s.
+- *Reads cost twice a create* (a read is two requests, and each writes an audit event in
+  a transaction of its own before any byte is served, by design): about 150 reads/s at 16
+  clients on PostgreSQL. No target covers them.
+- *SQLite at 16 and 64 clients*: one writer at a time by design (the embedded default,
+  for one practice on one machine); reads are audited writes, so they queue too.
+  PostgreSQL is the production backend.
 """
