@@ -57,3 +57,24 @@ async def test_an_upstream_failure_is_a_503(database_url_for, internal_keys, beh
     finally:
         if server is not None:
             server.close()
+
+
+async def test_an_unknown_method_never_reaches_a_service(database_url_for, internal_keys):
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.read(65536))
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    app = build_app("gateway", database_url_for("gateway"), internal_keys,
+                    kms_url=f"http://127.0.0.1:{port}")
+    try:
+        async with running(app, rollback=False) as client:
+            for method in ("PROPFIND", "FOO"):
+                response = await client.request(method, "/v1/directory/anyone")
+                assert response.status_code == 405, (method, response.status_code)
+        assert seen == []
+    finally:
+        server.close()

@@ -22,6 +22,7 @@ from gateway.auth.service import AuthContext
 from gateway.auth.tokens import AccessTokens
 from gateway.models import AuditEvent
 from gateway.openapi import MergedOpenAPI
+from gateway.proxy import PROXIED_METHODS as FORWARDED_METHODS
 from gateway.proxy import Proxy, ProxyDispatch, not_proxied, upstream_session
 from gateway.settings import Settings
 
@@ -30,7 +31,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 UPLOAD_PATHS = [r"^/v1/records/[^/]+/versions/[^/]+/content$"]
 #: Every method, so that the owning service answers 405 with its own Allow header (the
 #: gateway's catch-all route would otherwise advertise these five methods on every path).
-PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+PROXIED_METHODS = sorted(FORWARDED_METHODS)
 
 
 def docs_router() -> APIRouter:

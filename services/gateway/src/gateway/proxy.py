@@ -31,7 +31,7 @@ from ecrin_platform.guards import caused_by_body_limit
 from ecrin_platform.problems import ServiceError, problem_response
 from ecrin_platform.tokens import HEADER as INTERNAL_HEADER
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
-from gateway.routing import owner_of
+from gateway.routing import GATEWAY_AREAS, owner_of
 
 log = logging.getLogger("ecrin.gateway.proxy")
 
@@ -46,6 +46,11 @@ STRIPPED_REQUEST = frozenset({b"authorization", b"cookie", b"forwarded", b"x-for
                               b"x-http-method", b"x-request-id"})
 STRIPPED_RESPONSE = frozenset({b"server", b"date", b"set-cookie", b"x-request-id"})
 _BAD_PATH = re.compile(r"(%2f|%5c|%2e|%00|\\|/\.{1,2}(/|$)|//)", re.IGNORECASE)
+#: Methods forwarded to a service; any other gets the app's 405, never a signed token.
+PROXIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                             "TRACE"})
+#: The gateway's own routes whose writes may change account or session state.
+OWN_PREFIXES = tuple(f"/v1/{area}/" for area in sorted(GATEWAY_AREAS))
 #: Request bodies announced at most this size are read whole and sent in one piece;
 #: responses announced at most this size are relayed without a disconnect watcher.
 SMALL_BODY = 1 << 20
@@ -95,7 +100,13 @@ class Proxy:
             if caused_by_body_limit(exc):
                 raise  # the body limit guard answers 413
             response = await _error_response(request, exc)
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        finally:
+            # also when the client left before the body started (idempotent)
+            upstream = getattr(response, "upstream", None)
+            if upstream is not None:
+                upstream.release()
 
     async def _forward(self, request: Request, service: str) -> Response:
         scope = request.scope
@@ -105,8 +116,9 @@ class Proxy:
         principal = await self.resolve_principal(request)
         request_id = scope["state"]["request_id"]
 
-        # A header value that is not ASCII (HTTP allows obs-text) is relayed, as latin-1
-        # text, rather than refused with a 500.
+        # A header value that is not ASCII (HTTP allows obs-text) is decoded as latin-1 and
+        # relayed (aiohttp sends it UTF-8 encoded, so its bytes change) rather than
+        # refused with a 500.
         headers: CIMultiDict[str] = CIMultiDict()
         length: int | None = None
         chunked = False
@@ -154,6 +166,7 @@ class Proxy:
             return _Relayed(upstream, response_headers)
         streamed = StreamingResponse(_stream(upstream), status_code=upstream.status)
         streamed.raw_headers = response_headers
+        streamed.upstream = upstream  # type: ignore[attr-defined]
         return streamed
 
 
@@ -201,11 +214,12 @@ class ProxyDispatch:
             return
         raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         service = owner_of(raw_path)
-        if service is not None:
+        if service is not None and scope["method"] in PROXIED_METHODS:
             scope["route"] = ProxiedRoute("/v1/" + raw_path.split("/", 3)[2] + "/…")
             await self.proxy().handle(scope, receive, send, service)
             return
-        if scope["method"] in self.SAFE_METHODS:
+        if scope["method"] in self.SAFE_METHODS or not raw_path.startswith(OWN_PREFIXES):
+            # (Unknown methods and paths reach the app, which answers 405 or 404.)
             await self.app(scope, receive, send)
             return
 

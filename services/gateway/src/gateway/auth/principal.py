@@ -36,6 +36,8 @@ class PrincipalCache:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[str, tuple[float, Principal]] = {}
+        #: Counts ``clear`` calls.
+        self.generation = 0
 
     def get(self, token: str) -> Principal | None:
         hit = self._entries.get(token)
@@ -46,14 +48,18 @@ class PrincipalCache:
             return None
         return hit[1]
 
-    def put(self, token: str, principal: Principal) -> None:
-        if self.ttl_s <= 0:
+    def put(self, token: str, principal: Principal, generation: int) -> None:
+        """Remember a check made since ``generation`` (read before the check): a check
+        that overlapped a ``clear`` may have read a session that has ended since, and is
+        not kept."""
+        if self.ttl_s <= 0 or generation != self.generation:
             return
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
         self._entries[token] = (time.monotonic() + self.ttl_s, principal)
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
 
@@ -67,10 +73,11 @@ async def resolve_principal(request: Request) -> Principal | None:
     cache: PrincipalCache = app.state.principal_cache
     principal = cache.get(token) if scheme.lower() == "bearer" else None
     if principal is None:
+        generation = cache.generation
         async with read_only_session(app.state.engine) as session:
             service = AuthService(AuthRepository(session), app.state.auth)
             principal = await service.principal(token if scheme.lower() == "bearer" else None)
-        cache.put(token, principal)
+        cache.put(token, principal, generation)
     path = request.url.path
     if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
         raise Forbidden("A recovery session may only reset the passphrase.")
