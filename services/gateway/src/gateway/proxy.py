@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NamedTuple
 
 import aiohttp
+from fastapi import FastAPI
 from multidict import CIMultiDict
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -104,9 +105,8 @@ class Proxy:
             await response(scope, receive, send)
         finally:
             # also when the client left before the body started (idempotent)
-            upstream = getattr(response, "upstream", None)
-            if upstream is not None:
-                upstream.release()
+            if isinstance(response, _Relayed | _Streamed):
+                response.upstream.release()
 
     async def _forward(self, request: Request, service: str) -> Response:
         scope = request.scope
@@ -164,10 +164,7 @@ class Proxy:
         announced = upstream.headers.get("content-length", "")
         if announced.isdigit() and int(announced) <= SMALL_BODY:
             return _Relayed(upstream, response_headers)
-        streamed = StreamingResponse(_stream(upstream), status_code=upstream.status)
-        streamed.raw_headers = response_headers
-        streamed.upstream = upstream  # type: ignore[attr-defined]
-        return streamed
+        return _Streamed(upstream, response_headers)
 
 
 class _Relayed(Response):
@@ -192,6 +189,17 @@ class _Relayed(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.upstream.release()
+
+
+class _Streamed(StreamingResponse):
+    """A large or unsized upstream response, relayed chunk by chunk (bounded memory) with
+    Starlette's disconnect watcher."""
+
+    def __init__(self, upstream: aiohttp.ClientResponse,
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(_stream(upstream), status_code=upstream.status)
+        self.raw_headers = headers
+        self.upstream = upstream
 
 
 class ProxyDispatch:
@@ -243,17 +251,19 @@ async def _error_response(request: Request, exc: Exception) -> Response:
     for cls in type(exc).__mro__:
         handler = handlers.get(cls)
         if handler is not None:
-            return await handler(request, exc)  # type: ignore[no-any-return]
+            answer = await handler(request, exc)
+            assert isinstance(answer, Response)
+            return answer
     raise exc
 
 
-def own_methods(app: object, path: str) -> set[str]:
+def own_methods(app: FastAPI, path: str) -> set[str]:
     """Methods of the gateway's own routes whose path matches ``path``."""
-    state = app.state  # type: ignore[attr-defined]
+    state = app.state
     patterns = getattr(state, "own_route_patterns", None)
     if patterns is None:
         patterns = []
-        for route_path, operations in app.openapi().get("paths", {}).items():  # type: ignore[attr-defined]
+        for route_path, operations in app.openapi().get("paths", {}).items():
             regex = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(route_path))
             patterns.append((re.compile(f"^{regex}$"), {m.upper() for m in operations}))
         state.own_route_patterns = patterns

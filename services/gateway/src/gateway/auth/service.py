@@ -30,7 +30,7 @@ from gateway.auth.errors import (
     WrapMissing,
 )
 from gateway.auth.kms import KmsClient
-from gateway.auth.repository import AuthRepository
+from gateway.auth.repository import AuthRepository, SessionFacts
 from gateway.auth.schemas import (
     AccountOut,
     ChallengeOut,
@@ -89,6 +89,15 @@ class AuthContext:
 class Authenticated:
     account: Account
     session: Session
+
+
+def _expect_live(session: Session | SessionFacts | None, claims: AccessClaims) -> None:
+    """The token's session exists, is the token account's, and has neither ended nor
+    expired."""
+    if (session is None or session.revoked_at is not None
+            or _aware(session.expires_at) < utcnow()
+            or session.account_id != claims.account_id):
+        raise InvalidToken("The session has ended.", headers={"WWW-Authenticate": "Bearer"})
 
 
 def _digest(body: SignupIn) -> str:
@@ -301,10 +310,8 @@ class AuthService:
         which may change them)."""
         claims = self._claims(bearer)
         session = await self.repo.session_row(claims.session_id)
-        if (session is None or session.revoked_at is not None
-                or _aware(session.expires_at) < utcnow()
-                or session.account_id != claims.account_id):
-            raise InvalidToken("The session has ended.", headers={"WWW-Authenticate": "Bearer"})
+        _expect_live(session, claims)
+        assert session is not None
         account = await self.repo.account(claims.account_id)
         if account is None or account.status != "active":
             raise InvalidToken("The account is not active.")
@@ -316,10 +323,8 @@ class AuthService:
         worth of rows rather than two ORM loads."""
         claims = self._claims(bearer)
         facts = await self.repo.session_facts(claims.session_id)
-        if (facts is None or facts.revoked_at is not None
-                or _aware(facts.expires_at) < utcnow()
-                or facts.account_id != claims.account_id):
-            raise InvalidToken("The session has ended.", headers={"WWW-Authenticate": "Bearer"})
+        _expect_live(facts, claims)
+        assert facts is not None
         if facts.status != "active":
             raise InvalidToken("The account is not active.")
         return Principal(account_id=str(claims.account_id), role=facts.role,
