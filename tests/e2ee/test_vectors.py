@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 
 from ecrin_e2ee import (
+    AuditSigningKey,
     EncryptedRecord,
     IdentityKeys,
     InvitationCode,
     InvitationPayload,
+    InvitationVerifier,
     KdfParams,
+    KeyChange,
     KeyEncryptionKey,
     KeyringEntry,
     PublicIdentity,
@@ -24,7 +27,9 @@ from ecrin_e2ee import (
     Scope,
     ScopeKey,
     SearchKey,
+    SignedAuditHead,
     WrappedIdentity,
+    check_redemption,
     derive_account_keys,
     open_entry,
     open_record,
@@ -117,7 +122,17 @@ class TestVectorsOpen:
     def test_invitation(self) -> None:
         data = _load("invitation")
         payload = InvitationPayload.from_json(data["payload"])
-        keys = redeem_invitation(InvitationCode.from_text(data["code"]), payload)
+        redeemer = PublicIdentity.from_json(data["redeemer_identity"])
+        redeemed = redeem_invitation(InvitationCode.from_text(data["code"]), payload, redeemer)
+        keys = redeemed.scope_keys
+        assert str(redeemed.inviter_id) == data["inviter_id"]
+        assert redeemed.inviter_fingerprint == b64d(data["inviter_fingerprint"])
+        assert redeemed.proof == b64d(data["redemption_proof"])
+        inviter = IdentityKeys.from_bytes(redeemed.inviter_id,
+                                          b64d(data["inviter_identity_keys"]))
+        check_redemption(InvitationVerifier.from_json(data["verifier"]), inviter,
+                         lookup_id=payload.lookup_id, file_id=payload.file_id,
+                         redeemer=redeemer, proof=redeemed.proof)
         assert [(k.scope.value, k.version, k.to_bytes()) for k in keys] == [
             (s["scope"], s["version"], b64d(s["key"])) for s in data["scope_keys"]
         ]
@@ -131,6 +146,26 @@ class TestVectorsOpen:
         for case in data["ins"]:
             assert key.ins_token(case["input"]) == case["token"]
 
+    def test_key_change(self) -> None:
+        data = _load("key_change")
+        old = PublicIdentity.from_json(data["old_identity"])
+        new = PublicIdentity.from_json(data["new_identity"])
+        assert IdentityKeys.from_bytes(
+            new.account_id, b64d(data["new_identity_keys"])).public_identity() == new
+        change = KeyChange.from_json(data["statement"])
+        assert change.signed_bytes() == b64d(data["signed_bytes"])
+        assert change.old_fingerprint == old.fingerprint()
+        change.verify(old, new)
+
     def test_padme(self) -> None:
         for n, p in _load("padme")["cases"]:
             assert padme(n) == p
+
+    def test_audit_head(self) -> None:
+        data = _load("audit_head")
+        key = AuditSigningKey(b64d(data["signing_key"]))
+        assert key.public_key == b64d(data["public_key"])
+        for case in data["cases"]:
+            signed = SignedAuditHead.from_json(case["signed_head"])
+            assert signed.head.signed_bytes() == b64d(case["signed_bytes"])
+            signed.verify(key.public_key)

@@ -11,6 +11,7 @@ for byte, and that each vector opens through the public API.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,9 +22,11 @@ from typing import Any
 import nacl.hashlib
 
 from ecrin_e2ee import (
+    AuditSigningKey,
     GrantTerms,
     IdentityKeys,
     KdfParams,
+    KeyChange,
     Permission,
     RecoveryKey,
     Relationship,
@@ -38,6 +41,7 @@ from ecrin_e2ee import (
     normalise_ins,
     normalise_name,
     padme,
+    redeem_invitation,
     rekey_record_header,
     wrap_identity,
 )
@@ -222,18 +226,44 @@ def record_vectors() -> dict[str, Any]:
 
 
 def invitation_vectors() -> dict[str, Any]:
+    """Alice (the practitioner) invites Bob (a parent): the payload opens with the code and
+    names Alice's fingerprint; Bob's proof checks with the verifier on Alice's side."""
+    alice, bob = _identities()
     with deterministic("invitation"):
         keys = [
             ScopeKey.generate(FILE_ID, Scope.SHARED, 1),
             ScopeKey.generate(FILE_ID, Scope.ADMINISTRATIVE, 2),
         ]
-        code, payload = create_invitation(keys, params=KdfParams.insecure_for_tests())
+        code, payload, verifier = create_invitation(
+            keys, inviter=alice, params=KdfParams.insecure_for_tests())
+    proof = redeem_invitation(code, payload, bob.public_identity()).proof
     return {
+        "inviter_identity_keys": b64e(alice.to_bytes()),
+        "inviter_id": str(ALICE),
+        "inviter_fingerprint": b64e(alice.public_identity().fingerprint()),
+        "redeemer_identity": bob.public_identity().to_json(),
+        "verifier": verifier.to_json(),
+        "redemption_proof": b64e(proof),
         "code": code.to_text(),
         "scope_keys": [
             {"scope": k.scope.value, "version": k.version, "key": b64e(k.to_bytes())} for k in keys
         ],
         "payload": payload.to_json(),
+    }
+
+
+def key_change_vectors() -> dict[str, Any]:
+    """Alice replaces her identity: the statement is signed by her old key."""
+    alice, _ = _identities()
+    with deterministic("key-change"):
+        new = IdentityKeys.generate(ALICE)
+        change = KeyChange.sign(alice, new.public_identity())
+    return {
+        "old_identity": alice.public_identity().to_json(),
+        "new_identity": new.public_identity().to_json(),
+        "new_identity_keys": b64e(new.to_bytes()),
+        "statement": change.to_json(),
+        "signed_bytes": b64e(change.signed_bytes()),
     }
 
 
@@ -259,6 +289,22 @@ def padme_vectors() -> dict[str, Any]:
     return {"cases": [[n, padme(n)] for n in lengths]}
 
 
+def audit_head_vectors() -> dict[str, Any]:
+    with deterministic("audit-head"):
+        key = AuditSigningKey.generate()
+        heads = [key.sign(service="kms", chain=f"file:{FILE_ID}", seq=0, hash="0" * 64),
+                 key.sign(service="sharing", chain=f"file:{FILE_ID}", seq=7,
+                          hash=hashlib.sha256(b"event 7").hexdigest())]
+    return {
+        "description": "Ed25519 over canonical(ecrin/audit-head/v1, service, chain, u64 seq, "
+                       "hash(32), u64 time)",
+        "signing_key": b64e(key.to_bytes()),
+        "public_key": b64e(key.public_key),
+        "cases": [{"signed_head": h.to_json(), "signed_bytes": b64e(h.head.signed_bytes())}
+                  for h in heads],
+    }
+
+
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "kdf": kdf_vectors,
     "identity": identity_vectors,
@@ -269,6 +315,8 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "invitation": invitation_vectors,
     "blind_index": blind_index_vectors,
     "padme": padme_vectors,
+    "key_change": key_change_vectors,
+    "audit_head": audit_head_vectors,
 }
 
 

@@ -12,6 +12,7 @@ from ecrin_e2ee.account import (
     unwrap_identity,
     wrap_identity,
 )
+from ecrin_e2ee.audit_head import AuditHead, AuditSigningKey, SignedAuditHead
 from ecrin_e2ee.blind_index import SearchKey, normalise_ins, normalise_name
 from ecrin_e2ee.errors import (
     DecryptionError,
@@ -30,12 +31,18 @@ from ecrin_e2ee.grants import (
 )
 from ecrin_e2ee.identity import IdentityKeys, PublicIdentity
 from ecrin_e2ee.invitation import (
+    CreatedInvitation,
     InvitationCode,
     InvitationPayload,
+    InvitationVerifier,
+    RedeemedInvitation,
+    check_redemption,
     create_invitation,
     redeem_invitation,
+    redemption_proof,
 )
 from ecrin_e2ee.kdf import AccountKeys, KdfParams, KeyEncryptionKey, derive_account_keys, new_salt
+from ecrin_e2ee.key_change import KeyChange, key_change_links
 from ecrin_e2ee.keyring import (
     KeyringEntry,
     Permission,
@@ -64,6 +71,8 @@ __all__ = [
     "CHUNK_SIZE",
     "AccountKeys",
     "AccountSetup",
+    "AuditHead",
+    "AuditSigningKey",
     "DecryptionError",
     "E2EEError",
     "EncryptedRecord",
@@ -72,9 +81,12 @@ __all__ = [
     "IdentityKeys",
     "IdentityMismatchError",
     "InvalidCode",
+    "CreatedInvitation",
     "InvitationCode",
     "InvitationPayload",
+    "InvitationVerifier",
     "KdfParams",
+    "KeyChange",
     "KeyEncryptionKey",
     "KeyringEntry",
     "Member",
@@ -85,18 +97,22 @@ __all__ = [
     "RecordEncryptor",
     "RecordHeader",
     "RecoveryKey",
+    "RedeemedInvitation",
     "Relationship",
     "Rotation",
     "Scope",
     "ScopeKey",
     "SearchKey",
+    "SignedAuditHead",
     "WrappedIdentity",
     "create_account",
+    "check_redemption",
     "create_invitation",
     "decrypt_to_file",
     "derive_account_keys",
     "encrypt_record",
     "grant_scope_keys",
+    "key_change_links",
     "new_salt",
     "normalise_ins",
     "normalise_name",
@@ -105,6 +121,7 @@ __all__ = [
     "padded_content_length",
     "padme",
     "redeem_invitation",
+    "redemption_proof",
     "rekey_record_header",
     "rotate_scope",
     "seal_entry",

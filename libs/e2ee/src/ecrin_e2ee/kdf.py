@@ -41,6 +41,11 @@ class KdfParams:
     alg: str = "argon2id13"
 
     ALG: ClassVar[str] = "argon2id13"
+    #: The most a client derives with, whatever a server hands it: libsodium SENSITIVE's
+    #: memory and four times its passes. Anything above would let a hostile server hang the
+    #: device or exhaust its memory.
+    CEILING_OPSLIMIT: ClassVar[int] = 16
+    CEILING_MEMLIMIT: ClassVar[int] = argon2id.MEMLIMIT_SENSITIVE
 
     def __post_init__(self) -> None:
         if self.alg != self.ALG:
@@ -66,6 +71,11 @@ class KdfParams:
     def insecure_for_tests(cls) -> Self:
         """The libsodium minimum (opslimit 1, 8 KiB). Tests and vectors only, never accounts."""
         return cls(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
+
+    def within_ceiling(self) -> bool:
+        """True unless the parameters exceed what a client accepts to derive with."""
+        return (self.opslimit <= self.CEILING_OPSLIMIT
+                and self.memlimit <= self.CEILING_MEMLIMIT)
 
     def to_json(self) -> dict[str, Any]:
         return {"alg": self.alg, "opslimit": self.opslimit, "memlimit": self.memlimit}
