@@ -2,6 +2,7 @@
 # Makes the secrets Écrin references, at deploy time, in the current kubectl context:
 #   internal-token-signing-key (Secret, gateway) + internal-token-public-key (ConfigMap)
 #   access-token-signing-key (Secret, gateway)
+#   <service>-audit-signing-key (Secret, each service: signs its audit-chain heads)
 #   with --databases: <db>-db-app (Secret: username, password) for the kind overlay's
 #   PostgreSQL (in production CloudNativePG makes these).
 # Nothing is written to disk. An existing secret is kept: a database initialised with a
@@ -45,6 +46,23 @@ print(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
 PY
   echo "created access-token-signing-key"
 fi
+
+# Devices pin each service's audit key: a new key makes them refuse its audit chains, so
+# an existing one is never replaced here.
+for svc in gateway records-api kms sharing; do
+  exists secret "$svc-audit-signing-key" && continue
+  "$PYTHON" - "$NAMESPACE" "$svc" <<'PY' | apply
+import base64, json, sys
+from ecrin_platform.tokens import generate_keypair_pem
+private, _ = generate_keypair_pem()
+print(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+    "metadata": {"name": f"{sys.argv[2]}-audit-signing-key", "namespace": sys.argv[1],
+                 "labels": {"app.kubernetes.io/part-of": "ecrin",
+                            "app.kubernetes.io/name": sys.argv[2]}},
+    "data": {"private.pem": base64.b64encode(private).decode()}}))
+PY
+  echo "created $svc-audit-signing-key"
+done
 
 if [ "${1:-}" = "--databases" ]; then
   for db in gateway records kms sharing; do

@@ -167,7 +167,8 @@ step "services: keys, migrations, four processes"
 "$PYTHON" - "$WORK" <<'PY'
 import os, sys
 from ecrin_platform.tokens import generate_keypair_pem
-for name in ("internal-token", "access-token"):
+for name in ("internal-token", "access-token", "audit-gateway", "audit-records-api",
+             "audit-kms", "audit-sharing"):
     private, public = generate_keypair_pem()
     fd = os.open(os.path.join(sys.argv[1], f"{name}.key"), os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, private)
@@ -179,6 +180,7 @@ service_env() {
   local svc=$1 prefix=${PREFIX[$1]}
   local host="$svc-db"; [ "$svc" = records-api ] && host=records-db
   echo "${prefix}DATABASE_URL=postgresql+asyncpg://${DB[$svc]}:${PASSWORD[$svc]}@${ADDR[$host]}:5432/${DB[$svc]}"
+  echo "${prefix}AUDIT_SIGNING_KEY_FILE=$WORK/audit-$svc.key"
   if [ "$svc" = gateway ]; then
     echo "${prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE=$WORK/internal-token.key"
     echo "${prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE=$WORK/access-token.key"

@@ -5,9 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ecrin_e2ee import AuditHead, AuditSigningKey, SignedAuditHead
+from ecrin_e2ee._wire import b64d
 from ecrin_platform.audit import AuditLog, verify_chain
 from ecrin_platform.db import create_engine, create_sessionmaker
+from kms.app import create_app
 from kms.models import AuditEvent
+from kms.settings import Settings
 
 
 class TestAuditChain:
@@ -47,3 +55,44 @@ class TestAuditChain:
             assert not verify_chain(edited), field
         assert not verify_chain(events[1:])  # a dropped head
         assert not verify_chain([events[0], events[2]])  # a dropped middle
+
+
+class TestSignedHead:
+    """Every served chain carries its head, signed with the service's own audit key."""
+
+    async def test_the_served_head_names_the_last_event_and_verifies(self, database_url_for):
+        engine = create_engine(database_url_for("kms"))
+        sessions = create_sessionmaker(engine)
+        log = AuditLog(AuditEvent, "kms")
+        key = AuditSigningKey.generate()
+        chain = f"file:{uuid.uuid4()}"
+        async with sessions() as session:
+            empty = await log.served(session, chain, key)
+        async with sessions() as session, session.begin():
+            for i in range(2):
+                await log.append(session, chain=chain, actor="a", action="x", target=str(i))
+        async with sessions() as session:
+            served = await log.served(session, chain, key)
+        await engine.dispose()
+        assert b64d(served["audit_key"]) == key.public_key
+        for body, seq, last in ((empty, 0, AuditHead.GENESIS),
+                                (served, 2, served["events"][-1]["hash"])):
+            signed = SignedAuditHead.from_json(body)
+            signed.verify(key.public_key)
+            assert (signed.head.service, signed.head.chain) == ("kms", chain)
+            assert (signed.head.seq, signed.head.hash) == (seq, last)
+
+
+class TestAuditKeyIsRequired:
+    def test_a_service_without_an_audit_key_does_not_start(self, internal_keys):
+        settings = Settings(database_url="sqlite+aiosqlite:///:memory:",
+                            internal_token_public_key=internal_keys[1].decode())
+        with pytest.raises(RuntimeError, match="no audit signing key"):
+            create_app(settings)
+
+    def test_an_audit_key_that_is_not_ed25519_is_refused(self, internal_keys):
+        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        with pytest.raises(ValueError, match="Ed25519"):
+            Settings(audit_signing_key=pem.decode()).audit_key()

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal, generate_keypair_pem
-from tests.support.apps import Caller, build_app, running
+from tests.support.apps import Caller, audit_public_key, build_app, running
 from tests.support.databases import fresh_database
 
 INTERNAL_SERVICES = [("records-api", "records"), ("kms", "keys"), ("sharing", "files")]
@@ -34,7 +34,8 @@ class TestInternalAuthentication:
             headers = Caller(issuer, name).headers(Principal("acc-42", "practitioner"))
             response = await client.get(f"/v1/{area}/service-info", headers=headers)
         assert response.status_code == 200
-        assert response.json() == {"service": name, "version": "0.1.0", "account_id": "acc-42"}
+        assert response.json() == {"service": name, "version": "0.1.0", "account_id": "acc-42",
+                                   "audit_key": audit_public_key(name)}
 
     async def test_token_for_another_service_is_401(self, service_app, service, issuer):
         name, area = service

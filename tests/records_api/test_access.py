@@ -13,7 +13,7 @@ from records_api.access import AccessClient, SharingUnavailable
 from records_api.app import create_app
 from records_api.settings import Settings
 from tests.records_api.conftest import Actor, Practice, b64
-from tests.support.apps import Caller, running
+from tests.support.apps import AUDIT_KEYS, Caller, running
 
 
 def every_route(practice: Practice, record_id: uuid.UUID, new_version: dict, create: dict,
@@ -156,6 +156,7 @@ class TestSharingUnreachable:
     async def test_is_503_with_retry_after(self, database_url_for, internal_keys, issuer):
         settings = Settings(database_url=database_url_for("records-api"),
                             internal_token_public_key=internal_keys[1].decode(),
+                            audit_signing_key=AUDIT_KEYS["records-api"].decode(),
                             sharing_url="http://127.0.0.1:9", purge_interval_s=0)
         async with running(create_app(settings), rollback=False) as client:
             headers = Caller(issuer, "records-api").headers(Principal(str(uuid.uuid4()), "x"))

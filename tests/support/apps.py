@@ -15,6 +15,9 @@ from ecrin_platform.deps import get_session
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal, generate_keypair_pem
 
 ACCESS_KEY = generate_keypair_pem()[0]
+#: Each service's audit signing key, one per test session (PEM, as in production).
+AUDIT_KEYS = {service: generate_keypair_pem()[0]
+              for service in ("records-api", "kms", "sharing", "gateway")}
 
 SETTINGS = {
     "records-api": ("records_api.app", "records_api.settings"),
@@ -24,12 +27,22 @@ SETTINGS = {
 }
 
 
+def audit_public_key(service: str) -> str:
+    """The public half of ``service``'s test audit key, as the service publishes it."""
+    from ecrin_platform.audit import public_key_text
+    from ecrin_platform.settings import ServiceSettings
+
+    return public_key_text(ServiceSettings(audit_signing_key=AUDIT_KEYS[service].decode())
+                           .audit_key())
+
+
 def build_app(service: str, database_url: str, internal_keys: tuple[bytes, bytes],
               **overrides: Any) -> FastAPI:
     app_module, settings_module = SETTINGS[service]
     create_app = __import__(app_module, fromlist=["create_app"]).create_app
     settings_cls = __import__(settings_module, fromlist=["Settings"]).Settings
-    keys: dict[str, Any] = {"internal_token_public_key": internal_keys[1].decode()}
+    keys: dict[str, Any] = {"internal_token_public_key": internal_keys[1].decode(),
+                            "audit_signing_key": AUDIT_KEYS[service].decode()}
     if service == "gateway":
         keys["internal_token_private_key"] = internal_keys[0].decode()
         keys["access_token_private_key"] = ACCESS_KEY.decode()

@@ -83,6 +83,8 @@ def build_service_app(
                   redirect_slashes=False)
     app.state.settings = settings
     app.state.service = service
+    #: Signs the head of every audit chain this service serves; required to serve.
+    app.state.audit_key = settings.audit_key()
     metrics = Metrics(service)
     app.state.metrics = metrics
     install_problem_handlers(app)

@@ -7,10 +7,15 @@ file without seeing any other file's events.
 
 Event hash = SHA-256 over the canonical JSON of (chain, seq, time, actor, action, target,
 outcome, request_id, service, prev_hash); the first event's prev_hash is 64 zeros.
+
+Every audit route answers :meth:`AuditLog.served`: the events, their head (the last event
+served) signed with the service's own audit key (``ecrin_e2ee.audit_head``), and that
+key's public half, which devices pin (``docs/protocol.md``, audit heads).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -22,6 +27,7 @@ from sqlalchemy import DateTime, Integer, String, bindparam, insert, select, tex
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ecrin_e2ee import AuditSigningKey
 from ecrin_platform.observability import request_id_var
 
 GENESIS = "0" * 64
@@ -141,6 +147,21 @@ class AuditLog:
         rows = await session.execute(select(model).where(model.chain == chain)
                                      .order_by(model.seq).limit(limit))
         return [as_dict(r) for r in rows.scalars()]
+
+    async def served(self, session: AsyncSession, chain: str, key: AuditSigningKey, *,
+                     limit: int = 10_000) -> dict[str, Any]:
+        """What an audit route answers: the chain's events (its first ``limit``), their
+        head signed with this service's audit key, and the key's public half."""
+        events = await self.chain(session, chain, limit=limit)
+        seq, last = (events[-1]["seq"], events[-1]["hash"]) if events else (0, GENESIS)
+        signed = key.sign(service=self.service, chain=chain, seq=seq, hash=last)
+        return {"service": self.service, "chain": chain, "events": events,
+                **signed.to_json(), "audit_key": public_key_text(key)}
+
+
+def public_key_text(key: AuditSigningKey) -> str:
+    """The audit key's public half as devices pin it: base64url, no padding."""
+    return base64.urlsafe_b64encode(key.public_key).rstrip(b"=").decode("ascii")
 
 
 def audit_table_columns() -> Iterable[Any]:

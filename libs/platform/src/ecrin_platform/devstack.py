@@ -1,7 +1,8 @@
 """Runs the four services as local processes: ``make run`` and the end-to-end tests.
 
-Generates the internal-token key pair under the state folder (never committed), migrates
-each service's own database, starts each service on its own port, and stops them all.
+Generates the internal-token key pair and each service's audit signing key under the state
+folder (never committed; kept across runs, as devices pin the audit keys), migrates each
+service's own database, starts each service on its own port, and stops them all.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_dir: Path | None = None
+    audit_keys: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,8 @@ class Stack:
             self.ports.setdefault(service, port)
         self.private_key, self.public_key = ensure_keys(self.state)
         self.access_key, _ = ensure_keys(self.state, "access-token")
+        for service in SERVICES:
+            self.audit_keys.setdefault(service, ensure_keys(self.state, f"audit-{service}")[0])
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -72,7 +76,8 @@ class Stack:
     def env(self, service: str) -> dict[str, str]:
         package, prefix, _ = SERVICES[service]
         env = {**os.environ, **self.extra_env,
-               f"{prefix}DATABASE_URL": self.database_urls[service]}
+               f"{prefix}DATABASE_URL": self.database_urls[service],
+               f"{prefix}AUDIT_SIGNING_KEY_FILE": str(self.audit_keys[service])}
         if service == "gateway":
             env[f"{prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE"] = str(self.private_key)
             env[f"{prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE"] = str(self.access_key)

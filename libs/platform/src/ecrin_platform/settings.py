@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ecrin_e2ee import AuditSigningKey
 
 
 class ServiceSettings(BaseSettings):
@@ -17,6 +21,11 @@ class ServiceSettings(BaseSettings):
     #: PEM of the gateway's Ed25519 public key that signs internal tokens, or a path to it.
     internal_token_public_key: SecretStr | None = None
     internal_token_public_key_file: Path | None = None
+    #: PEM (PKCS#8) of this service's own Ed25519 key that signs the head of every audit
+    #: chain it serves, or a path to it: ``openssl genpkey -algorithm ed25519``. Required
+    #: to serve; devices pin its public half, so it is kept across restarts and replicas.
+    audit_signing_key: SecretStr | None = None
+    audit_signing_key_file: Path | None = None
     #: Largest request body accepted on ordinary routes.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     #: Largest request body accepted on streaming upload routes: an encrypted document's
@@ -45,3 +54,17 @@ class ServiceSettings(BaseSettings):
         if self.internal_token_public_key_file is not None:
             return self.internal_token_public_key_file.read_bytes()
         raise RuntimeError("no internal token public key configured")
+
+    def audit_key(self) -> AuditSigningKey:
+        if self.audit_signing_key is not None:
+            pem = self.audit_signing_key.get_secret_value().encode()
+        elif self.audit_signing_key_file is not None:
+            pem = self.audit_signing_key_file.read_bytes()
+        else:
+            raise RuntimeError("no audit signing key configured")
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("the audit signing key must be Ed25519")
+        return AuditSigningKey(key.private_bytes(serialization.Encoding.Raw,
+                                                 serialization.PrivateFormat.Raw,
+                                                 serialization.NoEncryption()))

@@ -14,6 +14,8 @@ from gateway.auth.repository import AuthRepository
 from gateway.auth.schemas import (
     ChallengeIn,
     ChallengeOut,
+    DirectoryEntryOut,
+    IdentityChangeIn,
     LoginIn,
     MeOut,
     PassphraseChangeIn,
@@ -130,11 +132,10 @@ async def me(auth: Current) -> MeOut:
 
 
 @router.get("/audit", summary="One's own account history (logins, changes), hash-chained")
-async def account_audit(auth: CurrentNormal, service: Service,
+async def account_audit(auth: CurrentNormal, service: Service, request: Request,
                         response: Response) -> dict[str, Any]:
     response.headers.update(no_store)
-    return {"service": "gateway", "chain": f"account:{auth.account.id}",
-            "events": await service.audit_trail(auth)}
+    return await service.audit_trail(auth, request.app.state.audit_key)
 
 
 @router.get("/sessions", response_model=list[SessionOut], summary="List one's live sessions")
@@ -177,3 +178,14 @@ async def change_passphrase(body: PassphraseChangeIn, request: Request, auth: Cu
     await limiter(request).check("passphrase", client_ip(request), str(auth.account.id))
     await service.change_passphrase(auth, body)
     return Response(status_code=204)
+
+
+@router.post("/identity", response_model=DirectoryEntryOut,
+             summary="Replace one's identity: a key-change statement signed by the current "
+                     "identity, a fresh 'identity' challenge signed by the login key, and the "
+                     "second factor when enrolled; revokes the other sessions")
+async def change_identity(body: IdentityChangeIn, request: Request, auth: CurrentNormal,
+                          service: Service, response: Response) -> DirectoryEntryOut:
+    await limiter(request).check("identity", client_ip(request), str(auth.account.id))
+    response.headers.update(no_store)
+    return await service.change_identity(auth, body)

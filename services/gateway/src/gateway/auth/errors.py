@@ -41,3 +41,15 @@ class WrapMissing(Conflict):
 
 class AccountExists(Conflict):
     slug = "account-exists"
+
+
+class CurrentWrapProtected(Conflict):
+    slug = "current-passphrase-wrap"
+
+
+class KeyChangeRejected(ServiceError):
+    status, slug, title = 422, "invalid-key-change", "The kms rejected the key change"
+
+
+class IdentityConflict(Conflict):
+    slug = "identity-conflict"

@@ -9,8 +9,8 @@ import httpx
 
 from ecrin_platform.observability import request_id_var
 from ecrin_platform.problems import ServiceError, ServiceUnavailable
-from ecrin_platform.tokens import HEADER, InternalTokenIssuer
-from gateway.auth.errors import AccountExists
+from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal
+from gateway.auth.errors import AccountExists, IdentityConflict, KeyChangeRejected
 
 
 class KeysRejected(ServiceError):
@@ -23,17 +23,25 @@ class KmsClient:
         self.issuer = issuer
         self.base_url = base_url
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, step_up: Principal | None = None) -> dict[str, str]:
         rid = request_id_var.get()
-        headers = {HEADER: self.issuer.issue("kms", request_id=rid, system=True)}
+        if step_up is None:
+            token = self.issuer.issue("kms", request_id=rid, system=True)
+        else:
+            # Only this call, made right after the gateway checked a fresh passphrase proof,
+            # carries the claim; the proxy never does.
+            token = self.issuer.issue("kms", request_id=rid, principal=step_up,
+                                      step_up="identity")
+        headers = {HEADER: token}
         if rid:
             headers["x-request-id"] = rid
         return headers
 
-    async def _call(self, method: str, path: str, json: Any = None) -> httpx.Response:
+    async def _call(self, method: str, path: str, json: Any = None,
+                    step_up: Principal | None = None) -> httpx.Response:
         try:
             return await self.http.request(method, self.base_url + path, json=json,
-                                           headers=self._headers(), timeout=10.0)
+                                           headers=self._headers(step_up), timeout=10.0)
         except httpx.HTTPError:
             raise ServiceUnavailable("The key service is unavailable; retry shortly.",
                                      headers={"Retry-After": "2"}) from None
@@ -64,3 +72,28 @@ class KmsClient:
             return False
         raise ServiceUnavailable("The key service failed; retry shortly.",
                                  headers={"Retry-After": "2"})
+
+    async def change_identity(self, principal: Principal, body: dict[str, Any]
+                              ) -> dict[str, Any]:
+        """Replace the account's published identity (the kms checks the statement)."""
+        response = await self._call("PUT", f"/internal/accounts/{principal.account_id}/identity",
+                                    body, step_up=principal)
+        if response.status_code == 200:
+            result: dict[str, Any] = response.json()
+            return result
+        detail = _detail(response)
+        if response.status_code == 422:
+            raise KeyChangeRejected(detail or "The identity, statement or wraps are invalid.")
+        if response.status_code in (404, 409):
+            raise IdentityConflict(detail or "The identity cannot be replaced now.")
+        raise ServiceUnavailable("The key service failed; retry shortly.",
+                                 headers={"Retry-After": "2"})
+
+
+def _detail(response: httpx.Response) -> str | None:
+    """The kms's own explanation of a refusal (its problem's ``detail``), if any."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return None
+    return detail if isinstance(detail, str) and len(detail) <= 300 else None

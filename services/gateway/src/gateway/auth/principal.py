@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrin_platform.db import read_only_session
 from ecrin_platform.problems import Forbidden
 from ecrin_platform.tokens import Principal
-from gateway.auth.errors import SecondFactorMissing
+from gateway.auth.errors import CurrentWrapProtected, SecondFactorMissing
 from gateway.auth.repository import AuthRepository
+from gateway.auth.schemas import b64decode, b64encode
 from gateway.auth.service import AuthService
 
 #: Areas holding patient data: practitioners need a verified second factor there.
@@ -20,6 +23,9 @@ PATIENT_DATA_AREAS = frozenset({"records", "keyrings", "files", "grants", "invit
 #: The only public paths a recovery session may reach.
 RECOVERY_PREFIXES = ("/v1/keys/me/wraps/",)
 _INVITATION_REDEEM = re.compile(r"^/v1/invitations/(lookup/[^/]+|[^/]+/redeem)$")
+#: A passphrase wrap, named by its KDF salt (b64). Matched on the decoded path: the kms
+#: decodes ``%41`` to ``A`` before it looks the key id up.
+_PASSPHRASE_WRAP = re.compile(r"^/v1/keys/me/wraps/passphrase/([^/]+)$")
 
 
 class PrincipalCache:
@@ -87,9 +93,32 @@ async def resolve_principal(request: Request) -> Principal | None:
         # flood of lookups should still stop early.
         host = request.client.host if request.client else "unknown"
         await app.state.rate_limiter.check("invitation", host, principal.account_id)
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        wrap = _PASSPHRASE_WRAP.match(path)
+        if wrap is not None:
+            await _refuse_current_wrap(app.state.engine, principal, wrap.group(1))
     settings = app.state.settings
     if (settings.require_practitioner_2fa and principal.role == "practitioner"
             and not principal.second_factor and area in PATIENT_DATA_AREAS):
         raise SecondFactorMissing("Enable and verify a second factor (ecrin 2fa enable) to "
                                   "reach patient data.")
     return principal
+
+
+async def _refuse_current_wrap(engine: AsyncEngine, principal: Principal, key_id: str) -> None:
+    """An access token alone may store a wrap for a new salt (a passphrase change, step 1)
+    and delete the wraps of old salts, never replace or delete the wrap of the current
+    passphrase: that would lock the account out, or swap its identity keys. The current
+    wrap changes only with the passphrase or the identity, which take a fresh proof."""
+    async with read_only_session(engine) as session:
+        salt = await AuthRepository(session).kdf_salt(uuid.UUID(principal.account_id))
+    if salt is None:
+        return
+    try:
+        same = key_id == b64encode(salt) or b64decode(key_id) == salt
+    except ValueError:
+        same = False
+    if same:
+        raise CurrentWrapProtected(
+            "This is the wrap of the current passphrase: it changes only with the passphrase "
+            "(POST /v1/auth/passphrase) or the identity (POST /v1/auth/identity).")

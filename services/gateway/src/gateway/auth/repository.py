@@ -43,6 +43,10 @@ class AuthRepository:
     async def account(self, account_id: uuid.UUID) -> Account | None:
         return await self.session.get(Account, account_id)
 
+    async def kdf_salt(self, account_id: uuid.UUID) -> bytes | None:
+        row = await self.session.execute(select(Account.kdf_salt).where(Account.id == account_id))
+        return row.scalar_one_or_none()
+
     async def account_by_email(self, email: str) -> Account | None:
         row = await self.session.execute(select(Account).where(Account.email == email))
         return row.scalar_one_or_none()

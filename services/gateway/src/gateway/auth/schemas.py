@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 Role = Literal["practitioner", "staff", "patient", "representative"]
-Action = Literal["login", "recover", "passphrase"]
+Action = Literal["login", "recover", "passphrase", "identity"]
 
 
 def _decoded_size(value: str) -> int:
@@ -161,3 +161,32 @@ class PassphraseChangeIn(Strict):
     new_login_public_key: Key32
     new_kdf: KdfIn
     totp_code: str | None = Field(default=None, max_length=10)
+
+
+class IdentityChangeIn(Strict):
+    """A new identity for one's own account, authorised by a fresh ``identity`` challenge
+    signed with the current login key (and the second factor when enrolled)."""
+
+    challenge_id: uuid.UUID
+    signature: Signature
+    totp_code: str | None = Field(default=None, max_length=10)
+    recovery_code: str | None = Field(default=None, max_length=32)
+    #: ``PublicIdentity.to_json()`` of the new identity
+    identity: dict[str, Any]
+    #: ``KeyChange.to_json()``, signed by the identity the directory publishes now
+    key_change: dict[str, Any]
+    #: the new identity keys wrapped under the current KEK and under the recovery key
+    wrapped_keys: WrapsIn
+
+
+class KeyChangeOut(BaseModel):
+    previous_identity: dict[str, Any]
+    statement: dict[str, Any]
+
+
+class DirectoryEntryOut(BaseModel):
+    account_id: uuid.UUID
+    identity: dict[str, Any]
+    fingerprint: str
+    updated_at: datetime
+    key_changes: list[KeyChangeOut] = []

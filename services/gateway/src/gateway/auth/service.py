@@ -15,7 +15,7 @@ import pyotp
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from ecrin_e2ee import E2EEError, PublicIdentity
+from ecrin_e2ee import AuditSigningKey, E2EEError, PublicIdentity
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.problems import Forbidden, NotFound, ServiceError
 from ecrin_platform.tokens import Principal
@@ -34,6 +34,8 @@ from gateway.auth.repository import AuthRepository, SessionFacts
 from gateway.auth.schemas import (
     AccountOut,
     ChallengeOut,
+    DirectoryEntryOut,
+    IdentityChangeIn,
     KdfIn,
     KdfOut,
     LoginIn,
@@ -125,8 +127,9 @@ class AuthService:
                                     actor=account_id, action=action,
                                     target=target or account_id, outcome=outcome)
 
-    async def audit_trail(self, auth: Authenticated) -> list[dict[str, Any]]:
-        return await self.ctx.audit.chain(self.repo.session, f"account:{auth.account.id}")
+    async def audit_trail(self, auth: Authenticated, key: AuditSigningKey) -> dict[str, Any]:
+        return await self.ctx.audit.served(self.repo.session, f"account:{auth.account.id}",
+                                           key)
 
     # -- sign-up ----------------------------------------------------------------------------
 
@@ -399,3 +402,38 @@ class AuthService:
         await self.repo.revoke_sessions(account.id, now, "passphrase-change", except_id=keep)
         await self.repo.flush()
         await self._log(account.id, "auth.passphrase-change")
+
+    # -- identity -------------------------------------------------------------------------------
+
+    async def change_identity(self, auth: Authenticated, body: IdentityChangeIn
+                              ) -> DirectoryEntryOut:
+        """Replace the account's identity: an access token alone never does.
+
+        The caller signs a fresh ``identity`` challenge with the current login key (which
+        only the passphrase derives) and gives the second factor when one is enrolled; the
+        kms then checks the statement signed by the identity it publishes. The passphrase
+        wrap named is the one of the account's current salt, never a client's choice.
+        Every other session ends, so other devices pick up the new identity at their next
+        login."""
+        account = auth.account
+        signer = await self._consume_challenge(body.challenge_id, body.signature, "identity")
+        if signer.id != account.id:
+            raise InvalidCredentials("The credentials are not valid.")
+        self._check_second_factor(account, body.totp_code, body.recovery_code)
+        principal = Principal(account_id=str(account.id), role=account.role,
+                              session_id=str(auth.session.id),
+                              second_factor=auth.session.second_factor_verified)
+        entry = await self.ctx.kms.change_identity(principal, {
+            "identity": body.identity,
+            "key_change": body.key_change,
+            "passphrase": {"key_id": b64encode(account.kdf_salt),
+                           "wrap": body.wrapped_keys.passphrase},
+            "recovery": body.wrapped_keys.recovery,
+        })
+        now = utcnow()
+        account.updated_at = now
+        await self.repo.revoke_sessions(account.id, now, "identity-change",
+                                        except_id=auth.session.id)
+        await self.repo.flush()
+        await self._log(account.id, "account.identity-change")
+        return DirectoryEntryOut.model_validate(entry)

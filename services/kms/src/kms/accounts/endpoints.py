@@ -6,15 +6,30 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from ecrin_platform.deps import CurrentPrincipal, CurrentUser, GatewaySystem, SessionDep
+from ecrin_platform.deps import (
+    CurrentPrincipal,
+    CurrentUser,
+    GatewaySystem,
+    InternalClaimsDep,
+    SessionDep,
+)
+from ecrin_platform.tokens import Principal
 from kms.accounts.repository import AccountKeysRepository
 from kms.accounts.schemas import (
     AccountKeysIn,
     DirectoryEntryOut,
+    IdentityChangeIn,
+    KeyChangeOut,
     PublicIdentityIn,
     WrappedIdentityIn,
 )
-from kms.accounts.service import AccountKeysService, require_owner
+from kms.accounts.service import AccountKeysService, StepUpRequired, require_owner
+from kms.models import DirectoryEntry, KeyChangeRow
+
+#: The claim the gateway puts in the internal token of a call it makes right after checking
+#: a fresh passphrase proof (and the second factor) for an identity change. The proxy never
+#: issues it, and services trust no client header.
+STEP_UP_CLAIM = "step_up"
 
 
 def get_service(session: SessionDep) -> AccountKeysService:
@@ -30,29 +45,46 @@ keys = APIRouter(prefix="/v1/keys/me", tags=["kms"])
 internal = APIRouter(prefix="/internal/accounts", include_in_schema=False)
 
 
-def _out(entry: Any) -> DirectoryEntryOut:
+async def step_up_for_identity(claims: InternalClaimsDep) -> Principal:
+    """The account whose fresh passphrase proof the gateway checked for this very call."""
+    if claims.principal is None or claims.extra.get(STEP_UP_CLAIM) != "identity":
+        raise StepUpRequired("Replacing an identity needs a fresh passphrase proof "
+                             "(POST /v1/auth/identity).")
+    return claims.principal
+
+
+StepUpPrincipal = Annotated[Principal, Depends(step_up_for_identity)]
+
+
+def _out(entry: DirectoryEntry, changes: list[KeyChangeRow]) -> DirectoryEntryOut:
     # SQLite hands timestamps back without their zone; they are stored in UTC. A naive
     # value would be rendered without an offset, which is no RFC 3339 date-time.
     updated_at = entry.updated_at
     if updated_at.tzinfo is None:
         updated_at = updated_at.replace(tzinfo=UTC)
-    return DirectoryEntryOut(account_id=entry.account_id, identity=entry.identity,
-                             fingerprint=entry.fingerprint, updated_at=updated_at)
+    return DirectoryEntryOut(
+        account_id=entry.account_id, identity=entry.identity, fingerprint=entry.fingerprint,
+        updated_at=updated_at,
+        key_changes=[KeyChangeOut(previous_identity=c.previous_identity, statement=c.statement)
+                     for c in changes])
 
 
 @directory.put("/{account_id}", response_model=DirectoryEntryOut,
-               summary="Publish or replace one's own public identity (self-signature checked)")
+               summary="Publish one's own public identity (self-signature checked); replacing "
+                       "it is refused here (403 step-up-required): see POST /v1/auth/identity")
 async def publish_identity(account_id: uuid.UUID, body: PublicIdentityIn, user: CurrentUser,
                            service: Service) -> DirectoryEntryOut:
     require_owner(user.account_id, account_id)
-    return _out(await service.publish_identity(account_id, body))
+    entry = await service.publish_identity(account_id, body)
+    return _out(entry, await service.key_changes(account_id))
 
 
 @directory.get("/{account_id}", response_model=DirectoryEntryOut,
-               summary="Fetch an account's public identity and fingerprint")
+               summary="Fetch an account's public identity, fingerprint and key changes")
 async def get_identity(account_id: uuid.UUID, user: CurrentUser,
                        service: Service) -> DirectoryEntryOut:
-    return _out(await service.get_identity(account_id))
+    entry = await service.get_identity(account_id)
+    return _out(entry, await service.key_changes(account_id))
 
 
 @keys.get("/wraps/passphrase/{key_id}", summary="Fetch one's identity keys wrapped under a KEK")
@@ -86,6 +118,14 @@ async def store_account_keys(account_id: uuid.UUID, body: AccountKeysIn, _: Gate
                              service: Service) -> Response:
     await service.store_new_account(account_id, body)
     return Response(status_code=204)
+
+
+@internal.put("/{account_id}/identity", response_model=DirectoryEntryOut)
+async def change_identity(account_id: uuid.UUID, body: IdentityChangeIn,
+                          principal: StepUpPrincipal, service: Service) -> DirectoryEntryOut:
+    require_owner(principal.account_id, account_id)
+    entry = await service.change_identity(account_id, body)
+    return _out(entry, await service.key_changes(account_id))
 
 
 @internal.delete("/{account_id}/keys", status_code=204)

@@ -18,11 +18,21 @@ class PublicIdentityIn(BaseModel):
     self_signature: str = Field(max_length=128)
 
 
+class KeyChangeOut(BaseModel):
+    """One replacement of the identity: the identity replaced, and ``KeyChange.to_json()``
+    signed by its key."""
+
+    previous_identity: dict[str, Any]
+    statement: dict[str, Any]
+
+
 class DirectoryEntryOut(BaseModel):
     account_id: uuid.UUID
     identity: dict[str, Any]
     fingerprint: str
     updated_at: datetime
+    #: Every replacement of this account's identity, oldest first (empty if never changed).
+    key_changes: list[KeyChangeOut] = []
 
 
 class WrappedIdentityIn(BaseModel):
@@ -46,5 +56,32 @@ class AccountKeysIn(BaseModel):
     """What the gateway stores for a new account, in the sign-up saga."""
 
     identity: PublicIdentityIn
+    passphrase: PassphraseWrapIn
+    recovery: WrappedIdentityIn
+
+
+class KeyChangeIn(BaseModel):
+    """``KeyChange.to_json()``: checked against the published identity and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int
+    account_id: uuid.UUID
+    old_fingerprint: str = Field(max_length=64)
+    new_fingerprint: str = Field(max_length=64)
+    changed_at: int
+    signature: str = Field(max_length=128)
+
+
+class IdentityChangeIn(BaseModel):
+    """What the gateway forwards after a fresh passphrase proof: the new identity, the
+    statement signed by the old key, and the account's wraps of the new identity keys (the
+    passphrase wrap for the current KDF salt, which the gateway names, and the recovery
+    wrap)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity: PublicIdentityIn
+    key_change: KeyChangeIn
     passphrase: PassphraseWrapIn
     recovery: WrappedIdentityIn

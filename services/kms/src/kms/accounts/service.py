@@ -7,11 +7,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ecrin_e2ee import E2EEError, PublicIdentity, WrappedIdentity
+from ecrin_e2ee import E2EEError, IdentityMismatchError, KeyChange, PublicIdentity, WrappedIdentity
 from ecrin_platform.problems import Conflict, Forbidden, NotFound, ServiceError
 from kms.accounts.repository import AccountKeysRepository
-from kms.accounts.schemas import AccountKeysIn, PublicIdentityIn, WrappedIdentityIn
-from kms.models import DirectoryEntry, WrappedKey
+from kms.accounts.schemas import (
+    AccountKeysIn,
+    IdentityChangeIn,
+    PublicIdentityIn,
+    WrappedIdentityIn,
+)
+from kms.models import DirectoryEntry, KeyChangeRow, WrappedKey
 
 
 class InvalidIdentity(ServiceError):
@@ -20,6 +25,14 @@ class InvalidIdentity(ServiceError):
 
 class InvalidWrap(ServiceError):
     status, slug, title = 422, "invalid-wrap", "Invalid wrapped key"
+
+
+class InvalidKeyChange(ServiceError):
+    status, slug, title = 422, "invalid-key-change", "Invalid key-change statement"
+
+
+class StepUpRequired(Forbidden):
+    slug, title = "step-up-required", "A fresh passphrase proof is required"
 
 
 def _now() -> datetime:
@@ -54,6 +67,8 @@ class AccountKeysService:
 
     async def publish_identity(self, account_id: uuid.UUID, body: PublicIdentityIn
                                ) -> DirectoryEntry:
+        """First publication, or the same identity again. Never a replacement: that takes a
+        key-change statement and a fresh passphrase proof (:meth:`change_identity`)."""
         identity = verified_identity(body, account_id)
         entry = await self.repo.directory_entry(account_id)
         data = identity.to_json()
@@ -63,9 +78,9 @@ class AccountKeysService:
                                    updated_at=_now())
             self.repo.add(entry)
         elif entry.identity != data:
-            entry.identity = data
-            entry.fingerprint = identity.fingerprint_hex()
-            entry.updated_at = _now()
+            raise StepUpRequired(
+                "A published identity is replaced only by a key-change statement signed by "
+                "its key, with a fresh passphrase proof (POST /v1/auth/identity).")
         await self.repo.session.flush()
         return entry
 
@@ -73,6 +88,57 @@ class AccountKeysService:
         entry = await self.repo.directory_entry(account_id)
         if entry is None:
             raise NotFound("No such account in the directory.")
+        return entry
+
+    async def key_changes(self, account_id: uuid.UUID) -> list[KeyChangeRow]:
+        return await self.repo.key_changes(account_id)
+
+    async def change_identity(self, account_id: uuid.UUID, body: IdentityChangeIn
+                              ) -> DirectoryEntry:
+        """Replace the published identity. The gateway has checked a fresh passphrase proof
+        (and the second factor); here the statement must be signed by the identity the
+        directory publishes now and name the new one. The wraps of the new identity keys
+        replace the old ones in the same transaction, and the passphrase wraps of earlier
+        salts (which hold the abandoned keys) are deleted."""
+        entry = await self.repo.directory_entry(account_id, for_update=True)
+        if entry is None:
+            raise NotFound("No such account in the directory.")
+        new = verified_identity(body.identity, account_id)
+        try:
+            statement = KeyChange.from_json(body.key_change.model_dump(mode="json"))
+        except (E2EEError, ValueError, TypeError):
+            raise InvalidKeyChange("The key-change statement is malformed.") from None
+        passphrase = checked_wrap(body.passphrase.wrap, account_id, "passphrase")
+        recovery = checked_wrap(body.recovery, account_id, "recovery")
+        changes = await self.repo.key_changes(account_id)
+        if entry.identity == new.to_json():
+            if changes and changes[-1].statement == statement.to_json() and (
+                    await self.get_wrap_or_none(account_id, "passphrase",
+                                                body.passphrase.key_id)) == passphrase and (
+                    await self.get_wrap_or_none(account_id, "recovery", "recovery")
+                    ) == recovery:
+                return entry  # a retry of the change just made
+            raise Conflict("This identity is already the published one.")
+        try:
+            statement.verify(PublicIdentity.from_json(entry.identity), new)
+        except IdentityMismatchError:
+            raise InvalidKeyChange("The key-change statement is not signed by the published "
+                                   "identity's key for this new identity.") from None
+        current_wrap = await self.repo.wrap(account_id, "passphrase", body.passphrase.key_id)
+        recovery_wrap = await self.repo.wrap(account_id, "recovery", "recovery")
+        if current_wrap is None or recovery_wrap is None:
+            raise Conflict("The account has no wrap for its current passphrase.")
+        now = _now()
+        self.repo.add(KeyChangeRow(account_id=account_id, seq=len(changes) + 1,
+                                   previous_identity=entry.identity,
+                                   statement=statement.to_json(), created_at=now))
+        entry.identity = new.to_json()
+        entry.fingerprint = new.fingerprint_hex()
+        entry.updated_at = now
+        current_wrap.wrap = passphrase
+        recovery_wrap.wrap = recovery
+        await self.repo.delete_other_passphrase_wraps(account_id, body.passphrase.key_id)
+        await self.repo.session.flush()
         return entry
 
     async def put_wrap(self, account_id: uuid.UUID, purpose: str, key_id: str,

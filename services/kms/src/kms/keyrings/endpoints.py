@@ -139,5 +139,5 @@ async def audit(file_id: uuid.UUID, access: Access, session: SessionDep, request
     if access.state != "active" or access.relationship not in AUDIT_READERS:
         raise NotFound("No such keyring.")
     response.headers.update(NO_STORE)
-    events = await request.app.state.audit.chain(session, f"file:{file_id}")
-    return {"service": "kms", "chain": f"file:{file_id}", "events": events}
+    return await request.app.state.audit.served(session, f"file:{file_id}",
+                                                request.app.state.audit_key)

@@ -31,6 +31,20 @@ class DirectoryEntry(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class KeyChangeRow(Base):
+    """One replacement of an account's identity: the identity it replaced and the statement,
+    signed by that identity's key, naming the old and new fingerprints (``KeyChange``).
+    ``seq`` counts the account's changes from 1; the directory serves them in order."""
+
+    __tablename__ = "key_changes"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    previous_identity: Mapped[dict[str, Any]] = mapped_column(JSON)
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class WrappedKey(Base):
     """Identity private keys wrapped on the device: under a KEK (one per KDF salt) or
     under the recovery key. Opaque to the kms."""

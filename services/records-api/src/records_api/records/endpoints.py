@@ -104,14 +104,13 @@ AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
 
 @router.get("/audit", responses=_PROBLEMS,
             summary="The records API's audit chain of a file (reads and writes)")
-async def file_audit(caller: CallerDep, session: ReadSessionDep, response: Response,
-                     file_id: uuid.UUID) -> dict[str, Any]:
+async def file_audit(caller: CallerDep, session: ReadSessionDep, request: Request,
+                     response: Response, file_id: uuid.UUID) -> dict[str, Any]:
     access = await caller.access(file_id)
     if access is None or access.relationship not in AUDIT_READERS:
         raise RecordNotFound()
     response.headers["Cache-Control"] = "no-store"
-    events = await AUDIT.chain(session, file_chain(file_id))
-    return {"service": "records-api", "chain": file_chain(file_id), "events": events}
+    return await AUDIT.served(session, file_chain(file_id), request.app.state.audit_key)
 
 
 @router.post("/rekey", response_model=RekeyOut, responses=_PROBLEMS,

@@ -90,8 +90,8 @@ async def file_audit(file_id: uuid.UUID, account: Me, service: Service, request:
     if mine.relationship not in AUDIT_READERS:
         raise NotFound("No such file.")
     response.headers.update(NO_STORE)
-    events = await request.app.state.audit.chain(service.session, f"file:{file_id}")
-    return {"service": "sharing", "chain": f"file:{file_id}", "events": events}
+    return await request.app.state.audit.served(service.session, f"file:{file_id}",
+                                                request.app.state.audit_key)
 
 
 @rotations.get("", response_model=list[RotationOut],
@@ -126,7 +126,7 @@ async def lookup(lookup_id: str, _: Me, service: Service,
                   summary="Redeem an invitation (single use): a pending grant for the caller")
 async def redeem(invitation_id: uuid.UUID, body: InvitationRedeem, account: Me,
                  service: Service) -> GrantOut:
-    return await service.redeem(invitation_id, account, body.lookup_id)
+    return await service.redeem(invitation_id, account, body.lookup_id, body.proof)
 
 
 @invitations.delete("/{invitation_id}", status_code=204, summary="Cancel an invitation")

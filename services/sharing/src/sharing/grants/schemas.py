@@ -54,6 +54,19 @@ class RotationOut(BaseModel):
     created_at: datetime
 
 
+B64 = "^[A-Za-z0-9_-]+$"
+
+
+class InvitationVerifierIn(BaseModel):
+    """``InvitationVerifier.to_json()``: a 24-byte nonce and a 48-byte AEAD ciphertext."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    nonce: str = Field(min_length=32, max_length=32, pattern=B64)
+    ciphertext: str = Field(min_length=64, max_length=64, pattern=B64)
+
+
 class InvitationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,6 +79,8 @@ class InvitationCreate(BaseModel):
     expires_in_days: int = Field(default=14, ge=1, le=30)
     #: InvitationPayload.to_json(): scope keys wrapped under Argon2id(code)
     payload: dict[str, Any]
+    #: InvitationVerifier.to_json(): opened only by the inviter's own devices
+    verifier: InvitationVerifierIn
 
 
 class InvitationRedeem(BaseModel):
@@ -76,6 +91,9 @@ class InvitationRedeem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lookup_id: str = Field(min_length=16, max_length=64, pattern="^[A-Za-z0-9_-]+$")
+    #: b64 of the 32-byte MAC, keyed by the code, over the redeemer's identity: the
+    #: inviter's devices check it (the server cannot, nor forge one).
+    proof: str = Field(min_length=43, max_length=43, pattern="^[A-Za-z0-9_-]+$")
 
 
 class InvitationOut(BaseModel):
@@ -91,6 +109,11 @@ class InvitationOut(BaseModel):
     redeemed_by: uuid.UUID | None
     redeemed_at: datetime | None
     grant_id: uuid.UUID | None
+    #: For the inviter's devices, to check who redeemed: the lookup id, the verifier and
+    #: the redeemer's proof (none of them opens anything without the inviter's keys).
+    lookup_id: str
+    verifier: dict[str, Any] | None
+    redemption_proof: str | None
 
 
 class InvitationLookupOut(BaseModel):

@@ -63,7 +63,8 @@ def invitation_out(i: Invitation, now: datetime) -> InvitationOut:
                          valid_until=aware(i.valid_until), created_at=aware(i.created_at),  # type: ignore[arg-type]
                          expires_at=aware(i.expires_at), status=status,  # type: ignore[arg-type]
                          redeemed_by=i.redeemed_by, redeemed_at=aware(i.redeemed_at),
-                         grant_id=i.grant_id)
+                         grant_id=i.grant_id, lookup_id=i.lookup_id, verifier=i.verifier,
+                         redemption_proof=i.redemption_proof)
 
 
 def _plain(scopes: dict[Any, Any]) -> dict[str, str]:
@@ -242,7 +243,8 @@ class GrantsService:
         invitation = Invitation(id=body.invitation_id, file_id=body.file_id, inviter_id=inviter,
                                 lookup_id=body.lookup_id, relationship=body.relationship,
                                 scopes=dict(body.scopes), valid_until=body.valid_until,
-                                payload=body.payload, created_at=self.now,
+                                payload=body.payload, verifier=body.verifier.model_dump(),
+                                created_at=self.now,
                                 expires_at=self.now + timedelta(days=body.expires_in_days))
         self.session.add(invitation)
         await self.session.flush()
@@ -274,7 +276,7 @@ class GrantsService:
                                    payload=row.payload)
 
     async def redeem(self, invitation_id: uuid.UUID, account: uuid.UUID,
-                     lookup_id: str) -> GrantOut:
+                     lookup_id: str, proof: str) -> GrantOut:
         """Single use: of two concurrent redemptions exactly one updates the row. Only a
         caller who derived the lookup id from the code redeems (the id alone is not secret)."""
         grant_id = uuid.uuid4()
@@ -293,7 +295,8 @@ class GrantsService:
         result = await self.session.execute(
             update(Invitation).where(Invitation.id == invitation_id,
                                      Invitation.lookup_id == lookup_id, self._open())
-            .values(redeemed_by=account, redeemed_at=self.now, grant_id=grant_id)
+            .values(redeemed_by=account, redeemed_at=self.now, grant_id=grant_id,
+                    redemption_proof=proof)
             # The row may sit in the session already (the staleness check above): no
             # in-Python evaluation of the criteria, reload it after the update instead.
             .execution_options(synchronize_session=False))

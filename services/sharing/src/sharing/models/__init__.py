@@ -89,6 +89,10 @@ class Invitation(Base):
     scopes: Mapped[dict[str, Any]] = mapped_column(JSON)
     valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: InvitationVerifier: the proof key wrapped for the inviter's own account
+    verifier: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: the redeemer's proof (b64, keyed by the code) that its identity holds the code
+    redemption_proof: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     redeemed_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
