@@ -158,6 +158,8 @@ def story(stack: Stack, homes: Path, say: Any) -> dict[str, Any]:
     accepted = parent_a.ecrin("share", "accept", invite_a["code"])
     say(f"    -> grant {accepted['grant_id']} ({accepted['relationship']}: "
         f"{accepted['scopes']}); inviter's safety number {accepted['safety_number']}")
+    say("    -> no `ecrin verify` needed: the code itself named the practitioner's key, and "
+        "the practitioner's device checks parent A's proof that it holds the code")
     listed = parent_a.ecrin("record", "list", file_id)
     say(f"    -> sees {sorted((r['metadata']['kind'], r['scope']) for r in listed)}")
     got = files / "ordonnance-parent.pdf"
@@ -182,11 +184,20 @@ def story(stack: Stack, homes: Path, say: Any) -> dict[str, Any]:
                expect=1)
     kine.ecrin("verify", colleague.account_id, "--yes")
     kine.ecrin("share", "grant", file_id, colleague.account_id, "--as", "care_team")
+    colleague.ecrin("record", "get", file_id, bilan["record_id"], expect=7)
+    say("    -> the colleague's device refuses keys signed by a practitioner it never "
+        "verified (exit 7): they compare safety numbers the other way too")
+    colleague.ecrin("verify", kine.account_id, "--yes")
     read = colleague.ecrin("record", "get", file_id, bilan["record_id"])
     say(f"    -> the colleague reads the bilan: motif {read['content']['motif']!r}")
 
     say("\n7. The practitioner revokes parent B; the keys rotate at once")
     kine.ecrin("share", "list", file_id, show=True)
+    shared_with = kine.ecrin("share", "list", file_id)
+    summary["trusted_by"] = {g["relationship"] + ("" if g["grantee_id"] != colleague.account_id
+                                                  else ":colleague"): g["trusted"]
+                             for g in shared_with["grants"]}
+    summary["skipped_on_revoke"] = []
     revoked = kine.ecrin("share", "revoke", accepted_b["grant_id"])
     for r in revoked["rotations"]:
         say(f"    -> {r['scope']} now at key version {r['version']}, sealed to "
@@ -198,6 +209,7 @@ def story(stack: Stack, homes: Path, say: Any) -> dict[str, Any]:
     summary["parent_a_after_rotation"] = again.read_bytes() == scan_path.read_bytes()
     say(f"    -> parent A still reads the prescription: {summary['parent_a_after_rotation']}")
     summary["rotations_on_revoke"] = sorted(r["scope"] for r in revoked["rotations"])
+    summary["skipped_on_revoke"] = [a for r in revoked["rotations"] for a in r["skipped_members"]]
 
     say("\n8. A replacement for one week, then the clock moves 8 days on")
     sign_up(replacement, "remplacant@cabinet-demo.fr", "practitioner", totp=True)
@@ -205,6 +217,7 @@ def story(stack: Stack, homes: Path, say: Any) -> dict[str, Any]:
     until = (today + dt.timedelta(days=7)).isoformat()
     kine.ecrin("share", "grant", file_id, replacement.account_id, "--as", "replacement",
                "--until", until)
+    replacement.ecrin("verify", kine.account_id, "--yes")
     replacement.ecrin("record", "get", file_id, bilan["record_id"])
     say("    -> the replacement reads the bilan")
     (stack.state / "clock-offset").write_text(str(8 * 24 * 3600))

@@ -73,6 +73,9 @@ class MaliciousServer(httpx.AsyncBaseTransport):
     rewrite: Rewrite | None = None
     seen: list[tuple[str, str]] = field(default_factory=list)
     tampered: list[tuple[str, str]] = field(default_factory=list)
+    #: (method, path, body) of every request whose body was in memory (JSON): what the
+    #: device really sent, for tests that check it never sealed a key to the attacker.
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
@@ -92,6 +95,8 @@ class MaliciousServer(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.method, request.url.path))
+        if isinstance(request.stream, httpx.ByteStream):
+            self.sent.append((request.method, request.url.path, request.content))
         response = await self.inner.handle_async_request(request)
         if self.rewrite is None:
             return response
@@ -116,6 +121,11 @@ class MaliciousServer(httpx.AsyncBaseTransport):
 
     def requested(self, method: str, prefix: str) -> bool:
         return any(m == method and p.startswith(prefix) for m, p in self.seen)
+
+    def bodies(self, method: str, prefix: str) -> list[Any]:
+        """The JSON bodies the device sent with ``method`` to paths under ``prefix``."""
+        return [json.loads(body) for m, p, body in self.sent
+                if m == method and p.startswith(prefix) and body]
 
 
 def chunks(content: bytes) -> list[bytes]:

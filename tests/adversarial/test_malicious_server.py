@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ecrin_client import IdentityMismatch, IntegrityError, NotFound, Patients, Records
+from ecrin_client import IdentityMismatch, IntegrityError, Patients, Records
 from ecrin_client.encoding import b64d, b64e
 from ecrin_client.kine import PatientIdentity, RecordMetadata, SessionNote
 from ecrin_client.sharing import Sharing
@@ -311,17 +311,11 @@ def _keyring_rewrite(world: World, how: str) -> Callable[[Exchange], Awaitable[N
     return rewrite
 
 
-#: FINDING (open): a server that withholds the key version a verified header names gets a
-#: NotFound (exit 4), not the integrity error. No plaintext is shown (denial of service
-#: only), but the user is not told the server misbehaved. The test keeps its assertion.
-WITHHELD = pytest.mark.xfail(strict=True, raises=NotFound, reason=(
-    "finding: the newest key version withheld on read raises NotFound, not IntegrityError"))
-
-
-@pytest.mark.parametrize("how", [pytest.param(h, marks=WITHHELD) if h == "newest-dropped"
-                                 else h for h in KEYRING_TAMPERING])
+@pytest.mark.parametrize("how", KEYRING_TAMPERING)
 def test_keyring_entry_tampering_on_read(world, tmp_path, how):
-    """Reading a record on key version 2 with a tampered keyring answer."""
+    """Reading a record on key version 2 with a tampered keyring answer. Withholding the
+    newest version this device was already shown is an integrity failure too, not a
+    "not found" (it was a strict xfail before the trust rule)."""
     target = tmp_path / "scan.pdf"
 
     async def flow() -> None:

@@ -196,6 +196,9 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("POST", "/v1/auth/2fa/totp"): Exempt("enrols the caller's own second factor"),
     ("POST", "/v1/auth/2fa/totp/confirm"): Exempt("the caller's own second factor"),
     ("POST", "/v1/auth/passphrase"): Exempt("the caller's own account, signed by its login key"),
+    ("POST", "/v1/auth/identity"): Exempt(
+        "the caller's own account: a fresh challenge signed by its login key and a statement "
+        "signed by its published identity (tests/adversarial/test_identity_swap.py)"),
     # records-api
     ("GET", "/v1/records/service-info"): Exempt("no id, no data: limits and version"),
     ("POST", "/v1/records"): Probe(fill=lambda w: {}, who=EVERYONE, body=forged_record,
@@ -296,7 +299,9 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
         fill=lambda w: {}, who=EVERYONE,
         body=lambda w, a: {"invitation_id": str(uuid.uuid4()), "file_id": str(w.file_a),
                            "lookup_id": "A" * 22, "relationship": "patient",
-                           "scopes": {"shared": "read"}, "payload": {}}),
+                           "scopes": {"shared": "read"}, "payload": {},
+                           "verifier": {"version": 1, "nonce": "A" * 32,
+                                        "ciphertext": "A" * 64}}),
     ("GET", "/v1/invitations"): Probe(fill=lambda w: {}, who=EVERYONE,
                                       query=lambda w: {"file_id": str(w.file_a)}),
     ("GET", "/v1/invitations/lookup/{lookup_id}"): Exempt(
@@ -304,7 +309,8 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
         "guessing is rate-limited (tests/e2e/test_sharing_api.py::TestInvitationRateLimit)"),
     ("POST", "/v1/invitations/{invitation_id}/redeem"): Probe(
         fill=lambda w: {"invitation_id": w.invitation_a}, who=EVERYONE,
-        body=lambda w, a: {"lookup_id": "guessed-lookup-id-0000"}, intact=invitation_still_open),
+        body=lambda w, a: {"lookup_id": "guessed-lookup-id-0000", "proof": "A" * 43},
+        intact=invitation_still_open),
     ("DELETE", "/v1/invitations/{invitation_id}"): Probe(
         fill=lambda w: {"invitation_id": w.invitation_a}, who=EVERYONE,
         intact=invitation_still_open),
@@ -328,6 +334,9 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("PUT", "/internal/accounts/{account_id}/keys"): Internal(
         "kms", lambda w: {"account_id": str(w.kine_a.account_id)}, audiences=("kms",),
         body=lambda w: {}, intact=kine_a_account_intact),
+    ("PUT", "/internal/accounts/{account_id}/identity"): Internal(
+        "kms", lambda w: {"account_id": str(w.kine_a.account_id)}, audiences=("kms",),
+        body=lambda w: {}, intact=directory_intact),
     ("DELETE", "/internal/accounts/{account_id}/keys"): Internal(
         "kms", lambda w: {"account_id": str(w.kine_a.account_id)}, audiences=("kms",),
         intact=kine_a_account_intact),
@@ -547,8 +556,9 @@ class TestInvitationIdIsNotACapability:
         audit = world.patient_a.get(f"/v1/files/{world.file_a}/audit")
         assert audit.status_code == 200, audit.text
         assert world.invitation_a in audit.text  # the id is not a secret
-        for body in (None, {"lookup_id": "A" * 22},
-                     {"lookup_id": world.invitation_code_a.lookup_id()[:-1] + "x"}):
+        for body in (None, {"lookup_id": "A" * 22, "proof": "A" * 43},
+                     {"lookup_id": world.invitation_code_a.lookup_id()[:-1] + "x",
+                      "proof": "A" * 43}):
             response = world.patient_a.post(f"/v1/invitations/{world.invitation_a}/redeem",
                                             json=body)
             assert response.status_code in {404, 422}, response.text

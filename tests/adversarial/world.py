@@ -173,12 +173,13 @@ def build_world(gateway: str) -> World:
     assert httpx.delete(f"{gateway}/v1/grants/{grant_revoked}",
                         headers=kine_a.headers).status_code == 200
 
-    code, payload = create_invitation([keys_a[Scope.SHARED]], params=KdfParams.insecure_for_tests())
+    code, payload, verifier = create_invitation([keys_a[Scope.SHARED]], inviter=kine_a.identity,
+                                                params=KdfParams.insecure_for_tests())
     invitation_a = str(uuid.uuid4())
     invited = kine_a.post("/v1/invitations", json={
         "invitation_id": invitation_a, "file_id": str(file_a), "lookup_id": code.lookup_id(),
         "relationship": "guardian", "scopes": {"shared": "read"},
-        "payload": payload.to_json()})
+        "payload": payload.to_json(), "verifier": verifier.to_json()})
     assert invited.status_code == 201, invited.text
 
     challenge = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": kine_a.email}).json()

@@ -254,6 +254,26 @@ class TestVerify:
         assert "IDENTITY MISMATCH" in loud.stderr and "CHANGED" in loud.stderr
         assert ecrin("verify", patient_id, "--json").json()["error"] == "IdentityMismatch"
 
+    def test_a_changed_key_is_pinned_again_only_with_replace(self, ecrin, fake):
+        import uuid
+
+        from ecrin_e2ee import IdentityKeys
+
+        patient_id = self.setup_two(ecrin)
+        assert ecrin("verify", patient_id, "--yes").exit_code == 0
+        forged = IdentityKeys.generate(uuid.UUID(patient_id)).public_identity()
+        fake.directory[patient_id] = {"identity": forged.to_json(),
+                                      "fingerprint": forged.fingerprint().hex()}
+        loud = ecrin("verify", patient_id)
+        assert loud.exit_code == 7 and "--replace" in loud.stderr
+        shown = ecrin("verify", patient_id, "--replace", "--json").json()
+        assert shown["pinned"] is False and shown["key_change_signed"] is False
+        assert shown["fingerprint"] == forged.fingerprint_hex() and shown["replaces"]
+        assert ecrin("verify", patient_id, "--json").json()["error"] == "IdentityMismatch"
+        replaced = ecrin("verify", patient_id, "--replace", "--yes")
+        assert replaced.exit_code == 0 and "KEY CHANGED" in replaced.stderr
+        assert ecrin("verify", patient_id, "--json").json()["pinned"] is True
+
     def test_unknown_account_exits_4_and_bad_id_exits_1(self, ecrin):
         self.setup_two(ecrin)
         assert ecrin("verify", "00000000-0000-4000-8000-000000000000").exit_code == 4

@@ -19,7 +19,7 @@ from ecrin_client import (
     Unavailable,
 )
 
-from ecrin_e2ee import IdentityKeys, KdfParams, PublicIdentity
+from ecrin_e2ee import IdentityKeys, KdfParams
 from tests.client.conftest import EMAIL, NEW_PASSPHRASE, PASSPHRASE
 from tests.client.fake_server import TOTP_CODE, b64e
 
@@ -328,12 +328,59 @@ class TestDirectoryAndPins:
         with pytest.raises(IntegrityError):
             await client_a.get_directory(b)
 
-    async def test_put_directory_republishes_my_identity(self, open_client, device_a, device_b):
-        client_a, a, _, _ = await self.two_accounts(open_client, device_a, device_b)
-        identity = (await client_a.unlock(PASSPHRASE)).public_identity()
-        published = await client_a.put_directory(identity)
-        assert isinstance(published, PublicIdentity)
-        assert published.fingerprint() == identity.fingerprint()
+    async def _pinned_then_changed(self, fake, open_client, device_a, device_b, *,
+                                   signed_by_old: bool):
+        """a pins b; b's identity is then replaced, with a statement signed by b's old key
+        (the honest change) or by the new key (what a server could make up)."""
+        import uuid
+
+        from ecrin_e2ee import KeyChange
+
+        client_a, _, client_b, b = await self.two_accounts(open_client, device_a, device_b)
+        client_a.pin(b, (await client_a.verify_account(b)).fingerprint)
+        old = await client_b.unlock(PASSPHRASE)
+        new = IdentityKeys.generate(uuid.UUID(b))
+        statement = KeyChange.sign(old, new.public_identity())
+        if not signed_by_old:
+            statement = KeyChange(statement.account_id, statement.old_fingerprint,
+                                  statement.new_fingerprint, statement.changed_at,
+                                  new.sign(statement.signed_bytes()))
+        fake.directory[b] = {
+            "identity": new.public_identity().to_json(),
+            "fingerprint": new.public_identity().fingerprint().hex(),
+            "key_changes": [{"previous_identity": old.public_identity().to_json(),
+                             "statement": statement.to_json()}]}
+        return client_a, b, old.public_identity(), new.public_identity()
+
+    async def test_a_change_signed_by_the_pinned_key_is_named_and_still_refused(
+            self, fake, open_client, device_a, device_b):
+        client_a, b, old, new = await self._pinned_then_changed(
+            fake, open_client, device_a, device_b, signed_by_old=True)
+        with pytest.raises(IdentityMismatch, match="replaced its key; the change is signed by "
+                                                   "the key you verified") as refused:
+            await client_a.get_directory(b)
+        assert refused.value.exit_code == 7 and f"ecrin verify {b}" in str(refused.value)
+        with pytest.raises(IdentityMismatch):
+            await client_a.verify_account(b)  # not without --replace
+        seen = await client_a.verify_account(b, replacing=True)
+        assert (seen.pinned, seen.key_change_signed) == (False, True)
+        assert seen.replaces == old.fingerprint_hex() and seen.fingerprint == new.fingerprint_hex()
+        with pytest.raises(IdentityMismatch):
+            await client_a.get_directory(b)  # still refused until the user re-pins
+        client_a.replace_pin(b, seen.fingerprint, seen.replaces)
+        assert await client_a.get_directory(b) == new
+
+    async def test_a_change_not_signed_by_the_pinned_key_says_so(self, fake, open_client,
+                                                                 device_a, device_b):
+        client_a, b, old, _ = await self._pinned_then_changed(
+            fake, open_client, device_a, device_b, signed_by_old=False)
+        with pytest.raises(IdentityMismatch, match="no statement signed by the key you "
+                                                   "verified"):
+            await client_a.get_directory(b)
+        seen = await client_a.verify_account(b, replacing=True)
+        assert seen.key_change_signed is False and seen.replaces == old.fingerprint_hex()
+        with pytest.raises(Conflict):
+            client_a.replace_pin(b, seen.fingerprint, "00" * 32)  # not the pin shown
 
 
 class TestKdfProfile:

@@ -18,8 +18,11 @@ from ecrin_client.audit import (
     verify_chain,
 )
 from ecrin_client.cli.share import parse_scopes, parse_until
-from ecrin_client.errors import InvalidInput
+from ecrin_client.encoding import b64e
+from ecrin_client.errors import IntegrityError, InvalidInput
 from ecrin_client.sharing import eighteenth_birthday
+
+from ecrin_e2ee import AuditSigningKey, SignedAuditHead
 
 FILE = str(uuid.uuid4())
 
@@ -105,11 +108,26 @@ class TestOptions:
         assert parse_scopes(None, defaults) is None
 
 
+#: The audit key of each service in these tests.
+KEYS = {service: AuditSigningKey.generate() for service in ("sharing", "kms")}
+
+
+def served(service: str, events: list[dict], key: AuditSigningKey | None = None) -> dict:
+    """What a service's audit route answers: the events and their signed head."""
+    key = key or KEYS[service]
+    last = events[-1] if events else {"seq": 0, "hash": GENESIS}
+    signed = key.sign(service=service, chain=f"file:{FILE}", seq=last["seq"], hash=last["hash"])
+    return {"service": service, "chain": f"file:{FILE}", "events": events, **signed.to_json(),
+            "audit_key": b64e(key.public_key)}
+
+
 class TestCollect:
-    """The chains as served, verified, and held against what this device saw before."""
+    """The chains as served, verified with their signed heads, and held against what this
+    device saw before."""
 
     @staticmethod
-    async def fetch(served: dict[str, list[dict]], profile):
+    async def fetch(answers: dict[str, list[dict] | dict], profile):
+        """``answers``: per service, its events (signed here with its key) or a whole body."""
         from ecrin_client.audit import collect
         from ecrin_client.profile import StoredTokens
         from ecrin_client.transport import GatewayTransport
@@ -119,8 +137,9 @@ class TestCollect:
                 request.url.path.split("/")[2])
             if service is None:
                 return httpx.Response(404, json={"type": "about:blank", "status": 404})
-            return httpx.Response(200, json={"service": service, "chain": f"file:{FILE}",
-                                             "events": served[service]})
+            answer = answers[service]
+            return httpx.Response(200, json=answer if isinstance(answer, dict)
+                                  else served(service, answer))
 
         transport = GatewayTransport("https://ecrin.test", on_tokens=lambda _t: None,
                                      tokens=StoredTokens(access_token="a", refresh_token="r",
@@ -134,9 +153,9 @@ class TestCollect:
     async def test_verified_chains_and_the_records_api_not_served(self, tmp_path):
         from ecrin_client.profile import Profile
 
-        served = {"sharing": chain(["grant.create"], "sharing"),
-                  "kms": chain(["keys.release", "keys.grant"])}
-        trail = await self.fetch(served, Profile(tmp_path))
+        answers = {"sharing": chain(["grant.create"], "sharing"),
+                   "kms": chain(["keys.release", "keys.grant"])}
+        trail = await self.fetch(answers, Profile(tmp_path))
         assert trail.verified
         assert {c.service: c.available for c in trail.chains} == {
             "sharing": True, "kms": True, "records-api": False}
@@ -144,7 +163,19 @@ class TestCollect:
         assert [e["action"] for e in trail.events()] == ["keys.release", "grant.create",
                                                          "keys.grant"]
 
-    async def test_a_tail_cut_after_this_device_saw_it_is_caught(self, tmp_path):
+    async def test_the_keys_are_pinned_and_the_signed_heads_kept(self, tmp_path):
+        from ecrin_client.audit import HEADS, SERVICE_KEYS
+        from ecrin_client.profile import Profile
+
+        profile = Profile(tmp_path)
+        kms = chain(["keys.release", "keys.grant"])
+        await self.fetch({"sharing": [], "kms": kms}, profile)
+        assert profile._read(SERVICE_KEYS) == {s: b64e(k.public_key) for s, k in KEYS.items()}
+        kept = profile._read(HEADS)[f"kms:file:{FILE}"]
+        assert (kept["head"]["seq"], kept["head"]["hash"]) == (2, kms[-1]["hash"])
+        SignedAuditHead.from_json(kept).verify(KEYS["kms"].public_key)
+
+    async def test_a_tail_cut_after_this_device_saw_it_is_refused(self, tmp_path):
         from ecrin_client.profile import Profile
 
         profile = Profile(tmp_path)
@@ -152,11 +183,67 @@ class TestCollect:
                 "kms": chain(["keys.release"])}
         assert (await self.fetch(full, profile)).verified
         cut = {**full, "sharing": full["sharing"][:1]}
-        trail = await self.fetch(cut, profile)
-        assert not trail.verified
-        assert [c.service for c in trail.chains if c.rewound] == ["sharing"]
+        with pytest.raises(IntegrityError, match="does not extend") as refused:
+            await self.fetch(cut, profile)
+        assert refused.value.exit_code == 7
         # A fresh device cannot tell: the cut chain verifies on its own.
         assert (await self.fetch(cut, Profile(tmp_path / "other"))).verified
+
+    async def test_a_device_with_an_unsigned_head_from_before_still_holds_it(self, tmp_path):
+        from ecrin_client.audit import HEADS
+        from ecrin_client.profile import Profile
+
+        profile = Profile(tmp_path)
+        kms = chain(["keys.release", "keys.grant"])
+        profile._write(HEADS, {f"kms:file:{FILE}": {"seq": 2, "hash": kms[-1]["hash"]}})
+        with pytest.raises(IntegrityError):
+            await self.fetch({"sharing": [], "kms": kms[:1]}, profile)
+        assert (await self.fetch({"sharing": [], "kms": kms}, profile)).verified
+
+    async def test_another_key_is_refused_once_one_is_pinned(self, tmp_path):
+        from ecrin_client.audit import SERVICE_KEYS
+        from ecrin_client.profile import Profile
+
+        profile = Profile(tmp_path)
+        await self.fetch({"sharing": [], "kms": []}, profile)
+        forged = served("kms", chain(["keys.release"]), AuditSigningKey.generate())
+        with pytest.raises(IntegrityError, match="not the one this device pinned"):
+            await self.fetch({"sharing": [], "kms": forged}, profile)
+        assert profile._read(SERVICE_KEYS)["kms"] == b64e(KEYS["kms"].public_key)
+
+    @pytest.mark.parametrize("tamper", ["signature", "key", "seq", "hash", "service",
+                                        "unsigned"])
+    async def test_a_head_that_does_not_verify_or_match_is_refused(self, tmp_path, tamper):
+        from ecrin_client.profile import Profile
+
+        events = chain(["keys.release", "keys.grant"])
+        body = served("kms", events)
+        if tamper == "signature":
+            body["signature"] = b64e(bytes(64))
+        elif tamper == "key":  # the right head, verified under a key that did not sign it
+            body["audit_key"] = b64e(AuditSigningKey.generate().public_key)
+        elif tamper == "unsigned":
+            del body["head"], body["signature"]
+        else:  # signed by the genuine key, but not the head of what is served
+            other = {"seq": 1, "hash": events[0]["hash"], "service": "sharing"}
+            head = {**body["head"], tamper: other[tamper]}
+            signed = KEYS["kms"].sign(**{k: head[k] for k in ("service", "chain", "seq",
+                                                               "hash")})
+            body.update(signed.to_json())
+        with pytest.raises(IntegrityError):
+            await self.fetch({"sharing": [], "kms": body}, Profile(tmp_path))
+
+    async def test_a_broken_chain_is_reported_and_its_head_not_kept(self, tmp_path):
+        from ecrin_client.audit import HEADS
+        from ecrin_client.profile import Profile
+
+        profile = Profile(tmp_path)
+        events = chain(["keys.release", "keys.grant", "scope.rotate"])
+        events[1]["action"] = "edited"  # hashes not recomputed: the chain breaks at 2
+        trail = await self.fetch({"sharing": [], "kms": events}, profile)
+        assert not trail.verified
+        assert [c.broken_at for c in trail.chains if c.service == "kms"] == [2]
+        assert profile._read(HEADS) is None
 
 
 class TestAcceptRefusesWhatTheServerAltered:
@@ -192,13 +279,15 @@ class TestAcceptRefusesWhatTheServerAltered:
 
     @staticmethod
     def invitation(scopes: dict[str, str]):
-        from ecrin_e2ee import KdfParams, Scope, ScopeKey, create_invitation
+        from ecrin_e2ee import IdentityKeys, KdfParams, Scope, ScopeKey, create_invitation
 
         file_id = uuid.uuid4()
         keys = [ScopeKey.generate(file_id, Scope.SHARED)]
-        code, payload = create_invitation(keys, params=KdfParams.insecure_for_tests())
+        inviter = IdentityKeys.generate(uuid.uuid4())
+        code, payload, _ = create_invitation(keys, inviter=inviter,
+                                             params=KdfParams.insecure_for_tests())
         found = {"id": str(uuid.uuid4()), "file_id": str(file_id),
-                 "inviter_id": str(uuid.uuid4()), "relationship": "parent", "scopes": scopes,
+                 "inviter_id": str(inviter.account_id), "relationship": "parent", "scopes": scopes,
                  "valid_until": None, "expires_at": "2026-12-12T00:00:00+00:00",
                  "payload": payload.to_json()}
         return code.to_text(), found

@@ -29,6 +29,11 @@ def test_demo_tells_the_whole_story(tmp_path):
     assert summary["ok"], text
     assert summary["parent_reads_prescription"] and not summary["parent_sees_bilan"]
     assert summary["rotations_on_revoke"] == ["administrative", "shared"]
+    # Parents invited with a code are trusted by the invitation alone; the colleague was
+    # verified in person; nobody was left out of the rotation.
+    assert summary["trusted_by"] == {"owner": "self", "parent": "invitation",
+                                     "care_team:colleague": "verified"}
+    assert summary["skipped_on_revoke"] == []
     assert summary["rotations_on_expiry"] == ["administrative", "clinical", "shared"]
     assert summary["audit_verified"] and summary["fhir_entries"] == summary["audit_events"]
     assert summary["plaintext_found"] == {}

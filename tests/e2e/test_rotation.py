@@ -12,6 +12,7 @@ import pytest
 from ecrin_client import Records
 from ecrin_client.kine import PatientIdentity, RecordMetadata
 from ecrin_client.sharing import Sharing
+from ecrin_client.trust import Untrusted
 
 from ecrin_e2ee import DecryptionError, KeyringEntry, RecordDecryptor, RecordHeader, open_entry
 from tests.e2e.records_support import PASSPHRASE, ServiceDatabase, new_practitioner
@@ -70,6 +71,13 @@ def test_rotation_keeps_records_readable_and_content_untouched(stack, tmp_path):
             assert await sharing.pending(fid) == []
 
             c_records = Records(cc, await cc.unlock(PASSPHRASE))
+            # A direct grant binds nobody: the colleague's device accepts the keys the
+            # practitioner signed only once the colleague verified the practitioner too.
+            with pytest.raises(Untrusted) as untrusted:
+                await c_records.read(shared[0].record_id)
+            assert kine.account_id in str(untrusted.value) and untrusted.value.exit_code == 7
+            cc.pin(kine.account_id, (await cc.get_directory(kine.account_id)).fingerprint_hex())
+            c_records = Records(cc, c_records.identity)
             for record in shared:
                 info, data = await c_records.read(record.record_id)
                 assert info.key_version == 2 and data.startswith(b"%PDF-")

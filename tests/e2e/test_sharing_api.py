@@ -25,6 +25,7 @@ from ecrin_e2ee import (
     redeem_invitation,
     rotate_scope,
 )
+from ecrin_e2ee._wire import b64e
 from tests.support.users import ApiUser, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -231,17 +232,23 @@ class TestExpiry:
         assert scopes == {"clinical", "shared", "administrative"}
 
 
+#: A well-formed redemption proof: the sharing service cannot check one (only the inviter's
+#: devices can), so these tests of the server's own rules need not make a real one.
+ANY_PROOF = "A" * 43
+
+
 def invite(owner: ApiUser, file_id, keys, relationship="parent", scopes=None,
            valid_until=None) -> tuple[InvitationCode, str]:
     scopes = scopes or {"shared": "append", "administrative": "read"}
     valid_until = valid_until or whole_seconds(datetime.now(UTC) + timedelta(days=6 * 365))
-    code, payload = create_invitation([keys[Scope(s)] for s in scopes],
-                                      params=KdfParams.insecure_for_tests())
+    code, payload, verifier = create_invitation([keys[Scope(s)] for s in scopes],
+                                                inviter=owner.identity,
+                                                params=KdfParams.insecure_for_tests())
     invitation_id = str(uuid.uuid4())
     response = owner.post("/v1/invitations", json={
         "invitation_id": invitation_id, "file_id": str(file_id), "lookup_id": code.lookup_id(),
         "relationship": relationship, "scopes": scopes, "valid_until": valid_until.isoformat(),
-        "payload": payload.to_json()})
+        "payload": payload.to_json(), "verifier": verifier.to_json()})
     assert response.status_code == 201, response.text
     return code, invitation_id
 
@@ -251,9 +258,11 @@ def accept(user: ApiUser, code: InvitationCode) -> httpx.Response:
     if found.status_code != 200:
         return found
     invitation = found.json()
-    scope_keys = redeem_invitation(code, InvitationPayload.from_json(invitation["payload"]))
+    redeemed = redeem_invitation(code, InvitationPayload.from_json(invitation["payload"]),
+                                 user.identity.public_identity())
+    scope_keys = redeemed.scope_keys
     grant = user.post(f"/v1/invitations/{invitation['id']}/redeem",
-                      json={"lookup_id": code.lookup_id()})
+                      json={"lookup_id": code.lookup_id(), "proof": b64e(redeemed.proof)})
     if grant.status_code != 200:
         return grant
     grant_body = grant.json()
@@ -318,7 +327,8 @@ class TestInvitations:
         def redeem(user: ApiUser) -> None:
             barrier.wait()
             results.append(user.post(f"/v1/invitations/{invitation_id}/redeem",
-                                     json={"lookup_id": code.lookup_id()}).status_code)
+                                     json={"lookup_id": code.lookup_id(),
+                                           "proof": ANY_PROOF}).status_code)
 
         threads = [threading.Thread(target=redeem, args=(u,)) for u in racers]
         for t in threads:
@@ -387,7 +397,7 @@ class TestStaleInvitation:
                          json={"entries": [e.to_json() for e in rotation.entries]}
                          ).status_code == 201
         response = parent.post(f"/v1/invitations/{invitation_id}/redeem",
-                               json={"lookup_id": code.lookup_id()})
+                               json={"lookup_id": code.lookup_id(), "proof": ANY_PROOF})
         assert response.status_code == 409
         assert response.json()["type"].endswith("/invitation-stale")
         listed = kine.get("/v1/invitations", params={"file_id": str(file_id)}).json()

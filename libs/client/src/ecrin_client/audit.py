@@ -6,10 +6,17 @@ rotations) and the records-api (record reads and writes) when it exposes its cha
 event's hash is SHA-256 over the canonical JSON of (chain, seq, time, actor, action, target,
 outcome, request_id, service, prev_hash); the first event's prev_hash is 64 zeros. The
 client recomputes every hash itself (:func:`verify_chain`), so a server that edits, drops
-or reorders an event in the middle of a chain is caught. Given the profile, the client also
-remembers the last event it verified of each chain (``audit-heads.json``): a server that
-later cuts or rewrites what this device already saw is caught too (a first look cannot
-tell a cut tail).
+or reorders an event in the middle of a chain is caught.
+
+Each service signs the head of every chain it serves (its last event: ``seq``, ``hash``,
+and the time) with an audit key of its own, and sends the key's public half. The device
+pins each service's key on first use (``service-keys.json`` in the profile) and refuses a
+different key, a head whose signature does not verify, and a head that is not the last
+event served. It keeps the signed head it verified of each chain (``audit-heads.json``)
+and refuses a chain that does not extend it: a service cannot cut or rewrite what this
+device saw without contradicting its own signature, which the device keeps. Every refusal
+is an :class:`IntegrityError` (exit 7). On a first look a chain verifies only against
+itself and the pinned key (``docs/sharing.md``, what remains possible).
 
 :func:`to_fhir` exports the events as FHIR R4 ``AuditEvent`` resources in a ``Bundle``,
 following the French "Traçabilité des événements" guide (profile ``tde-auditevent``):
@@ -28,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ecrin_client.errors import IntegrityError, NotFound, PermissionDenied
+from ecrin_client.encoding import b64d, b64e
+from ecrin_client.errors import EcrinError, IntegrityError, NotFound, PermissionDenied
 from ecrin_client.pinning import account_uuid
+from ecrin_e2ee import DecryptionError, FormatError, SignedAuditHead
 
 if TYPE_CHECKING:
     from ecrin_client.profile import Profile
@@ -81,12 +90,12 @@ class AuditChain(BaseModel):
     events: list[dict[str, Any]]
     #: None: verified; else the position of the first event that does not verify.
     broken_at: int | None = None
-    #: The chain no longer holds the last event this device verified (cut or rewritten).
-    rewound: bool = False
+    #: The head the service signed for this chain, as served (JSON), once verified.
+    signed_head: dict[str, Any] | None = None
 
     @property
     def verified(self) -> bool:
-        return self.available and self.broken_at is None and not self.rewound
+        return self.available and self.broken_at is None
 
 
 class AuditTrail(BaseModel):
@@ -109,29 +118,88 @@ class AuditTrail(BaseModel):
         return {"file_id": self.file_id, "verified": self.verified,
                 "chains": [{"service": c.service, "chain": c.chain, "available": c.available,
                             "events": len(c.events), "verified": c.verified,
-                            "broken_at": c.broken_at, "rewound": c.rewound}
+                            "broken_at": c.broken_at, "signed_head": c.signed_head}
                            for c in self.chains],
                 "events": self.events()}
 
 
 HEADS = "audit-heads.json"
+#: Each service's audit key (base64url), pinned the first time one of its heads verified.
+SERVICE_KEYS = "service-keys.json"
 
 
-def _rewound(events: list[dict[str, Any]], head: Any) -> bool:
-    if not isinstance(head, dict) or not isinstance(head.get("seq"), int):
-        return False
-    seq = head["seq"]
-    return seq > len(events) or events[seq - 1].get("hash") != head.get("hash")
+def _seen(stored: Any) -> dict[str, Any] | None:
+    """A stored head: signed (``{"head": {...}, ...}``) or older unsigned ``{seq, hash}``."""
+    head = stored.get("head", stored) if isinstance(stored, dict) else None
+    if not isinstance(head, dict):
+        return None
+    ok = isinstance(head.get("seq"), int) and isinstance(head.get("hash"), str)
+    return head if ok else None
+
+
+def _signed_head(service: str, chain: str, body: dict[str, Any],
+                 events: list[dict[str, Any]], keys: dict[str, Any],
+                 profile: Profile | None) -> tuple[SignedAuditHead, str]:
+    """The head the service signed for ``events`` and its key, verified under the key
+    pinned for the service (pinned now on first use); raises :class:`IntegrityError`."""
+    try:
+        signed = SignedAuditHead.from_json(body)
+        key = b64d(body["audit_key"], what="audit key")
+    except (FormatError, EcrinError, KeyError, TypeError):
+        raise IntegrityError(f"the {service} sent its audit chain without a valid signed "
+                             "head") from None
+    pinned = keys.get(service)
+    if pinned is not None and pinned != b64e(key):
+        where = profile.home / SERVICE_KEYS if profile is not None else SERVICE_KEYS
+        raise IntegrityError(
+            f"the {service} signed its audit chain with a key that is not the one this "
+            f"device pinned ({where}): refused. The operator replaced the key, or someone "
+            "is serving a forged chain; only if the change was announced and checked out of "
+            f"band, remove the {service} entry from that file to pin the new key.")
+    try:
+        signed.verify(key)
+    except DecryptionError:
+        raise IntegrityError(f"the {service}'s signature of its audit head does not "
+                             "verify") from None
+    head = signed.head
+    last = events[-1] if events else {"seq": 0, "hash": GENESIS}
+    if (head.service, head.chain, head.seq, head.hash) != (service, chain, len(events),
+                                                          last.get("hash")):
+        raise IntegrityError(f"the {service}'s signed audit head is not the last event of "
+                             "the chain it served")
+    if pinned is None and profile is not None:
+        keys[service] = b64e(key)
+        profile._write(SERVICE_KEYS, keys)
+    return signed, b64e(key)
+
+
+def _refuse_unless_extends(service: str, chain: str, events: list[dict[str, Any]],
+                           stored: Any) -> None:
+    """Refuse a chain that does not hold the head this device verified before."""
+    seen = _seen(stored)
+    if seen is None or seen["seq"] == 0:
+        return
+    seq, when = seen["seq"], seen.get("time")
+    if seq > len(events) or events[seq - 1].get("hash") != seen["hash"]:
+        raise IntegrityError(
+            f"the {service}'s audit chain {chain} does not extend what this device verified "
+            f"(event {seq}" + (f", signed {when}" if when else "") + "): events it saw were "
+            f"cut or rewritten. The {service}'s signed head is kept in {HEADS} as evidence.")
 
 
 async def collect(transport: GatewayTransport, file_id: str,
                   profile: Profile | None = None) -> AuditTrail:
-    """Fetch the file's chain from each service and verify each one (and, with the
-    profile, against the last event of it this device verified; then remember the new)."""
+    """Fetch the file's chain from each service, verify each one and its signed head
+    (and, with the profile, the service's pinned key and the head this device verified
+    before; then remember the new ones). Raises :class:`IntegrityError` on a forged,
+    mismatched or rewound head; a chain whose hashes break is reported, not raised."""
     heads: dict[str, Any] = {}
+    keys: dict[str, Any] = {}
     if profile is not None:
         raw = profile._read(HEADS)
         heads = raw if isinstance(raw, dict) else {}
+        raw = profile._read(SERVICE_KEYS)
+        keys = raw if isinstance(raw, dict) else {}
     fid = account_uuid(file_id, "patient file id")
     chain_name = f"file:{fid}"
     chains = []
@@ -143,15 +211,18 @@ async def collect(transport: GatewayTransport, file_id: str,
                                      events=[]))
             continue
         events = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(events, list) or body.get("chain") != chain_name:
+        if (not isinstance(events, list) or not all(isinstance(e, dict) for e in events)
+                or body.get("chain") != chain_name or body.get("service") != service):
             raise IntegrityError(f"the {service} sent a malformed audit chain")
+        signed, audit_key = _signed_head(service, chain_name, body, events, keys, profile)
         key = f"{service}:{chain_name}"
+        _refuse_unless_extends(service, chain_name, events, heads.get(key))
         made = AuditChain(service=service, chain=chain_name, available=True, events=events,
                           broken_at=verify_chain(events, chain=chain_name, service=service),
-                          rewound=_rewound(events, heads.get(key)))
+                          signed_head=signed.to_json())
         chains.append(made)
-        if made.verified and events:
-            heads[key] = {"seq": events[-1]["seq"], "hash": events[-1]["hash"]}
+        if made.verified:
+            heads[key] = {**signed.to_json(), "audit_key": audit_key}
     if not any(c.available for c in chains):
         raise NotFound("no audit trail of this patient file for you")
     if profile is not None and all(c.verified for c in chains if c.available):

@@ -49,7 +49,7 @@ from ecrin_client.models import (
     TotpEnrolment,
     Verification,
 )
-from ecrin_client.pinning import account_uuid, check_pin, compact
+from ecrin_client.pinning import account_uuid, check_pin, compact, grouped
 from ecrin_client.profile import Profile, StoredTokens
 from ecrin_client.transport import GatewayTransport, parse
 from ecrin_e2ee import (
@@ -60,12 +60,14 @@ from ecrin_e2ee import (
     IdentityMismatchError,
     InvalidCode,
     KdfParams,
+    KeyChange,
     KeyEncryptionKey,
     PublicIdentity,
     RecoveryKey,
     WrappedIdentity,
     create_account,
     derive_account_keys,
+    key_change_links,
     new_salt,
     unwrap_identity,
     wrap_identity,
@@ -198,12 +200,17 @@ class EcrinClient:
         account_id = str(identity.account_id)
         mine = identity.public_identity()
         pinned = self.profile.pinned(account_id)
-        if pinned is not None:
-            check_pin(mine, pinned)
-        published = await self._directory_identity(account_id)
+        published, entry = await self._directory_entry(account_id)
         if published.fingerprint() != mine.fingerprint():
             raise IdentityMismatch(
                 "the directory publishes another key for your own account: refusing it")
+        if pinned is not None and compact(pinned) != mine.fingerprint().hex():
+            # The account's identity was changed on another device: the new keys opened
+            # under this passphrase, and a statement signed by the key pinned here must
+            # lead to them (an older key served again is refused).
+            if not self._signed_change(pinned, entry, mine):
+                check_pin(mine, pinned)
+            self.profile.unpin(account_id)
         pinning.pin(self.profile, account_id, mine.fingerprint_hex())
         return mine.fingerprint_hex()
 
@@ -481,9 +488,40 @@ class EcrinClient:
     # -- directory and verification -------------------------------------------------------
 
     async def _directory_identity(self, account_id: str) -> PublicIdentity:
+        identity, _ = await self._directory_entry(account_id)
+        return identity
+
+    async def _directory_entry(self, account_id: str) -> tuple[PublicIdentity, DirectoryEntry]:
         response = await self._t.request("GET", f"/v1/directory/{account_id}")
         entry = parse(DirectoryEntry, response)
-        return self._checked_entry(account_id, entry)
+        return self._checked_entry(account_id, entry), entry
+
+    @staticmethod
+    def _signed_change(pinned: str, entry: DirectoryEntry, current: PublicIdentity) -> bool:
+        """Whether the key changes the directory serves lead from the pinned fingerprint to
+        ``current``, each signed by the key it replaced (``key_change_links`` refuses any
+        gap, reordering or forgery; an unparseable history leads nowhere)."""
+        try:
+            history = [(PublicIdentity.from_json(c.previous_identity),
+                        KeyChange.from_json(c.statement)) for c in entry.key_changes]
+            return key_change_links(bytes.fromhex(compact(pinned)), history, current)
+        except (FormatError, IdentityMismatchError, ValueError):
+            return False
+
+    @classmethod
+    def _changed_key(cls, account_id: str, pinned: str, identity: PublicIdentity,
+                     entry: DirectoryEntry) -> IdentityMismatch:
+        """The loud refusal of a pinned account whose key changed, saying whether the key
+        the user verified signed the change. Either way the new key is not used until the
+        user compares safety numbers again."""
+        signed = cls._signed_change(pinned, entry, identity)
+        how = (f"account {account_id} replaced its key; the change is signed by the key you "
+               "verified" if signed else
+               "no statement signed by the key you verified vouches for the new one")
+        return IdentityMismatch(
+            f"the public key of account {account_id} CHANGED since you verified it: {how}. "
+            "Refusing to use it: compare safety numbers again, in person, with "
+            f"`ecrin verify {account_id} --replace`")
 
     @staticmethod
     def _checked_entry(account_id: str, entry: DirectoryEntry) -> PublicIdentity:
@@ -503,32 +541,106 @@ class EcrinClient:
         return identity
 
     async def get_directory(self, account_id: str) -> PublicIdentity:
-        """An account's public identity, verified, and checked against its pin if pinned."""
+        """An account's public identity, verified, and checked against its pin if pinned.
+
+        A pinned account whose key changed raises :class:`IdentityMismatch`, which says
+        whether the change is signed by the key that was verified (it is still refused)."""
         account_id = account_uuid(account_id)
-        identity = await self._directory_identity(account_id)
+        identity, entry = await self._directory_entry(account_id)
         pinned = self.profile.pinned(account_id)
-        if pinned is not None:
-            check_pin(identity, pinned)
+        if pinned is not None and compact(pinned) != identity.fingerprint().hex():
+            raise self._changed_key(account_id, pinned, identity, entry)
         return identity
 
-    async def put_directory(self, identity: PublicIdentity) -> PublicIdentity:
-        """Publish (replace) my own public identity; only its owner may."""
-        response = await self._t.request("PUT", f"/v1/directory/{identity.account_id}",
-                                         json=identity.to_json(), ok=(200, 201))
-        return self._checked_entry(str(identity.account_id), parse(DirectoryEntry, response))
+    async def change_identity(self, passphrase: str, recovery_key_text: str,
+                              totp_code: str | None = None,
+                              recovery_code: str | None = None) -> str:
+        """Replace this account's identity keys with new random ones. -> new fingerprint
 
-    async def verify_account(self, account_id: str) -> Verification:
+        The old identity signs a :class:`KeyChange` naming the new one; a fresh ``identity``
+        challenge signed with the login key (the passphrase) and the second factor authorise
+        it; the new keys are wrapped under the current KEK and under the recovery key, which
+        is therefore needed too (it is checked against the current recovery wrap first, so
+        that recovery keeps working). Peers who pinned the old key are refused it until they
+        compare safety numbers again; the account's other sessions end.
+        """
+        account_id, email = self._require_account()
+        try:
+            recovery_key = RecoveryKey.from_text(recovery_key_text)
+        except InvalidCode as exc:
+            raise InvalidInput(f"not a valid recovery key: {exc}") from None
+        first = await self._challenge(email, "identity")
+        keys = await self._derive(passphrase, first.salt, first.params)
+        old = await self._open_passphrase_wrap(account_id, first.salt, keys.kek,
+                                               on_failure=InvalidCredentials(
+                                                   "the passphrase is wrong"))
+        await self._adopt_identity(old)  # the directory publishes the key we hold
+        recovered = self._unwrap(await self._fetch_wrap("/v1/keys/me/wraps/recovery"),
+                                 recovery_key, account_id,
+                                 InvalidInput("this is not the account's recovery key"))
+        if recovered.to_bytes() != old.to_bytes():
+            raise IntegrityError("the recovery wrap holds another identity than the "
+                                 "passphrase wrap")
+        new = IdentityKeys.generate(uuid.UUID(account_id))
+        published = new.public_identity()
+        challenge = await self._challenge(email, "identity")  # fresh: Argon2 took a while
+        if challenge.salt != first.salt:
+            raise Conflict("the passphrase was changed meanwhile on another device")
+        body: dict[str, Any] = {
+            "challenge_id": challenge.challenge_id,
+            "signature": b64e(keys.login_signing_key.sign(challenge.data).signature),
+            "identity": published.to_json(),
+            "key_change": KeyChange.sign(old, published).to_json(),
+            "wrapped_keys": {"passphrase": wrap_identity(new, keys.kek).to_json(),
+                             "recovery": wrap_identity(new, recovery_key).to_json()},
+        }
+        for name, value in (("totp_code", totp_code), ("recovery_code", recovery_code)):
+            if value:
+                body[name] = value.strip()
+        response = await self._t.request("POST", "/v1/auth/identity", json=body)
+        if self._checked_entry(account_id, parse(DirectoryEntry, response)) != published:
+            raise IntegrityError("the directory did not publish the new identity")
+        self.profile.unpin(account_id)
+        pinning.pin(self.profile, account_id, published.fingerprint_hex())
+        return published.fingerprint_hex()
+
+    async def verify_account(self, account_id: str, *, replacing: bool = False
+                             ) -> Verification:
         """Their fingerprint and our safety number, to compare in person before pinning.
 
-        Raises :class:`IdentityMismatch` if the account is pinned and its key changed.
+        Raises :class:`IdentityMismatch` if the account is pinned and its key changed,
+        unless ``replacing``: then the new key is shown for a fresh comparison, with the
+        pin it would replace and whether the key verified before signed the change
+        (:meth:`replace_pin` pins it once the user confirms).
         """
         my_id, _ = self._require_account()
-        theirs = await self.get_directory(account_id)
+        account_id = account_uuid(account_id)
+        replaces: str | None = None
+        signed: bool | None = None
+        theirs, entry = await self._directory_entry(account_id)
+        pinned = self.profile.pinned(account_id)
+        if pinned is not None and compact(pinned) != theirs.fingerprint().hex():
+            if not replacing or account_id == my_id:
+                raise self._changed_key(account_id, pinned, theirs, entry)
+            replaces = grouped(compact(pinned))
+            signed = self._signed_change(pinned, entry, theirs)
         mine = await self.get_directory(my_id)
         return Verification(account_id=str(theirs.account_id),
                             fingerprint=theirs.fingerprint_hex(),
                             safety_number=mine.safety_number(theirs),
-                            pinned=self.profile.pinned(str(theirs.account_id)) is not None)
+                            pinned=pinned is not None and replaces is None,
+                            replaces=replaces, key_change_signed=signed)
+
+    def replace_pin(self, account_id: str, fingerprint: str, replaces: str) -> None:
+        """Pin the new key of an account the user verified again in person (after
+        ``verify_account(..., replacing=True)``); only over the pin it was shown to
+        replace."""
+        account_id = account_uuid(account_id)
+        pinned = self.profile.pinned(account_id)
+        if pinned is None or compact(pinned) != compact(replaces):
+            raise Conflict("the pin changed meanwhile; run `ecrin verify` again")
+        self.profile.unpin(account_id)
+        pinning.pin(self.profile, account_id, fingerprint)
 
     def pin(self, account_id: str, fingerprint: str) -> None:
         """Remember a fingerprint the user verified; later changes are refused loudly."""

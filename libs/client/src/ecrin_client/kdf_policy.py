@@ -6,7 +6,9 @@ automated tests only; the gateway refuses it unless its own minimum was lowered)
 
 The floor matters because a server that hands out weak parameters at login would receive
 a signature it could brute-force cheaply: the client refuses parameters weaker than the
-floor (MODERATE, or the minimum under ``insecure-test``).
+floor (MODERATE, or the minimum under ``insecure-test``). It also refuses parameters above
+a ceiling (``KdfParams.within_ceiling``: SENSITIVE's memory, 16 passes): a server must not
+be able to hang the device or exhaust its memory.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ def floor() -> KdfParams:
 
 
 def check_server_params(params: KdfParams) -> None:
-    """Refuse parameters weaker than the floor (a downgrade by the server)."""
+    """Refuse parameters weaker than the floor (a downgrade by the server), or above the
+    ceiling (a hostile value that would hang the device or exhaust its memory)."""
+    if not params.within_ceiling():
+        raise IntegrityError(
+            "the server asked for key-derivation parameters above what this client accepts "
+            f"(at most {KdfParams.CEILING_OPSLIMIT} passes and "
+            f"{KdfParams.CEILING_MEMLIMIT >> 20} MiB); refusing to derive")
     minimum = floor()
     if params.opslimit < minimum.opslimit or params.memlimit < minimum.memlimit:
         raise IntegrityError(

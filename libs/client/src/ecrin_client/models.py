@@ -72,10 +72,19 @@ class RecoveryCodes(_Model):
     recovery_codes: list[str] = Field(min_length=1)
 
 
+class KeyChangeEntry(_Model):
+    """One replacement of an account's identity, as the directory serves it."""
+
+    previous_identity: dict[str, Any]
+    statement: dict[str, Any]
+
+
 class DirectoryEntry(_Model):
     identity: dict[str, Any]
     fingerprint: str
     updated_at: datetime | None = None
+    #: the account's identity changes, oldest first (checked by the client, never trusted)
+    key_changes: list[KeyChangeEntry] = Field(default_factory=list, max_length=1000)
 
 
 class LoginResult(_Model):
@@ -94,3 +103,7 @@ class Verification(_Model):
     fingerprint: str
     safety_number: str
     pinned: bool
+    #: when re-verifying a changed key: the pinned fingerprint it would replace
+    replaces: str | None = None
+    #: whether a statement signed by the replaced key leads to this one
+    key_change_signed: bool | None = None

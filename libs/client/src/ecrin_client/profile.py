@@ -2,7 +2,8 @@
 
 ``profile.json`` holds the server URL, account id, email, role and the account's public KDF
 salt and parameters; ``tokens.json`` the access and refresh tokens; ``pins.json`` the
-fingerprints the user verified; ``versions.json`` the highest version seen of each record,
+fingerprints the user verified; ``bindings.json`` the fingerprints invitations bound
+(:mod:`ecrin_client.trust`); ``versions.json`` the highest version seen of each record,
 so that a server serving an older version is caught. The folder is 0700 and every file
 0600. Nothing here is a passphrase, a recovery key or an unwrapped key: the SDK never
 hands one to this module.

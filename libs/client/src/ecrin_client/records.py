@@ -11,9 +11,10 @@ then the record is created and the ciphertext streamed to ``PUT .../content`` in
 blocks. Plaintext never touches the disk outside the user's own file.
 
 *Reading.* A version opens only if its header names the record, version, file and scope
-that were asked for, verifies against the author's (and re-wrapper's) public identity from
-the directory (pinned where pinned), and unwraps with a keyring entry signed by a granter
-that also verifies. Downloads stream into ``decrypt_to_file``: a temporary file renamed only
+that were asked for, verifies against the author's (and re-wrapper's) public identity, and
+unwraps with a keyring entry signed by a granter entitled to hand this device that file's
+keys — every identity trusted by this device's own records (:mod:`ecrin_client.trust`).
+Downloads stream into ``decrypt_to_file``: a temporary file renamed only
 once the whole stream verified. The highest version seen of each record is kept in the
 profile: a server that later serves an older one is refused. Every failure is one
 :class:`IntegrityError` (exit code 7); nothing unverified is shown or written.
@@ -42,6 +43,7 @@ from ecrin_client.errors import EcrinError, IntegrityError, InvalidInput, NotFou
 from ecrin_client.kine import RecordMetadata
 from ecrin_client.pinning import account_uuid
 from ecrin_client.transport import GatewayTransport
+from ecrin_client.trust import Trust
 from ecrin_e2ee import (
     CHUNK_SIZE,
     DecryptionError,
@@ -150,8 +152,7 @@ class Records:
         self.spool_dir = spool_dir
         self._keys: dict[tuple[uuid.UUID, Scope, int], ScopeKey] = {}
         self._latest: dict[tuple[uuid.UUID, Scope], int] = {}
-        self._identities: dict[uuid.UUID, PublicIdentity] = {
-            identity.account_id: identity.public_identity()}
+        self.trust = Trust(client, identity)
 
     @property
     def _t(self) -> GatewayTransport:
@@ -167,11 +168,10 @@ class Records:
         self.client.profile.remember_versions(
             {_key_mark(key.file_id, scope): key.version for scope, key in keys.items()})
 
-    async def identity_of(self, account_id: uuid.UUID) -> PublicIdentity:
-        """A verified public identity from the directory (checked against its pin)."""
-        if account_id not in self._identities:
-            self._identities[account_id] = await self.client.get_directory(str(account_id))
-        return self._identities[account_id]
+    async def identity_of(self, account_id: uuid.UUID, file_id: uuid.UUID | None = None
+                          ) -> PublicIdentity:
+        """A public identity this device trusts (:meth:`Trust.identity`), or Untrusted."""
+        return await self.trust.identity(account_id, file_id=file_id)
 
     async def scope_key(self, file_id: uuid.UUID, scope: Scope,
                         version: int | None = None) -> ScopeKey:
@@ -186,15 +186,16 @@ class Records:
         body = (await self._t.request("GET", f"/v1/keyrings/{file_id}/entries",
                                       params=params)).json()
         versions = _field(body, "versions")
+        newest_seen = self.client.profile.seen_version(_key_mark(file_id, scope))
         if version is None:
             latest = versions.get(scope.value) if isinstance(versions, dict) else None
             if not isinstance(latest, int):
                 raise NotFound(f"no {scope.value} key of this patient file for you")
-            if latest < self.client.profile.seen_version(_key_mark(file_id, scope)):
+            if latest < newest_seen:
                 raise IntegrityError(
-                    f"the server offers {scope.value} key version {latest} of this patient file "
-                    "as the latest, older than one this device already used: a key rollback "
-                    "(a revoked member may hold it). Refusing it")
+                    f"the server offers {scope.value} key version {latest} of this patient "
+                    "file as the latest, older than one this device already used: a key "
+                    "rollback (a revoked member may hold it). Refusing it")
             version = latest
             self._latest[(file_id, scope)] = version
         for raw in _field(body, "entries"):
@@ -204,7 +205,9 @@ class Records:
                 raise integrity_failure("a keyring entry") from None
             if (entry.file_id, entry.scope, entry.version) != (file_id, scope, version):
                 continue
-            granter = await self.identity_of(entry.granter_id)
+            # Only a granter this device trusts, and entitled to hand it this file's keys:
+            # a key version signed by anyone else is never used (read or write).
+            granter = await self.trust.granter(entry.granter_id, file_id)
             try:
                 key = open_entry(entry, self.identity, granter)
             except DecryptionError:
@@ -212,6 +215,10 @@ class Records:
             self._keys[(file_id, scope, version)] = key
             self.client.profile.remember_versions({_key_mark(file_id, scope): version})
             return key
+        if version == newest_seen > 0:  # older ones may predate this member: not found
+            raise IntegrityError(
+                f"the server withholds {scope.value} key version {version} of this patient "
+                "file, which it already showed this device: refusing to go on without it")
         raise NotFound(f"no {scope.value} key version {version} of this patient file for you")
 
     # -- opening what the server sends ---------------------------------------------------------
@@ -237,8 +244,8 @@ class Records:
                 or header.scope.value != record.get("scope")):
             raise integrity_failure()
         scope_key = await self.scope_key(header.file_id, header.scope, header.key_version)
-        author = await self.identity_of(header.author_id)
-        wrapper = await self.identity_of(header.wrapper_id)
+        author = await self.identity_of(header.author_id, header.file_id)
+        wrapper = await self.identity_of(header.wrapper_id, header.file_id)
         try:
             decryptor = RecordDecryptor(header, metadata_ct, scope_key=scope_key, author=author,
                                         wrapper=wrapper)
@@ -392,8 +399,10 @@ class Records:
         scope_key = await self.scope_key(header.file_id, header.scope, header.key_version)
         try:
             return RecordDecryptor(header, opened.metadata_ciphertext, scope_key=scope_key,
-                                   author=await self.identity_of(header.author_id),
-                                   wrapper=await self.identity_of(header.wrapper_id))
+                                   author=await self.identity_of(header.author_id,
+                                                                 header.file_id),
+                                   wrapper=await self.identity_of(header.wrapper_id,
+                                                                  header.file_id))
         except DecryptionError:
             raise integrity_failure() from None
 

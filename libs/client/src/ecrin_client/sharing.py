@@ -3,13 +3,17 @@
 Everything that touches a key happens here, on the device, with ``ecrin_e2ee``:
 
 * a **grant** re-seals the scope keys this device holds to the grantee's public identity,
-  which must be pinned (verified in person with ``ecrin verify``), and signs the entries;
-  the sharing service records the terms, the kms stores the entries and activates the grant;
-* an **invitation** wraps the scope keys under a one-time code (Argon2id); the code is
-  printed for the invitee and never sent. Redeeming it opens the keys on the invitee's
-  device, which seals them to its own identity;
+  which this device must trust (:mod:`ecrin_client.trust`: verified in person with
+  ``ecrin verify``, or bound by an invitation), and signs the entries; the sharing service
+  records the terms, the kms stores the entries and activates the grant;
+* an **invitation** wraps the scope keys and the inviter's fingerprint under a one-time
+  code (Argon2id); the code is printed for the invitee and never sent. Redeeming it opens
+  the keys on the invitee's device, which binds the inviter named inside, seals the keys to
+  its own identity and sends a proof, keyed by the code, that its identity holds the code;
+  the inviter's devices check that proof and bind the invitee;
 * **sync** works through the rotations the sharing service queued after a revocation or an
-  expiry: a new scope key version sealed to every remaining member, then every record
+  expiry: a new scope key version sealed to every remaining member this device trusts
+  (the others are left out and named in :attr:`Rotated.skipped_members`), then every record
   version of that scope re-keyed by re-wrapping its content key (``POST /v1/records/rekey``);
   content and metadata ciphertexts are never touched. :func:`rotate_before_write` runs the
   same for one file before a write, so new content never uses a key a revoked member holds.
@@ -42,6 +46,7 @@ from ecrin_client.errors import (
     PermissionDenied,
 )
 from ecrin_client.pinning import account_uuid
+from ecrin_client.trust import Untrusted
 from ecrin_e2ee import (
     DecryptionError,
     FormatError,
@@ -154,7 +159,11 @@ class GrantView(_Out):
     revoked_at: dt.datetime | None = None
     #: The safety number of this device's account and the grantee's (None: no identity).
     safety_number: str | None = None
+    #: Verified in person and pinned on this device.
     pinned: bool = False
+    #: Why this device trusts the grantee's key: self, verified, invitation; None: it does
+    #: not, and will neither seal keys to it nor accept what it signs.
+    trusted: str | None = None
 
 
 class InvitationView(_Out):
@@ -169,6 +178,8 @@ class InvitationView(_Out):
     redeemed_at: dt.datetime | None = None
     grant_id: str | None = None
     redeemer_safety_number: str | None = None
+    #: The redeemer's proof checked on this device: its key is bound to this invitation.
+    redeemer_bound: bool = False
 
 
 class SharingOverview(_Out):
@@ -225,8 +236,12 @@ class Rotated(_Out):
     version: int
     members: int
     rekeyed: int
-    #: Versions this device could not re-key (it holds no key of their older version).
+    #: Versions this device could not re-key (it holds no key of their older version, or
+    #: their author or re-wrapper is not trusted here).
     skipped: int = 0
+    #: Members the new key was NOT sealed to, because this device cannot trust their key
+    #: (run `ecrin verify ACCOUNT` and `ecrin share grant` to give them access again).
+    skipped_members: list[str] = []
 
 
 # -- the SDK -------------------------------------------------------------------------------
@@ -281,13 +296,13 @@ class Sharing:
                 continue
         return keys
 
-    async def _verified_identity(self, account_id: str) -> PublicIdentity:
-        pinned = self.client.profile.pinned(account_id)
-        if pinned is None:
+    async def _verified_identity(self, account_id: str, file_id: uuid.UUID) -> PublicIdentity:
+        try:
+            return await self.records.trust.identity(account_id, file_id=file_id)
+        except Untrusted:
             raise NotVerified(
                 f"account {account_id} is not verified on this device: compare safety "
-                f"numbers in person with `ecrin verify {account_id}`, then share")
-        return await self.records.identity_of(uuid.UUID(account_id))
+                f"numbers in person with `ecrin verify {account_id}`, then share") from None
 
     # -- grants ----------------------------------------------------------------------------
 
@@ -301,8 +316,8 @@ class Sharing:
             raise InvalidInput("you already hold this file")
         chosen = await self.terms(relationship, scopes)
         until = _whole(valid_until)
-        grantee = await self._verified_identity(grantee_id)
-        pinned = self.client.profile.pinned(grantee_id)
+        grantee = await self._verified_identity(grantee_id, fid)
+        pinned = self.records.trust.store.recorded(grantee_id)
         await self.sync(str(fid))  # hand over the keys as they are after any pending rotation
         grant_id = str(uuid.uuid4())
         body: dict[str, Any] = {"grant_id": grant_id, "file_id": str(fid),
@@ -332,7 +347,8 @@ class Sharing:
         view = self._grant_view({**created, "status": "active"})
         return view.model_copy(update={
             "safety_number": self.identity.public_identity().safety_number(grantee),
-            "pinned": True})
+            "pinned": self.client.profile.pinned(grantee_id) is not None,
+            "trusted": self.records.trust.reason(grantee_id)})
 
     def _grant_view(self, raw: dict[str, Any]) -> GrantView:
         try:
@@ -349,11 +365,13 @@ class Sharing:
             raise IntegrityError("the sharing service sent a malformed grant") from None
 
     async def _safety(self, account_id: str | None) -> tuple[str | None, bool]:
+        """The safety number to compare in person (from the directory's key, which is
+        exactly what comparing it checks), and whether that key is pinned here."""
         if not account_id or account_id == self.account_id:
             return None, False
         try:
-            theirs = await self.records.identity_of(uuid.UUID(account_id))
-        except NotFound:
+            theirs = await self.client.get_directory(account_id)
+        except (NotFound, IntegrityError):
             return None, False
         return (self.identity.public_identity().safety_number(theirs),
                 self.client.profile.pinned(account_id) is not None)
@@ -363,11 +381,14 @@ class Sharing:
         fid = account_uuid(file_id, "patient file id")
         raw_grants = (await self._t.request("GET", "/v1/grants",
                                             params={"file_id": fid})).json()
+        checks = {c.invitation_id: c for c in await self.records.trust.scan_invitations(fid)}
         grants = []
         for raw in raw_grants:
             view = self._grant_view(raw)
             number, pinned = await self._safety(view.grantee_id)
-            grants.append(view.model_copy(update={"safety_number": number, "pinned": pinned}))
+            grants.append(view.model_copy(update={
+                "safety_number": number, "pinned": pinned,
+                "trusted": self.records.trust.reason(view.grantee_id)}))
         invitations: list[InvitationView] = []
         try:
             raw_invitations = (await self._t.request("GET", "/v1/invitations",
@@ -384,7 +405,10 @@ class Sharing:
                 valid_until=_parse_time(raw.get("valid_until")), redeemed_by=redeemer,
                 redeemed_at=_parse_time(raw.get("redeemed_at")),
                 grant_id=str(raw["grant_id"]) if raw.get("grant_id") else None,
-                redeemer_safety_number=number))
+                redeemer_safety_number=number,
+                redeemer_bound=redeemer is not None and (
+                    str(raw["id"]) in checks and checks[str(raw["id"])].bound
+                    or self.records.trust.reason(redeemer) is not None)))
         return SharingOverview(file_id=fid, grants=grants, invitations=invitations)
 
     async def revoke(self, grant_or_invitation: str, *, rotate: bool = True
@@ -417,13 +441,13 @@ class Sharing:
         # rotation is about to replace, and could then never be redeemed.
         await self.sync(str(fid))
         keys = await self._current_keys(fid, chosen)
-        code, payload = await asyncio.to_thread(create_invitation, keys,
-                                                params=kdf_policy.default_params())
+        code, payload, verifier = await asyncio.to_thread(
+            create_invitation, keys, inviter=self.identity, params=kdf_policy.default_params())
         invitation_id = str(uuid.uuid4())
         body: dict[str, Any] = {"invitation_id": invitation_id, "file_id": str(fid),
                                 "lookup_id": code.lookup_id(), "relationship": relationship,
                                 "scopes": chosen, "expires_in_days": expires_in_days,
-                                "payload": payload.to_json()}
+                                "payload": payload.to_json(), "verifier": verifier.to_json()}
         if until is not None:
             body["valid_until"] = until.isoformat()
 
@@ -451,19 +475,30 @@ class Sharing:
             inviter_id = str(found["inviter_id"])
         except (KeyError, TypeError, ValueError, FormatError):
             raise IntegrityError("the sharing service sent a malformed invitation") from None
+        if not payload.params.within_ceiling():
+            raise IntegrityError("the invitation asks for key-derivation parameters above what "
+                                 "this client accepts: refusing it")
+        me = self.identity.public_identity()
         try:
-            keys = await asyncio.to_thread(redeem_invitation, code, payload)
+            redeemed = await asyncio.to_thread(redeem_invitation, code, payload, me)
         except DecryptionError:
             raise IntegrityError("the invitation does not open with this code: it was "
                                  "altered on the server") from None
+        keys = redeemed.scope_keys
         if (payload.file_id != file_id or any(k.file_id != file_id for k in keys)
                 or sorted(k.scope.value for k in keys) != sorted(scopes)):
             raise IntegrityError("the invitation's keys do not match its terms")
-        inviter = await self.records.identity_of(uuid.UUID(inviter_id))
+        if str(redeemed.inviter_id) != inviter_id:
+            raise IntegrityError("the server names another inviter than the invitation does")
+        # The inviter's key is the one named inside what the code opened, whatever the
+        # directory would like this device to believe: bound before anything is sent.
+        inviter = await self.client._directory_identity(inviter_id)
+        self.records.trust.bind_inviter(inviter, redeemed.inviter_fingerprint,
+                                        file_id=str(file_id), invitation_id=invitation_id)
         grant = (await self._t.request("POST", f"/v1/invitations/{invitation_id}/redeem",
-                                       json={"lookup_id": code.lookup_id()})).json()
+                                       json={"lookup_id": code.lookup_id(),
+                                             "proof": b64e(redeemed.proof)})).json()
         valid_until = _parse_time(grant.get("valid_until"))
-        me = self.identity.public_identity()
         entries: list[KeyringEntry] = []
         for key in keys:
             terms = GrantTerms(relationship, _permissions(scopes[key.scope.value]),
@@ -505,22 +540,30 @@ class Sharing:
             done.append(await self.rotate(key[0], key[1], reason=str(item.get("reason", ""))))
         return done
 
-    async def _members(self, fid: uuid.UUID, scope: str) -> list[Member]:
+    async def _members(self, fid: uuid.UUID, scope: str) -> tuple[list[Member], list[str]]:
+        """The scope's members as the sharing service lists them, kept only where this
+        device trusts their key. -> (members to seal to, account ids left out)"""
         raw = (await self._t.request("GET", f"/v1/files/{fid}/members")).json()
-        members = []
+        members: list[Member] = []
+        skipped: list[str] = []
         for m in raw:
             access = (m.get("scopes") or {}).get(scope)
             if access is None:
                 continue
             account = uuid.UUID(str(m["account_id"]))
-            identity = await self.records.identity_of(account)  # checked against its pin
+            try:
+                identity = await self.records.trust.identity(account, file_id=fid,
+                                                             use="receive the new keys")
+            except IntegrityError:  # untrusted, or its key changed: never sealed to
+                skipped.append(str(account))
+                continue
             terms = GrantTerms(Relationship(str(m["relationship"])), _permissions(access),
                                valid_from=_whole(_parse_time(m.get("valid_from"))),
                                valid_until=_whole(_parse_time(m.get("valid_until"))))
             members.append(Member(identity, terms))
         if not any(m.identity.account_id == self.identity.account_id for m in members):
             raise PermissionDenied("this account is not a member of the scope it would rotate")
-        return members
+        return members, skipped
 
     async def rotate(self, file_id: str, scope: str, *, reason: str = "",
                      stats: RekeyStats | None = None) -> Rotated:
@@ -528,7 +571,7 @@ class Sharing:
         (``stats``, when given, is filled in by the re-keying)."""
         fid = uuid.UUID(account_uuid(file_id, "patient file id"))
         current = await self.records.scope_key(fid, Scope(scope))
-        members = await self._members(fid, scope)
+        members, left_out = await self._members(fid, scope)
         rotation = rotate_scope(current, members, granter=self.identity)
         await self._t.request("POST", f"/v1/keyrings/{fid}/entries", ok=(200, 201),
                               json={"entries": [e.to_json() for e in rotation.entries]})
@@ -536,7 +579,7 @@ class Sharing:
         rekeyed, skipped = await self.rekey(fid, Scope(scope), rotation.scope_key, stats=stats)
         return Rotated(file_id=str(fid), scope=scope, reason=reason,
                        version=rotation.scope_key.version, members=len(members),
-                       rekeyed=rekeyed, skipped=skipped)
+                       rekeyed=rekeyed, skipped=skipped, skipped_members=left_out)
 
     async def rekey(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey, *,
                     stats: RekeyStats | None = None) -> tuple[int, int]:
@@ -634,9 +677,13 @@ class Sharing:
                 continue
             try:
                 old_key = await self.records.scope_key(fid, scope, header.key_version)
-                author = await self.records.identity_of(header.author_id)
-                wrapper = await self.records.identity_of(header.wrapper_id)
-            except NotFound:
+            except NotFound:  # a version older than this device's membership
+                skipped += 1
+                continue
+            try:
+                author = await self.records.identity_of(header.author_id, fid)
+                wrapper = await self.records.identity_of(header.wrapper_id, fid)
+            except IntegrityError:  # a signer this device cannot trust: never re-signed
                 skipped += 1
                 continue
             jobs.append(_RekeyJob(header, old_key, author, wrapper))

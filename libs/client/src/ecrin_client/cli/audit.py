@@ -35,12 +35,11 @@ def print_trail(console: Console, trail: AuditTrail, me: str) -> None:
                       str(e.get("target")), str(e.get("outcome")))
     console.print(table)
     for chain in trail.chains:
+        signed = (chain.signed_head or {}).get("head", {}).get("time")
         if not chain.available:
             state = "not available to you"
-        elif chain.rewound:
-            state = "CUT OR REWRITTEN since this device last verified it"
         elif chain.broken_at is None:
-            state = f"{len(chain.events)} events, chain verified"
+            state = f"{len(chain.events)} events, chain verified, head signed {signed}"
         else:
             state = f"BROKEN at event {chain.broken_at}"
         console.print(f"{chain.service}: {state}")
@@ -59,7 +58,9 @@ def audit(ctx: typer.Context, patient: PatientArgument,
           json_: JsonOption = False, server: ServerOption = None,
           passphrase_stdin: StdinOption = False) -> None:
     """The file's history from the sharing service, the kms and the records-api, each
-    chain's hashes recomputed here. For the owner, the patient and their representatives.
+    chain's hashes recomputed here and its head checked against the service's signature
+    (key pinned on first use) and against what this device verified before (exit 7 if a
+    chain was cut or rewritten). For the owner, the patient and their representatives.
     Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
@@ -81,10 +82,8 @@ def audit(ctx: typer.Context, patient: PatientArgument,
     else:
         rt.emit(trail.to_json(), lambda console: print_trail(console, trail, me))
     if verify and not trail.verified:
-        broken = ", ".join(
-            f"{c.service} " + ("cut or rewritten since last verified" if c.rewound
-                               else f"at event {c.broken_at}")
-            for c in trail.chains if c.available and not c.verified)
+        broken = ", ".join(f"{c.service} at event {c.broken_at}"
+                           for c in trail.chains if c.available and not c.verified)
         raise rt.fail(IntegrityError(f"the audit chain does not verify: {broken}"))
     if verify and not rt.json and not fhir:
         rt.err.print("[green]every available chain verifies[/]")

@@ -1,4 +1,5 @@
-"""`ecrin 2fa`, `ecrin passphrase change`, `ecrin recovery show|restore`, `ecrin verify`."""
+"""`ecrin 2fa`, `ecrin passphrase change`, `ecrin recovery show|restore`, `ecrin identity
+change`, `ecrin verify`."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ from ecrin_client.cli.runtime import (
     TotpOption,
     runtime,
 )
+from ecrin_client.client import EcrinClient
 from ecrin_client.errors import EcrinError, IdentityMismatch
 from ecrin_client.models import LoginResult, TotpEnrolment, Verification
 
 totp_app = typer.Typer(help="Second factor (TOTP).", no_args_is_help=True)
 passphrase_app = typer.Typer(help="Change your passphrase.", no_args_is_help=True)
 recovery_app = typer.Typer(help="The recovery key.", no_args_is_help=True)
+identity_app = typer.Typer(help="Your identity keys (what others verify).",
+                           no_args_is_help=True)
 
 RECOVERY_EXPLANATION = (
     "Your recovery key (ecrin-rk-...) was shown once, when the account was created. Écrin "
@@ -150,24 +154,52 @@ def restore(ctx: typer.Context, email: EmailOption = None, totp: TotpOption = No
              "fingerprint": result.fingerprint if result else None}, human)
 
 
+@identity_app.command("change")
+def change_identity(ctx: typer.Context, totp: TotpOption = None,
+                    recovery_code: RecoveryCodeOption = None, json_: JsonOption = False,
+                    server: ServerOption = None, passphrase_stdin: StdinOption = False) -> None:
+    """Replace your identity keys (e.g. a device that held them was lost).
+
+    Secrets: the passphrase, then the recovery key (the new keys are wrapped under both).
+    Everyone who verified you must compare safety numbers with you again; your other
+    sessions end.
+    """
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    passphrase = rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
+    key_text = rt.local(lambda: rt.secret("recovery key", "ECRIN_RECOVERY_KEY"))
+    fingerprint: str = rt.run(lambda client: client.change_identity(
+        passphrase, key_text, totp_code=totp, recovery_code=recovery_code))
+    rt.emit({"changed": True, "fingerprint": fingerprint}, lambda console: console.print(
+        f"Identity replaced; new fingerprint: {fingerprint}\nThe change is signed by your "
+        "old key. Everyone who verified you will be refused your new key until you compare "
+        "safety numbers again in person (`ecrin verify YOUR-ID --replace` on their side). "
+        "Your other devices were signed out."))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(totp_app, name="2fa")
     app.add_typer(passphrase_app, name="passphrase")
     app.add_typer(recovery_app, name="recovery")
+    app.add_typer(identity_app, name="identity")
 
     @app.command("verify")
     def verify(ctx: typer.Context, account: Annotated[str, typer.Argument(
                    metavar="ACCOUNT", help="Account id (UUID).")],
                yes: Annotated[bool, typer.Option(
                    "--yes", help="Pin without asking (you compared the numbers).")] = False,
+               replace: Annotated[bool, typer.Option(
+                   "--replace", help="The account's key changed: show the new one and, once "
+                   "you compared safety numbers again, pin it instead.")] = False,
                json_: JsonOption = False, server: ServerOption = None) -> None:
         """Show an account's fingerprint and your safety number; pin it once confirmed.
 
-        A pinned account whose key later changes is refused loudly (exit 7).
+        A pinned account whose key later changes is refused loudly (exit 7) until you
+        verify it again with --replace.
         """
         rt = runtime(ctx, json_=json_, server=server)
         try:
-            result: Verification = rt.run_raw(lambda client: client.verify_account(account))
+            result: Verification = rt.run_raw(
+                lambda client: client.verify_account(account, replacing=replace))
         except IdentityMismatch as error:
             if not rt.json:
                 rt.err.print(Panel(f"[bold]{error.message}[/]", title="IDENTITY MISMATCH",
@@ -177,7 +209,24 @@ def register(app: typer.Typer) -> None:
         except EcrinError as error:
             raise rt.fail(error) from None
         newly_pinned = False
-        if not result.pinned:
+        if result.replaces is not None:
+            if not rt.json:
+                vouched = ("The change is signed by the key you verified before."
+                           if result.key_change_signed else
+                           "NO statement signed by the key you verified vouches for it.")
+                rt.err.print(Panel(
+                    f"Account {result.account_id} has a NEW key.\n{vouched}\n"
+                    f"was:           {result.replaces}\nnow:           {result.fingerprint}"
+                    f"\nsafety number: {result.safety_number}",
+                    title="KEY CHANGED", border_style="bold yellow"))
+            agreed = yes or (not rt.json and sys.stdin.isatty() and typer.confirm(
+                "Does the NEW safety number match the one on their screen (compared in "
+                "person)?", err=True))
+            if agreed:
+                replaced = result.replaces
+                rt.run(lambda client: _replace_pin(client, result, replaced))
+                newly_pinned = True
+        elif not result.pinned:
             if not rt.json:
                 rt.out.print(f"Account {result.account_id}\nfingerprint:   {result.fingerprint}"
                              f"\nsafety number: {result.safety_number}")
@@ -205,3 +254,7 @@ def register(app: typer.Typer) -> None:
 
 def _pin(rt: Runtime, result: Verification) -> None:
     pinning.pin(rt.profile(), result.account_id, result.fingerprint)
+
+
+async def _replace_pin(client: EcrinClient, result: Verification, replaces: str) -> None:
+    client.replace_pin(result.account_id, result.fingerprint, replaces)

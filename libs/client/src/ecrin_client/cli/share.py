@@ -206,10 +206,9 @@ def accept(ctx: typer.Context,
     rt.emit(accepted.to_json(), lambda console: console.print(
         f"Invitation accepted: you are {accepted.relationship} of file {accepted.file_id} "
         f"({_scopes_text(accepted.scopes)}; {_until_text(accepted.valid_until)}).\n"
-        f"Invited by account {accepted.inviter_id}\n"
-        f"safety number: {accepted.safety_number}\n"
-        "Compare it with the one on the practitioner's screen; then `ecrin verify "
-        f"{accepted.inviter_id}` pins their key."))
+        f"Invited by account {accepted.inviter_id}, whose key this device now trusts: the "
+        "invitation itself named it.\n"
+        f"safety number: {accepted.safety_number} (the practitioner's screen shows the same)"))
 
 
 @share_app.command("list")
@@ -224,13 +223,20 @@ def list_(ctx: typer.Context, patient: PatientArgument, json_: JsonOption = Fals
     overview = with_records(rt, flow)
 
     def human(console: Console) -> None:
-        table = Table("grant", "account", "as", "scopes", "status", "until",
+        table = Table("grant", "account", "as", "scopes", "status", "until", "key",
                       "safety number", title=f"Grants of file {overview.file_id}")
+        unverified = []
         for g in overview.grants:
+            if g.trusted is None and g.status in ("active", "pending"):
+                unverified.append(g.grantee_id)
             table.add_row(g.grant_id, g.grantee_id, g.relationship, _scopes_text(g.scopes),
                           g.status, g.valid_until.date().isoformat() if g.valid_until else "",
-                          (g.safety_number or "") + (" (pinned)" if g.pinned else ""))
+                          g.trusted or "UNVERIFIED", g.safety_number or "")
         console.print(table)
+        for account in unverified:
+            console.print(f"[bold red]Account {account} is not verified on this device[/]: "
+                          "it receives no new key from it and nothing it signs is accepted. "
+                          f"Compare safety numbers in person: `ecrin verify {account}`.")
         if overview.invitations:
             invitations = Table("invitation", "as", "status", "expires", "redeemed by",
                                 "safety number", title="Invitations")
@@ -248,6 +254,12 @@ def print_rotations(console: Console, rotations: list[Rotated]) -> None:
         console.print(f"rotated {r.scope} of file {r.file_id} to key version {r.version} "
                       f"({r.reason}): sealed to {r.members} member(s), {r.rekeyed} record "
                       f"version(s) re-keyed" + (f", {r.skipped} skipped" if r.skipped else ""))
+        for account in r.skipped_members:
+            console.print(
+                f"[bold red]SKIPPED account {account}[/]: its key is not verified on this "
+                f"device, so the new {r.scope} key was not sealed to it and it has lost access "
+                f"to new content. If it should keep access: `ecrin verify {account}` in "
+                "person, then `ecrin share grant`.")
 
 
 @share_app.command("revoke")
