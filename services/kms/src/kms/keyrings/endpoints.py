@@ -101,8 +101,11 @@ async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
                                              target=f"{scope}:v{version}")
     await session.commit()
     for scope, version in service.rotated.items():
-        # Best effort: the queue entry is also cleared on the client's next sync.
-        await client.post(f"/internal/rotations/{file_id}/{scope}/done", token,
+        # The sharing service learns the scope's current version (the records API re-keys
+        # only to it); the rotation is done once the rotating device re-keyed the records.
+        # Best effort: a rotation the sharing service missed stays pending, and the next
+        # sync rotates again.
+        await client.post(f"/internal/rotations/{file_id}/{scope}/rotated", token,
                           json={"version": version})
     return {"stored": stored, **{f"{s}_version": v for s, v in service.rotated.items()}}
 

@@ -30,6 +30,8 @@ class AccessOut(BaseModel):
     scopes: dict[str, Access]
     state: str
     valid_until: datetime | None = None
+    #: scope -> current scope-key version (absent: 1); the records API re-keys only to it
+    key_versions: dict[str, int] = {}
 
 
 class FileOut(BaseModel):

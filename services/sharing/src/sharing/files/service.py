@@ -82,7 +82,8 @@ class FilesService:
             raise NotFound("No such file.")
         return AccessOut(file_id=file_id, account_id=account_id, relationship=grant.relationship,
                          scopes=grant.scopes, state=file.state,
-                         valid_until=_aware(grant.valid_until) if grant.valid_until else None)
+                         valid_until=_aware(grant.valid_until) if grant.valid_until else None,
+                         key_versions=dict(file.key_versions or {}))
 
     async def activate(self, file_id: uuid.UUID, owner: uuid.UUID) -> None:
         file = await self.repo.file(file_id)

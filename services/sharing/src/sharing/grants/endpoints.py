@@ -17,7 +17,9 @@ from sharing.grants.schemas import (
     InvitationRedeem,
     MemberOut,
     RotationDone,
+    RotationDoneOut,
     RotationOut,
+    ScopeName,
 )
 from sharing.grants.service import GrantsService
 
@@ -102,6 +104,15 @@ async def pending_rotations(account: Me, service: Service,
     return await service.rotations(account, file_id)
 
 
+@rotations.post("/{file_id}/{scope}/done", response_model=RotationDoneOut,
+                summary="Say the scope's records are re-keyed to its current key version: "
+                        "its pending rotations are done (owner or care team)")
+async def rotation_done(file_id: uuid.UUID, scope: ScopeName, body: RotationDone, account: Me,
+                        service: Service) -> RotationDoneOut:
+    return RotationDoneOut(done=await service.rotation_done(file_id, scope, body.version,
+                                                            account))
+
+
 @invitations.post("", status_code=201, response_model=InvitationOut,
                   summary="Invite someone without an account (keys wrapped under a code)")
 async def invite(body: InvitationCreate, account: Me, service: Service) -> InvitationOut:
@@ -155,10 +166,11 @@ async def activate_grant(grant_id: uuid.UUID, account: KmsCaller, service: Servi
     return Response(status_code=204)
 
 
-@internal.post("/rotations/{file_id}/{scope}/done", status_code=204)
-async def rotation_done(file_id: uuid.UUID, scope: str, body: RotationDone, account: KmsCaller,
-                        service: Service) -> Response:
-    await service.rotation_done(file_id, scope, body.version, account)
+@internal.post("/rotations/{file_id}/{scope}/rotated", status_code=204)
+async def scope_rotated(file_id: uuid.UUID, scope: ScopeName, body: RotationDone,
+                        account: KmsCaller, service: Service) -> Response:
+    """The kms stored a rotation's keys: the scope's current version for re-keys."""
+    await service.scope_rotated(file_id, scope, body.version, account)
     return Response(status_code=204)
 
 

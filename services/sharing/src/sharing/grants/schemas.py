@@ -52,6 +52,8 @@ class RotationOut(BaseModel):
     scope: str
     reason: str
     created_at: datetime
+    #: the new keys are stored at this version; the rotation waits for the re-keying
+    rotated_version: int | None = None
 
 
 B64 = "^[A-Za-z0-9_-]+$"
@@ -128,4 +130,11 @@ class InvitationLookupOut(BaseModel):
 
 
 class RotationDone(BaseModel):
-    version: int = Field(ge=2)
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=2, le=0xFFFFFFFF)
+
+
+class RotationDoneOut(BaseModel):
+    #: pending rotations of the scope this completed
+    done: int

@@ -36,6 +36,10 @@ class InvitationUnavailable(ServiceError):
     status, slug, title = 404, "invitation-unavailable", "No such invitation"
 
 
+class RotationNotCurrent(ServiceError):
+    status, slug, title = 409, "rotation-not-current", "Not the current key version"
+
+
 def aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -141,23 +145,26 @@ class GrantsService:
         if not may or grant.relationship == "owner":
             raise NotFound("No such grant.")
         if grant.status in ("active", "pending"):
-            was_active = grant.status == "active"
+            # A pending grant too: an invitee who redeemed has opened the keys already.
             grant.status, grant.revoked_at = "revoked", self.now
-            if was_active:
-                await self._queue(grant, "revoked")
+            await self._queue(grant.file_id, grant.scopes, "revoked", grant.id)
             await self.session.flush()
             await self._log(grant.file_id, account, "grant.revoke", grant.id)
         return grant_out(grant)
 
-    async def _queue(self, grant: Grant, reason: str) -> None:
-        for scope in grant.scopes:
+    async def _queue(self, file_id: uuid.UUID, scopes: Any, reason: str,
+                     grant_id: uuid.UUID | None) -> None:
+        """Queue a rotation of each scope, unless one is pending that has not stored its new
+        keys yet (one already rotated must rotate again: the leaver may hold its keys)."""
+        for scope in scopes:
             pending = (await self.session.execute(
-                select(Rotation.id).where(Rotation.file_id == grant.file_id,
-                                          Rotation.scope == scope, Rotation.done_at.is_(None))
+                select(Rotation.id).where(Rotation.file_id == file_id,
+                                          Rotation.scope == scope, Rotation.done_at.is_(None),
+                                          Rotation.rotated_version.is_(None))
             )).first()
             if pending is None:
-                self.session.add(Rotation(id=uuid.uuid4(), file_id=grant.file_id, scope=scope,
-                                          reason=reason, grant_id=grant.id, created_at=self.now))
+                self.session.add(Rotation(id=uuid.uuid4(), file_id=file_id, scope=scope,
+                                          reason=reason, grant_id=grant_id, created_at=self.now))
 
     async def sweep_expired(self) -> int:
         """Grants past their end stop at once (the access query filters them); this marks
@@ -167,10 +174,25 @@ class GrantsService:
                                 Grant.valid_until <= self.now))).scalars().all()
         for grant in rows:
             grant.status = "expired"
-            await self._queue(grant, "expired")
+            await self._queue(grant.file_id, grant.scopes, "expired", grant.id)
             await self._log(grant.file_id, grant.grantee_id, "grant.expire", grant.id)
+        lapsed = (await self.session.execute(
+            select(Invitation).where(Invitation.looked_up_at.is_not(None),
+                                     Invitation.redeemed_at.is_(None),
+                                     Invitation.cancelled_at.is_(None),
+                                     Invitation.loss_queued_at.is_(None),
+                                     Invitation.expires_at <= self.now))).scalars().all()
+        for invitation in lapsed:
+            await self._invitation_lost(invitation, "expired")
         await self.session.flush()
-        return len(rows)
+        return len(rows) + len(lapsed)
+
+    async def _invitation_lost(self, invitation: Invitation, reason: str) -> None:
+        """Whoever fetched the payload with the code may have opened the keys."""
+        invitation.loss_queued_at = self.now
+        await self._queue(invitation.file_id, invitation.scopes, reason, None)
+        await self._log(invitation.file_id, invitation.inviter_id, f"invitation.{reason}",
+                        invitation.id)
 
     async def members(self, file_id: uuid.UUID, account: uuid.UUID) -> list[MemberOut]:
         mine = await self._my_grant(file_id, account)
@@ -193,7 +215,8 @@ class GrantsService:
             stmt = stmt.where(Rotation.file_id == file_id)
         rows = await self.session.execute(stmt.order_by(Rotation.created_at))
         return [RotationOut(id=r.id, file_id=r.file_id, scope=r.scope, reason=r.reason,
-                            created_at=aware(r.created_at)) for r in rows.scalars()]  # type: ignore[arg-type]
+                            created_at=aware(r.created_at),  # type: ignore[arg-type]
+                            rotated_version=r.rotated_version) for r in rows.scalars()]
 
     # -- called by the kms ----------------------------------------------------------------------
 
@@ -217,16 +240,47 @@ class GrantsService:
             await self.session.flush()
             await self._log(grant.file_id, account, "grant.activate", grant.id)
 
-    async def rotation_done(self, file_id: uuid.UUID, scope: str, version: int,
-                            account: uuid.UUID) -> None:
+    async def _rotator_file(self, file_id: uuid.UUID, account: uuid.UUID) -> PatientFile:
         mine = await self._my_grant(file_id, account)
         if mine.relationship not in ROTATORS:
             raise NotFound("No such file.")
+        file = (await self.session.execute(
+            select(PatientFile).where(PatientFile.id == file_id).with_for_update())
+        ).scalar_one()
+        return file
+
+    async def scope_rotated(self, file_id: uuid.UUID, scope: str, version: int,
+                            account: uuid.UUID) -> None:
+        """The kms stored the keys of ``version``: it becomes the scope's current version
+        (re-keys go to it), and pending rotations wait for their records to be re-keyed."""
+        file = await self._rotator_file(file_id, account)
+        versions = dict(file.key_versions or {})
+        if version > versions.get(scope, 1):
+            versions[scope] = version
+            file.key_versions = versions
         await self.session.execute(
             update(Rotation).where(Rotation.file_id == file_id, Rotation.scope == scope,
                                    Rotation.done_at.is_(None))
-            .values(done_at=self.now, done_version=version))
+            .values(rotated_version=version))
         await self._log(file_id, account, "scope.rotate", f"{scope}:v{version}")
+
+    async def rotation_done(self, file_id: uuid.UUID, scope: str, version: int,
+                            account: uuid.UUID) -> int:
+        """The rotating device re-keyed every record it could to ``version``, the current
+        one: the scope's pending rotations are done. -> how many were pending."""
+        file = await self._rotator_file(file_id, account)
+        if version != (file.key_versions or {}).get(scope, 1):
+            raise RotationNotCurrent(f"Version {version} is not the current {scope} key "
+                                     "version of this file.")
+        result = await self.session.execute(
+            update(Rotation).where(Rotation.file_id == file_id, Rotation.scope == scope,
+                                   Rotation.done_at.is_(None),
+                                   Rotation.rotated_version.is_not(None))
+            .values(done_at=self.now, done_version=version))
+        done = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if done:
+            await self._log(file_id, account, "scope.rotation.done", f"{scope}:v{version}")
+        return done
 
     # -- invitations ------------------------------------------------------------------------------
 
@@ -240,7 +294,9 @@ class GrantsService:
                 raise Conflict("This invitation id is taken.")
             return invitation_out(existing, self.now)
         check_terms(body.relationship, _plain(body.scopes), None, body.valid_until, self.now)
+        file = await self.session.get(PatientFile, body.file_id)
         invitation = Invitation(id=body.invitation_id, file_id=body.file_id, inviter_id=inviter,
+                                key_versions=dict(file.key_versions or {}) if file else None,
                                 lookup_id=body.lookup_id, relationship=body.relationship,
                                 scopes=dict(body.scopes), valid_until=body.valid_until,
                                 payload=body.payload, verifier=body.verifier.model_dump(),
@@ -269,6 +325,9 @@ class GrantsService:
         )).scalar_one_or_none()
         if row is None:
             raise InvitationUnavailable("No invitation matches, or it was used or expired.")
+        if row.looked_up_at is None:
+            row.looked_up_at = self.now  # from now on, losing it rotates
+            await self.session.flush()
         return InvitationLookupOut(id=row.id, file_id=row.file_id, inviter_id=row.inviter_id,
                                    relationship=row.relationship, scopes=row.scopes,
                                    valid_until=aware(row.valid_until),
@@ -282,12 +341,10 @@ class GrantsService:
         grant_id = uuid.uuid4()
         pending = await self.session.get(Invitation, invitation_id)
         if pending is not None and pending.lookup_id == lookup_id:
-            rotated = (await self.session.execute(
-                select(Rotation.id).where(Rotation.file_id == pending.file_id,
-                                          Rotation.scope.in_(list(pending.scopes)),
-                                          Rotation.done_at > pending.created_at).limit(1)
-            )).first()
-            if rotated is not None:
+            file = await self.session.get(PatientFile, pending.file_id)
+            now_versions = (file.key_versions or {}) if file is not None else {}
+            then = pending.key_versions or {}
+            if any(now_versions.get(s, 1) != then.get(s, 1) for s in pending.scopes):
                 # The keys it carries were replaced: redeeming would burn the code for
                 # keys the kms no longer accepts. Left open, so the inviter can cancel it.
                 raise InvitationStale("This invitation carries keys that were rotated since; "
@@ -322,4 +379,6 @@ class GrantsService:
         if invitation.cancelled_at is None and invitation.redeemed_at is None:
             invitation.cancelled_at = self.now
             await self._log(invitation.file_id, account, "invitation.cancel", invitation.id)
+            if invitation.looked_up_at is not None:  # the code may have opened the keys
+                await self._invitation_lost(invitation, "cancelled")
         await self.session.flush()

@@ -32,6 +32,8 @@ class PatientFile(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: scope -> the current scope-key version the kms holds (absent: 1); re-keys go to it
+    key_versions: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
 
 
 class Grant(Base):
@@ -93,6 +95,13 @@ class Invitation(Base):
     verifier: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     #: the redeemer's proof (b64, keyed by the code) that its identity holds the code
     redemption_proof: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: first time the payload was fetched: from then on the code holder may hold the keys
+    looked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: the file's key versions when it was made (its payload holds those keys)
+    key_versions: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+    #: when its cancellation or expiry queued the rotation (once)
+    loss_queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     redeemed_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
@@ -112,6 +121,8 @@ class Rotation(Base):
     reason: Mapped[str] = mapped_column(String(16))
     grant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: the new keys are stored at this version; done once the records are re-keyed to it
+    rotated_version: Mapped[int | None] = mapped_column(Integer, default=None)
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     done_version: Mapped[int | None] = mapped_column(Integer, default=None)
 
