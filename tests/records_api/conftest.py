@@ -11,7 +11,7 @@ import base64
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -39,11 +39,14 @@ def unb64(text: str) -> bytes:
 
 
 class FakeSharing:
-    """Answers like ``GET /internal/access/{file}/{account}`` of the sharing service."""
+    """Answers like ``GET /internal/access/{file}/{account}`` of the sharing service,
+    ``key_versions`` included (per file, as the kms would report its rotations)."""
 
     def __init__(self) -> None:
         self.grants: dict[tuple[uuid.UUID, uuid.UUID], FileAccess] = {}
+        self.key_versions: dict[uuid.UUID, dict[str, int]] = {}
         self.tokens: list[str] = []
+        self.fresh_asks = 0
 
     def grant(self, file_id: uuid.UUID, account_id: uuid.UUID, relationship: str = "owner",
               **scopes: str) -> None:
@@ -53,10 +56,18 @@ class FakeSharing:
     def revoke(self, file_id: uuid.UUID, account_id: uuid.UUID) -> None:
         self.grants.pop((file_id, account_id), None)
 
+    def rotated(self, file_id: uuid.UUID, scope: str, version: int) -> None:
+        """The kms now holds ``version`` of the scope key."""
+        self.key_versions.setdefault(file_id, {})[scope] = version
+
     async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *, token: str,
-                     request_id: str | None = None) -> FileAccess | None:
+                     request_id: str | None = None, fresh: bool = False) -> FileAccess | None:
         self.tokens.append(token)
-        return self.grants.get((file_id, account_id))
+        self.fresh_asks += fresh
+        found = self.grants.get((file_id, account_id))
+        if found is None:
+            return None
+        return replace(found, key_versions=dict(self.key_versions.get(file_id, {})))
 
 
 @dataclass

@@ -143,6 +143,44 @@ class TestAccessClient:
         assert request.headers["x-ecrin-caller"] == "records-api"
         assert request.headers["x-request-id"] == "req-12345678"
 
+    async def test_key_versions_are_kept_and_fresh_asks_past_the_cache(self):
+        seen: list[httpx.Request] = []
+        body = self.grant().json()
+        answers = [httpx.Response(200, json={**body, "key_versions": {"administrative": 2}}),
+                   httpx.Response(200, json={**body, "key_versions": {"administrative": 3}})]
+        async with httpx.AsyncClient(transport=sharing_transport(answers, seen)) as http:
+            client = AccessClient(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
+            first = await client.access(self.file_id, self.account_id, token="t")
+            assert first is not None and first.key_version("administrative") == 2
+            assert first.key_version("clinical") == 1  # missing: version 1
+            cached = await client.access(self.file_id, self.account_id, token="t")
+            assert cached == first and len(seen) == 1
+            fresh = await client.access(self.file_id, self.account_id, token="t", fresh=True)
+            assert fresh is not None and fresh.key_version("administrative") == 3
+            # The fresh answer is what the cache serves from now on.
+            again = await client.access(self.file_id, self.account_id, token="t")
+            assert again == fresh and len(seen) == 2
+
+    @pytest.mark.parametrize(("key_versions", "expected"), [
+        (None, {}),
+        ("3", {}),
+        ([["clinical", 2]], {}),
+        ({"clinical": 2, "shared": 1}, {"clinical": 2, "shared": 1}),
+        ({"clinical": "2", "shared": 2.0, "administrative": True}, {}),
+        ({"clinical": 0, "shared": -1, "administrative": 1 << 32}, {}),
+        ({"clinical": 0xFFFFFFFF, "billing": 4}, {"clinical": 0xFFFFFFFF}),
+    ])
+    async def test_malformed_key_versions_are_ignored(self, key_versions, expected):
+        body = self.grant().json()
+        if key_versions is not None:
+            body["key_versions"] = key_versions
+        answers = [httpx.Response(200, json=body)]
+        async with httpx.AsyncClient(transport=sharing_transport(answers, [])) as http:
+            client = AccessClient(http, "http://sharing", ttl_s=2.0)
+            access = await client.access(self.file_id, self.account_id, token="t")
+        assert access is not None and access.can_append("administrative")
+        assert dict(access.key_versions) == expected
+
     @pytest.mark.parametrize("answer", [httpx.Response(500), httpx.Response(401),
                                         httpx.Response(200, json={"nope": 1})])
     async def test_an_odd_answer_is_unavailable(self, answer):

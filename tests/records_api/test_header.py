@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from ecrin_e2ee import IdentityKeys, Scope, ScopeKey, encrypt_record
+from ecrin_e2ee import IdentityKeys, Scope, ScopeKey, encrypt_record, rekey_record_header
 from records_api.records.header import MalformedHeader, parse_header
 
 
@@ -24,6 +24,19 @@ def test_parsed_fields_and_ciphertext_length(size: int, scope: Scope):
                                                    author.account_id, 7)
     assert facts.content_digest == record.header.content_digest
     assert facts.ciphertext_length == sum(len(c) for c in record.chunks)
+
+
+def test_wrapper_is_the_author_then_whoever_re_keyed():
+    file_id = uuid.uuid4()
+    author, rotator = IdentityKeys.generate(uuid.uuid4()), IdentityKeys.generate(uuid.uuid4())
+    old, new = (ScopeKey.generate(file_id, Scope.SHARED, v) for v in (1, 2))
+    record = encrypt_record(b"x", {}, file_id=file_id, record_id=uuid.uuid4(),
+                            record_version=1, scope_key=old, author=author)
+    assert parse_header(record.header.to_bytes()).wrapper_id == author.account_id
+    rekeyed = rekey_record_header(record.header, old, new, rotator)
+    facts = parse_header(rekeyed.to_bytes())
+    assert (facts.wrapper_id, facts.author_id, facts.key_version) == (
+        rotator.account_id, author.account_id, 2)
 
 
 @pytest.mark.parametrize("data", [b"", bytes(410), b"ECRH" + bytes(406), b"ECRH\x01" + bytes(500)])

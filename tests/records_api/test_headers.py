@@ -80,6 +80,7 @@ class TestPages:
     async def test_below_key_version_leaves_out_what_is_re_keyed(self, practice: Practice):
         records = [await practice.add(b"r%d" % i) for i in range(3)]
         new_key = ScopeKey.generate(practice.file_id, records[0].header.scope, 2)
+        practice.sharing.rotated(practice.file_id, "clinical", 2)
         rekeyed = rekey_record_header(records[1].header, practice.keys["clinical"], new_key,
                                       practice.owner.keys)
         answer = await practice.client.post("/v1/records/rekey", headers=practice.headers(),
@@ -100,6 +101,7 @@ class TestPages:
             "file_id": str(practice.file_id), "scope": "clinical", "below_key_version": 2,
             "limit": 1})
         new_key = ScopeKey.generate(practice.file_id, records[0].header.scope, 2)
+        practice.sharing.rotated(practice.file_id, "clinical", 2)
         rekeyed = rekey_record_header(records[0].header, practice.keys["clinical"], new_key,
                                       practice.owner.keys)
         assert (await practice.client.post("/v1/records/rekey", headers=practice.headers(),

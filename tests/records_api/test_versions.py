@@ -159,6 +159,7 @@ class TestRekey:
         before = await practice.client.get(f"/v1/records/{rid}/versions/1/content",
                                            headers=practice.headers())
         new_key = ScopeKey.generate(practice.file_id, record.header.scope, 2)
+        practice.sharing.rotated(practice.file_id, "clinical", 2)
         rotator = practice.actor()
         practice.sharing.grant(practice.file_id, rotator.id, "care_team", clinical="append")
         rekeyed = rekey_record_header(record.header, practice.keys["clinical"], new_key,
@@ -205,6 +206,7 @@ class TestRekey:
     async def test_a_batch_is_all_or_nothing(self, practice: Practice):
         ok = await practice.add(b"a")
         new_key = ScopeKey.generate(practice.file_id, ok.header.scope, 2)
+        practice.sharing.rotated(practice.file_id, "clinical", 2)
         rekeyed = rekey_record_header(ok.header, practice.keys["clinical"], new_key,
                                       practice.owner.keys)
         body = {"items": [
@@ -222,6 +224,7 @@ class TestRekey:
             self, practice: Practice):
         records = [await practice.add(b"r%d" % i) for i in range(12)]
         new_key = ScopeKey.generate(practice.file_id, records[0].header.scope, 2)
+        practice.sharing.rotated(practice.file_id, "clinical", 2)
         rekeyed = [rekey_record_header(r.header, practice.keys["clinical"], new_key,
                                        practice.owner.keys) for r in records]
         first = {"items": [{"record_id": str(h.record_id), "version": 1,

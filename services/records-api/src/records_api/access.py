@@ -29,14 +29,21 @@ CALLER_HEADER = "x-ecrin-caller"
 CALLER = "records-api"
 
 
+#: Key versions are u32 in record headers (docs/protocol.md §6.2).
+MAX_KEY_VERSION = 0xFFFFFFFF
+
+
 @dataclass(frozen=True, slots=True)
 class FileAccess:
-    """What one account may do on one file: ``scopes`` maps scope -> "read" or "append"."""
+    """What one account may do on one file: ``scopes`` maps scope -> "read" or "append";
+    ``key_versions`` maps scope -> the scope key version the kms currently holds (a scope
+    missing from it is at version 1)."""
 
     file_id: uuid.UUID
     account_id: uuid.UUID
     relationship: str
     scopes: Mapping[str, str] = field(default_factory=dict)
+    key_versions: Mapping[str, int] = field(default_factory=dict)
 
     def can_read(self, scope: str) -> bool:
         return self.scopes.get(scope) in ("read", "append")
@@ -46,6 +53,20 @@ class FileAccess:
 
     def readable_scopes(self) -> list[str]:
         return [s for s in SCOPES if self.can_read(s)]
+
+    def key_version(self, scope: str) -> int:
+        """The scope key version new wraps of this scope must use."""
+        return self.key_versions.get(scope, 1)
+
+
+def parse_key_versions(value: object) -> dict[str, int]:
+    """``key_versions`` of a sharing answer: absent or not an object is ``{}``; an entry
+    that is not a known scope mapped to a u32 >= 1 is left out (that scope is then at
+    version 1, the most a re-key can be held to without an answer)."""
+    if not isinstance(value, dict):
+        return {}
+    return {scope: version for scope, version in value.items()
+            if scope in SCOPES and type(version) is int and 1 <= version <= MAX_KEY_VERSION}
 
 
 class SharingUnavailable(ServiceUnavailable):
@@ -58,8 +79,11 @@ class SharingUnavailable(ServiceUnavailable):
 
 class AccessDecider(Protocol):
     async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *,
-                     token: str, request_id: str | None = None) -> FileAccess | None:
-        """The account's access to the file, or None when it has none (or no such file)."""
+                     token: str, request_id: str | None = None,
+                     fresh: bool = False) -> FileAccess | None:
+        """The account's access to the file, or None when it has none (or no such file).
+        ``fresh`` asks past any cache (a re-key naming a key version newer than the
+        cached answer knows: the rotation may have just been stored)."""
 
 
 class AccessClient:
@@ -77,11 +101,12 @@ class AccessClient:
                                  tuple[float, FileAccess | None]] = OrderedDict()
 
     async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *,
-                     token: str, request_id: str | None = None) -> FileAccess | None:
+                     token: str, request_id: str | None = None,
+                     fresh: bool = False) -> FileAccess | None:
         key = (file_id, account_id)
         now = self._clock()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and not fresh:
             return hit[1]
         decision = await self._ask(file_id, account_id, token, request_id)
         if self._ttl > 0:
@@ -114,7 +139,8 @@ class AccessClient:
                       if s in SCOPES and p in ("read", "append")}
             access = FileAccess(file_id=uuid.UUID(str(body["file_id"])),
                                 account_id=uuid.UUID(str(body["account_id"])),
-                                relationship=str(body["relationship"]), scopes=scopes)
+                                relationship=str(body["relationship"]), scopes=scopes,
+                                key_versions=parse_key_versions(body.get("key_versions")))
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("malformed answer from sharing")
             raise SharingUnavailable() from None

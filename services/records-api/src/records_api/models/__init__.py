@@ -89,6 +89,32 @@ class RecordVersion(Base):
     content_upload_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
+class ReplacedWrap(Base):
+    """A header as it was before a re-key or a restore replaced its wrap: kept so that the
+    file's owner can put a good wrap back after a bad re-key (``POST .../wrap``). Only
+    bytes 254..410 of the kept header differ from the stored one's. Purged with the record."""
+
+    __tablename__ = "replaced_wraps"
+
+    #: Insertion order: the latest kept wrap of a key version is the one a restore takes.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("records.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    key_version: Mapped[int] = mapped_column(Integer)
+    header: Mapped[bytes] = mapped_column(LargeBinary)
+    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    replaced_by: Mapped[uuid.UUID] = mapped_column(Uuid)
+    #: "rekey" or "restore": what replaced it. A restore only takes back what a re-key
+    #: replaced (a wrap the owner took away stays in the history, never comes back).
+    cause: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index("ix_replaced_wraps_version", "record_id", "version", "key_version"),
+    )
+
+
 class ContentUpload(Base):
     """One attempt at uploading a version's content. Its chunk rows are written in short
     transactions of their own; the version adopts the upload only when it is complete."""

@@ -17,6 +17,7 @@ from records_api.access import AccessDeciderDep
 from records_api.models import Record
 from records_api.records.audit import audit_read
 from records_api.records.content import ContentStore
+from records_api.records.policy import Write
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import Caller, RecordsService
 
@@ -66,12 +67,25 @@ async def readable_record(record_id: RecordId, caller: CallerDep,
     return await service.readable(caller, record_id)
 
 
-async def writable_record(record_id: RecordId, caller: CallerDep, service: Service) -> Record:
-    return await service.writable(caller, record_id)
+async def versionable_record(record_id: RecordId, caller: CallerDep,
+                             service: Service) -> Record:
+    return await service.writable(caller, record_id, Write.VERSION)
+
+
+async def deletable_record(record_id: RecordId, caller: CallerDep, service: Service) -> Record:
+    return await service.writable(caller, record_id, Write.DELETE)
+
+
+async def wrap_restorable_record(record_id: RecordId, caller: CallerDep,
+                                 service: Service) -> Record:
+    return await service.writable(caller, record_id, Write.RESTORE_WRAP)
 
 
 ReadableRecord = Annotated[Record, Depends(readable_record)]
-WritableRecord = Annotated[Record, Depends(writable_record)]
+#: Live, locked, and the caller may add a version / delete it / restore a wrap of it.
+VersionableRecord = Annotated[Record, Depends(versionable_record)]
+DeletableRecord = Annotated[Record, Depends(deletable_record)]
+WrapRestorableRecord = Annotated[Record, Depends(wrap_restorable_record)]
 
 
 async def get_content_store(request: Request) -> ContentStore:

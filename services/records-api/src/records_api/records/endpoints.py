@@ -15,13 +15,15 @@ from records_api.records.deps import (
     AuditRead,
     CallerDep,
     ContentStoreDep,
+    DeletableRecord,
     ReadableRecord,
     ReadService,
     ReadSessionDep,
     RecordId,
     Service,
+    VersionableRecord,
     VersionNumber,
-    WritableRecord,
+    WrapRestorableRecord,
 )
 from records_api.records.errors import (
     ContentLengthMismatch,
@@ -30,6 +32,7 @@ from records_api.records.errors import (
     UnsupportedContentType,
     VersionCommitted,
 )
+from records_api.records.policy import Write
 from records_api.records.repository import RecordsRepository
 from records_api.records.schemas import (
     HEADERS_PAGE_MAX,
@@ -43,6 +46,7 @@ from records_api.records.schemas import (
     VersionIn,
     VersionOut,
     VersionPage,
+    WrapRestoreIn,
 )
 from records_api.records.service import commit_upload, etag, version_out
 
@@ -55,9 +59,14 @@ OCTET_STREAM = "application/octet-stream"
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such record, or no access to it (never distinguished)"},
 }
+_WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **_PROBLEMS,
+    403: {"description": "Read-only access to the scope, or a write the caller's "
+                         "relationship does not allow (docs/records.md, Who may write what)"},
+}
 
 
-@router.post("", status_code=201, response_model=RecordOut, responses=_PROBLEMS,
+@router.post("", status_code=201, response_model=RecordOut, responses=_WRITE_PROBLEMS,
              summary="Create a record (committed at once when its content is sent inline, "
                      "pending until it is uploaded otherwise)")
 async def create_record(body: RecordIn, caller: CallerDep, service: Service,
@@ -85,7 +94,8 @@ async def list_records(caller: CallerDep, service: ReadService, audit_read: Audi
 
 
 @router.get("/headers", response_model=HeaderPage, responses={
-    **_PROBLEMS, 403: {"description": "Read-only access to the scope (re-keying is a write)"}},
+    **_PROBLEMS, 403: {"description": "Read-only access to the scope, or a relationship that "
+                                      "does not re-key (re-keying is a write)"}},
             summary="Headers of a scope's committed record versions, for re-keying after a "
                     "key rotation (cursor pagination)")
 async def list_headers(caller: CallerDep, service: ReadService, audit_read: AuditRead,
@@ -113,8 +123,14 @@ async def file_audit(caller: CallerDep, session: ReadSessionDep, request: Reques
     return await AUDIT.served(session, file_chain(file_id), request.app.state.audit_key)
 
 
-@router.post("/rekey", response_model=RekeyOut, responses=_PROBLEMS,
-             summary="Replace the DEK wraps of up to 500 record versions (key rotation)")
+@router.post("/rekey", response_model=RekeyOut, responses={
+    **_WRITE_PROBLEMS,
+    409: {"description": "A new wrap not under the scope's current key version "
+                         "(key-version-not-current) or older than the stored one"},
+    422: {"description": "A header that does not parse, changes more than the wrap, or "
+                         "whose wrap is not the caller's (invalid-header, with item)"}},
+             summary="Replace the DEK wraps of up to 500 record versions (key rotation; "
+                     "owner and care team only)")
 async def rekey(body: RekeyIn, caller: CallerDep, service: Service) -> RekeyOut:
     return await service.rekey(caller, body)
 
@@ -130,9 +146,10 @@ async def get_record(record: ReadableRecord, service: ReadService, audit_read: A
     return out
 
 
-@router.delete("/{record_id:uuid}", status_code=204, responses=_PROBLEMS,
-               summary="Delete a record (tombstone; the ciphertext is purged later)")
-async def delete_record(record: WritableRecord, caller: CallerDep, service: Service,
+@router.delete("/{record_id:uuid}", status_code=204, responses=_WRITE_PROBLEMS,
+               summary="Delete a record (tombstone; the ciphertext is purged later): one's "
+                       "own, or any as the file's owner")
+async def delete_record(record: DeletableRecord, caller: CallerDep, service: Service,
                         if_match: IfMatch = None) -> Response:
     await service.delete(caller, record, if_match)
     return Response(status_code=204)
@@ -149,10 +166,11 @@ async def list_versions(record: ReadableRecord, service: ReadService, audit_read
 
 
 @router.post("/{record_id:uuid}/versions", status_code=201, response_model=RecordOut,
-             responses=_PROBLEMS,
+             responses=_WRITE_PROBLEMS,
              summary="Add a version (If-Match: the version it replaces; committed at once "
-                     "when its content is sent inline)")
-async def add_version(record: WritableRecord, body: VersionIn, caller: CallerDep,
+                     "when its content is sent inline): to one's own record, or any as the "
+                     "owner or a care-team colleague")
+async def add_version(record: VersionableRecord, body: VersionIn, caller: CallerDep,
                       service: Service, response: Response,
                       if_match: IfMatch = None) -> RecordOut:
     out = await service.add_version(caller, record, body, if_match)
@@ -170,6 +188,17 @@ async def get_version(record: ReadableRecord, version: VersionNumber, service: R
     await audit_read(record.file_id, "record.read", record_target(record.id, version))
     response.headers["ETag"] = etag(version)
     return version_out(row)
+
+
+@router.post("/{record_id:uuid}/versions/{version}/wrap", response_model=VersionOut,
+             responses={**_WRITE_PROBLEMS,
+                        404: {"description": "No such record or version, no access to it, "
+                                             "or no wrap of that key version kept"}},
+             summary="Put back the wrap of a key version that a re-key replaced (undoes a "
+                     "bad re-key; owner only)")
+async def restore_wrap(record: WrapRestorableRecord, version: VersionNumber,
+                       body: WrapRestoreIn, caller: CallerDep, service: Service) -> VersionOut:
+    return await service.restore_wrap(caller, record, version, body.key_version)
 
 
 @router.get("/{record_id:uuid}/versions/{version}/content", responses={
@@ -205,7 +234,9 @@ async def upload_content(record_id: RecordId, version: VersionNumber, request: R
         row = await repo.version(record_id, version) if record is not None else None
     if record is None:
         raise RecordNotFound()
-    await caller.may_append(record.file_id, record.scope)
+    # Only the version's author uploads its content.
+    await caller.may(Write.UPLOAD, record.file_id, record.scope,
+                     own=row is None or row.author == caller.account_id)
     if row is None:
         raise RecordNotFound()
     if row.committed:

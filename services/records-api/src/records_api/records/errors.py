@@ -28,6 +28,12 @@ class ReadOnlyScope(Forbidden):
     slug, title = "read-only-scope", "Read-only access"
 
 
+class WriteNotPermitted(Forbidden):
+    """The grant allows appending to the scope, the relationship not this write."""
+
+    slug, title = "write-not-permitted", "Not a write your relationship allows"
+
+
 class InvalidHeader(ServiceError):
     status, slug, title = 422, "invalid-header", "Record header does not match"
 
@@ -65,7 +71,15 @@ class VersionConflict(Conflict):
 
 
 class StaleKeyVersion(Conflict):
-    slug, title = "stale-key-version", "Key version not newer"
+    slug, title = "stale-key-version", "Key version older than the stored one"
+
+
+class KeyVersionNotCurrent(Conflict):
+    slug, title = "key-version-not-current", "Not the scope's current key version"
+
+
+class WrapNotKept(NotFound):
+    slug, title = "wrap-not-kept", "No earlier wrap of this key version"
 
 
 class PreconditionRequired(ServiceError):

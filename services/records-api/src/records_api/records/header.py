@@ -1,10 +1,10 @@
 """Reading the clear fields of a record header, without any key.
 
 The layout is ``docs/protocol.md`` §6.2 (``ecrin_e2ee.RecordHeader``). The records API only
-needs the ids, scope, sizes, digests and key version to check that a header belongs where
-it is uploaded; it never verifies a signature nor unwraps anything, so it does not take
-the crypto library as a dependency: these few offsets are written here a second time
-(``tests/records_api`` checks them against ``ecrin_e2ee``).
+needs the ids, scope, sizes, digests, key version and wrapper to check that a header belongs
+where it is uploaded and who made its wrap; it never verifies a signature nor unwraps
+anything, so it does not take the crypto library as a dependency: these few offsets are
+written here a second time (``tests/records_api`` checks them against ``ecrin_e2ee``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ IMMUTABLE_SIZE = 254
 CHUNK_OVERHEAD = 17
 SCOPES = {1: "clinical", 2: "shared", 3: "administrative"}
 _CORE = struct.Struct(">4sB16s16sIB16s24sIQ32s32s32s")
-_KEY_VERSION = struct.Struct(">I")
+_WRAP = struct.Struct(">I16s")  # key_version, wrapper_id
 
 
 class MalformedHeader(ValueError):
@@ -40,6 +40,8 @@ class HeaderFacts:
     padded_length: int
     content_digest: bytes
     key_version: int
+    #: The account that made (and signed) the wrap: the author, or whoever re-keyed it.
+    wrapper_id: uuid.UUID
 
     @property
     def ciphertext_length(self) -> int:
@@ -57,12 +59,12 @@ def parse_header(data: bytes) -> HeaderFacts:
         raise MalformedHeader("unknown header format")
     if scope not in SCOPES or chunk_size == 0 or padded_length == 0 or record_version == 0:
         raise MalformedHeader("invalid header fields")
-    (key_version,) = _KEY_VERSION.unpack_from(data, IMMUTABLE_SIZE)
+    key_version, wrapper_id = _WRAP.unpack_from(data, IMMUTABLE_SIZE)
     return HeaderFacts(file_id=uuid.UUID(bytes=file_id), record_id=uuid.UUID(bytes=record_id),
                        record_version=record_version, scope=SCOPES[scope],
                        author_id=uuid.UUID(bytes=author_id), chunk_size=chunk_size,
                        padded_length=padded_length, content_digest=content_digest,
-                       key_version=key_version)
+                       key_version=key_version, wrapper_id=uuid.UUID(bytes=wrapper_id))
 
 
 CONTENT_DIGEST_PREFIX = b"ecrin-content-v1"

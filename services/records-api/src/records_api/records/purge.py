@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from records_api.models import ContentUpload, Record, RecordVersion
+from records_api.models import ContentUpload, Record, RecordVersion, ReplacedWrap
 from records_api.records.content import delete_uploads
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import now
@@ -51,8 +51,11 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
                 uploads = list((await session.execute(select(ContentUpload.id).where(
                     ContentUpload.record_id == record_id))).scalars())
                 await delete_uploads(session, uploads)
-                # Headers and metadata ciphertexts go too; the row stays as a tombstone so
-                # that the client-made id is never reused.
+                # Headers (with the wraps kept from re-keying) and metadata ciphertexts go
+                # too; the row stays as a tombstone so that the client-made id is never
+                # reused.
+                await session.execute(delete(ReplacedWrap).where(
+                    ReplacedWrap.record_id == record_id))
                 await session.execute(delete(RecordVersion).where(
                     RecordVersion.record_id == record_id))
                 await session.execute(update(Record).where(Record.id == record_id)

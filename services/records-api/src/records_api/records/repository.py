@@ -21,19 +21,33 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records_api.models import Base, IdempotencyKey, Record, RecordVersion
+from records_api.models import Base, IdempotencyKey, Record, RecordVersion, ReplacedWrap
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
 #: Headers page position: (created_at, record id, version) of the last version served.
 HeaderPosition = tuple[datetime, uuid.UUID, int]
 _VERSIONS = cast(Table, RecordVersion.__table__)
+_REPLACED = cast(Table, ReplacedWrap.__table__)
 
 
 class ScopedRecord(NamedTuple):
     id: uuid.UUID
     file_id: uuid.UUID
     scope: str
+    created_by: uuid.UUID
+
+
+class KeptWrap(NamedTuple):
+    """A header as it was before a re-key or a restore replaced its wrap."""
+
+    record_id: uuid.UUID
+    version: int
+    key_version: int
+    header: bytes
+    replaced_at: datetime
+    replaced_by: uuid.UUID
+    cause: str
 
 
 class StoredWrap(NamedTuple):
@@ -137,11 +151,12 @@ class RecordsRepository:
 
     async def lock_live_records(self, ids: Collection[uuid.UUID]
                                 ) -> dict[uuid.UUID, ScopedRecord]:
-        """The live records among ``ids``, locked for update (three columns only)."""
+        """The live records among ``ids``, locked for update (four columns only)."""
         rows = await self.session.execute(
-            select(Record.id, Record.file_id, Record.scope)
+            select(Record.id, Record.file_id, Record.scope, Record.created_by)
             .where(Record.id.in_(ids), Record.deleted_at.is_(None)).with_for_update())
-        return {row.id: ScopedRecord(row.id, row.file_id, row.scope) for row in rows}
+        return {row.id: ScopedRecord(row.id, row.file_id, row.scope, row.created_by)
+                for row in rows}
 
     async def lock_wraps(self, ids: Collection[uuid.UUID], versions: Collection[int]
                          ) -> dict[tuple[uuid.UUID, int], StoredWrap]:
@@ -167,6 +182,33 @@ class RecordsRepository:
         await self.session.execute(statement, [
             {"w_record": rid, "w_version": version, "w_header": header,
              "w_key_version": key_version} for rid, version, header, key_version in wraps])
+
+    async def keep_wraps(self, kept: Sequence[KeptWrap]) -> None:
+        """Append headers a re-key or a restore is about to replace: one executemany (the
+        id is the database's, so the latest kept wrap is the one with the largest id)."""
+        if not kept:
+            return
+        await self.session.execute(insert(_REPLACED), [row._asdict() for row in kept])
+
+    async def kept_wrap(self, record_id: uuid.UUID, version: int,
+                        key_version: int) -> KeptWrap | None:
+        """The latest header of this version under ``key_version`` that a re-key replaced
+        (never one a restore took away)."""
+        row = (await self.session.execute(
+            select(ReplacedWrap.record_id, ReplacedWrap.version, ReplacedWrap.key_version,
+                   ReplacedWrap.header, ReplacedWrap.replaced_at, ReplacedWrap.replaced_by,
+                   ReplacedWrap.cause)
+            .where(ReplacedWrap.record_id == record_id, ReplacedWrap.version == version,
+                   ReplacedWrap.key_version == key_version, ReplacedWrap.cause == "rekey")
+            .order_by(ReplacedWrap.id.desc()).limit(1))).first()
+        return KeptWrap(*row) if row is not None else None
+
+    async def forget_wraps(self, record_id: uuid.UUID, version: int | None = None) -> None:
+        """Drop the kept wraps of a record (or of one of its versions)."""
+        statement = delete(ReplacedWrap).where(ReplacedWrap.record_id == record_id)
+        if version is not None:
+            statement = statement.where(ReplacedWrap.version == version)
+        await self.session.execute(statement)
 
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))

@@ -148,3 +148,11 @@ class RekeyedItem(BaseModel):
 
 class RekeyOut(BaseModel):
     items: list[RekeyedItem]
+
+
+class WrapRestoreIn(BaseModel):
+    """Which kept wrap to put back: the one of this key version a re-key replaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key_version: int = Field(ge=1, le=0xFFFFFFFF)

@@ -2,7 +2,8 @@
 
 Authorisation, everywhere: no access to the file, or no access to the record's scope,
 is a 404 exactly like a record that does not exist; a scope that may be read but not
-appended to is a 403 on writes.
+appended to is a 403 on writes; a write the caller's relationship does not allow (deleting
+or versioning what someone else wrote, re-keying) is a 403 too (``records.policy``).
 """
 
 from __future__ import annotations
@@ -32,18 +33,21 @@ from records_api.records.errors import (
     IdempotencyKeyReused,
     InvalidCursor,
     InvalidHeader,
+    KeyVersionNotCurrent,
     PreconditionRequired,
-    ReadOnlyScope,
     RecordIdTaken,
     RecordNotFound,
     StaleKeyVersion,
     StaleVersion,
     VersionCommitted,
     VersionConflict,
+    WrapNotKept,
 )
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
+from records_api.records.policy import Write, permit
 from records_api.records.repository import (
     HeaderPosition,
+    KeptWrap,
     Position,
     RecordsRepository,
     ScopedRecord,
@@ -88,9 +92,9 @@ class Caller:
     request_id: str | None
     decider: AccessDecider
 
-    async def access(self, file_id: uuid.UUID) -> FileAccess | None:
+    async def access(self, file_id: uuid.UUID, *, fresh: bool = False) -> FileAccess | None:
         return await self.decider.access(file_id, self.account_id, token=self.token,
-                                         request_id=self.request_id)
+                                         request_id=self.request_id, fresh=fresh)
 
     async def may_read(self, file_id: uuid.UUID, scope: str) -> FileAccess:
         access = await self.access(file_id)
@@ -98,11 +102,10 @@ class Caller:
             raise RecordNotFound()
         return access
 
-    async def may_append(self, file_id: uuid.UUID, scope: str) -> FileAccess:
-        access = await self.may_read(file_id, scope)
-        if not access.can_append(scope):
-            raise ReadOnlyScope(f"Your access to the {scope} scope is read-only.")
-        return access
+    async def may(self, write: Write, file_id: uuid.UUID, scope: str, *,
+                  own: bool = True) -> FileAccess:
+        """The caller's access if it may do ``write`` there (``records.policy.permit``)."""
+        return permit(await self.access(file_id), scope, write, own=own)
 
 
 def checked_header(data: bytes, *, file_id: uuid.UUID, record_id: uuid.UUID, version: int,
@@ -266,13 +269,12 @@ class RecordsService:
                           below_key_version: int | None, cursor: str | None,
                           limit: int) -> HeaderPage:
         """Headers of every committed version of a scope's live records, for re-keying
-        after a rotation. Rotation is a write: the caller must be allowed to append to the
-        scope (no access to the file or scope: 404 like a listing; read-only: 403)."""
+        after a rotation: only for those who may re-key (no access to the file or scope:
+        404 like a listing; read-only or another relationship: 403)."""
         access = await caller.access(file_id)
         if access is None or not access.can_read(scope):
             raise FileNotFound()
-        if not access.can_append(scope):
-            raise ReadOnlyScope(f"Your access to the {scope} scope is read-only.")
+        permit(access, scope, Write.REKEY)
         after = decode_header_cursor(cursor) if cursor else None
         rows = await self.repo.header_page(file_id, scope, below_key_version, after, limit + 1)
         items = rows[:limit]
@@ -290,7 +292,7 @@ class RecordsService:
     async def create(self, caller: Caller, body: RecordIn, key: str) -> tuple[dict[str, Any], bool]:
         """The new record as JSON (committed when its content came inline, pending
         otherwise), and whether it is a replay of an earlier call."""
-        await caller.may_append(body.file_id, body.scope)
+        await caller.may(Write.CREATE, body.file_id, body.scope)
         digest = request_digest(body)
         seen_digest, seen_response, taken = await self.repo.before_create(
             caller.account_id, key, body.record_id)
@@ -345,12 +347,14 @@ class RecordsService:
                              content_length=body.content_length, key_version=facts.key_version,
                              author=author, created_at=at, committed=False)
 
-    async def writable(self, caller: Caller, record_id: uuid.UUID) -> Record:
-        """A live record, locked, on whose scope the caller may append."""
+    async def writable(self, caller: Caller, record_id: uuid.UUID, write: Write) -> Record:
+        """A live record, locked, to which the caller may do ``write`` (``records.policy``:
+        append on its scope, and a relationship that allows it on this record)."""
         record = await self.repo.record(record_id, for_update=True)
         if record is None:
             raise RecordNotFound()
-        await caller.may_append(record.file_id, record.scope)
+        await caller.may(write, record.file_id, record.scope,
+                         own=record.created_by == caller.account_id)
         return record
 
     async def add_version(self, caller: Caller, record: Record, body: VersionIn,
@@ -367,8 +371,10 @@ class RecordsService:
         abandoned = await self.repo.version(record.id, version, for_update=True)
         if abandoned is not None:
             # An earlier attempt at this version never got its content: replace it. An
-            # upload still running for it cannot be adopted (its digest is the old one's).
+            # upload still running for it cannot be adopted (its digest is the old one's),
+            # and wraps kept from re-keying it belong to the old header.
             await self.repo.delete_version(abandoned)
+            await self.repo.forget_wraps(record.id, version)
             await self.repo.session.flush()
         at = now()
         row = self._version_row(record.id, version, body, facts, caller.account_id, at)
@@ -395,6 +401,12 @@ class RecordsService:
     async def rekey(self, caller: Caller, body: RekeyIn) -> RekeyOut:
         """Replace only the wrap (bytes 254..410) of many headers; all or nothing.
 
+        Only the owner and care-team colleagues re-key (``records.policy``). A changed wrap
+        must be the caller's (``wrapper_id``) and use the scope's current key version (the
+        one the kms holds, as the sharing service reports it), never an older one than
+        stored. Each replaced header is kept (``replaced_wraps``) so that the owner can put
+        it back (``restore_wrap``).
+
         Reads only the columns it checks (no metadata ciphertext, no ORM objects) and
         writes every new wrap with one executemany: per item the cost is a dictionary
         look-up, a header parse and a byte comparison."""
@@ -404,9 +416,12 @@ class RecordsService:
         ids = {item.record_id for item in body.items}
         records = await self.repo.lock_live_records(ids)
         wraps = await self.repo.lock_wraps(ids, {p[1] for p in pairs})
-        await self._may_append_all(caller, (records.get(i) for i in ids))
+        accesses = await self._may_rekey_all(caller, (records.get(i) for i in ids))
+        refreshed: set[uuid.UUID] = set()
+        at = now()
         out: list[RekeyedItem] = []
         changes: list[tuple[uuid.UUID, int, bytes, int]] = []
+        kept: list[KeptWrap] = []
         rekeyed: dict[uuid.UUID, list[str]] = {}  # file -> audit targets, in item order
         for index, item in enumerate(body.items):
             row = wraps.get((item.record_id, item.version))
@@ -421,15 +436,36 @@ class RecordsService:
             changed = item.header != row.header
             key_version = row.key_version
             if changed:
-                if facts.key_version <= row.key_version:
-                    raise StaleKeyVersion("The new wrap must use a newer key version.",
+                record = records[item.record_id]
+                if facts.wrapper_id != caller.account_id:
+                    raise InvalidHeader("The new wrap must be made and signed by you: its "
+                                        "wrapper_id is another account.", item=index,
+                                        field="wrapper_id")
+                access = accesses[record.file_id]
+                current = access.key_version(record.scope)
+                if facts.key_version > current and record.file_id not in refreshed:
+                    # The rotation may have been stored after the cached answer: ask again.
+                    refreshed.add(record.file_id)
+                    access = permit(await caller.access(record.file_id, fresh=True),
+                                    record.scope, Write.REKEY)
+                    accesses[record.file_id] = access
+                    current = access.key_version(record.scope)
+                if facts.key_version != current:
+                    raise KeyVersionNotCurrent(
+                        f"The {record.scope} scope's current key version is {current}; the "
+                        f"new wrap uses {facts.key_version}.", item=index, key_version=current)
+                if facts.key_version < row.key_version:
+                    raise StaleKeyVersion("The stored wrap uses a newer key version.",
                                           item=index, key_version=row.key_version)
                 key_version = facts.key_version
                 changes.append((item.record_id, item.version, item.header, key_version))
-                rekeyed.setdefault(records[item.record_id].file_id, []).append(
+                kept.append(KeptWrap(item.record_id, item.version, row.key_version, row.header,
+                                     at, caller.account_id, "rekey"))
+                rekeyed.setdefault(record.file_id, []).append(
                     record_target(item.record_id, item.version))
             out.append(RekeyedItem(record_id=item.record_id, version=item.version,
                                    key_version=key_version, changed=changed))
+        await self.repo.keep_wraps(kept)
         await self.repo.replace_wraps(changes)
         for file_id, targets in rekeyed.items():
             await audit_many(self.repo.session, actor=caller.account_id, file_id=file_id,
@@ -437,18 +473,38 @@ class RecordsService:
         return RekeyOut(items=out)
 
     @staticmethod
-    async def _may_append_all(caller: Caller, records: Iterable[ScopedRecord | None]) -> None:
-        decisions: dict[uuid.UUID, FileAccess | None] = {}
+    async def _may_rekey_all(caller: Caller, records: Iterable[ScopedRecord | None]
+                             ) -> dict[uuid.UUID, FileAccess]:
+        """Every record exists and the caller may re-key its scope; the access per file."""
+        answers: dict[uuid.UUID, FileAccess | None] = {}
         for record in records:
             if record is None:
                 raise RecordNotFound()
-            if record.file_id not in decisions:
-                decisions[record.file_id] = await caller.access(record.file_id)
-            access = decisions[record.file_id]
-            if access is None or not access.can_read(record.scope):
-                raise RecordNotFound()
-            if not access.can_append(record.scope):
-                raise ReadOnlyScope(f"Your access to the {record.scope} scope is read-only.")
+            if record.file_id not in answers:
+                answers[record.file_id] = await caller.access(record.file_id)
+            permit(answers[record.file_id], record.scope, Write.REKEY)
+        return {file_id: access for file_id, access in answers.items() if access is not None}
+
+    async def restore_wrap(self, caller: Caller, record: Record, version: int,
+                           key_version: int) -> VersionOut:
+        """Put back the latest header of ``version`` under ``key_version`` that a re-key
+        replaced (owner only: ``records.policy``). The header it replaces is kept too."""
+        row = await self.repo.version(record.id, version, for_update=True)
+        if row is None:
+            raise RecordNotFound()
+        kept = await self.repo.kept_wrap(record.id, version, key_version)
+        if kept is None or kept.header[:IMMUTABLE_SIZE] != row.header[:IMMUTABLE_SIZE]:
+            raise WrapNotKept(f"No wrap of key version {key_version} was replaced by a "
+                              "re-key of this version.", key_version=key_version)
+        if kept.header != row.header:
+            await self.repo.keep_wraps([KeptWrap(record.id, version, row.key_version,
+                                                 row.header, now(), caller.account_id,
+                                                 "restore")])
+            row.header, row.key_version = kept.header, kept.key_version
+            await self.repo.session.flush()
+            await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
+                        action="record.wrap.restore", target=record_target(record.id, version))
+        return version_out(row)
 
 
 async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], actor: uuid.UUID,

@@ -1,0 +1,77 @@
+"""Who may write what: the one place the records API decides it (docs/records.md, *Who may
+write what*; DESIGN.md, threat 6).
+
+Every write needs ``append`` on the record's scope (the grant); within it, the relationship
+decides whose records the caller may touch. A grantee adds records and versions of its own;
+it never destroys, hides, freezes or re-keys what others wrote. A care-team colleague also
+curates colleagues' records (new versions) and re-keys after a rotation; only the owner
+deletes others' records and puts back a wrap that a re-key replaced. A relationship this
+table does not know gets the least: its own records only.
+
+Pure: no I/O. ``permit`` turns a sharing answer into the problem to raise, if any.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from records_api.access import FileAccess
+from records_api.records.errors import ReadOnlyScope, RecordNotFound, WriteNotPermitted
+
+
+class Write(StrEnum):
+    CREATE = "create"
+    #: Uploading the content of a pending version.
+    UPLOAD = "upload"
+    VERSION = "version"
+    DELETE = "delete"
+    REKEY = "rekey"
+    RESTORE_WRAP = "restore wrap"
+
+
+OWNER = "owner"
+#: Who may do each write to a record someone else wrote (their own: everyone with append,
+#: except for the two writes that are never about one's own record).
+ON_OTHERS: dict[Write, frozenset[str]] = {
+    Write.VERSION: frozenset({OWNER, "care_team"}),
+    Write.DELETE: frozenset({OWNER}),
+    Write.UPLOAD: frozenset(),  # only the version's author uploads its content
+}
+#: Writes that do not depend on who wrote the record.
+ANY_RECORD: dict[Write, frozenset[str]] = {
+    Write.REKEY: frozenset({OWNER, "care_team"}),
+    Write.RESTORE_WRAP: frozenset({OWNER}),
+}
+
+_ACTS = {Write.CREATE: "create records",
+         Write.UPLOAD: "upload the content of a version someone else created",
+         Write.VERSION: "add versions to records others wrote",
+         Write.DELETE: "delete records others wrote", Write.REKEY: "re-key records",
+         Write.RESTORE_WRAP: "restore a record's earlier wrap"}
+
+
+def allows(relationship: str, write: Write, *, own: bool) -> bool:
+    """Whether a member with ``append`` on the scope may do ``write``; ``own``: the record
+    (for an upload: the version) was written by the caller."""
+    if write in ANY_RECORD:
+        return relationship in ANY_RECORD[write]
+    if write is Write.CREATE or own:
+        return True
+    return relationship in ON_OTHERS[write]
+
+
+def permit(access: FileAccess | None, scope: str, write: Write, *,
+           own: bool = True) -> FileAccess:
+    """The caller's access if it may do ``write`` on a record of ``scope``; otherwise the
+    problem: ``404`` without read access to the scope (existence is not revealed), ``403
+    read-only-scope`` without append, ``403 write-not-permitted`` when the relationship
+    does not allow it."""
+    if access is None or not access.can_read(scope):
+        raise RecordNotFound()
+    if not access.can_append(scope):
+        raise ReadOnlyScope(f"Your access to the {scope} scope is read-only.")
+    if not allows(access.relationship, write, own=own):
+        raise WriteNotPermitted(
+            f"Your relationship to this file ({access.relationship}) does not let you "
+            f"{_ACTS[write]}.", relationship=access.relationship, action=write.value)
+    return access
