@@ -204,7 +204,12 @@ def test_ciphertext_swapped_in_the_record_list(world):
 
     async def flow() -> None:
         async with malicious(world, rewrite) as (records, server):
-            await refused(records.list(world.file_a), server)
+            listed = await records.list(world.file_a)
+            assert server.tampered
+            # Neither swapped record is shown; both are reported; the rest is listed.
+            assert not {world.a, world.b} & {r.record_id for r in listed}
+            assert {u.record_id for u in records.unreadable} == {world.a, world.b}
+            assert {world.versioned, world.big} <= {r.record_id for r in listed}
 
     run(flow())
 
@@ -462,7 +467,9 @@ REKEY_TAMPERING: dict[str, Callable[[list[dict[str, Any]]], None]] = {
 def test_a_tampered_header_is_never_re_keyed(world, how):
     """The rotating device verifies every listed header before it re-signs a new wrap:
     a header the server altered (core, either signature, the wrap) or moved to another
-    record is refused, and no wrap at all is posted. An honest re-keying then finishes."""
+    record is never re-signed: it is reported and skipped, and every other record of the
+    scope is re-keyed. The rotation is marked done (the tampered ones do not verify here);
+    an honest re-keying afterwards moves the genuine ones too."""
     mutate = REKEY_TAMPERING[how]
 
     async def rewrite(exchange: Exchange) -> None:
@@ -477,20 +484,24 @@ def test_a_tampered_header_is_never_re_keyed(world, how):
             records = Records(client, world.identity)
             patient = await Patients(records).create(PatientIdentity(
                 name="Rotation Malveillance", birth_date=date(1982, 3, 3)))
-            for title in ("un", "deux", "trois"):
-                await records.create(patient.file_id, "shared",
-                                     meta(title, note(title)), note(title))
+            made = [await records.create(patient.file_id, "shared", meta(t, note(t)), note(t))
+                    for t in ("un", "deux", "trois")]
         async with malicious(world, rewrite) as (records, server):
-            await refused(Sharing(records).rotate(patient.file_id, "shared"), server)
-            assert not server.requested("POST", "/v1/records/rekey")
+            rotated = await Sharing(records).rotate(patient.file_id, "shared")
+            assert server.tampered
+            bad = {u.record_id for u in rotated.unreadable}
+            assert bad and rotated.rekeyed + len(bad) == 3
+            posted = {item["record_id"] for body in server.bodies("POST", "/v1/records/rekey")
+                      for item in body["items"]}
+            assert not posted & bad  # a tampered header is never re-signed
             new_key = await records.scope_key(uuid.UUID(patient.file_id), Scope.SHARED)
         assert new_key.version == 2
         async with world.kine.client() as client:
             records = Records(client, world.identity)
             assert await Sharing(records).rekey(uuid.UUID(patient.file_id), Scope.SHARED,
-                                                new_key) == (3, 0)
+                                                new_key) == (len(bad), 0)
             listed = await records.list(patient.file_id, "shared")
-            assert sorted(r.metadata.title for r in listed) == ["deux", "trois", "un"]
+            assert {r.record_id for r in listed} == {m.record_id for m in made}
             assert {r.key_version for r in listed} == {2}
 
     run(flow())

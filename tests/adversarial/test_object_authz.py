@@ -236,6 +236,9 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
                            "metadata_ciphertext": w.records_a["clinical"].metadata_b64,
                            "content_length": len(w.records_a["clinical"].content)}),
     ("GET", "/v1/records/{record_id}/versions/{version}"): Probe(fill=clinical, who=EVERYONE),
+    ("POST", "/v1/records/{record_id}/versions/{version}/wrap"): Probe(
+        fill=clinical, who=EVERYONE, body=lambda w, a: {"key_version": 1},
+        intact=records_intact),
     ("GET", "/v1/records/{record_id}/versions/{version}/content"): Probe(
         fill=clinical, who=EVERYONE,
         control=lambda w: w.kine_a.get(
@@ -315,6 +318,9 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
         fill=lambda w: {"invitation_id": w.invitation_a}, who=EVERYONE,
         intact=invitation_still_open),
     ("GET", "/v1/rotations"): ListProbe(query=lambda w, a: {"file_id": str(w.file_a)}),
+    ("POST", "/v1/rotations/{file_id}/{scope}/done"): Probe(
+        fill=lambda w: {"file_id": str(w.file_a), "scope": "shared"}, who=EVERYONE,
+        body=lambda w, a: {"version": 2}),
     # routes that only exist inside the services (never forwarded by the gateway)
     ("GET", "/internal/access/{file_id}/{account_id}"): Internal(
         "sharing", lambda w: {"file_id": str(w.file_a), "account_id": str(w.kine_a.account_id)},
@@ -328,7 +334,7 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
         intact=secretary_still_member),
     ("GET", "/internal/files/{file_id}/members"): Internal(
         "sharing", file_a, audiences=("sharing", "kms")),
-    ("POST", "/internal/rotations/{file_id}/{scope}/done"): Internal(
+    ("POST", "/internal/rotations/{file_id}/{scope}/rotated"): Internal(
         "sharing", lambda w: {"file_id": str(w.file_a), "scope": "shared"},
         audiences=("sharing", "kms"), body=lambda w: {"version": 2}),
     ("PUT", "/internal/accounts/{account_id}/keys"): Internal(

@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 
 import pytest
-from ecrin_client import Conflict, IntegrityError, Records, sharing
+from ecrin_client import Conflict, Records, sharing
 from ecrin_client.kine import PatientIdentity, RecordMetadata, SessionNote
 from ecrin_client.sharing import RekeyStats, Sharing
 
@@ -102,16 +102,24 @@ class TestRekey:
 
     @pytest.mark.parametrize("how", ["swapped", "wrap-signature"])
     async def test_a_header_that_does_not_verify_is_never_re_keyed(self, fake, file, how):
+        """It is reported and skipped; every other record is re-keyed (one bad record
+        never leaves the rest on a key the leaver holds)."""
         records, file_id, ids = file
         first, second = (fake.records[r].versions[1] for r in ids[2:])
         if how == "swapped":  # each header stored under the other record
             first.header, second.header = second.header, first.header
+            bad = set(ids[2:])
         else:
             raw = bytearray(fake.header_bytes(ids[2]))
             raw[400] ^= 1
             first.header = sharing.b64e(bytes(raw))
-        with pytest.raises(IntegrityError):
-            await Sharing(records).rekey(file_id, Scope.CLINICAL, new_key(records, file_id))
-        assert fake.rekey_batches == [2]  # the first page's batch, checked before the bad one
-        assert all(key_version(fake.records[r].versions[1].header) == 1 for r in ids[2:])
+            bad = {ids[2]}
+        stats = RekeyStats()
+        rekeyed, skipped = await Sharing(records).rekey(
+            file_id, Scope.CLINICAL, new_key(records, file_id), stats=stats)
+        assert skipped == len(bad) and {u.record_id for u in stats.unreadable} == bad
+        assert all(key_version(fake.records[r].versions[1].header) == 1 for r in bad)
+        assert all(key_version(fake.records[r].versions[1].header) == 2
+                   for r in set(ids) - bad)
+        assert rekeyed == 5 - len(bad)
         assert others(asyncio.current_task()) == []

@@ -191,6 +191,14 @@ class TestRevocation:
         stored = kine.post(f"/v1/keyrings/{file_id}/entries",
                            json={"entries": [e.to_json() for e in rotation.entries]})
         assert stored.status_code == 201, stored.text
+        # Stored, not done: the rotation waits for the records to be re-keyed to version 2.
+        [waiting] = kine.get("/v1/rotations", params={"file_id": str(file_id)}).json()
+        assert waiting["rotated_version"] == 2
+        # (No record to re-key here.) Done is said at the current version only.
+        assert kine.post(f"/v1/rotations/{file_id}/shared/done",
+                         json={"version": 3}).status_code == 409
+        assert kine.post(f"/v1/rotations/{file_id}/shared/done",
+                         json={"version": 2}).json() == {"done": 1}
         assert kine.get("/v1/rotations", params={"file_id": str(file_id)}).json() == []
         colleague_body = colleague.get(f"/v1/keyrings/{file_id}/entries",
                                        params={"scope": "shared", "version": 2}).json()

@@ -225,6 +225,14 @@ async def collect(transport: GatewayTransport, file_id: str,
             heads[key] = {**signed.to_json(), "audit_key": audit_key}
     if not any(c.available for c in chains):
         raise NotFound("no audit trail of this patient file for you")
+    for chain in chains:
+        kept = heads.get(f"{chain.service}:{chain_name}")
+        head = kept.get("head", kept) if isinstance(kept, dict) else None
+        if not chain.available and isinstance(head, dict) and int(head.get("seq") or 0) > 0:
+            # The other services still answer: this one hides a chain this device verified.
+            raise IntegrityError(
+                f"the {chain.service} no longer serves the audit chain of this file that "
+                "this device verified before: refusing an audit trail with a chain hidden")
     if profile is not None and all(c.verified for c in chains if c.available):
         profile._write(HEADS, heads)
     return AuditTrail(file_id=fid, chains=chains)

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ecrin_client.errors import InvalidInput, NotFound
+from ecrin_client.errors import IntegrityError, InvalidInput, NotFound
 from ecrin_client.kine import PatientIdentity, RecordMetadata
-from ecrin_client.records import Records, integrity_failure
+from ecrin_client.records import Records, Unreadable, integrity_failure
 from ecrin_e2ee import (
     FormatError,
     Permission,
@@ -123,6 +123,8 @@ class Patients:
 
         await self.records.client._retrying(create_file)
         keys = {scope: ScopeKey.generate(file_id, scope) for scope in Scope}
+        # Owned here: only accounts this device grants a rotating role may hand it new keys.
+        self.records.trust.store.own_file(str(file_id))
         entries = [seal_entry(key, me.public_identity(), relationship=Relationship.OWNER,
                               permissions={Permission.READ, Permission.APPEND},
                               granter=me).to_json() for key in keys.values()]
@@ -164,12 +166,18 @@ class Patients:
             if mine:
                 latest = max(mine, key=lambda r: (r.created_at or datetime.min.replace(
                     tzinfo=UTC), r.record_id))
-                _, content = await self.records.read(latest.record_id)
                 try:
+                    _, content = await self.records.read(latest.record_id)
                     identity = PatientIdentity.model_validate_json(content)
-                except ValueError:
-                    raise integrity_failure("the patient's identity record") from None
-                record_id = latest.record_id
+                except (IntegrityError, ValueError) as error:
+                    # Reported and skipped: one bad record never hides every patient.
+                    reason = error if isinstance(error, IntegrityError) else \
+                        integrity_failure("the patient's identity record")
+                    self.records.unreadable.append(Unreadable(
+                        record_id=latest.record_id, version=latest.version,
+                        author_id=latest.author_id, reason=reason.message))
+                else:
+                    record_id = latest.record_id
         return Patient(file_id=file_id, relationship=str(file.get("relationship", "")),
                        created_at=file.get("created_at"), identity=identity,
                        identity_record_id=record_id)

@@ -63,7 +63,7 @@ from ecrin_e2ee import (
 if TYPE_CHECKING:
     from ecrin_client.client import EcrinClient
 
-__all__ = ["RecordInfo", "Records", "TransferProgress"]
+__all__ = ["RecordInfo", "Records", "TransferProgress", "Unreadable"]
 
 CHUNK_OVERHEAD = 17
 UPLOAD_BLOCK = 1 << 20
@@ -106,6 +106,38 @@ class RecordInfo(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+class Unreadable(BaseModel):
+    """A record that does not verify or open here: reported and skipped, never shown."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record_id: str
+    version: int | None = None
+    #: the author the header names, when it parses (who to ask, or to verify)
+    author_id: str | None = None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _unreadable(raw: Any, error: EcrinError) -> Unreadable:
+    """What can be said of a record that failed, from the server's claims (not trusted:
+    only to name it)."""
+    version = raw.get("version") if isinstance(raw, dict) else None
+    author: str | None = None
+    if isinstance(version, dict):
+        try:
+            header = RecordHeader.from_bytes(b64d(str(version.get("header")), what="header"))
+            author = str(header.author_id)
+        except (DecryptionError, FormatError, ValueError, EcrinError):
+            pass
+    number = version.get("version") if isinstance(version, dict) else None
+    return Unreadable(record_id=str(raw.get("record_id")) if isinstance(raw, dict) else "?",
+                      version=number if isinstance(number, int) else None,
+                      author_id=author, reason=error.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +185,8 @@ class Records:
         self._keys: dict[tuple[uuid.UUID, Scope, int], ScopeKey] = {}
         self._latest: dict[tuple[uuid.UUID, Scope], int] = {}
         self.trust = Trust(client, identity)
+        #: Records the listings of this session skipped because they do not verify here.
+        self.unreadable: list[Unreadable] = []
 
     @property
     def _t(self) -> GatewayTransport:
@@ -290,7 +324,11 @@ class Records:
 
     async def list(self, file_id: str | uuid.UUID, scope: str | None = None
                    ) -> list[RecordInfo]:
-        """Every record of the file I may read (newest first), metadata decrypted."""
+        """Every record of the file I may read (newest first), metadata decrypted.
+
+        A record that does not verify (or whose author this device cannot trust) is not
+        returned: it is added to :attr:`unreadable` with its id, author and why, and the
+        rest of the listing goes on. A listing the server itself garbled still fails."""
         fid = _uuid(file_id, "patient file id")
         params: dict[str, Any] = {"file_id": str(fid), "limit": PAGE}
         if scope is not None:
@@ -301,11 +339,18 @@ class Records:
             for item in _field(page, "items"):
                 if str(item.get("file_id")) != str(fid):
                     raise integrity_failure("the record list")
-                current = int(_field(item, "current_version"))
-                rid = str(_field(item, "record_id"))
-                self._check_not_older(rid, current)
-                opened = await self._open(_field(item, "version"), record=item,
-                                          expect_record=uuid.UUID(rid), expect_version=current)
+                try:
+                    current = int(_field(item, "current_version"))
+                    rid = str(_field(item, "record_id"))
+                    self._check_not_older(rid, current)
+                    opened = await self._open(_field(item, "version"), record=item,
+                                              expect_record=uuid.UUID(rid),
+                                              expect_version=current)
+                except (IntegrityError, ValueError) as error:
+                    failure = error if isinstance(error, IntegrityError) else \
+                        integrity_failure()
+                    self.unreadable.append(_unreadable(item, failure))
+                    continue
                 out.append(opened.info)
             cursor = page.get("next_cursor")
             if not cursor:

@@ -26,6 +26,7 @@ the date.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -46,6 +47,7 @@ from ecrin_client.errors import (
     PermissionDenied,
 )
 from ecrin_client.pinning import account_uuid
+from ecrin_client.records import Unreadable
 from ecrin_client.trust import Untrusted
 from ecrin_e2ee import (
     DecryptionError,
@@ -90,6 +92,8 @@ __all__ = [
 
 RELATIONSHIPS = ("patient", "parent", "guardian", "care_team", "replacement", "secretary")
 SCOPES = ("clinical", "shared", "administrative")
+#: Relationships that may rotate a file's scopes, hence hand its owner new key versions.
+ROTATING = frozenset({"care_team"})
 READ = frozenset({Permission.READ})
 APPEND = frozenset({Permission.READ, Permission.APPEND})
 #: Items per POST /v1/records/rekey (the server takes up to 500, all or nothing).
@@ -219,6 +223,8 @@ class RekeyStats:
     listed: int = 0
     rekeyed: int = 0
     skipped: int = 0
+    #: Of the skipped: headers that do not verify (or name another record), never re-signed.
+    unreadable: list[Unreadable] = dataclasses.field(default_factory=list)
     #: Waiting for pages of headers (``GET /v1/records/headers``).
     list_s: float = 0.0
     #: On the device: parsing, verifying and re-wrapping headers.
@@ -242,6 +248,10 @@ class Rotated(_Out):
     #: Members the new key was NOT sealed to, because this device cannot trust their key
     #: (run `ecrin verify ACCOUNT` and `ecrin share grant` to give them access again).
     skipped_members: list[str] = []
+    #: Record versions that do not verify: left as they are and reported.
+    unreadable: list[Unreadable] = []
+    #: A rotation whose keys were stored earlier and whose re-keying this run finished.
+    resumed: bool = False
 
 
 # -- the SDK -------------------------------------------------------------------------------
@@ -344,6 +354,8 @@ class Sharing:
                 json={"entries": [e.to_json() for e in entries]})
 
         await self.client._retrying(store)
+        self.records.trust.store.granted(str(fid), grantee_id,
+                                         may_grant=relationship in ROTATING)
         view = self._grant_view({**created, "status": "active"})
         return view.model_copy(update={
             "safety_number": self.identity.public_identity().safety_number(grantee),
@@ -421,10 +433,23 @@ class Sharing:
         try:
             raw = (await self._t.request("DELETE", f"/v1/grants/{ref}")).json()
         except NotFound:
+            # A cancelled invitation someone fetched queues a rotation: the next write or
+            # `ecrin sync` does it.
             await self._t.request("DELETE", f"/v1/invitations/{ref}", ok=(200, 204))
             return "invitation", None, []
         grant = self._grant_view(raw)
-        rotations = await self.sync(grant.file_id) if rotate else []
+        if grant.grantee_id == self.account_id:  # leaving a share: the owner rotates
+            return "grant", grant, []
+        # Remembered here: the revoked member never receives this file's keys again from
+        # this device, whatever the member list says.
+        self.records.trust.store.revoked(grant.file_id, grant.grantee_id)
+        if not rotate:
+            return "grant", grant, []
+        rotations = await self.sync(grant.file_id)
+        # The queue is the server's word: the grant's scopes rotate from here in any case.
+        done = {r.scope for r in rotations}
+        for scope in sorted(set(grant.scopes) - done):
+            rotations.append(await self.rotate(grant.file_id, scope, reason="revoked"))
         return "grant", grant, rotations
 
     # -- invitations -------------------------------------------------------------------------
@@ -529,16 +554,39 @@ class Sharing:
         return body
 
     async def sync(self, file_id: str | None = None) -> list[Rotated]:
-        """Do every pending rotation this account may do (all files, or one)."""
-        done: list[Rotated] = []
-        seen: set[tuple[str, str]] = set()
+        """Do every pending rotation this account may do (all files, or one). A rotation
+        whose keys are stored but whose re-keying was interrupted is finished, not redone."""
+        queued: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for item in await self.pending(file_id):
-            key = (str(item["file_id"]), str(item["scope"]))
-            if key in seen:
-                continue
-            seen.add(key)
-            done.append(await self.rotate(key[0], key[1], reason=str(item.get("reason", ""))))
+            queued.setdefault((str(item["file_id"]), str(item["scope"])), []).append(item)
+        done: list[Rotated] = []
+        for (fid, scope), items in queued.items():
+            reason = str(items[0].get("reason", ""))
+            stored = [v for i in items if isinstance(v := i.get("rotated_version"), int)]
+            if len(stored) == len(items):  # keys stored, re-keying unfinished
+                done.append(await self.finish(fid, scope, max(stored), reason=reason))
+            else:  # someone lost access since the last rotation: a new version
+                done.append(await self.rotate(fid, scope, reason=reason))
         return done
+
+    async def finish(self, file_id: str, scope: str, stored: int, *,
+                     reason: str = "") -> Rotated:
+        """Re-key a scope to the key version a rotation stored, then mark it done."""
+        fid = uuid.UUID(account_uuid(file_id, "patient file id"))
+        latest = await self.records.scope_key(fid, Scope(scope))
+        if latest.version < stored:
+            return await self.rotate(file_id, scope, reason=reason)
+        stats = RekeyStats()
+        rekeyed, skipped = await self.rekey(fid, Scope(scope), latest, stats=stats)
+        await self._done(fid, scope, latest.version)
+        return Rotated(file_id=str(fid), scope=scope, reason=reason, version=latest.version,
+                       members=0, rekeyed=rekeyed, skipped=skipped,
+                       unreadable=stats.unreadable, resumed=True)
+
+    async def _done(self, fid: uuid.UUID, scope: str, version: int) -> None:
+        """Every record this device could re-key is on ``version``: the rotation is done."""
+        await self._t.request("POST", f"/v1/rotations/{fid}/{scope}/done",
+                              json={"version": version})
 
     async def _members(self, fid: uuid.UUID, scope: str) -> tuple[list[Member], list[str]]:
         """The scope's members as the sharing service lists them, kept only where this
@@ -551,6 +599,9 @@ class Sharing:
             if access is None:
                 continue
             account = uuid.UUID(str(m["account_id"]))
+            if self.records.trust.store.is_revoked(str(fid), str(account)):
+                skipped.append(str(account))  # revoked here: listed again by the server
+                continue
             try:
                 identity = await self.records.trust.identity(account, file_id=fid,
                                                              use="receive the new keys")
@@ -576,10 +627,15 @@ class Sharing:
         await self._t.request("POST", f"/v1/keyrings/{fid}/entries", ok=(200, 201),
                               json={"entries": [e.to_json() for e in rotation.entries]})
         self.records.adopt_keys({Scope(scope): rotation.scope_key})
+        stats = stats if stats is not None else RekeyStats()
         rekeyed, skipped = await self.rekey(fid, Scope(scope), rotation.scope_key, stats=stats)
+        # Only now is the rotation done: an interrupted re-keying stays pending, and the
+        # next sync finishes it (a revoked member's old key never keeps opening records).
+        await self._done(fid, scope, rotation.scope_key.version)
         return Rotated(file_id=str(fid), scope=scope, reason=reason,
                        version=rotation.scope_key.version, members=len(members),
-                       rekeyed=rekeyed, skipped=skipped, skipped_members=left_out)
+                       rekeyed=rekeyed, skipped=skipped, skipped_members=left_out,
+                       unreadable=stats.unreadable)
 
     async def rekey(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey, *,
                     stats: RekeyStats | None = None) -> tuple[int, int]:
@@ -613,14 +669,18 @@ class Sharing:
                     fetching = asyncio.create_task(
                         self._header_page({**params, "cursor": cursor}, stats))
                 started = time.perf_counter()
-                jobs, missing = await self._rekey_jobs(fid, scope, new_key, items)
+                jobs, missing = await self._rekey_jobs(fid, scope, new_key, items, stats)
                 stats.rewrap_s += time.perf_counter() - started
                 skipped += missing
                 for first in range(0, len(jobs), REKEY_BATCH):
                     started = time.perf_counter()
-                    batch = await asyncio.to_thread(_rewrap, jobs[first:first + REKEY_BATCH],
-                                                    new_key, self.identity)
+                    batch, failed = await asyncio.to_thread(
+                        _rewrap, jobs[first:first + REKEY_BATCH], new_key, self.identity)
                     stats.rewrap_s += time.perf_counter() - started
+                    stats.unreadable += failed
+                    skipped += len(failed)
+                    if not batch:
+                        continue
                     if posting is not None:
                         await posting
                     posting = asyncio.create_task(self._post_rekey(batch, stats))
@@ -656,7 +716,8 @@ class Sharing:
         return items, cursor
 
     async def _rekey_jobs(self, fid: uuid.UUID, scope: Scope, new_key: ScopeKey,
-                          items: list[Any]) -> tuple[list[_RekeyJob], int]:
+                          items: list[Any], stats: RekeyStats
+                          ) -> tuple[list[_RekeyJob], int]:
         """Parse the listed headers and fetch what re-keying them needs (the old key
         versions, the author and wrapper identities; cached after the first).
         -> (jobs, how many this device cannot re-key: no key of their version)"""
@@ -671,8 +732,12 @@ class Sharing:
                 raise IntegrityError("the server sent a malformed record header") from None
             if (header.record_id, header.record_version, header.file_id,
                     header.scope) != (record_id, version, fid, scope):
-                raise IntegrityError("a listed record header does not match the record, "
-                                     "version, file and scope it was listed as")
+                skipped += 1
+                stats.unreadable.append(Unreadable(
+                    record_id=str(record_id), version=version,
+                    author_id=str(header.author_id),
+                    reason="its header names another record, version, file or scope"))
+                continue
             if header.key_version >= new_key.version:
                 continue
             try:
@@ -704,20 +769,25 @@ class _RekeyJob:
 
 
 def _rewrap(jobs: list[_RekeyJob], new_key: ScopeKey, signer: IdentityKeys
-            ) -> list[dict[str, Any]]:
+            ) -> tuple[list[dict[str, Any]], list[Unreadable]]:
     """Worker thread: verify each header, then re-wrap its content key under ``new_key``
-    and sign the new wrap. -> ``POST /v1/records/rekey`` items."""
+    and sign the new wrap. A header that does not verify or open is never re-signed.
+    -> (``POST /v1/records/rekey`` items, the headers refused)"""
     out = []
+    failed = []
     for job in jobs:
         try:
             job.header.verify(job.author, job.wrapper)
             header = rekey_record_header(job.header, job.old_key, new_key, signer)
         except DecryptionError:
-            raise IntegrityError("a record header does not verify or does not open with its "
-                                 "scope key: refusing to re-key it") from None
+            failed.append(Unreadable(
+                record_id=str(job.header.record_id), version=job.header.record_version,
+                author_id=str(job.header.author_id),
+                reason="its header does not verify or does not open with its scope key"))
+            continue
         out.append({"record_id": str(header.record_id), "version": header.record_version,
                     "header": b64e(header.to_bytes())})
-    return out
+    return out, failed
 
 
 async def rotate_before_write(records: Records, file_id: str | uuid.UUID) -> list[Rotated]:

@@ -16,16 +16,23 @@ entry — is trusted by itself: an identity without a reason is refused with
 :class:`Untrusted` (exit code 7), which names the account and says how to fix it. A key
 that differs from the one recorded is :class:`IdentityMismatch`, refused just as loudly.
 
-Keyring entries ask more: their granter must also be *entitled* to hand this device keys of
-that file — this account itself, someone verified in person, or the inviter bound for that
-very file. An account this device invited is trusted as an author, never as a granter.
+Trust is per file where the reason is: an invitation binds an account for the file of that
+invitation only. Keyring entries ask more: their granter must also be *entitled* to hand
+this device keys of that file — this account itself; the inviter bound for that very file;
+or, verified in person, an account this device granted a rotating role on a file it owns, or
+the first verified account that handed this device the keys of a file it does not own (the
+owner who shared it). An account this device invited is trusted as an author, never as a
+granter. Members this device revoked from a file never receive its keys again from this
+device, whatever the member list says, until this device grants or invites them again.
 
-Records live in the profile: ``pins.json`` (self and verified, as before) and
-``bindings.json`` (account id → fingerprint and the invitations that bound it).
+Records live in the profile: ``pins.json`` (self and verified, as before), ``bindings.json``
+(account id → fingerprint and the invitations that bound it) and ``files.json`` (per file:
+owned here, the accounts entitled to grant it, the accounts revoked from it).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["Binding", "InviteeCheck", "Trust", "TrustStore", "Untrusted", "Why"]
 
 BINDINGS = "bindings.json"
+FILES = "files.json"
 
 
 class Why(StrEnum):
@@ -131,14 +139,72 @@ class TrustStore:
             return compact(str(entry["fingerprint"]))
         return None
 
-    def reason(self, account_id: str, own_id: str) -> Why | None:
+    def reason(self, account_id: str, own_id: str, file_id: str | None = None) -> Why | None:
+        """Why this device trusts the account; an invitation counts for its own file only
+        (for any file when ``file_id`` is None: a display, not a use)."""
         if account_id == own_id:
             return Why.SELF
         if self.profile.pinned(account_id) is not None:
             return Why.VERIFIED
-        if self.bindings(account_id):
+        if any(file_id is None or b.file_id == file_id for b in self.bindings(account_id)):
             return Why.INVITATION
         return None
+
+    # -- per file: owned here, who may grant it, who was revoked from it --------------------
+
+    def _files(self) -> dict[str, dict[str, Any]]:
+        raw = self.profile._read(FILES)
+        return raw if isinstance(raw, dict) else {}
+
+    def file(self, file_id: str) -> dict[str, Any]:
+        entry = self._files().get(file_id)
+        return entry if isinstance(entry, dict) else {}
+
+    def _update_file(self, file_id: str, *, owned: bool | None = None,
+                     add: dict[str, str] | None = None,
+                     remove: dict[str, str] | None = None) -> None:
+        data = self._files()
+        entry = data.setdefault(file_id, {})
+        before = json.dumps(entry, sort_keys=True)
+        if owned is not None:
+            entry["owned"] = owned
+        for key, account in (add or {}).items():
+            members = entry.setdefault(key, [])
+            if account not in members:
+                members.append(account)
+        for key, account in (remove or {}).items():
+            if account in entry.get(key, []):
+                entry[key].remove(account)
+        if json.dumps(entry, sort_keys=True) != before:
+            self.profile._write(FILES, data)
+
+    def own_file(self, file_id: str) -> None:
+        self._update_file(file_id, owned=True)
+
+    def granted(self, file_id: str, account_id: str, *, may_grant: bool) -> None:
+        """This device shared the file with the account (again): no longer revoked; a
+        rotating role (care team) may hand this device new key versions of it."""
+        self._update_file(file_id, add={"granters": account_id} if may_grant else None,
+                          remove={"revoked": account_id})
+
+    def revoked(self, file_id: str, account_id: str) -> None:
+        self._update_file(file_id, add={"revoked": account_id},
+                          remove={"granters": account_id})
+
+    def is_revoked(self, file_id: str, account_id: str) -> bool:
+        return account_id in self.file(file_id).get("revoked", [])
+
+    def first_granter(self, file_id: str, account_id: str) -> bool:
+        """A file this device does not own: the first verified account that hands it the
+        file's keys is its owner's (who shared it); later ones must be the same."""
+        entry = self.file(file_id)
+        if entry.get("owned"):
+            return False
+        granters = entry.get("granters", [])
+        if not granters:
+            self._update_file(file_id, add={"granters": account_id})
+            return True
+        return account_id in granters
 
     def bind(self, binding: Binding) -> None:
         """Record an invitation binding; a different key for the same account is refused."""
@@ -155,6 +221,8 @@ class TrustStore:
         if binding.to_json() not in entry["invitations"]:
             entry["invitations"].append(binding.to_json())
             self.profile._write(BINDINGS, data)
+            if binding.role == "invitee":  # invited again after a revocation
+                self._update_file(binding.file_id, remove={"revoked": binding.account_id})
 
 
 class Trust:
@@ -171,20 +239,22 @@ class Trust:
         self._checked: dict[str, PublicIdentity] = {self.own_id: identity.public_identity()}
         self._scanned: set[str] = set()
 
-    def reason(self, account_id: str | uuid.UUID) -> Why | None:
-        return self.store.reason(str(account_id), self.own_id)
+    def reason(self, account_id: str | uuid.UUID,
+               file_id: str | uuid.UUID | None = None) -> Why | None:
+        return self.store.reason(str(account_id), self.own_id,
+                                 str(file_id) if file_id is not None else None)
 
     async def identity(self, account_id: str | uuid.UUID, *,
                        file_id: str | uuid.UUID | None = None,
                        use: str = "use its key") -> PublicIdentity:
         """The account's identity from the directory, only if this device trusts it."""
         account = str(account_id)
+        if self.reason(account, file_id) is None and file_id is not None:
+            await self.scan_invitations(str(file_id))
+        if self.reason(account, file_id) is None:
+            raise Untrusted(account, use)
         if account in self._checked:
             return self._checked[account]
-        if self.reason(account) is None and file_id is not None:
-            await self.scan_invitations(str(file_id))
-        if self.reason(account) is None:
-            raise Untrusted(account, use)
         identity = await self.client.get_directory(account)  # refuses a changed pinned key
         recorded = self.store.recorded(account)
         if recorded is None or identity.fingerprint().hex() != recorded:
@@ -197,12 +267,16 @@ class Trust:
 
     def entitled(self, account_id: str | uuid.UUID, file_id: str | uuid.UUID) -> bool:
         """May this account hand this device keys of ``file_id``?"""
-        account = str(account_id)
-        why = self.reason(account)
-        if why in (Why.SELF, Why.VERIFIED):
+        account, file = str(account_id), str(file_id)
+        why = self.reason(account, file)
+        if why is Why.SELF:
             return True
-        return any(b.role == "inviter" and b.file_id == str(file_id)
-                   for b in self.store.bindings(account))
+        if any(b.role == "inviter" and b.file_id == file for b in self.store.bindings(account)):
+            return True
+        if why is not Why.VERIFIED or self.store.is_revoked(file, account):
+            return False
+        return (account in self.store.file(file).get("granters", [])
+                or self.store.first_granter(file, account))
 
     async def granter(self, account_id: str | uuid.UUID,
                       file_id: str | uuid.UUID) -> PublicIdentity:

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from ecrin_client.audit import AuditTrail, collect, to_fhir
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
-from ecrin_client.cli.share import PatientArgument, with_records
+from ecrin_client.cli.share import PatientArgument
+from ecrin_client.cli.unlocked import with_records
 from ecrin_client.errors import IntegrityError
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records

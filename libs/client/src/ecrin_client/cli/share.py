@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import qrcode
 import typer
@@ -13,7 +12,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from ecrin_client.cli.runtime import JsonOption, Runtime, ServerOption, StdinOption, runtime
+from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
+from ecrin_client.cli.unlocked import with_records
 from ecrin_client.client import EcrinClient
 from ecrin_client.errors import InvalidInput
 from ecrin_client.patients import Patients
@@ -29,23 +29,9 @@ from ecrin_client.sharing import (
     eighteenth_birthday,
 )
 
-T = TypeVar("T")
-
 PatientArgument = Annotated[str, typer.Argument(
     metavar="PATIENT", help="Patient file id, or a search (name, INS, YYYY-MM-DD) that "
     "matches one patient.")]
-
-
-def with_records(rt: Runtime, flow: Callable[[Records, Patients], Awaitable[T]]) -> T:
-    """Unlock the identity keys with the passphrase, then run ``flow`` (as `ecrin record`
-    does; written here so that sharing depends only on the committed SDK)."""
-    passphrase = rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
-
-    async def go(client: EcrinClient) -> T:
-        records = Records(client, await client.unlock(passphrase))
-        return await flow(records, Patients(records))
-
-    return rt.run(go)
 
 
 share_app = typer.Typer(help="Share a patient file: invitations, grants, revocation.",
@@ -251,9 +237,15 @@ def list_(ctx: typer.Context, patient: PatientArgument, json_: JsonOption = Fals
 
 def print_rotations(console: Console, rotations: list[Rotated]) -> None:
     for r in rotations:
-        console.print(f"rotated {r.scope} of file {r.file_id} to key version {r.version} "
-                      f"({r.reason}): sealed to {r.members} member(s), {r.rekeyed} record "
-                      f"version(s) re-keyed" + (f", {r.skipped} skipped" if r.skipped else ""))
+        if r.resumed:
+            console.print(f"finished the rotation of {r.scope} of file {r.file_id} to key "
+                          f"version {r.version} ({r.reason}): {r.rekeyed} record version(s) "
+                          "re-keyed" + (f", {r.skipped} skipped" if r.skipped else ""))
+        else:
+            console.print(f"rotated {r.scope} of file {r.file_id} to key version {r.version} "
+                          f"({r.reason}): sealed to {r.members} member(s), {r.rekeyed} record "
+                          f"version(s) re-keyed" + (f", {r.skipped} skipped" if r.skipped
+                                                    else ""))
         for account in r.skipped_members:
             console.print(
                 f"[bold red]SKIPPED account {account}[/]: its key is not verified on this "

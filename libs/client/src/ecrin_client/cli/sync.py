@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
-from ecrin_client.cli.share import print_rotations, with_records
+from ecrin_client.cli.share import print_rotations
+from ecrin_client.cli.unlocked import with_records
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records
 from ecrin_client.sharing import Rotated, Sharing

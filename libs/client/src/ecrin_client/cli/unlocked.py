@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -17,7 +18,7 @@ from rich.progress import (
 from ecrin_client.cli.runtime import Runtime
 from ecrin_client.client import EcrinClient
 from ecrin_client.patients import Patients
-from ecrin_client.records import Records
+from ecrin_client.records import Records, Unreadable
 
 T = TypeVar("T")
 
@@ -52,12 +53,28 @@ def with_records(rt: Runtime, flow: Callable[[Records, Patients], Awaitable[T]],
         identity = await client.unlock(passphrase)
         if not show:
             records = Records(client, identity)
-            return await flow(records, Patients(records))
+            try:
+                return await flow(records, Patients(records))
+            finally:
+                report_unreadable(rt, records.unreadable)
         bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                        TransferSpeedColumn(), TimeRemainingColumn(), console=rt.err,
                        transient=False)
         with bar:
             records = Records(client, identity, progress=TransferBar(bar))
-            return await flow(records, Patients(records))
+            try:
+                return await flow(records, Patients(records))
+            finally:
+                report_unreadable(rt, records.unreadable)
 
     return rt.run(go)
+
+
+def report_unreadable(rt: Runtime, unreadable: list[Unreadable]) -> None:
+    """On stderr (JSON output stays clean): each record a listing skipped, who wrote it and
+    why. The command still succeeds: one bad record never hides the rest."""
+    for item in unreadable:
+        version = f" v{item.version}" if item.version else ""
+        author = f", written by account {item.author_id}" if item.author_id else ""
+        rt.err.print(f"[bold yellow]warning:[/] record {item.record_id}{version}{author} "
+                     f"was skipped: {escape(item.reason)}", soft_wrap=True)
