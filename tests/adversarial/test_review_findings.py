@@ -34,13 +34,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
-from ecrin_client import EcrinClient, IntegrityError, Patients, Profile, Records
+from ecrin_client import IntegrityError, Patients, Records
 from ecrin_client.audit import collect
 from ecrin_client.encoding import b64d
 from ecrin_client.errors import EcrinError
-from ecrin_client.kine import PatientIdentity, RecordMetadata, SessionNote
+from ecrin_client.kine import PatientIdentity
 from ecrin_client.sharing import Sharing
 
 from ecrin_e2ee import (
@@ -53,28 +52,19 @@ from ecrin_e2ee import (
     seal_entry,
 )
 from tests.adversarial.malicious import Exchange, MaliciousServer, Rewrite
-from tests.e2e.records_support import PASSPHRASE, Practitioner, new_practitioner
+from tests.e2e.records_support import (
+    PASSPHRASE,
+    Practitioner,
+    new_account,
+    new_practitioner,
+    session_note,
+    session_note_meta,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 
-def meta(title: str, content: bytes) -> RecordMetadata:
-    return RecordMetadata(title=title, kind="session-note", content_type="application/json",
-                          size=len(content), created_at=datetime.now(UTC))
-
-
-def note(text: str) -> bytes:
-    return SessionNote(date=date(2026, 3, 2), acts=["AMK 7.5"], pain=3, notes=text).to_bytes()
-
-
-async def new_account(server: str, home: Path, role: str) -> Practitioner:
-    email = f"{role}-{uuid.uuid4().hex[:10]}@example.fr"
-    async with EcrinClient(server, Profile(home)) as client:
-        account, _ = await client.signup(email, PASSPHRASE, role)
-        await client.login(email, PASSPHRASE)
-        enrolment = await client.enable_totp()
-        await client.confirm_totp(pyotp.TOTP(enrolment.secret).now())
-    return Practitioner(server, home, email, account.account_id)
+meta, note = session_note_meta, session_note
 
 
 @dataclasses.dataclass

@@ -12,12 +12,14 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyotp
 from ecrin_client import EcrinClient, Patients, Profile, Records
+from ecrin_client.kine import RecordMetadata, SessionNote
 from sqlalchemy.engine import make_url
 
 PASSPHRASE = "records e2e passphrase"
@@ -64,14 +66,29 @@ class Practitioner:
         return records, Patients(records)
 
 
-async def new_practitioner(server: str, home: Path) -> Practitioner:
-    email = f"kine-{uuid.uuid4().hex[:10]}@example.fr"
+async def new_account(server: str, home: Path, role: str) -> Practitioner:
+    """An account of any role on its own device, signed in with a verified TOTP."""
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.fr"
     async with EcrinClient(server, Profile(home)) as client:
-        account, _ = await client.signup(email, PASSPHRASE, "practitioner")
+        account, _ = await client.signup(email, PASSPHRASE, role)
         await client.login(email, PASSPHRASE)
         enrolment = await client.enable_totp()
         await client.confirm_totp(pyotp.TOTP(enrolment.secret).now())
     return Practitioner(server, home, email, account.account_id)
+
+
+async def new_practitioner(server: str, home: Path) -> Practitioner:
+    return await new_account(server, home, "practitioner")
+
+
+def session_note_meta(title: str, content: bytes) -> RecordMetadata:
+    """Metadata of a session note of ``content``, dated now."""
+    return RecordMetadata(title=title, kind="session-note", content_type="application/json",
+                          size=len(content), created_at=datetime.now(UTC))
+
+
+def session_note(text: str) -> bytes:
+    return SessionNote(date=date(2026, 3, 2), acts=["AMK 7.5"], pain=3, notes=text).to_bytes()
 
 
 def practitioner(server: str, home: Path) -> Practitioner:

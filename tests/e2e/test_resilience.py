@@ -25,8 +25,7 @@ from ecrin_client.sharing import Sharing
 
 from ecrin_e2ee import Scope, ScopeKey
 from tests.adversarial.malicious import Exchange, MaliciousServer
-from tests.adversarial.test_trust import new_account
-from tests.e2e.records_support import PASSPHRASE, new_practitioner
+from tests.e2e.records_support import PASSPHRASE, new_account, new_practitioner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
