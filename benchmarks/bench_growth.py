@@ -219,7 +219,7 @@ async def rotation(bs: BenchStack, records: int = 10_000) -> dict[str, Any]:
         cpu = {name: after - cpu[name] for name, after in _cpu_times(bs).items()}
     assert (rotated.version, rotated.rekeyed, rotated.skipped) == (2, records, 0), rotated
     assert stats.listed == records, stats
-    chain_ok, events = await _file_chain(bs, file_id)
+    chain_ok, events = await _clinical_chain(bs, file_id)
     per = 1e3 / records
     return {"backend": bs.backend, "records": records, "seed_s": round(seed_s, 1),
             "total_s": round(total, 3), "per_record_ms": round(total * per, 4),
@@ -246,13 +246,14 @@ def _cpu_times(bs: BenchStack) -> dict[str, float]:
     return out
 
 
-async def _file_chain(bs: BenchStack, file_id: uuid.UUID) -> tuple[bool, int]:
-    """The records-api's audit chain of the file verifies (one event per re-keyed header)."""
+async def _clinical_chain(bs: BenchStack, file_id: uuid.UUID) -> tuple[bool, int]:
+    """The records-api's audit chain of the file's clinical scope verifies (one event per
+    re-keyed header)."""
     from ecrin_platform.audit import as_dict, verify_chain
     from records_api.models import AuditEvent
 
     async with bs.database("records-api") as conn:
         rows = (await conn.execute(select(AuditEvent).where(
-            AuditEvent.chain == f"file:{file_id}").order_by(AuditEvent.seq))).all()
+            AuditEvent.chain == f"file:{file_id}:clinical").order_by(AuditEvent.seq))).all()
     events = [as_dict(r) for r in rows]
     return verify_chain(events), len(events)

@@ -239,9 +239,13 @@ def story(stack: Stack, homes: Path, say: Any) -> dict[str, Any]:
     summary["audit_verified"] = trail["verified"]
     summary["audit_events"] = len(trail["events"])
     summary["fhir_entries"] = len(bundle["entry"])
-    say(f"    -> parent A sees {len(trail['events'])} events, chains verified: "
-        f"{trail['verified']}; FHIR Bundle of {len(bundle['entry'])} AuditEvent resources "
-        f"in {fhir_path.name}")
+    # One chain per scope: the owner's export holds the clinical bilan's events, parent A
+    # (shared and administrative scopes) never sees the bilan's id.
+    summary["owner_audit_shows_bilan"] = bilan["record_id"] in json.dumps(bundle)
+    summary["parent_audit_hides_bilan"] = bilan["record_id"] not in json.dumps(trail)
+    say(f"    -> FHIR Bundle of the owner's {len(bundle['entry'])} events (every scope) in "
+        f"{fhir_path.name}; parent A sees {len(trail['events'])} events (its scopes only, "
+        f"not the bilan), chains verified: {trail['verified']}")
 
     say("\n10. Every database and log, scanned for what the demo wrote")
     found = scan(stack)

@@ -36,6 +36,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 #: (service, public area of its service-info) of the chains a file's owner reads.
 SERVICES = (("sharing", "files"), ("kms", "keys"), ("records-api", "records"))
+#: The chain of each service that the tampering below rewrites (one with events): the
+#: sharing service's file chain (grants), the kms's chain of the clinical scope (the
+#: owner's key releases), the records-api's chain of the administrative scope (the
+#: patient's identity record).
+TAMPERED_SCOPE = {"sharing": None, "kms": "clinical", "records-api": "administrative"}
 
 
 @dataclasses.dataclass
@@ -101,7 +106,9 @@ async def refused(world: World, file_id: str, rewrite: Rewrite) -> IntegrityErro
 
 
 def audit_of(exchange: Exchange, service: str, file_id: str) -> bool:
-    return exchange.status == 200 and {
+    """The answer is ``service``'s chain of the file that the tampering rewrites."""
+    return exchange.status == 200 and exchange.params.get("scope") == TAMPERED_SCOPE[
+        service] and {
         "sharing": exchange.path == f"/v1/files/{file_id}/audit",
         "kms": exchange.path == f"/v1/keyrings/{file_id}/audit",
         "records-api": exchange.path == "/v1/records/audit"
@@ -143,7 +150,13 @@ def test_genuine_chains_verify_and_pin_the_keys_the_services_publish(audited):
     async def flow() -> None:
         trail, server = await look(audited, audited.file_a)
         assert trail.verified and not server.tampered
-        assert all(c.available and c.events for c in trail.chains)
+        assert all(c.available for c in trail.chains)
+        # The owner reads each service's file chain and, of the kms and the records-api,
+        # the chain of every scope; those rewritten below hold events.
+        assert {(c.service, c.scope) for c in trail.chains} == {
+            ("sharing", None), *((service, scope) for service in ("kms", "records-api")
+                                 for scope in (None, "clinical", "shared", "administrative"))}
+        assert all(c.events for c in trail.chains if c.scope == TAMPERED_SCOPE[c.service])
         pinned = (audited.kine.home / SERVICE_KEYS).read_text()
         async with audited.kine.client() as client:
             for service, area in SERVICES:
@@ -226,6 +239,7 @@ def test_what_remains_possible_on_a_first_look(audited):
         "kms", audited.file_a,
         lambda body: rewritten(body, erase_first, audited.genuine["kms"]))))
     assert server.tampered and trail.verified
-    kms = next(c for c in trail.chains if c.service == "kms")
+    kms = next(c for c in trail.chains
+               if c.service == "kms" and c.scope == TAMPERED_SCOPE["kms"])
     assert kms.events[0]["actor"] == "00000000-0000-4000-8000-000000000000"
     SignedAuditHead.from_json(kms.signed_head).verify(audited.genuine["kms"].public_key)

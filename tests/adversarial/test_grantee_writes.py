@@ -177,12 +177,15 @@ class TestABadReKeyIsUndone:
         assert unb64(restored.json()["header"]) == original
         assert stored_header(practice.kine, record) == original
         assert read(practice, record) == b"bilan kine"
-        audit = practice.kine.get("/v1/records/audit",
-                                  params={"file_id": str(practice.file_id)}).json()
+        audit = practice.kine.get("/v1/records/audit", params={
+            "file_id": str(practice.file_id), "scope": "clinical"}).json()
         events = [(e["action"], e["target"]) for e in audit["events"]]
         target = f"record:{record.record_id}/v1"
         assert ("record.rekey", target) in events
         assert ("record.wrap.restore", target) in events
+        # The colleague's refused restore is audited too.
+        assert ("record.wrap.restore", target, "denied") in [
+            (e["action"], e["target"], e["outcome"]) for e in audit["events"]]
 
     def test_a_key_version_never_kept_is_404(self, practice):
         record = add_record(practice.kine, practice.file_id, practice.keys, "clinical")

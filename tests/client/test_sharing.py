@@ -27,10 +27,11 @@ from ecrin_e2ee import AuditSigningKey, SignedAuditHead
 FILE = str(uuid.uuid4())
 
 
-def chain(actions: list[str], service: str = "kms") -> list[dict]:
+def chain(actions: list[str], service: str = "kms", scope: str | None = None) -> list[dict]:
     events, previous = [], GENESIS
+    name = f"file:{FILE}" + (f":{scope}" if scope else "")
     for seq, action in enumerate(actions, start=1):
-        event = {"chain": f"file:{FILE}", "seq": seq,
+        event = {"chain": name, "seq": seq,
                  "time": f"2026-11-28T10:00:0{seq}.000000+00:00", "actor": str(uuid.uuid4()),
                  "action": action, "target": "shared:v1", "outcome": "ok", "request_id": "r",
                  "service": service, "prev_hash": previous}
@@ -112,12 +113,18 @@ class TestOptions:
 KEYS = {service: AuditSigningKey.generate() for service in ("sharing", "kms")}
 
 
-def served(service: str, events: list[dict], key: AuditSigningKey | None = None) -> dict:
+KEYS["records-api"] = AuditSigningKey.generate()
+SERVICE_OF = {"files": "sharing", "keyrings": "kms", "records": "records-api"}
+
+
+def served(service: str, events: list[dict], key: AuditSigningKey | None = None,
+           scope: str | None = None) -> dict:
     """What a service's audit route answers: the events and their signed head."""
     key = key or KEYS[service]
+    name = f"file:{FILE}" + (f":{scope}" if scope else "")
     last = events[-1] if events else {"seq": 0, "hash": GENESIS}
-    signed = key.sign(service=service, chain=f"file:{FILE}", seq=last["seq"], hash=last["hash"])
-    return {"service": service, "chain": f"file:{FILE}", "events": events, **signed.to_json(),
+    signed = key.sign(service=service, chain=name, seq=last["seq"], hash=last["hash"])
+    return {"service": service, "chain": name, "events": events, **signed.to_json(),
             "audit_key": b64e(key.public_key)}
 
 
@@ -126,20 +133,29 @@ class TestCollect:
     device saw before."""
 
     @staticmethod
-    async def fetch(answers: dict[str, list[dict] | dict], profile):
-        """``answers``: per service, its events (signed here with its key) or a whole body."""
+    async def fetch(answers: dict[str, list[dict] | dict], profile,
+                    scopes: dict[str, str] | None = None, paths: list[str] | None = None):
+        """``answers``: per chain (``service`` or ``service:scope``), its events (signed
+        here with its key) or a whole body; a chain not in it is 404. ``scopes``: what
+        ``GET /v1/files/{id}`` says the caller may read. ``paths`` collects what was asked."""
         from ecrin_client.audit import collect
         from ecrin_client.profile import StoredTokens
         from ecrin_client.transport import GatewayTransport
 
+        not_found = httpx.Response(404, json={"type": "about:blank", "status": 404})
+
         def handler(request: httpx.Request) -> httpx.Response:
-            service = {"files": "sharing", "keyrings": "kms"}.get(
-                request.url.path.split("/")[2])
-            if service is None:
-                return httpx.Response(404, json={"type": "about:blank", "status": 404})
-            answer = answers[service]
+            if paths is not None:
+                paths.append(str(request.url.copy_with(scheme=None, host=None)))
+            if request.url.path == f"/v1/files/{FILE}":
+                return httpx.Response(200, json={"id": FILE, "scopes": scopes or {}})
+            service = SERVICE_OF.get(request.url.path.split("/")[2])
+            scope = request.url.params.get("scope")
+            answer = answers.get(f"{service}:{scope}" if scope else str(service))
+            if answer is None:
+                return not_found
             return httpx.Response(200, json=answer if isinstance(answer, dict)
-                                  else served(service, answer))
+                                  else served(str(service), answer, scope=scope))
 
         transport = GatewayTransport("https://ecrin.test", on_tokens=lambda _t: None,
                                      tokens=StoredTokens(access_token="a", refresh_token="r",
@@ -170,7 +186,8 @@ class TestCollect:
         profile = Profile(tmp_path)
         kms = chain(["keys.release", "keys.grant"])
         await self.fetch({"sharing": [], "kms": kms}, profile)
-        assert profile._read(SERVICE_KEYS) == {s: b64e(k.public_key) for s, k in KEYS.items()}
+        assert profile._read(SERVICE_KEYS) == {s: b64e(KEYS[s].public_key)
+                                               for s in ("sharing", "kms")}
         kept = profile._read(HEADS)[f"kms:file:{FILE}"]
         assert (kept["head"]["seq"], kept["head"]["hash"]) == (2, kms[-1]["hash"])
         SignedAuditHead.from_json(kept).verify(KEYS["kms"].public_key)
@@ -244,6 +261,47 @@ class TestCollect:
         assert not trail.verified
         assert [c.broken_at for c in trail.chains if c.service == "kms"] == [2]
         assert profile._read(HEADS) is None
+
+    async def test_the_chain_of_each_readable_scope_is_fetched_and_verified(self, tmp_path):
+        """A patient who reads the shared scope: the kms's and the records-api's file
+        chains and their shared chains, nothing of the clinical scope."""
+        from ecrin_client.audit import HEADS
+        from ecrin_client.profile import Profile
+
+        profile, paths = Profile(tmp_path), []
+        answers = {"sharing": chain(["grant.create"], "sharing"),
+                   "kms": chain(["keys.grant"]),
+                   "kms:shared": chain(["keys.release"], scope="shared"),
+                   "records-api": [],
+                   "records-api:shared": chain(["record.read", "record.read"],
+                                               "records-api", scope="shared")}
+        trail = await self.fetch(answers, profile, scopes={"shared": "append"}, paths=paths)
+        assert trail.verified
+        assert [(c.service, c.scope, len(c.events)) for c in trail.chains] == [
+            ("sharing", None, 1), ("kms", None, 1), ("kms", "shared", 1),
+            ("records-api", None, 0), ("records-api", "shared", 2)]
+        assert not [p for p in paths if "clinical" in p or "administrative" in p]
+        kept = profile._read(HEADS)
+        assert kept[f"records-api:file:{FILE}:shared"]["head"]["seq"] == 2
+        assert kept[f"kms:file:{FILE}:shared"]["head"]["seq"] == 1
+        # Events of another chain served as the shared scope's do not verify.
+        moved = {**answers, "kms:shared": chain(["keys.release"])}
+        trail = await self.fetch(moved, Profile(tmp_path / "other"), scopes={"shared": "read"})
+        assert [(c.scope, c.broken_at) for c in trail.chains if c.service == "kms"] == [
+            (None, None), ("shared", 1)]
+
+    async def test_a_scope_chain_this_device_verified_cannot_be_hidden(self, tmp_path):
+        from ecrin_client.profile import Profile
+
+        profile = Profile(tmp_path)
+        answers = {"sharing": chain(["grant.create"], "sharing"), "kms": [],
+                   "kms:shared": chain(["keys.release"], scope="shared")}
+        assert (await self.fetch(answers, profile, scopes={"shared": "read"})).verified
+        hidden = {k: v for k, v in answers.items() if k != "kms:shared"}
+        with pytest.raises(IntegrityError, match=f"file:{FILE}:shared"):
+            await self.fetch(hidden, profile, scopes={"shared": "read"})
+        # A scope the caller no longer holds is not asked for, so not missed.
+        assert (await self.fetch(hidden, profile, scopes={})).verified
 
 
 class TestAcceptRefusesWhatTheServerAltered:

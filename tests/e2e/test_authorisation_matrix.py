@@ -42,7 +42,7 @@ ROLES = {"owner": "practitioner", "care_team": "practitioner", "replacement": "p
          "secretary": "staff", "patient": "patient", "parent": "representative",
          "guardian": "representative", "revoked": "patient", "expired": "practitioner",
          "stranger": "practitioner"}
-#: Who reads a file's audit chains (sharing and kms), besides nobody else.
+#: Who reads a file's audit chains (sharing, kms, records-api), besides nobody else.
 AUDIT_READERS = {"owner", "patient", "parent", "guardian"}
 #: A grant each scope's owner cell makes (a relationship that may hold append there).
 GRANT_AS = {"clinical": "care_team", "shared": "patient", "administrative": "secretary"}
@@ -222,6 +222,16 @@ def test_matrix(world: World, name: str, practice_name: str) -> None:
         may = role in AUDIT_READERS and bool(holds)
         if (status == 200) != may:
             wrong.append(f"audit {path.split('/')[2]}: got {status}")
+    # The kms and the records-api keep a chain per scope: read by those who read the
+    # audit, each only for the scopes they may read.
+    for scope in SCOPES:
+        for path, params in ((f"/v1/keyrings/{practice.file_id}/audit", {"scope": scope}),
+                             ("/v1/records/audit", {"file_id": str(practice.file_id),
+                                                    "scope": scope})):
+            status = actor.get(path, params=params).status_code
+            may = role in AUDIT_READERS and scope in holds
+            if (status == 200) != may:
+                wrong.append(f"audit {path.split('/')[2]} {scope}: got {status}")
     assert not wrong, f"{name} on the {practice_name} file:\n" + "\n".join(wrong)
 
 

@@ -363,11 +363,18 @@ class TestAudit:
         file_id, keys = kine.create_file()
         grant_id = share(kine, patient, file_id, keys, "patient", {"shared": "read"})
         patient.get(f"/v1/keyrings/{file_id}/entries")
+        # Grants in the file's chain, key releases in the chain of the scope released.
         kms = patient.get(f"/v1/keyrings/{file_id}/audit").json()["events"]
         assert verify_chain(kms)
-        assert {"keys.release", "keys.grant"} <= {e["action"] for e in kms}
-        assert any(e["actor"] == str(patient.account_id) and e["action"] == "keys.release"
-                   for e in kms)
+        assert {e["action"] for e in kms} == {"keys.grant"}
+        released = patient.get(f"/v1/keyrings/{file_id}/audit",
+                               params={"scope": "shared"}).json()
+        assert released["chain"] == f"file:{file_id}:shared"
+        assert verify_chain(released["events"])
+        assert [(e["actor"], e["action"], e["target"]) for e in released["events"]] == [
+            (str(patient.account_id), "keys.release", "shared:v1")]
+        assert patient.get(f"/v1/keyrings/{file_id}/audit",
+                           params={"scope": "clinical"}).status_code == 404
         sharing = kine.get(f"/v1/files/{file_id}/audit").json()["events"]
         assert verify_chain(sharing)
         assert [e["action"] for e in sharing][:2] == ["grant.create", "grant.activate"]

@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from ecrin_e2ee import ScopeKey, rekey_record_header
 from ecrin_platform.db import is_sqlite
-from records_api.records.audit import AUDIT, file_chain
+from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import now
 from tests.records_api.conftest import Actor, Practice, b64, unb64
@@ -187,7 +187,7 @@ class TestAudit:
             "file_id": str(practice.file_id), "scope": "clinical"})
         assert refused.status_code == 404
         async with practice.app.state.sessionmaker() as session:
-            events = await AUDIT.chain(session, file_chain(practice.file_id))
+            events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
         listed = [e for e in events if e["action"] == "record.headers.list"]
         assert [(e["actor"], e["target"]) for e in listed] == [
             (str(practice.owner.id), f"file:{practice.file_id}/clinical")] * 2

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from records_api.models import ContentChunk, ContentUpload, Record
-from records_api.records.audit import AUDIT, file_chain
+from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.schemas import INLINE_CONTENT_MAX
 from tests.records_api.conftest import Practice, b64
 
@@ -56,7 +56,7 @@ class TestInlineCreate:
         record = practice.encrypt(b"x")
         assert (await practice.create(record, content=inline(record))).status_code == 201
         async with practice.app.state.sessionmaker() as session:
-            events = await AUDIT.chain(session, file_chain(practice.file_id))
+            events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
         assert [e["action"] for e in events] == ["record.create", "record.content.write"]
 
     async def test_a_replay_answers_the_same_and_writes_nothing_more(self, practice: Practice):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from ecrin_e2ee import RecordDecryptor, ScopeKey, rekey_record_header
 from ecrin_platform.audit import verify_chain
 from records_api.models import ContentChunk, ContentUpload, Record, RecordVersion
-from records_api.records.audit import AUDIT, file_chain
+from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.purge import purge
 from records_api.records.service import now
 from tests.records_api.conftest import Practice, b64, unb64
@@ -245,7 +245,7 @@ class TestRekey:
             stored = {row.record_id: (row.header, row.key_version) for row in (
                 await session.execute(select(RecordVersion).where(
                     RecordVersion.record_id.in_([h.record_id for h in rekeyed])))).scalars()}
-            events = await AUDIT.chain(session, file_chain(practice.file_id))
+            events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
         assert stored == {h.record_id: (h.to_bytes(), 2) for h in rekeyed}
         assert [e["target"] for e in events if e["action"] == "record.rekey"] == [
             f"record:{rekeyed[i].record_id}/v1" for i in [*range(4), *order[:8]]]

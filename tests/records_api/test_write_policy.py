@@ -14,7 +14,7 @@ from ecrin_e2ee import EncryptedRecord, RecordDecryptor, RecordHeader, Scope, Sc
 from ecrin_e2ee.record_header import unwrap_dek
 from records_api.access import FileAccess
 from records_api.models import ReplacedWrap
-from records_api.records.audit import AUDIT, file_chain
+from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.errors import ReadOnlyScope, RecordNotFound, WriteNotPermitted
 from records_api.records.policy import Write, allows, permit
 from records_api.records.purge import purge
@@ -142,9 +142,9 @@ async def kept(practice: Practice, record: EncryptedRecord) -> list[tuple]:
 
 
 async def wrap_events(practice: Practice) -> list[tuple[str, str]]:
-    """The file's re-key and restore audit events, in order."""
+    """The clinical scope's re-key and restore audit events, in order."""
     async with practice.app.state.sessionmaker() as session:
-        events = await AUDIT.chain(session, file_chain(practice.file_id))
+        events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
     return [(e["action"], e["target"]) for e in events
             if e["action"] in ("record.rekey", "record.wrap.restore")]
 

@@ -1,12 +1,16 @@
 """A patient file's access history: the audit chains of the services, verified here.
 
-Each service keeps its own append-only chain per file (``file:<id>``): the sharing service
-(grants, invitations, revocations, expiries, rotations), the kms (key releases, grants,
-rotations) and the records-api (record reads and writes) when it exposes its chain. An
-event's hash is SHA-256 over the canonical JSON of (chain, seq, time, actor, action, target,
-outcome, request_id, service, prev_hash); the first event's prev_hash is 64 zeros. The
-client recomputes every hash itself (:func:`verify_chain`), so a server that edits, drops
-or reorders an event in the middle of a chain is caught.
+Each service keeps its own append-only chains per file: the sharing service one
+(``file:<id>``: grants, invitations, revocations, expiries, rotations); the kms and the
+records-api one per scope (``file:<id>:<scope>``: key releases and rotations; record reads,
+writes and refused accesses) besides the file's (``file:<id>``: the kms's grants and
+refused releases; events from before chains were per scope). A reader fetches the chain of
+each scope it may read (``GET /v1/files/{id}`` -> ``scopes``), each one whole: a patient
+holding the ``shared`` scope verifies that scope's history and never sees the clinical
+one's. An event's hash is SHA-256 over the canonical JSON of (chain, seq, time, actor,
+action, target, outcome, request_id, service, prev_hash); the first event's prev_hash is
+64 zeros. The client recomputes every hash itself (:func:`verify_chain`), so a server that
+edits, drops or reorders an event in the middle of a chain is caught.
 
 Each service signs the head of every chain it serves (its last event: ``seq``, ``hash``,
 and the time) with an audit key of its own, and sends the key's public half. The device
@@ -38,7 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from ecrin_client.encoding import b64d, b64e
 from ecrin_client.errors import EcrinError, IntegrityError, NotFound, PermissionDenied
 from ecrin_client.pinning import account_uuid
-from ecrin_e2ee import DecryptionError, FormatError, SignedAuditHead
+from ecrin_e2ee import DecryptionError, FormatError, Scope, SignedAuditHead
 
 if TYPE_CHECKING:
     from ecrin_client.profile import Profile
@@ -53,6 +57,10 @@ HASHED = ("chain", "seq", "time", "actor", "action", "target", "outcome", "reque
 SOURCES = (("sharing", "/v1/files/{file_id}/audit"),
            ("kms", "/v1/keyrings/{file_id}/audit"),
            ("records-api", "/v1/records/audit?file_id={file_id}"))
+#: service -> path template of a scope's chain, for the services that keep one per scope.
+SCOPE_SOURCES = {"kms": "/v1/keyrings/{file_id}/audit?scope={scope}",
+                 "records-api": "/v1/records/audit?file_id={file_id}&scope={scope}"}
+SCOPES = tuple(scope.value for scope in Scope)
 
 
 def event_hash(event: dict[str, Any]) -> str:
@@ -97,6 +105,17 @@ class AuditChain(BaseModel):
     def verified(self) -> bool:
         return self.available and self.broken_at is None
 
+    @property
+    def scope(self) -> str | None:
+        """The scope whose chain this is; None for the file's chain."""
+        return scope_of(self.chain)
+
+
+def scope_of(chain: str) -> str | None:
+    """``file:<id>:<scope>`` -> the scope; ``file:<id>`` -> None."""
+    parts = chain.split(":")
+    return parts[2] if len(parts) == 3 else None
+
 
 class AuditTrail(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -112,7 +131,7 @@ class AuditTrail(BaseModel):
         """Every event of every chain, in time order."""
         merged = [e for c in self.chains for e in c.events]
         return sorted(merged, key=lambda e: (str(e.get("time")), str(e.get("service")),
-                                             int(e.get("seq", 0))))
+                                             str(e.get("chain")), int(e.get("seq", 0))))
 
     def to_json(self) -> dict[str, Any]:
         return {"file_id": self.file_id, "verified": self.verified,
@@ -187,12 +206,38 @@ def _refuse_unless_extends(service: str, chain: str, events: list[dict[str, Any]
             f"cut or rewritten. The {service}'s signed head is kept in {HEADS} as evidence.")
 
 
+async def readable_scopes(transport: GatewayTransport, file_id: str) -> list[str]:
+    """The scopes of the file the caller may read, as the sharing service says (none when
+    it does not know the caller on this file)."""
+    try:
+        body = (await transport.request("GET", f"/v1/files/{file_id}")).json()
+    except (NotFound, PermissionDenied):
+        return []
+    scopes = body.get("scopes") if isinstance(body, dict) else None
+    return [s for s in SCOPES if isinstance(scopes, dict) and s in scopes]
+
+
+def sources(file_id: str, scopes: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(service, chain, path) of every chain to fetch: each service's file chain, and the
+    kms's and the records-api's chain of each scope in ``scopes``."""
+    out = []
+    for service, template in SOURCES:
+        out.append((service, f"file:{file_id}", template.format(file_id=file_id)))
+        if service in SCOPE_SOURCES:
+            out += [(service, f"file:{file_id}:{scope}",
+                     SCOPE_SOURCES[service].format(file_id=file_id, scope=scope))
+                    for scope in scopes]
+    return out
+
+
 async def collect(transport: GatewayTransport, file_id: str,
                   profile: Profile | None = None) -> AuditTrail:
-    """Fetch the file's chain from each service, verify each one and its signed head
-    (and, with the profile, the service's pinned key and the head this device verified
-    before; then remember the new ones). Raises :class:`IntegrityError` on a forged,
-    mismatched or rewound head; a chain whose hashes break is reported, not raised."""
+    """Fetch each service's chains of the file (its file chain; for the kms and the
+    records-api also the chain of each scope the caller may read), verify each one and its
+    signed head (and, with the profile, the service's pinned key and the head this device
+    verified before; then remember the new ones). Raises :class:`IntegrityError` on a
+    forged, mismatched or rewound head, or a chain this device verified that a service now
+    hides; a chain whose hashes break is reported, not raised."""
     heads: dict[str, Any] = {}
     keys: dict[str, Any] = {}
     if profile is not None:
@@ -201,11 +246,10 @@ async def collect(transport: GatewayTransport, file_id: str,
         raw = profile._read(SERVICE_KEYS)
         keys = raw if isinstance(raw, dict) else {}
     fid = account_uuid(file_id, "patient file id")
-    chain_name = f"file:{fid}"
     chains = []
-    for service, template in SOURCES:
+    for service, chain_name, path in sources(fid, await readable_scopes(transport, fid)):
         try:
-            body = (await transport.request("GET", template.format(file_id=fid))).json()
+            body = (await transport.request("GET", path)).json()
         except (NotFound, PermissionDenied):
             chains.append(AuditChain(service=service, chain=chain_name, available=False,
                                      events=[]))
@@ -226,13 +270,14 @@ async def collect(transport: GatewayTransport, file_id: str,
     if not any(c.available for c in chains):
         raise NotFound("no audit trail of this patient file for you")
     for chain in chains:
-        kept = heads.get(f"{chain.service}:{chain_name}")
+        kept = heads.get(f"{chain.service}:{chain.chain}")
         head = kept.get("head", kept) if isinstance(kept, dict) else None
         if not chain.available and isinstance(head, dict) and int(head.get("seq") or 0) > 0:
-            # The other services still answer: this one hides a chain this device verified.
+            # Other chains still answer: this one hides a chain this device verified.
             raise IntegrityError(
-                f"the {chain.service} no longer serves the audit chain of this file that "
-                "this device verified before: refusing an audit trail with a chain hidden")
+                f"the {chain.service} no longer serves the audit chain {chain.chain} of this "
+                "file that this device verified before: refusing an audit trail with a "
+                "chain hidden")
     if profile is not None and all(c.verified for c in chains if c.available):
         profile._write(HEADS, heads)
     return AuditTrail(file_id=fid, chains=chains)
@@ -255,7 +300,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "record.headers.list": ("search-type", "E"),
     "record.create": ("create", "C"), "record.content.write": ("update", "U"),
     "record.version.create": ("update", "U"), "record.rekey": ("update", "U"),
-    "record.delete": ("delete", "D"),
+    "record.wrap.restore": ("update", "U"), "record.delete": ("delete", "D"),
     "grant.create": ("create", "C"), "grant.activate": ("update", "U"),
     "grant.revoke": ("delete", "D"), "grant.expire": ("update", "U"),
     "invitation.create": ("create", "C"), "invitation.redeem": ("update", "U"),

@@ -1,9 +1,11 @@
 """Append-only, hash-chained audit events: identifiers only, never content.
 
 Each service keeps its own events, in one chain per subject: ``file:<id>`` for what
-happened to a patient file, ``account:<id>`` for logins and account changes. A chain is
-complete on its own, so a patient can be shown and can verify the whole history of their
-file without seeing any other file's events.
+happened to a patient file (``file:<id>:<scope>`` for what happened in one scope of it,
+where the readers differ per scope: the kms and the records-api), ``account:<id>`` for
+logins and account changes. A chain is complete on its own, so a patient can be shown and
+can verify the whole history of their file, or of a scope they hold, without seeing any
+other file's or scope's events: chains are served whole, never filtered per reader.
 
 Event hash = SHA-256 over the canonical JSON of (chain, seq, time, actor, action, target,
 outcome, request_id, service, prev_hash); the first event's prev_hash is 64 zeros.

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecrin_client.audit import AuditTrail, collect, to_fhir
+from ecrin_client.audit import AuditChain, AuditTrail, collect, scope_of, to_fhir
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
 from ecrin_client.cli.share import PatientArgument
 from ecrin_client.cli.unlocked import with_records
@@ -27,13 +27,17 @@ def _who(actor: str, me: str) -> str:
     return "you" if actor == me else actor
 
 
+def _chain_label(chain: AuditChain) -> str:
+    return f"{chain.service} ({chain.scope or 'file'})"
+
+
 def print_trail(console: Console, trail: AuditTrail, me: str) -> None:
-    table = Table("time", "service", "who", "action", "target", "outcome",
+    table = Table("time", "service", "scope", "who", "action", "target", "outcome",
                   title=f"Audit trail of file {trail.file_id}")
     for e in trail.events():
         table.add_row(str(e.get("time"))[:19].replace("T", " "), str(e.get("service")),
-                      _who(str(e.get("actor")), me), str(e.get("action")),
-                      str(e.get("target")), str(e.get("outcome")))
+                      scope_of(str(e.get("chain"))) or "file", _who(str(e.get("actor")), me),
+                      str(e.get("action")), str(e.get("target")), str(e.get("outcome")))
     console.print(table)
     for chain in trail.chains:
         signed = (chain.signed_head or {}).get("head", {}).get("time")
@@ -43,7 +47,7 @@ def print_trail(console: Console, trail: AuditTrail, me: str) -> None:
             state = f"{len(chain.events)} events, chain verified, head signed {signed}"
         else:
             state = f"BROKEN at event {chain.broken_at}"
-        console.print(f"{chain.service}: {state}")
+        console.print(f"{_chain_label(chain)}: {state}")
 
 
 @audit_app.callback(invoke_without_command=True,
@@ -58,10 +62,12 @@ def audit(ctx: typer.Context, patient: PatientArgument,
               "-o", "--output", help="Write the output (FHIR or JSON) to this file.")] = None,
           json_: JsonOption = False, server: ServerOption = None,
           passphrase_stdin: StdinOption = False) -> None:
-    """The file's history from the sharing service, the kms and the records-api, each
-    chain's hashes recomputed here and its head checked against the service's signature
-    (key pinned on first use) and against what this device verified before (exit 7 if a
-    chain was cut or rewritten). For the owner, the patient and their representatives.
+    """The file's history from the sharing service, the kms and the records-api (for the
+    last two, the chain of each scope you may read: a patient sees the shared scope's, not
+    the clinical one's), each chain's hashes recomputed here and its head checked against
+    the service's signature (key pinned on first use) and against what this device
+    verified before (exit 7 if a chain was cut or rewritten or is now hidden). For the
+    owner, the patient and their representatives. Refused accesses show as "denied".
     Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
@@ -83,7 +89,7 @@ def audit(ctx: typer.Context, patient: PatientArgument,
     else:
         rt.emit(trail.to_json(), lambda console: print_trail(console, trail, me))
     if verify and not trail.verified:
-        broken = ", ".join(f"{c.service} at event {c.broken_at}"
+        broken = ", ".join(f"{_chain_label(c)} at event {c.broken_at}"
                            for c in trail.chains if c.available and not c.verified)
         raise rt.fail(IntegrityError(f"the audit chain does not verify: {broken}"))
     if verify and not rt.json and not fhir:

@@ -1,3 +1,8 @@
+"""Keyring routes. Their audit events go to one chain per scope of a file
+(``file:<id>:<scope>``: key releases, rotations), or to the file's chain (``file:<id>``:
+grants, and refused releases that name no scope), so that a reader of the ``shared`` scope
+never sees the clinical scope's key releases (``docs/sharing.md``, audit)."""
+
 from __future__ import annotations
 
 import uuid
@@ -7,12 +12,22 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from ecrin_platform.access import AccessClient, FileAccess
+from ecrin_platform.audit import AuditLog
 from ecrin_platform.deps import CurrentUser, RawInternalToken, SessionDep
 from ecrin_platform.problems import Forbidden, NotFound, ServiceUnavailable
 from kms.keyrings.service import ROTATORS, KeyringService
 
 router = APIRouter(prefix="/v1/keyrings", tags=["kms"])
 NO_STORE = {"Cache-Control": "no-store"}
+ScopeQuery = Annotated[str | None, Query(pattern="^(clinical|shared|administrative)$")]
+
+
+def file_chain(file_id: uuid.UUID) -> str:
+    return f"file:{file_id}"
+
+
+def scope_chain(file_id: uuid.UUID, scope: str) -> str:
+    return f"file:{file_id}:{scope}"
 
 
 class EntriesIn(BaseModel):
@@ -40,6 +55,33 @@ async def file_access(file_id: uuid.UUID, user: CurrentUser, token: RawInternalT
 Access = Annotated[FileAccess, Depends(file_access)]
 
 
+async def maybe_file_access(file_id: uuid.UUID, user: CurrentUser, token: RawInternalToken,
+                            client: Annotated[AccessClient, Depends(get_access_client)]
+                            ) -> FileAccess | None:
+    return await client.access(file_id, uuid.UUID(user.account_id), token)
+
+
+MaybeAccess = Annotated[FileAccess | None, Depends(maybe_file_access)]
+
+
+async def refused_release(request: Request, file_id: uuid.UUID, actor: uuid.UUID,
+                          scope: str | None, version: int | None) -> None:
+    """Audit a refused key release (``denied``) in a short transaction of its own: the
+    request's is rolled back. Only for a file that has a keyring, so that guessing file ids
+    writes nothing."""
+    audit: AuditLog = request.app.state.audit
+    async with request.app.state.sessionmaker() as session, session.begin():
+        if not await KeyringService(session).current_versions(file_id):
+            return
+        if scope is None:
+            chain, target = file_chain(file_id), f"file:{file_id}"
+        else:
+            chain = scope_chain(file_id, scope)
+            target = f"{scope}:v{version}" if version is not None else scope
+        await audit.append(session, chain=chain, actor=actor, action="keys.release",
+                           target=target, outcome="denied")
+
+
 @router.put("/{file_id}/initial", status_code=201, response_model=EntriesOut,
             summary="Store a new file's first keyring (v1 of each scope, sealed to the owner)")
 async def create_initial(file_id: uuid.UUID, body: EntriesIn, access: Access,
@@ -61,20 +103,31 @@ async def create_initial(file_id: uuid.UUID, body: EntriesIn, access: Access,
 
 @router.get("/{file_id}/entries", response_model=EntriesOut,
             summary="One's own keyring entries for the scopes one may read")
-async def my_entries(file_id: uuid.UUID, access: Access, session: SessionDep,
-                     response: Response, request: Request,
-                     scope: Annotated[str | None, Query(pattern="^(clinical|shared|administrative)$")] = None,  # noqa: E501
+async def my_entries(file_id: uuid.UUID, access: MaybeAccess, user: CurrentUser,
+                     session: SessionDep, response: Response, request: Request,
+                     scope: ScopeQuery = None,
                      version: Annotated[int | None, Query(ge=1)] = None) -> EntriesOut:
+    # Refusals are decided before the request's transaction reads anything: the audit
+    # event of one is written in a transaction of its own.
+    if access is None or (scope is not None and scope not in access.scopes):
+        await refused_release(request, file_id, uuid.UUID(user.account_id), scope, version)
+        raise NotFound("No such keyring.")
     if access.state != "active":
         raise NotFound("No such keyring.")
     service = KeyringService(session)
     response.headers.update(NO_STORE)
     versions = await service.current_versions(file_id)
     entries = await service.my_entries(access, scope, version)
-    released = ",".join(sorted({f"{e['scope']}:v{e['version']}" for e in entries})) or "none"
-    await request.app.state.audit.append(session, chain=f"file:{file_id}",
-                                         actor=access.account_id, action="keys.release",
-                                         target=released[:200])
+    # One event per scope asked for, in that scope's chain: what was released of it.
+    released: dict[str, set[int]] = {s: set() for s in access.scopes
+                                     if scope is None or s == scope}
+    for entry in entries:
+        released.setdefault(entry["scope"], set()).add(entry["version"])
+    audit: AuditLog = request.app.state.audit
+    for one in sorted(released):  # chains locked in name order (one transaction)
+        target = ",".join(f"{one}:v{v}" for v in sorted(released[one])) or f"{one}:none"
+        await audit.append(session, chain=scope_chain(file_id, one), actor=access.account_id,
+                           action="keys.release", target=target[:200])
     return EntriesOut(file_id=file_id,
                       versions={s: v for s, v in versions.items() if s in access.scopes},
                       entries=entries)
@@ -95,8 +148,8 @@ async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
         raise NotFound("No such keyring.")
     service = KeyringService(session)
     stored = await service.add_entries(access, body.entries, members)
-    for scope, version in service.rotated.items():
-        await request.app.state.audit.append(session, chain=f"file:{file_id}",
+    for scope, version in sorted(service.rotated.items()):
+        await request.app.state.audit.append(session, chain=scope_chain(file_id, scope),
                                              actor=access.account_id, action="scope.rotate",
                                              target=f"{scope}:v{version}")
     await session.commit()
@@ -123,7 +176,7 @@ async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
         raise NotFound("No such grant.")
     caller = uuid.UUID(user.account_id)
     stored = await KeyringService(session).store_grant(grant, caller, body.entries)
-    await request.app.state.audit.append(session, chain=f"file:{file_id}", actor=caller,
+    await request.app.state.audit.append(session, chain=file_chain(file_id), actor=caller,
                                          action="keys.grant", target=str(grant_id))
     await session.commit()  # the entries are durable before the grant turns active
     status = await client.post(f"/internal/grants/{grant_id}/activate", token)
@@ -136,11 +189,17 @@ async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
 AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
 
 
-@router.get("/{file_id}/audit", summary="The kms's audit chain of a file (key releases)")
+@router.get("/{file_id}/audit",
+            summary="The kms's audit chain of a file's scope (key releases, rotations); "
+                    "without scope, the file's chain (grants, refusals, and releases from "
+                    "before chains were per scope)")
 async def audit(file_id: uuid.UUID, access: Access, session: SessionDep, request: Request,
-                response: Response) -> dict[str, Any]:
-    if access.state != "active" or access.relationship not in AUDIT_READERS:
+                response: Response, scope: ScopeQuery = None) -> dict[str, Any]:
+    # The owner, the patient and their representatives, each only for the scopes they
+    # may read: a patient never sees the clinical scope's releases.
+    if access.state != "active" or access.relationship not in AUDIT_READERS or (
+            scope is not None and not access.can_read(scope)):
         raise NotFound("No such keyring.")
     response.headers.update(NO_STORE)
-    return await request.app.state.audit.served(session, f"file:{file_id}",
-                                                request.app.state.audit_key)
+    chain = file_chain(file_id) if scope is None else scope_chain(file_id, scope)
+    return await request.app.state.audit.served(session, chain, request.app.state.audit_key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -15,11 +15,11 @@ from ecrin_platform.problems import Unauthorized
 from ecrin_platform.tokens import HEADER
 from records_api.access import AccessDeciderDep
 from records_api.models import Record
-from records_api.records.audit import audit_read
+from records_api.records.audit import audit_apart, record_target, scope_chain
 from records_api.records.content import ContentStore
 from records_api.records.policy import Write
 from records_api.records.repository import RecordsRepository
-from records_api.records.service import Caller, RecordsService
+from records_api.records.service import Caller, RecordsService, current_target
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -36,11 +36,13 @@ def _max_content(request: Request) -> int:
 
 
 async def get_service(request: Request, session: SessionDep) -> RecordsService:
-    return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request))
+    return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request),
+                          refusals=request.app.state.sessionmaker)
 
 
 async def get_read_service(request: Request, session: ReadSessionDep) -> RecordsService:
-    return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request))
+    return RecordsService(RecordsRepository(session), max_content_bytes=_max_content(request),
+                          refusals=request.app.state.sessionmaker)
 
 
 Service = Annotated[RecordsService, Depends(get_service)]
@@ -62,9 +64,32 @@ RecordId = Annotated[uuid.UUID, Path(description="The record's id (made by the c
 VersionNumber = Annotated[int, Path(ge=1, le=0xFFFFFFFF)]
 
 
-async def readable_record(record_id: RecordId, caller: CallerDep,
-                          service: ReadService) -> Record:
-    return await service.readable(caller, record_id)
+def path_version(request: Request) -> int | None:
+    """The route's version number, when it names one that is valid (the route itself
+    refuses the others, after its dependencies ran)."""
+    raw = request.path_params.get("version")
+    if not isinstance(raw, str) or not raw.isdigit() or not 1 <= int(raw) <= 0xFFFFFFFF:
+        return None
+    return int(raw)
+
+
+def readable(action: str, *, versioned: bool) -> Callable[..., Awaitable[Record]]:
+    """The dependency of a read route: a record the caller may read, a refusal audited
+    as ``action`` on what the route would have read (the version in the path, or the
+    record itself, or else its latest version)."""
+
+    async def readable_record(request: Request, record_id: RecordId, caller: CallerDep,
+                              service: ReadService) -> Record:
+        version = path_version(request)
+
+        def target(record: Record) -> str:
+            if version is None and versioned:
+                return current_target(record)
+            return record_target(record.id, version)
+
+        return await service.readable(caller, record_id, action=action, target=target)
+
+    return readable_record
 
 
 async def versionable_record(record_id: RecordId, caller: CallerDep,
@@ -76,12 +101,16 @@ async def deletable_record(record_id: RecordId, caller: CallerDep, service: Serv
     return await service.writable(caller, record_id, Write.DELETE)
 
 
-async def wrap_restorable_record(record_id: RecordId, caller: CallerDep,
+async def wrap_restorable_record(request: Request, record_id: RecordId, caller: CallerDep,
                                  service: Service) -> Record:
-    return await service.writable(caller, record_id, Write.RESTORE_WRAP)
+    return await service.writable(caller, record_id, Write.RESTORE_WRAP,
+                                  version=path_version(request))
 
 
-ReadableRecord = Annotated[Record, Depends(readable_record)]
+#: A committed, live record the caller may read (a refusal audited as the route's read).
+ReadableRecord = Annotated[Record, Depends(readable("record.read", versioned=True))]
+HistoryRecord = Annotated[Record, Depends(readable("record.history", versioned=False))]
+ContentRecord = Annotated[Record, Depends(readable("record.content.read", versioned=True))]
 #: Live, locked, and the caller may add a version / delete it / restore a wrap of it.
 VersionableRecord = Annotated[Record, Depends(versionable_record)]
 DeletableRecord = Annotated[Record, Depends(deletable_record)]
@@ -97,7 +126,7 @@ ContentStoreDep = Annotated[ContentStore, Depends(get_content_store)]
 
 
 class ReadAuditor:
-    """Records a ciphertext read in the file's audit chain (its own short transaction).
+    """Records a read in the audit chain of the scope read (its own short transaction).
     The request's read session gives its connection back first: a request never holds a
     read connection while it waits for a write one (64 concurrent reads used to take every
     pooled connection for reading and then wait 30 s for a second)."""
@@ -107,10 +136,14 @@ class ReadAuditor:
         self.actor = caller.account_id
         self.read_session = read_session
 
-    async def __call__(self, file_id: uuid.UUID, action: str, target: str) -> None:
+    async def __call__(self, file_id: uuid.UUID, action: str, targets: dict[str, str]) -> None:
+        """``targets``: scope -> what was read of it (one event in each scope's chain)."""
+        if not targets:
+            return
         await release(self.read_session)
-        await audit_read(self.sessionmaker, actor=self.actor, file_id=file_id, action=action,
-                         target=target)
+        await audit_apart(self.sessionmaker, actor=self.actor, events={
+            scope_chain(file_id, scope): [(action, target)]
+            for scope, target in targets.items()})
 
 
 async def get_read_auditor(request: Request, caller: CallerDep,

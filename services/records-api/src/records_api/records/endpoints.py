@@ -9,13 +9,22 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ecrin_platform.db import read_only_session
-from records_api.records.audit import AUDIT, file_chain, record_target
+from records_api.records.audit import (
+    AUDIT,
+    DENIED,
+    audit_apart,
+    file_chain,
+    record_target,
+    scope_chain,
+)
 from records_api.records.content import ContentTooLong
 from records_api.records.deps import (
     AuditRead,
     CallerDep,
+    ContentRecord,
     ContentStoreDep,
     DeletableRecord,
+    HistoryRecord,
     ReadableRecord,
     ReadService,
     ReadSessionDep,
@@ -32,7 +41,7 @@ from records_api.records.errors import (
     UnsupportedContentType,
     VersionCommitted,
 )
-from records_api.records.policy import Write
+from records_api.records.policy import REFUSALS, Write
 from records_api.records.repository import RecordsRepository
 from records_api.records.schemas import (
     HEADERS_PAGE_MAX,
@@ -48,7 +57,7 @@ from records_api.records.schemas import (
     VersionPage,
     WrapRestoreIn,
 )
-from records_api.records.service import commit_upload, etag, version_out
+from records_api.records.service import commit_upload, etag, listing_target, version_out
 
 router = APIRouter(prefix="/v1/records", tags=["records-api"])
 
@@ -88,8 +97,8 @@ async def list_records(caller: CallerDep, service: ReadService, audit_read: Audi
                        file_id: uuid.UUID, scope: Scope | None = None,
                        cursor: Annotated[str | None, Query(max_length=200)] = None,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50) -> RecordPage:
-    page = await service.page(caller, file_id, scope, cursor, limit)
-    await audit_read(file_id, "record.list", f"file:{file_id}")
+    page, listed = await service.page(caller, file_id, scope, cursor, limit)
+    await audit_read(file_id, "record.list", {s: listing_target(file_id, s) for s in listed})
     return page
 
 
@@ -105,7 +114,7 @@ async def list_headers(caller: CallerDep, service: ReadService, audit_read: Audi
                        limit: Annotated[int, Query(ge=1, le=HEADERS_PAGE_MAX)] = 500
                        ) -> HeaderPage:
     page = await service.header_page(caller, file_id, scope, below_key_version, cursor, limit)
-    await audit_read(file_id, "record.headers.list", f"file:{file_id}/{scope}")
+    await audit_read(file_id, "record.headers.list", {scope: listing_target(file_id, scope)})
     return page
 
 
@@ -113,14 +122,21 @@ AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
 
 
 @router.get("/audit", responses=_PROBLEMS,
-            summary="The records API's audit chain of a file (reads and writes)")
+            summary="The records API's audit chain of a file's scope (reads, writes, refusals); "
+                    "without scope, the file's chain of events from before chains were per "
+                    "scope")
 async def file_audit(caller: CallerDep, session: ReadSessionDep, request: Request,
-                     response: Response, file_id: uuid.UUID) -> dict[str, Any]:
+                     response: Response, file_id: uuid.UUID,
+                     scope: Scope | None = None) -> dict[str, Any]:
+    # The owner, the patient and their representatives read the audit, each only of the
+    # scopes they may read: a patient never sees the clinical scope's chain.
     access = await caller.access(file_id)
-    if access is None or access.relationship not in AUDIT_READERS:
+    if access is None or access.relationship not in AUDIT_READERS or (
+            scope is not None and not access.can_read(scope)):
         raise RecordNotFound()
     response.headers["Cache-Control"] = "no-store"
-    return await AUDIT.served(session, file_chain(file_id), request.app.state.audit_key)
+    chain = file_chain(file_id) if scope is None else scope_chain(file_id, scope)
+    return await AUDIT.served(session, chain, request.app.state.audit_key)
 
 
 @router.post("/rekey", response_model=RekeyOut, responses={
@@ -141,7 +157,7 @@ async def get_record(record: ReadableRecord, service: ReadService, audit_read: A
                      response: Response) -> RecordOut:
     out = await service.latest(record)
     await audit_read(record.file_id, "record.read",
-                     record_target(record.id, record.current_version))
+                     {record.scope: record_target(record.id, record.current_version)})
     response.headers["ETag"] = etag(record.current_version)
     return out
 
@@ -157,11 +173,11 @@ async def delete_record(record: DeletableRecord, caller: CallerDep, service: Ser
 
 @router.get("/{record_id:uuid}/versions", response_model=VersionPage, responses=_PROBLEMS,
             summary="A record's committed versions, newest first")
-async def list_versions(record: ReadableRecord, service: ReadService, audit_read: AuditRead,
+async def list_versions(record: HistoryRecord, service: ReadService, audit_read: AuditRead,
                         before: Annotated[int | None, Query(ge=1)] = None,
                         limit: Annotated[int, Query(ge=1, le=200)] = 50) -> VersionPage:
     items, next_before = await service.history(record, before, limit)
-    await audit_read(record.file_id, "record.history", record_target(record.id))
+    await audit_read(record.file_id, "record.history", {record.scope: record_target(record.id)})
     return VersionPage(items=items, next_before=next_before)
 
 
@@ -185,7 +201,8 @@ async def add_version(record: VersionableRecord, body: VersionIn, caller: Caller
 async def get_version(record: ReadableRecord, version: VersionNumber, service: ReadService,
                       audit_read: AuditRead, response: Response) -> VersionOut:
     row = await service.committed_version(record, version)
-    await audit_read(record.file_id, "record.read", record_target(record.id, version))
+    target = record_target(record.id, version)
+    await audit_read(record.file_id, "record.read", {record.scope: target})
     response.headers["ETag"] = etag(version)
     return version_out(row)
 
@@ -204,14 +221,15 @@ async def restore_wrap(record: WrapRestorableRecord, version: VersionNumber,
 @router.get("/{record_id:uuid}/versions/{version}/content", responses={
     200: {"content": {OCTET_STREAM: {}}, "description": "The content ciphertext"}, **_PROBLEMS},
     response_class=StreamingResponse, summary="Download a version's content ciphertext")
-async def download_content(record: ReadableRecord, version: VersionNumber,
+async def download_content(record: ContentRecord, version: VersionNumber,
                            service: ReadService, store: ContentStoreDep,
                            audit_read: AuditRead) -> StreamingResponse:
     row = await service.committed_version(record, version)
     assert row.content_upload_id is not None
     await service.release()  # the content check and the audit take connections of their own
     await store.check_complete(row.content_upload_id, row.content_length)
-    await audit_read(record.file_id, "record.content.read", record_target(record.id, version))
+    await audit_read(record.file_id, "record.content.read",
+                     {record.scope: record_target(record.id, version)})
     return StreamingResponse(store.stream(row.content_upload_id, row.content_length),
                              media_type=OCTET_STREAM,
                              headers={"Content-Length": str(row.content_length),
@@ -235,8 +253,15 @@ async def upload_content(record_id: RecordId, version: VersionNumber, request: R
     if record is None:
         raise RecordNotFound()
     # Only the version's author uploads its content.
-    await caller.may(Write.UPLOAD, record.file_id, record.scope,
-                     own=row is None or row.author == caller.account_id)
+    try:
+        await caller.may(Write.UPLOAD, record.file_id, record.scope,
+                         own=row is None or row.author == caller.account_id)
+    except REFUSALS:
+        await audit_apart(request.app.state.sessionmaker, actor=caller.account_id, events={
+            scope_chain(record.file_id, record.scope): [
+                ("record.content.write", record_target(record_id, version))]},
+            outcome=DENIED)
+        raise
     if row is None:
         raise RecordNotFound()
     if row.committed:

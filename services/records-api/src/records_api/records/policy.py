@@ -75,3 +75,7 @@ def permit(access: FileAccess | None, scope: str, write: Write, *,
             f"Your relationship to this file ({access.relationship}) does not let you "
             f"{_ACTS[write]}.", relationship=access.relationship, action=write.value)
     return access
+
+
+#: Every problem ``permit`` raises: what a refused write is.
+REFUSALS = (RecordNotFound, ReadOnlyScope, WriteNotPermitted)

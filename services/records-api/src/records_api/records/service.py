@@ -4,6 +4,11 @@ Authorisation, everywhere: no access to the file, or no access to the record's s
 is a 404 exactly like a record that does not exist; a scope that may be read but not
 appended to is a 403 on writes; a write the caller's relationship does not allow (deleting
 or versioning what someone else wrote, re-keying) is a 403 too (``records.policy``).
+
+A refusal on a record that exists is audited (outcome ``denied``, in the record's scope
+chain) in a short transaction of its own, after the request's own is rolled back: the
+request fails, its record of the attempt stays. An id that names no record writes nothing,
+so guessing ids costs the server no audit row.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrin_platform.db import release
 from records_api.access import AccessDecider, FileAccess
 from records_api.models import ContentChunk, ContentUpload, IdempotencyKey, Record, RecordVersion
-from records_api.records.audit import audit, audit_events, audit_many, record_target
+from records_api.records.audit import (
+    DENIED,
+    ChainEvents,
+    audit,
+    audit_apart,
+    audit_chains,
+    audit_events,
+    record_target,
+    scope_chain,
+)
 from records_api.records.content import CONTENT_ROW_BYTES, ReceivedContent, content_digest
 from records_api.records.errors import (
     ContentDigestMismatch,
@@ -44,7 +58,7 @@ from records_api.records.errors import (
     WrapNotKept,
 )
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
-from records_api.records.policy import Write, permit
+from records_api.records.policy import REFUSALS, Write, permit
 from records_api.records.repository import (
     HeaderPosition,
     KeptWrap,
@@ -61,6 +75,7 @@ from records_api.records.schemas import (
     RecordPage,
     RekeyedItem,
     RekeyIn,
+    RekeyItem,
     RekeyOut,
     VersionIn,
     VersionOut,
@@ -197,15 +212,43 @@ def decode_header_cursor(cursor: str) -> HeaderPosition:
         raise InvalidCursor("The cursor is not one this service issued.") from None
 
 
+#: The audit action of each write, refused or done.
+WRITE_ACTIONS = {Write.CREATE: "record.create", Write.UPLOAD: "record.content.write",
+                 Write.VERSION: "record.version.create", Write.DELETE: "record.delete",
+                 Write.REKEY: "record.rekey", Write.RESTORE_WRAP: "record.wrap.restore"}
+
+
+def listing_target(file_id: uuid.UUID, scope: str) -> str:
+    return f"file:{file_id}/{scope}"
+
+
+def current_target(record: Record) -> str:
+    return record_target(record.id, record.current_version)
+
+
 def request_digest(body: RecordIn) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class RecordsService:
-    def __init__(self, repository: RecordsRepository, *, max_content_bytes: int) -> None:
+    def __init__(self, repository: RecordsRepository, *, max_content_bytes: int,
+                 refusals: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.repo = repository
         self.max_content_bytes = max_content_bytes
+        #: Where refusals are audited (a transaction of their own); None: not audited.
+        self.refusals = refusals
+
+    async def _refused(self, caller: Caller, events: ChainEvents) -> None:
+        """Audit refused accesses (``denied``) before the problem is raised. The request's
+        transaction is rolled back first (the request fails anyway): it holds no lock or
+        connection while the event is written, and on SQLite a second writer could not
+        start while it held the write lock."""
+        if self.refusals is None or not events:
+            return
+        await self.repo.session.rollback()
+        await audit_apart(self.refusals, actor=caller.account_id, events=events,
+                          outcome=DENIED)
 
     def _fits(self, content_length: int) -> None:
         if content_length > self.max_content_bytes:
@@ -219,12 +262,20 @@ class RecordsService:
         reads again): a request never holds one while it waits for another."""
         await release(self.repo.session)
 
-    async def readable(self, caller: Caller, record_id: uuid.UUID) -> Record:
-        """A committed, live record the caller may read."""
+    async def readable(self, caller: Caller, record_id: uuid.UUID, *,
+                       action: str = "record.read",
+                       target: Callable[[Record], str] = current_target) -> Record:
+        """A committed, live record the caller may read; a refusal is audited as
+        ``action`` on ``target(record)``."""
         record = await self.repo.record(record_id)
         if record is None or record.state != "committed":
             raise RecordNotFound()
-        await caller.may_read(record.file_id, record.scope)
+        try:
+            await caller.may_read(record.file_id, record.scope)
+        except RecordNotFound:
+            await self._refused(caller, {scope_chain(record.file_id, record.scope):
+                                         [(action, target(record))]})
+            raise
         return record
 
     async def latest(self, record: Record) -> RecordOut:
@@ -244,13 +295,17 @@ class RecordsService:
         return [version_out(r) for r in rows], (rows[-1].version if more and rows else None)
 
     async def page(self, caller: Caller, file_id: uuid.UUID, scope: str | None,
-                   cursor: str | None, limit: int) -> RecordPage:
+                   cursor: str | None, limit: int) -> tuple[RecordPage, list[str]]:
+        """A page of the file's records, and the scopes it lists."""
         access = await caller.access(file_id)
         if access is None:
             raise FileNotFound()
         readable = access.readable_scopes()
         if scope is not None:
             if scope not in readable:
+                # A member of the file asked for a scope it may not read: audited.
+                await self._refused(caller, {scope_chain(file_id, scope): [
+                    ("record.list", listing_target(file_id, scope))]})
                 raise FileNotFound()
             readable = [scope]
         after = decode_cursor(cursor) if cursor else None
@@ -263,7 +318,8 @@ class RecordsService:
         rows.sort(key=lambda rv: (utc(rv[0].created_at), rv[0].id), reverse=True)
         items = rows[:limit]
         next_cursor = encode_cursor(items[-1][0]) if len(rows) > limit and items else None
-        return RecordPage(items=[record_out(r, v) for r, v in items], next_cursor=next_cursor)
+        return (RecordPage(items=[record_out(r, v) for r, v in items], next_cursor=next_cursor),
+                readable)
 
     async def header_page(self, caller: Caller, file_id: uuid.UUID, scope: str,
                           below_key_version: int | None, cursor: str | None,
@@ -272,9 +328,16 @@ class RecordsService:
         after a rotation: only for those who may re-key (no access to the file or scope:
         404 like a listing; read-only or another relationship: 403)."""
         access = await caller.access(file_id)
-        if access is None or not access.can_read(scope):
+        if access is None:
             raise FileNotFound()
-        permit(access, scope, Write.REKEY)
+        try:
+            if not access.can_read(scope):
+                raise FileNotFound()
+            permit(access, scope, Write.REKEY)
+        except (FileNotFound, *REFUSALS):
+            await self._refused(caller, {scope_chain(file_id, scope): [
+                ("record.headers.list", listing_target(file_id, scope))]})
+            raise
         after = decode_header_cursor(cursor) if cursor else None
         rows = await self.repo.header_page(file_id, scope, below_key_version, after, limit + 1)
         items = rows[:limit]
@@ -324,7 +387,7 @@ class RecordsService:
             account_id=caller.account_id, key=key, request_digest=digest, record_id=record.id,
             status=201, response=response, created_at=at))
         await audit_events(self.repo.session, actor=caller.account_id, file_id=record.file_id,
-                           events=events)
+                           scope=record.scope, events=events)
         return response, False
 
     @staticmethod
@@ -347,14 +410,23 @@ class RecordsService:
                              content_length=body.content_length, key_version=facts.key_version,
                              author=author, created_at=at, committed=False)
 
-    async def writable(self, caller: Caller, record_id: uuid.UUID, write: Write) -> Record:
+    async def writable(self, caller: Caller, record_id: uuid.UUID, write: Write, *,
+                       version: int | None = None) -> Record:
         """A live record, locked, to which the caller may do ``write`` (``records.policy``:
-        append on its scope, and a relationship that allows it on this record)."""
+        append on its scope, and a relationship that allows it on this record). A refusal
+        is audited on the record (its next version for a new version; ``version``, the
+        route's, for a wrap restore)."""
         record = await self.repo.record(record_id, for_update=True)
         if record is None:
             raise RecordNotFound()
-        await caller.may(write, record.file_id, record.scope,
-                         own=record.created_by == caller.account_id)
+        try:
+            await caller.may(write, record.file_id, record.scope,
+                             own=record.created_by == caller.account_id)
+        except REFUSALS:
+            aimed = record.current_version + 1 if write is Write.VERSION else version
+            await self._refused(caller, {scope_chain(record.file_id, record.scope): [
+                (WRITE_ACTIONS[write], record_target(record.id, aimed))]})
+            raise
         return record
 
     async def add_version(self, caller: Caller, record: Record, body: VersionIn,
@@ -387,7 +459,7 @@ class RecordsService:
             events.append(("record.content.write", target))
         await self.repo.session.flush()
         await audit_events(self.repo.session, actor=caller.account_id, file_id=record.file_id,
-                           events=events)
+                           scope=record.scope, events=events)
         return record_out(record, row)
 
     async def delete(self, caller: Caller, record: Record, if_match: str | None) -> None:
@@ -396,7 +468,7 @@ class RecordsService:
         record.updated_at = record.deleted_at
         await self.repo.session.flush()
         await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
-                    action="record.delete", target=record_target(record.id))
+                    scope=record.scope, action="record.delete", target=record_target(record.id))
 
     async def rekey(self, caller: Caller, body: RekeyIn) -> RekeyOut:
         """Replace only the wrap (bytes 254..410) of many headers; all or nothing.
@@ -416,13 +488,13 @@ class RecordsService:
         ids = {item.record_id for item in body.items}
         records = await self.repo.lock_live_records(ids)
         wraps = await self.repo.lock_wraps(ids, {p[1] for p in pairs})
-        accesses = await self._may_rekey_all(caller, (records.get(i) for i in ids))
+        accesses = await self._may_rekey_all(caller, body.items, records)
         refreshed: set[uuid.UUID] = set()
         at = now()
         out: list[RekeyedItem] = []
         changes: list[tuple[uuid.UUID, int, bytes, int]] = []
         kept: list[KeptWrap] = []
-        rekeyed: dict[uuid.UUID, list[str]] = {}  # file -> audit targets, in item order
+        rekeyed: dict[str, list[tuple[str, str]]] = {}  # chain -> events, in item order
         for index, item in enumerate(body.items):
             row = wraps.get((item.record_id, item.version))
             if row is None:
@@ -461,28 +533,40 @@ class RecordsService:
                 changes.append((item.record_id, item.version, item.header, key_version))
                 kept.append(KeptWrap(item.record_id, item.version, row.key_version, row.header,
                                      at, caller.account_id, "rekey"))
-                rekeyed.setdefault(record.file_id, []).append(
-                    record_target(item.record_id, item.version))
+                rekeyed.setdefault(scope_chain(record.file_id, record.scope), []).append(
+                    ("record.rekey", record_target(item.record_id, item.version)))
             out.append(RekeyedItem(record_id=item.record_id, version=item.version,
                                    key_version=key_version, changed=changed))
         await self.repo.keep_wraps(kept)
         await self.repo.replace_wraps(changes)
-        for file_id, targets in rekeyed.items():
-            await audit_many(self.repo.session, actor=caller.account_id, file_id=file_id,
-                             action="record.rekey", targets=targets)
+        await audit_chains(self.repo.session, actor=caller.account_id, events=rekeyed)
         return RekeyOut(items=out)
 
-    @staticmethod
-    async def _may_rekey_all(caller: Caller, records: Iterable[ScopedRecord | None]
+    async def _may_rekey_all(self, caller: Caller, items: Sequence[RekeyItem],
+                             records: dict[uuid.UUID, ScopedRecord]
                              ) -> dict[uuid.UUID, FileAccess]:
-        """Every record exists and the caller may re-key its scope; the access per file."""
+        """Every record exists and the caller may re-key its scope; the access per file.
+        Every item refused on a record that exists is audited, then the first problem (in
+        item order) is raised."""
         answers: dict[uuid.UUID, FileAccess | None] = {}
-        for record in records:
+        problem: Exception | None = None
+        refused: dict[str, list[tuple[str, str]]] = {}
+        for item in items:
+            record = records.get(item.record_id)
             if record is None:
-                raise RecordNotFound()
+                problem = problem or RecordNotFound()
+                continue
             if record.file_id not in answers:
                 answers[record.file_id] = await caller.access(record.file_id)
-            permit(answers[record.file_id], record.scope, Write.REKEY)
+            try:
+                permit(answers[record.file_id], record.scope, Write.REKEY)
+            except REFUSALS as exc:
+                problem = problem or exc
+                refused.setdefault(scope_chain(record.file_id, record.scope), []).append(
+                    ("record.rekey", record_target(item.record_id, item.version)))
+        await self._refused(caller, refused)
+        if problem is not None:
+            raise problem
         return {file_id: access for file_id, access in answers.items() if access is not None}
 
     async def restore_wrap(self, caller: Caller, record: Record, version: int,
@@ -503,7 +587,8 @@ class RecordsService:
             row.header, row.key_version = kept.header, kept.key_version
             await self.repo.session.flush()
             await audit(self.repo.session, actor=caller.account_id, file_id=record.file_id,
-                        action="record.wrap.restore", target=record_target(record.id, version))
+                        scope=record.scope, action="record.wrap.restore",
+                        target=record_target(record.id, version))
         return version_out(row)
 
 
@@ -532,5 +617,5 @@ async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], actor: u
             raise VersionConflict("The upload was discarded meanwhile.")
         upload.finished_at = at
         record.current_version, record.state, record.updated_at = version, "committed", at
-        await audit(session, actor=actor, file_id=record.file_id, action="record.content.write",
-                    target=record_target(record_id, version))
+        await audit(session, actor=actor, file_id=record.file_id, scope=record.scope,
+                    action="record.content.write", target=record_target(record_id, version))
