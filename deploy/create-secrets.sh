@@ -2,6 +2,7 @@
 # Makes the secrets Écrin references, at deploy time, in the current kubectl context:
 #   internal-token-signing-key (Secret, gateway) + internal-token-public-key (ConfigMap)
 #   access-token-signing-key (Secret, gateway)
+#   gateway-totp-key (Secret, gateway: seals TOTP secrets at rest)
 #   <service>-audit-signing-key (Secret, each service: signs its audit-chain heads)
 #   with --databases: <db>-db-app (Secret: username, password) for the kind overlay's
 #   PostgreSQL (in production CloudNativePG makes these).
@@ -45,6 +46,15 @@ print(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
     "data": {"private.pem": base64.b64encode(private).decode()}}))
 PY
   echo "created access-token-signing-key"
+fi
+
+# Seals the TOTP secrets at rest: a new key would leave every enrolled second factor
+# unreadable, so an existing one is kept (rotation: docs/accounts.md).
+if ! exists secret gateway-totp-key; then
+  key="$("$PYTHON" -c 'import base64, secrets; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode())')"
+  kubectl -n "$NAMESPACE" create secret generic gateway-totp-key --from-literal=key="$key" \
+    --dry-run=client -o yaml | apply
+  echo "created gateway-totp-key"
 fi
 
 # Devices pin each service's audit key: a new key makes them refuse its audit chains, so

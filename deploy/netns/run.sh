@@ -175,6 +175,10 @@ for name in ("internal-token", "access-token", "audit-gateway", "audit-records-a
     os.close(fd)
     with open(os.path.join(sys.argv[1], f"{name}.pub"), "wb") as f:
         f.write(public)
+import base64, secrets  # the gateway's TOTP at-rest key
+fd = os.open(os.path.join(sys.argv[1], "totp.key"), os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"="))
+os.close(fd)
 PY
 service_env() {
   local svc=$1 prefix=${PREFIX[$1]}
@@ -184,6 +188,7 @@ service_env() {
   if [ "$svc" = gateway ]; then
     echo "${prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE=$WORK/internal-token.key"
     echo "${prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE=$WORK/access-token.key"
+    echo "${prefix}TOTP_KEY_FILE=$WORK/totp.key"
     echo "${prefix}RECORDS_URL=http://${ADDR[records-api]}:8001"
     echo "${prefix}KMS_URL=http://${ADDR[kms]}:8002"
     echo "${prefix}SHARING_URL=http://${ADDR[sharing]}:8003"

@@ -193,6 +193,11 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("DELETE", "/v1/auth/sessions/{session_id}"): Probe(
         fill=lambda w: {"session_id": w.kine_a_session},
         intact=lambda w: w.kine_a.get("/v1/auth/me").raise_for_status() and None),
+    ("POST", "/v1/auth/sessions/{session_id}/revoke"): Probe(
+        fill=lambda w: {"session_id": w.kine_a_session},
+        body=lambda w, a: {"challenge_id": "00000000-0000-4000-8000-000000000000",
+                           "signature": "A" * 86},
+        intact=lambda w: w.kine_a.get("/v1/auth/me").raise_for_status() and None),
     ("POST", "/v1/auth/2fa/totp"): Exempt("enrols the caller's own second factor"),
     ("POST", "/v1/auth/2fa/totp/confirm"): Exempt("the caller's own second factor"),
     ("POST", "/v1/auth/passphrase"): Exempt("the caller's own account, signed by its login key"),
@@ -356,7 +361,6 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("GET", "/docs/oauth2-redirect"): Exempt("Swagger UI helper page, no data"),
     ("GET", "/healthz"): Exempt("liveness, no data"),
     ("GET", "/readyz"): Exempt("readiness, no data"),
-    ("GET", "/metrics"): Exempt("counters only, no identifiers (checked in test_request_abuse)"),
     **{(m, "/v1/{path}"): Exempt("the gateway's proxy: every concrete route behind it is "
                                  "covered above, and unknown areas are 404 "
                                  "(test_request_abuse)")

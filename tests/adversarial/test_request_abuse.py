@@ -474,7 +474,8 @@ class TestNoStore:
 class TestMetrics:
     def test_metrics_carry_no_identifier(self, stack, world):
         for service in ("gateway", "records-api", "kms", "sharing"):
-            text = httpx.get(stack.url(service) + "/metrics").text
+            text = httpx.get(stack.metrics_url(service)).text  # the metrics listener
+            assert "http_requests_total" in text
             for secret in world.secrets():
                 assert secret not in text, (service, secret)
 

@@ -111,7 +111,7 @@ class FakeEcrin:
     def _is_param(part: str) -> bool:
         if part in ("auth", "keys", "directory", "me", "wraps", "passphrase", "recovery",
                     "challenge", "login", "signup", "refresh", "logout", "sessions", "2fa",
-                    "totp", "confirm", "recover"):
+                    "totp", "confirm", "recover", "revoke"):
             return False
         return True
 
@@ -182,9 +182,13 @@ class FakeEcrin:
             prior_body, result = self.signups[key]
             if prior_body != request.content.decode():
                 return problem(409, "idempotency-key-reused")
-            return httpx.Response(201, json=result)
+            return httpx.Response(202, json=result)
+        accepted = {"account_id": body["account_id"], "email": body["email"],
+                    "role": body["role"], "status": "accepted"}
         if body["email"] in self.accounts:
-            return problem(409, "email-taken")
+            # As the gateway: a taken email gets the same answer and creates nothing.
+            self.signups[key] = (request.content.decode(), accepted)
+            return httpx.Response(202, json=accepted)
         PublicIdentity.from_json(body["identity"])
         account = FakeAccount(body["account_id"], body["email"], body["role"],
                               b64d(body["login_public_key"]), body["kdf"]["salt"],
@@ -196,10 +200,8 @@ class FakeEcrin:
         self.directory[account.id] = {"identity": body["identity"],
                                       "fingerprint": identity.fingerprint().hex(),
                                       "updated_at": "2025-01-01T00:00:00Z"}
-        result = {"account_id": account.id, "email": account.email, "role": account.role,
-                  "created_at": "2025-01-01T00:00:00Z"}
-        self.signups[key] = (request.content.decode(), result)
-        return httpx.Response(201, json=result)
+        self.signups[key] = (request.content.decode(), accepted)
+        return httpx.Response(202, json=accepted)
 
     def route_auth_challenge_post(self, request, body, _):
         account = self.accounts.get(body["email"])
@@ -290,6 +292,25 @@ class FakeEcrin:
         target = self.sessions.get(params[0])
         if target is None or target.account_id != session.account_id:
             return problem(404, "not-found")
+        if target.id != session.id:
+            return problem(403, "step-up-required")
+        target.live = False
+        return httpx.Response(204)
+
+    def route_auth_sessions_revoke_post(self, request, body, params):
+        session, error = self._authed(request)
+        if error:
+            return error
+        target = self.sessions.get(params[0])
+        if target is None or target.account_id != session.account_id:
+            return problem(404, "not-found")
+        account = self.account_by_id(session.account_id)
+        challenge = self.use_challenge(body, "sessions")
+        if challenge is None or not self.verifies(account.login_public_key, challenge["data"],
+                                                  body["signature"]):
+            return problem(401, "invalid-credentials")
+        if not self.second_factor_ok(account, body):
+            return problem(401, "second-factor-required")
         target.live = False
         return httpx.Response(204)
 

@@ -176,14 +176,16 @@ class TestSessions:
               env={"ECRIN_PASSPHRASE": PASSPHRASE})
         listed = ecrin("sessions", "list", "--json").json()
         tablet = next(s for s in listed if s["device_name"] == "tablet")
-        assert ecrin("sessions", "revoke", tablet["id"], "--json").exit_code == 0
+        assert ecrin("sessions", "revoke", tablet["id"], "--json",
+                     env={"ECRIN_PASSPHRASE": PASSPHRASE}).exit_code == 0
         assert ecrin("whoami", device="b").exit_code == 2
         table = ecrin("sessions", "list")
         assert "this device" in table.stdout
 
     def test_revoking_an_unknown_session_exits_4(self, ecrin):
         create(ecrin)
-        result = ecrin("sessions", "revoke", "00000000-0000-4000-8000-000000000000")
+        result = ecrin("sessions", "revoke", "00000000-0000-4000-8000-000000000000",
+                       env={"ECRIN_PASSPHRASE": PASSPHRASE})
         assert result.exit_code == 4
 
 

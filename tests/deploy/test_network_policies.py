@@ -15,6 +15,7 @@ from tests.deploy.conftest import OVERLAYS
 pytestmark = pytest.mark.xdist_group("deploy")
 
 SERVICES = {"gateway": 8000, "records-api": 8001, "kms": 8002, "sharing": 8003}
+METRICS_PORT = 9100
 DATABASES = {"gateway": "gateway-db", "records-api": "records-db", "kms": "kms-db",
              "sharing": "sharing-db"}
 
@@ -32,6 +33,8 @@ def architecture(overlay: str, workloads: set[str]) -> set[tuple[str, str, str]]
         edges.add(("world", "gateway", "8000/TCP"))  # the NodePort
     else:
         edges.add(("ingress-nginx", "gateway", "8000/TCP"))
+        # Prometheus scrapes each service's metrics listener, and only that port.
+        edges |= {("prometheus", svc, f"{METRICS_PORT}/TCP") for svc in SERVICES}
         # What CloudNativePG needs to run a database: its operator, replication between
         # the instances of one cluster, the API server and the object store (backups).
         for db in DATABASES.values():
@@ -78,7 +81,8 @@ def external(peer: dict) -> str:
     namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
     pod = (peer.get("podSelector") or {}).get("matchLabels") or {}
     names = {("kube-system", "kube-dns"): "dns", ("ingress-nginx", "ingress-nginx"):
-             "ingress-nginx", ("cnpg-system", "cloudnative-pg"): "cnpg-operator"}
+             "ingress-nginx", ("cnpg-system", "cloudnative-pg"): "cnpg-operator",
+             ("monitoring", "prometheus"): "prometheus"}
     key = (namespace, pod.get("k8s-app") or pod.get("app.kubernetes.io/name"))
     assert key in names, f"unexpected peer {peer}"
     return names[key]
@@ -144,7 +148,9 @@ class TestEdges:
     @pytest.mark.parametrize("overlay", OVERLAYS)
     def test_kms_and_its_database_are_reached_by_their_one_client(self, documents, overlay):
         edges = allowed_edges(documents[overlay])
-        assert {s for s, d, _ in edges if d == "kms"} == {"gateway"}
+        # (Prometheus reaches the metrics listener only: TestMetricsPort.)
+        assert {s for s, d, p in edges if d == "kms" and p != f"{METRICS_PORT}/TCP"} == \
+            {"gateway"}
         assert {s for s, d, _ in edges if d == "kms-db"} - {"kms-db", "cnpg-operator"} == {"kms"}
 
     def test_the_netns_run_mirrors_the_same_edges(self, documents):
@@ -160,3 +166,22 @@ class TestEdges:
         kind = {e for e in allowed_edges(documents["kind"])
                 if e[1] not in ("dns", "redis")}
         assert netns == kind
+
+
+class TestMetricsPort:
+    @pytest.mark.parametrize("overlay", OVERLAYS)
+    def test_metrics_listener_is_apart_and_never_in_a_service(self, documents, overlay):
+        docs = documents[overlay]
+        for name in SERVICES:
+            (deployment,) = [d for d in docs if d["kind"] == "Deployment"
+                             and d["metadata"]["name"] == name]
+            pod = deployment["spec"]["template"]
+            (container,) = pod["spec"]["containers"]
+            assert container["args"][-2:] == ["--metrics-port", str(METRICS_PORT)]
+            assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(METRICS_PORT)
+            (service,) = [d for d in docs if d["kind"] == "Service"
+                          and d["metadata"]["name"] == name]
+            assert [p["port"] for p in service["spec"]["ports"]] == [SERVICES[name]]
+        if overlay != "kind":
+            edges = allowed_edges(docs)
+            assert {s for s, _, p in edges if p == f"{METRICS_PORT}/TCP"} == {"prometheus"}

@@ -127,8 +127,7 @@ class TestRefreshAndSessions:
         sessions = user.get("/v1/auth/sessions").json()
         assert len(sessions) == 2
         target = next(s for s in sessions if not s["current"])
-        assert httpx.delete(f"{gateway}/v1/auth/sessions/{target['id']}",
-                            headers=user.headers).status_code == 204
+        assert user.revoke_session(target["id"]).status_code == 204
         stale = {"Authorization": f"Bearer {other_device['access_token']}"}
         assert httpx.get(f"{gateway}/v1/auth/me", headers=stale).status_code == 401
         assert user.get("/v1/auth/me").status_code == 200
@@ -154,8 +153,7 @@ class TestRefreshAndSessions:
             user.login(device_name="second")
             sessions = user.get("/v1/auth/sessions").json()
             target = next(s for s in sessions if not s["current"])
-            assert httpx.delete(f"{gateway}/v1/auth/sessions/{target['id']}",
-                                headers=user.headers).status_code == 204
+            assert user.revoke_session(target["id"]).status_code == 204
             assert first == ended["Authorization"].split()[1]
         else:
             old = user.tokens["refresh_token"]
@@ -309,7 +307,7 @@ class TestSignupSaga:
         body, key = self._payload(), uuid.uuid4().hex
         first = httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
         again = httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
-        assert first.status_code == again.status_code == 201
+        assert first.status_code == again.status_code == 202
         assert first.json() == again.json()
 
     def test_same_key_other_body_is_409(self, stack):
@@ -353,7 +351,7 @@ class TestSignupSaga:
             stack.wait_ready(services=["kms"])
         again = httpx.post(f"{gateway}/v1/auth/signup", json=body,
                            headers={"Idempotency-Key": key})
-        assert again.status_code == 201
+        assert again.status_code == 202
 
 
 class TestAccountAudit:

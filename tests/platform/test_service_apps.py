@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal, generate_keypair_pem
@@ -67,11 +68,29 @@ class TestInternalAuthentication:
 
 
 class TestHealth:
-    async def test_healthz_and_metrics_need_no_token(self, service_app, service):
+    async def test_healthz_needs_no_token(self, service_app, service):
         async with service_app(service[0]) as client:
             assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+    async def test_metrics_are_not_on_the_public_listener(self, service_app, service, issuer):
+        name, _ = service
+        headers = {} if name == "gateway" else Caller(issuer, name).headers()
+        async with service_app(name) as client:
+            response = await client.get("/metrics", headers=headers)
+        assert response.status_code == 404
+
+    async def test_metrics_listener_serves_the_apps_counts(self, database_url_for, service,
+                                                           internal_keys):
+        from ecrin_platform.observability import metrics_app
+
+        name = service[0]
+        app = build_app(name, database_url_for(name), internal_keys)
+        async with running(app) as client:
             await client.get("/readyz")
-            metrics = (await client.get("/metrics")).text
+            transport = httpx.ASGITransport(app=metrics_app(app.state.metrics.registry))
+            async with httpx.AsyncClient(transport=transport, base_url="http://m") as scrape:
+                metrics = (await scrape.get("/metrics")).text
+                assert (await scrape.get("/readyz")).status_code == 404
         assert "http_requests_total" in metrics
         assert 'route="/readyz"' in metrics
         assert "http_request_duration_seconds_bucket" in metrics

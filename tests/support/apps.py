@@ -46,6 +46,7 @@ def build_app(service: str, database_url: str, internal_keys: tuple[bytes, bytes
     if service == "gateway":
         keys["internal_token_private_key"] = internal_keys[0].decode()
         keys["access_token_private_key"] = ACCESS_KEY.decode()
+        keys["totp_key"] = "dGVzdC1vbmx5LXRvdHAta2V5LW9mLTMyLWJ5dGVzLi4"  # 32 bytes, tests only
     settings = settings_cls(database_url=database_url, **keys, **overrides)
     return create_app(settings)
 

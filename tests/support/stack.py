@@ -10,12 +10,16 @@ import pytest
 from ecrin_platform.devstack import SERVICES, Stack, free_port
 from tests.support.databases import available_backends, fresh_database, in_thread
 
-#: Test-only settings: cheap Argon2 (clients use KdfParams.insecure_for_tests()) and a
-#: per-IP limit that the whole suite, all from 127.0.0.1, stays under.
+#: Test-only settings: cheap Argon2 (clients use KdfParams.insecure_for_tests()), per-IP
+#: and sign-up limits that the whole suite, all from 127.0.0.1, stays under, and a sign-up
+#: hold above the test stack's slowest sign-up but short enough for hundreds of them.
 TEST_ENV = {
     "ECRIN_GATEWAY_MIN_KDF_OPSLIMIT": "1",
     "ECRIN_GATEWAY_MIN_KDF_MEMLIMIT": "8192",
     "ECRIN_GATEWAY_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
+    "ECRIN_GATEWAY_SIGNUP_RATE_LIMIT_PER_IP": "100000/minute",
+    "ECRIN_GATEWAY_SIGNUP_RATE_LIMIT_PER_EMAIL": "100000/minute",
+    "ECRIN_GATEWAY_SIGNUP_MIN_DURATION_S": "0.1",
     "ECRIN_KDF_PROFILE": "insecure-test",
 }
 
@@ -32,6 +36,7 @@ def start_stack(backend_name: str, state: Path, worker: str, **extra_env: str) -
     clock = {"ECRIN_SHARING_CLOCK_OFFSET_FILE": str(state / "clock-offset")}
     stack = Stack(state=state, database_urls=urls,
                   ports={s: free_port() for s in SERVICES},
+                  metrics_ports={s: free_port() for s in SERVICES},
                   extra_env={**TEST_ENV, **clock, **extra_env},
                   log_dir=state / "logs")
     in_thread(stack.migrate)

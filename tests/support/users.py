@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,28 @@ def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def next_totp_code(secret: str, last_step: int) -> tuple[str, int]:
+    """(code, step) for the first step after ``last_step`` the gateway accepts now: the
+    current one, else the next (clock drift), else wait for a later one."""
+    step = max(int(time.time()) // 30, last_step + 1)
+    while step > int(time.time()) // 30 + 1:
+        time.sleep(0.5)
+    return pyotp.TOTP(secret).at(step * 30), step
+
+
+@dataclass
+class TotpDevice:
+    """An authenticator app for SDK-driven tests: each code of a step not used yet."""
+
+    secret: str
+    last_step: int = -1
+    recovery_codes: list[str] = field(default_factory=list)
+
+    def code(self) -> str:
+        code, self.last_step = next_totp_code(self.secret, self.last_step)
+        return code
+
+
 @dataclass
 class ApiUser:
     gateway: str
@@ -44,10 +67,36 @@ class ApiUser:
     recovery_text: str
     tokens: dict[str, Any] = field(default_factory=dict)
     totp_secret: str | None = None
+    #: The last TOTP time step this account had accepted: the gateway takes each once.
+    totp_last_step: int = -1
+
+    def totp_code(self) -> str:
+        """A code of a time step this account has not used yet (the gateway takes each
+        step once)."""
+        assert self.totp_secret is not None
+        code, self.totp_last_step = next_totp_code(self.totp_secret, self.totp_last_step)
+        return code
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    def step_up(self, action: str) -> dict[str, str]:
+        """A fresh proof for one sensitive action: a challenge for it signed by the login
+        key, and a TOTP code when enrolled."""
+        challenge = httpx.post(f"{self.gateway}/v1/auth/challenge",
+                               json={"email": self.email, "action": action}).json()
+        keys = derive_account_keys(self.passphrase, unb64(challenge["kdf"]["salt"]),
+                                   KdfParams.from_json(challenge["kdf"]["params"]))
+        signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
+        proof = {"challenge_id": challenge["challenge_id"], "signature": b64(signature)}
+        if self.totp_secret:
+            proof["totp_code"] = self.totp_code()
+        return proof
+
+    def revoke_session(self, session_id: str) -> httpx.Response:
+        return self.post(f"/v1/auth/sessions/{session_id}/revoke",
+                         json=self.step_up("sessions"))
 
     def login(self, **extra: Any) -> httpx.Response:
         challenge = httpx.post(f"{self.gateway}/v1/auth/challenge",
@@ -56,7 +105,7 @@ class ApiUser:
                                    KdfParams.from_json(challenge["kdf"]["params"]))
         signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
         if self.totp_secret and "totp_code" not in extra:
-            extra["totp_code"] = pyotp.TOTP(self.totp_secret).now()
+            extra["totp_code"] = self.totp_code()
         response = httpx.post(f"{self.gateway}/v1/auth/login",
                               json={"challenge_id": challenge["challenge_id"],
                                     "signature": b64(signature), **extra})
@@ -68,7 +117,7 @@ class ApiUser:
         enrolment = httpx.post(f"{self.gateway}/v1/auth/2fa/totp", headers=self.headers).json()
         self.totp_secret = enrolment["secret"]
         response = httpx.post(f"{self.gateway}/v1/auth/2fa/totp/confirm", headers=self.headers,
-                              json={"code": pyotp.TOTP(self.totp_secret).now()})
+                              json={"code": self.totp_code()})
         response.raise_for_status()
         return response.json()["recovery_codes"]
 

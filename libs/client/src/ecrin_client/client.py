@@ -268,7 +268,12 @@ class EcrinClient:
 
     async def signup(self, email: str, passphrase: str, role: str,
                      kdf_params: KdfParams | None = None) -> tuple[SignupResult, str]:
-        """Create the account. Returns its info and the recovery key text, shown only once."""
+        """Create the account. Returns its info and the recovery key text, shown only once.
+
+        The gateway accepts (202) every well-formed sign-up, so that nobody can learn which
+        emails have accounts: if this email already had one, nothing was created and the
+        first login with this passphrase fails as invalid credentials (docs/accounts.md).
+        """
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
         params = kdf_params or kdf_policy.default_params()
@@ -291,7 +296,7 @@ class EcrinClient:
         async def send() -> httpx.Response:
             return await self._t.request("POST", "/v1/auth/signup", json=body, auth=False,
                                          headers={"idempotency-key": idempotency_key},
-                                         ok=(200, 201))
+                                         ok=(200, 201, 202))
 
         result = parse(SignupResult, await self._retrying(send))
         if account_uuid(result.account_id) != str(account_id):
@@ -356,11 +361,38 @@ class EcrinClient:
         except (ValueError, ValidationError):
             raise ServerError("the server sent a malformed session list") from None
 
-    async def revoke_session(self, session_id: str) -> None:
+    async def revoke_session(self, session_id: str, passphrase: str | None = None,
+                             totp_code: str | None = None,
+                             recovery_code: str | None = None) -> None:
+        """End a session of this account. This device's own session ends with its token;
+        another one takes a step-up: a fresh ``sessions`` challenge signed with the login
+        key (so the passphrase) and the second factor when enrolled."""
         session_id = account_uuid(session_id, "session id")
-        await self._t.request("DELETE", f"/v1/auth/sessions/{session_id}", ok=(200, 204))
-        if self._t.tokens is not None and self._t.tokens.session_id == session_id:
+        current = self._t.tokens is not None and self._t.tokens.session_id == session_id
+        if current:
+            await self._t.request("DELETE", f"/v1/auth/sessions/{session_id}", ok=(200, 204))
             self._t.set_tokens(None)
+            return
+        if passphrase is None:
+            raise InvalidInput("revoking another session needs the passphrase (step-up)")
+        proof = await self._step_up("sessions", passphrase, totp_code, recovery_code)
+        await self._t.request("POST", f"/v1/auth/sessions/{session_id}/revoke", json=proof,
+                              ok=(200, 204))
+
+    async def _step_up(self, action: str, passphrase: str, totp_code: str | None,
+                       recovery_code: str | None) -> dict[str, Any]:
+        """A fresh proof for one sensitive action: a challenge for ``action`` signed with
+        the login key, and the second factor if given."""
+        _, email = self._require_account()
+        challenge = await self._challenge(email, action)
+        keys = await self._derive(passphrase, challenge.salt, challenge.params)
+        proof: dict[str, Any] = {
+            "challenge_id": challenge.challenge_id,
+            "signature": b64e(keys.login_signing_key.sign(challenge.data).signature)}
+        for name, value in (("totp_code", totp_code), ("recovery_code", recovery_code)):
+            if value:
+                proof[name] = value
+        return proof
 
     async def enable_totp(self) -> TotpEnrolment:
         return parse(TotpEnrolment, await self._t.request("POST", "/v1/auth/2fa/totp"))
@@ -372,7 +404,8 @@ class EcrinClient:
 
     # -- passphrase and recovery ---------------------------------------------------------
 
-    async def change_passphrase(self, old: str, new: str, totp_code: str | None = None) -> None:
+    async def change_passphrase(self, old: str, new: str, totp_code: str | None = None,
+                                recovery_code: str | None = None) -> None:
         """The four steps of the contract, in an order where a crash keeps the old one working.
 
         1. store a wrap under the new KEK (new salt); 2. sign a fresh ``passphrase`` challenge
@@ -401,8 +434,11 @@ class EcrinClient:
             "new_login_public_key": b64e(new_keys.login_public_key),
             "new_kdf": {"salt": b64e(salt), "params": params.to_json()},
         }
+        # the step-up's second factor, when the account has one
         if totp_code:
             body["totp_code"] = totp_code
+        if recovery_code:
+            body["recovery_code"] = recovery_code
         # 3
         try:
             await self._t.request("POST", "/v1/auth/passphrase", json=body, ok=(200, 204))

@@ -12,6 +12,7 @@ from ecrin_e2ee.account import (
     unwrap_identity,
     wrap_identity,
 )
+from ecrin_e2ee.at_rest import AtRestKey, AtRestKeyring, OneTimeCodeHash
 from ecrin_e2ee.audit_head import AuditHead, AuditSigningKey, SignedAuditHead
 from ecrin_e2ee.blind_index import SearchKey, normalise_ins, normalise_name
 from ecrin_e2ee.errors import (
@@ -71,6 +72,8 @@ __all__ = [
     "CHUNK_SIZE",
     "AccountKeys",
     "AccountSetup",
+    "AtRestKey",
+    "AtRestKeyring",
     "AuditHead",
     "AuditSigningKey",
     "DecryptionError",
@@ -90,6 +93,7 @@ __all__ = [
     "KeyEncryptionKey",
     "KeyringEntry",
     "Member",
+    "OneTimeCodeHash",
     "OpenedRecord",
     "Permission",
     "PublicIdentity",

@@ -19,7 +19,7 @@ from ecrin_platform.guards import (
     InternalAuthMiddleware,
     NoStoreMiddleware,
 )
-from ecrin_platform.health import health_router
+from ecrin_platform.health import ReadinessCheck, health_router
 from ecrin_platform.migrations import upgrade_to_head
 from ecrin_platform.observability import Metrics, ObservabilityMiddleware, configure_logging
 from ecrin_platform.problems import install_problem_handlers
@@ -44,12 +44,16 @@ def build_service_app(
     docs: bool = True,
     forwarded_audiences: dict[str, frozenset[str]] | None = None,
     inner_middleware: Sequence[Middleware] = (),
+    readiness_checks: Sequence[ReadinessCheck] = (),
 ) -> FastAPI:
     """A FastAPI app with the database, problem+json errors, logs, metrics and guards.
 
     ``upload_paths`` are path regexes that accept ``settings.max_upload_bytes`` instead of
-    ``settings.max_body_bytes``. ``inner_middleware`` runs inside every guard (request id,
-    logs, metrics, limits, no-store, internal authentication), just before the routes.
+    ``settings.max_body_bytes``. ``readiness_checks`` add to ``/readyz`` (the database is
+    always checked). Metrics are in ``app.state.metrics.registry``, served by
+    ``observability.metrics_app`` on the metrics port, not by this app.
+    ``inner_middleware`` runs inside every guard (request id, logs, metrics, limits,
+    no-store, internal authentication), just before the routes.
     """
     configure_logging(service, settings.log_level)
     log = logging.getLogger(f"ecrin.{service}")
@@ -88,7 +92,7 @@ def build_service_app(
     metrics = Metrics(service)
     app.state.metrics = metrics
     install_problem_handlers(app)
-    app.include_router(health_router(script_location))
+    app.include_router(health_router(script_location, readiness_checks))
     for router in routers:
         app.include_router(router)
 

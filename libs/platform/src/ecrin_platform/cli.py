@@ -3,12 +3,56 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 from ecrin_platform.migrations import upgrade_to_head
 from ecrin_platform.settings import ServiceSettings
+
+#: The metrics listener's port is the service's port plus this, unless given.
+METRICS_PORT_OFFSET = 1000
+
+
+def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int) -> None:
+    """The public listener and, on its own port, the metrics listener, in one process.
+
+    ``proxy_headers=False``: uvicorn never rewrites the client address from forwarding
+    headers; the gateway resolves it itself against its trusted proxies
+    (gateway.client_address), so no header can bypass that list.
+    """
+    import uvicorn
+
+    from ecrin_platform.observability import metrics_app
+
+    common: dict[str, Any] = {"log_config": None, "access_log": False,
+                              "server_header": False, "proxy_headers": False}
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **common))
+    if not metrics_port:
+        server.run()
+        return
+
+    class MetricsServer(uvicorn.Server):
+        # The public server owns the signals; this one stops when it does.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            yield
+
+    metrics = MetricsServer(uvicorn.Config(metrics_app(app.state.metrics.registry),
+                                           host=metrics_host, port=metrics_port,
+                                           lifespan="off", **common))
+
+    async def both() -> None:
+        task = asyncio.create_task(metrics.serve())
+        try:
+            await server.serve()
+        finally:
+            metrics.should_exit = True
+            await task
+
+    asyncio.run(both())
 
 
 def service_main(service: str, settings_cls: type[ServiceSettings], migrations: Path,
@@ -19,12 +63,19 @@ def service_main(service: str, settings_cls: type[ServiceSettings], migrations: 
     serve = sub.add_parser("serve", help="run the service with uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=default_port)
+    serve.add_argument("--metrics-host", default=None,
+                       help="address of the /metrics listener (default: --host)")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="port of the /metrics listener (default: the metrics_port "
+                            f"setting, else --port + {METRICS_PORT_OFFSET}; 0: none)")
     args = parser.parse_args()
     settings = settings_cls()
     if args.command == "migrate":
         upgrade_to_head(migrations, settings.database_url)
         return
-    import uvicorn
-
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None,
-                access_log=False, server_header=False, proxy_headers=False)
+    metrics_port = args.metrics_port
+    if metrics_port is None:
+        metrics_port = (settings.metrics_port if settings.metrics_port is not None
+                        else args.port + METRICS_PORT_OFFSET)
+    _serve(create_app(settings), args.host, args.port, args.metrics_host or args.host,
+           metrics_port)

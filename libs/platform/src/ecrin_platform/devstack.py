@@ -8,7 +8,9 @@ service's own database, starts each service on its own port, and stops them all.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,11 +51,24 @@ def ensure_keys(state: Path, name: str = "internal-token") -> tuple[Path, Path]:
     return private, public
 
 
+def ensure_secret(state: Path, name: str) -> Path:
+    """A random 32-byte key in base64url (the gateway's TOTP at-rest key), made once."""
+    path = state / "keys" / f"{name}.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode())
+    return path
+
+
 @dataclass
 class Stack:
     state: Path
     database_urls: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    #: Each service's /metrics listener, apart from its public port.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_dir: Path | None = None
@@ -65,13 +80,19 @@ class Stack:
             self.database_urls.setdefault(
                 service, f"sqlite+aiosqlite:///{(self.state / f'{package}.db').resolve()}")
             self.ports.setdefault(service, port)
+            self.metrics_ports.setdefault(
+                service, port + 1000 if self.ports[service] == port else free_port())
         self.private_key, self.public_key = ensure_keys(self.state)
         self.access_key, _ = ensure_keys(self.state, "access-token")
+        self.totp_key = ensure_secret(self.state, "totp-at-rest")
         for service in SERVICES:
             self.audit_keys.setdefault(service, ensure_keys(self.state, f"audit-{service}")[0])
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     def env(self, service: str) -> dict[str, str]:
         package, prefix, _ = SERVICES[service]
@@ -81,6 +102,7 @@ class Stack:
         if service == "gateway":
             env[f"{prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE"] = str(self.private_key)
             env[f"{prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE"] = str(self.access_key)
+            env[f"{prefix}TOTP_KEY_FILE"] = str(self.totp_key)
             env[f"{prefix}RECORDS_URL"] = self.url("records-api")
             env[f"{prefix}KMS_URL"] = self.url("kms")
             env[f"{prefix}SHARING_URL"] = self.url("sharing")
@@ -102,7 +124,8 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115
         self.processes[service] = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", package, "serve", "--port", str(self.ports[service])],
+            [sys.executable, "-m", package, "serve", "--port", str(self.ports[service]),
+             "--metrics-port", str(self.metrics_ports[service])],
             env=self.env(service), stdout=out, stderr=subprocess.STDOUT if out else None)
 
     def start_all(self) -> None:
@@ -156,6 +179,8 @@ def main() -> None:
           f"  OpenAPI: {gateway}/openapi.json\n"
           + "".join(f"  {s}: {stack.url(s)} (internal; needs the gateway's token)\n"
                     for s in SERVICES if s != "gateway")
+          + "".join(f"  {s} metrics: {stack.metrics_url(s)} (not on the public port)\n"
+                    for s in SERVICES)
           + f"  logs: {stack.log_dir}/<service>.log (JSON lines)\n"
           + "Development profile: require_practitioner_2fa is OFF, so practitioners reach "
             "patient data without a second factor.\n"

@@ -13,7 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ecrin_platform.problems import PROBLEM_JSON, problem_body
 from ecrin_platform.tokens import HEADER, InternalTokenVerifier, InvalidInternalToken
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: /metrics is not among them: it is served on a listener of its own (observability).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 async def send_problem(send: Send, status: int, detail: str,
@@ -26,7 +27,7 @@ async def send_problem(send: Send, status: int, detail: str,
 
 
 class InternalAuthMiddleware:
-    """Every call but health and metrics must carry a valid internal token."""
+    """Every call but the health checks must carry a valid internal token."""
 
     def __init__(self, app: ASGIApp, *, verifier: Callable[[], InternalTokenVerifier],
                  forwarded: dict[str, frozenset[str]] | None = None) -> None:

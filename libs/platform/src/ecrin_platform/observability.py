@@ -13,7 +13,13 @@ import time
 import uuid
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -109,3 +115,31 @@ class ObservabilityMiddleware:
                                      "status": status, "duration_ms": round(elapsed * 1000, 2)}
             self.log.info("request", extra=extra)
             request_id_var.reset(token)
+
+
+def metrics_app(registry: CollectorRegistry) -> ASGIApp:
+    """The metrics listener: ``GET /metrics`` and nothing else, on a port of its own that
+    only the Prometheus scraper may reach (docs/deploy.md); the public listener has no
+    ``/metrics`` route."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            status, body, ctype = 404, b"not found\n", "text/plain"
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, body, ctype = 405, b"method not allowed\n", "text/plain"
+        else:
+            status, body, ctype = 200, generate_latest(registry), CONTENT_TYPE_LATEST
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else body})
+
+    return app

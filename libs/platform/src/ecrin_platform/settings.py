@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     #: drops every stale connection at once; the ping cost a round trip per transaction.
     db_pool_pre_ping: bool = False
     log_level: str = "INFO"
+    #: Port of the ``/metrics`` listener, apart from the public one (``serve`` defaults it
+    #: to the service's port + 1000; 0 serves no metrics).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: Run Alembic to head on start-up (development convenience; production runs a Job).
     migrate_on_start: bool = False
 

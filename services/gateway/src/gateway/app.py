@@ -18,8 +18,10 @@ from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
 from gateway.auth.principal import PrincipalCache, resolve_principal
 from gateway.auth.ratelimit import AuthRateLimiter
+from gateway.auth.second_factor import reseal_totp_secrets, totp_keyring
 from gateway.auth.service import AuthContext
 from gateway.auth.tokens import AccessTokens
+from gateway.client_address import trusted_networks
 from gateway.models import AuditEvent
 from gateway.openapi import MergedOpenAPI
 from gateway.proxy import PROXIED_METHODS as FORWARDED_METHODS
@@ -78,10 +80,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth = AuthContext(settings=settings, tokens=tokens,
                                      kms=KmsClient(app.state.http, issuer,
                                                    settings.upstream_url("kms")),
-                                     audit=AuditLog(AuditEvent, SERVICE))
-        app.state.rate_limiter = AuthRateLimiter(settings.redis_url,
-                                                 settings.auth_rate_limit_per_ip,
-                                                 settings.auth_rate_limit_per_account)
+                                     audit=AuditLog(AuditEvent, SERVICE),
+                                     totp_keys=totp_keyring(settings, tokens))
+        app.state.rate_limiter = AuthRateLimiter(
+            settings.redis_url, settings.auth_rate_limit_per_ip,
+            settings.auth_rate_limit_per_account,
+            routes={"signup": (settings.signup_rate_limit_per_ip,
+                               settings.signup_rate_limit_per_email)},
+            redis_timeout_s=settings.redis_timeout_s)
+        resealed = await reseal_totp_secrets(app.state.sessionmaker, app.state.auth.totp_keys)
+        if resealed:
+            logging.getLogger("ecrin.gateway").info("sealed %d TOTP secrets at rest", resealed)
         if not settings.require_practitioner_2fa:
             logging.getLogger("ecrin.gateway").warning(
                 "require_practitioner_2fa is OFF (development profile): practitioners reach "
@@ -95,6 +104,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def stop(app: FastAPI) -> None:
         await app.state.upstreams.close()
+
+    async def rate_limit_store(app: FastAPI) -> str | None:
+        # Fail closed: without its counts the gateway refuses the limited routes (503), so
+        # a replica that cannot reach Redis is taken out of the Service until it can.
+        limiter: AuthRateLimiter = app.state.rate_limiter
+        if await limiter.reachable():
+            return None
+        return "The rate-limit store (Redis) is unreachable."
 
     app: FastAPI = build_service_app(
         service=SERVICE,
@@ -113,7 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs=False,  # the merged document replaces FastAPI's own
         inner_middleware=[Middleware(ProxyDispatch, proxy=current_proxy,
                                     on_own_write=principals.clear)],
+        readiness_checks=[rate_limit_store],
     )
+    # Parsed here so that a typo in the list stops the gateway at start-up.
+    app.state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     app.state.issuer = issuer
     app.state.principal_cache = principals
     app.state.openapi = MergedOpenAPI(issuer=issuer, upstream_url=settings.upstream_url,

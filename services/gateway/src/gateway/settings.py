@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from ecrin_platform.settings import ServiceSettings
 
@@ -52,7 +53,44 @@ class Settings(ServiceSettings):
     redis_url: str | None = None
     #: Limits on the challenge, login, second-factor and recovery routes.
     auth_rate_limit_per_ip: str = "30/minute"
+    #: Per account key, itself scoped to the client address where a stranger could spend
+    #: it (the challenge is keyed on email and client), so nobody can lock a victim out.
     auth_rate_limit_per_account: str = "10/minute"
+    #: Sign-up: per client address and per email (docs/accounts.md).
+    signup_rate_limit_per_ip: str = "20/hour"
+    signup_rate_limit_per_email: str = "5/hour"
+    #: Every sign-up answer, new account or taken email, is held until this long after the
+    #: request arrived, so that its timing does not tell the two apart. Above the slowest
+    #: real sign-up (database write, kms call, commit).
+    signup_min_duration_s: float = Field(default=0.4, ge=0, le=5)
+    #: Seconds to wait for Redis before a limited route answers 503.
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=10)
+    #: Addresses or CIDRs of the reverse proxies (the ingress) whose ``X-Forwarded-For`` /
+    #: ``Forwarded`` headers are believed; comma-separated. Empty: the socket peer is the
+    #: client and forwarding headers are ignored (gateway.client_address).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    #: Key that seals TOTP secrets at rest (32 bytes, base64url), or a file holding it;
+    #: required unless ``development_profile`` (then derived from the access-token key).
+    totp_key: SecretStr | None = None
+    totp_key_file: Path | None = None
+    #: Former TOTP keys, comma-separated: they still open secrets, which are re-sealed
+    #: under ``totp_key`` when next used (docs/accounts.md, key rotation).
+    totp_old_keys: SecretStr | None = None
+
+    def totp_key_text(self) -> str | None:
+        if self.totp_key is not None:
+            return self.totp_key.get_secret_value()
+        if self.totp_key_file is not None:
+            return self.totp_key_file.read_text().strip()
+        return None
 
     def internal_private_key_pem(self) -> bytes:
         if self.internal_token_private_key is not None:

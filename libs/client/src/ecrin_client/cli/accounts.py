@@ -109,10 +109,18 @@ def sessions_list(ctx: typer.Context, json_: JsonOption = False,
 
 @sessions_app.command("revoke")
 def sessions_revoke(ctx: typer.Context, session_id: Annotated[str, typer.Argument(
-        metavar="ID")], json_: JsonOption = False, server: ServerOption = None) -> None:
-    """End a session at once (its access token stops working too)."""
-    rt = runtime(ctx, json_=json_, server=server)
-    rt.run(lambda client: client.revoke_session(session_id))
+        metavar="ID")], totp: TotpOption = None, recovery_code: RecoveryCodeOption = None,
+                    json_: JsonOption = False, server: ServerOption = None,
+                    passphrase_stdin: StdinOption = False) -> None:
+    """End a session at once (its access token stops working too). Another device's
+    session takes the passphrase (and the second factor): a stolen token cannot end them."""
+    rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    tokens = rt.profile().tokens()
+    passphrase = None
+    if tokens is None or tokens.session_id != session_id.lower():
+        passphrase = rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
+    rt.run(lambda client: client.revoke_session(session_id, passphrase, totp_code=totp,
+                                                recovery_code=recovery_code))
     rt.emit({"revoked": session_id},
             lambda console: console.print(f"Session {session_id} revoked."))
 

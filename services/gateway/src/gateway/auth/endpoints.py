@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import qrcode
@@ -24,11 +27,13 @@ from gateway.auth.schemas import (
     SessionOut,
     SignupIn,
     SignupOut,
+    StepUpIn,
     TokenPair,
     TotpConfirmIn,
     TotpEnrolmentOut,
 )
 from gateway.auth.service import Authenticated, AuthService, account_out
+from gateway.client_address import client_address
 
 router = APIRouter(prefix="/v1/auth", tags=["gateway"])
 
@@ -60,12 +65,14 @@ async def normal_session(auth: Current) -> Authenticated:
 CurrentNormal = Annotated[Authenticated, Depends(normal_session)]
 
 
-def limiter(request: Request) -> AuthRateLimiter:
-    return request.app.state.rate_limiter
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+async def rate_limit(request: Request, response: Response | None, route: str,
+                     account_key: str | None) -> None:
+    """Every limited route goes through here: one client address resolution (trusted
+    proxies only), the per-route limits, and the ``RateLimit*`` headers on the answer."""
+    limiter: AuthRateLimiter = request.app.state.rate_limiter
+    headers = await limiter.check(route, client_address(request), account_key)
+    if response is not None:
+        response.headers.update(headers)
 
 
 def host_of(request: Request) -> str:
@@ -75,11 +82,27 @@ def host_of(request: Request) -> str:
 no_store = {"Cache-Control": "no-store"}
 
 
-@router.post("/signup", status_code=201, response_model=SignupOut,
-             summary="Create an account: public keys to the gateway, wrapped keys to the kms")
-async def signup(body: SignupIn, service: Service, response: Response,
+async def signup_floor(request: Request) -> AsyncIterator[None]:
+    """Holds every sign-up answer until ``signup_min_duration_s`` after arrival. Declared
+    before the session, so it exits after the commit: the hold covers it too."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        floor = request.app.state.settings.signup_min_duration_s
+        await asyncio.sleep(max(0.0, floor - (time.monotonic() - started)))
+
+
+@router.post("/signup", status_code=202, response_model=SignupOut,
+             summary="Ask for an account: the same answer whether or not the email is taken",
+             description="Always 202 with the request's account id, email and role, in the "
+                         "same time. A taken email creates nothing; the account holder "
+                         "learns it on logging in (docs/accounts.md).")
+async def signup(_floor: Annotated[None, Depends(signup_floor, scope="function")],
+                 body: SignupIn, request: Request, service: Service, response: Response,
                  idempotency_key: Annotated[str, Header(min_length=8, max_length=128)]
                  ) -> SignupOut:
+    await rate_limit(request, response, "signup", body.email.lower())
     response.headers.update(no_store)
     return await service.signup(body, idempotency_key)
 
@@ -88,7 +111,10 @@ async def signup(body: SignupIn, service: Service, response: Response,
              summary="Get a one-time challenge and the account's KDF salt and parameters")
 async def challenge(body: ChallengeIn, request: Request, service: Service,
                     response: Response) -> ChallengeOut:
-    await limiter(request).check("challenge", client_ip(request), body.email.lower())
+    # Keyed on (email, client): a stranger spends only his own allowance, never the
+    # account holder's (docs/deploy.md).
+    await rate_limit(request, response, "challenge",
+                     f"{body.email.lower()}|{client_address(request)}")
     response.headers.update(no_store)
     return await service.challenge(str(body.email), body.action, host_of(request))
 
@@ -97,7 +123,7 @@ async def challenge(body: ChallengeIn, request: Request, service: Service,
              summary="Log in with a signature of the challenge by the login key")
 async def login(body: LoginIn, request: Request, service: Service,
                 response: Response) -> TokenPair:
-    await limiter(request).check("login", client_ip(request), str(body.challenge_id))
+    await rate_limit(request, response, "login", str(body.challenge_id))
     response.headers.update(no_store)
     return await service.login(body)
 
@@ -106,7 +132,7 @@ async def login(body: LoginIn, request: Request, service: Service,
              summary="Open a recovery session with a signature by the recovery key")
 async def recover(body: LoginIn, request: Request, service: Service,
                   response: Response) -> TokenPair:
-    await limiter(request).check("recover", client_ip(request), str(body.challenge_id))
+    await rate_limit(request, response, "recover", str(body.challenge_id))
     response.headers.update(no_store)
     return await service.login(body, recovery=True)
 
@@ -143,9 +169,20 @@ async def sessions(auth: CurrentNormal, service: Service) -> list[SessionOut]:
     return await service.sessions(auth)
 
 
-@router.delete("/sessions/{session_id}", status_code=204, summary="Revoke a session")
+@router.delete("/sessions/{session_id}", status_code=204,
+               summary="End one's current session; another one answers 403 step-up-required")
 async def revoke_session(session_id: uuid.UUID, auth: CurrentNormal, service: Service) -> Response:
     await service.revoke_session(auth, session_id)
+    return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/revoke", status_code=204,
+             summary="Revoke any of one's sessions, with a step-up: a fresh 'sessions' "
+                     "challenge signed by the login key, and the second factor when enrolled")
+async def revoke_session_stepped_up(session_id: uuid.UUID, body: StepUpIn, request: Request,
+                                    auth: CurrentNormal, service: Service) -> Response:
+    await rate_limit(request, None, "step-up", str(auth.account.id))
+    await service.revoke_session(auth, session_id, body)
     return Response(status_code=204)
 
 
@@ -153,7 +190,7 @@ async def revoke_session(session_id: uuid.UUID, auth: CurrentNormal, service: Se
              summary="Start TOTP enrolment: secret, otpauth URI and QR code")
 async def enrol_totp(request: Request, auth: CurrentNormal, service: Service,
                      response: Response) -> TotpEnrolmentOut:
-    await limiter(request).check("2fa", client_ip(request), str(auth.account.id))
+    await rate_limit(request, response, "2fa", str(auth.account.id))
     secret, uri = await service.enrol_totp(auth)
     image = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage)
     buffer = io.BytesIO()
@@ -166,7 +203,7 @@ async def enrol_totp(request: Request, auth: CurrentNormal, service: Service,
              summary="Confirm TOTP with a first code; returns ten one-time recovery codes")
 async def confirm_totp(body: TotpConfirmIn, request: Request, auth: CurrentNormal,
                        service: Service, response: Response) -> RecoveryCodesOut:
-    await limiter(request).check("2fa", client_ip(request), str(auth.account.id))
+    await rate_limit(request, response, "2fa", str(auth.account.id))
     response.headers.update(no_store)
     return RecoveryCodesOut(recovery_codes=await service.confirm_totp(auth, body.code))
 
@@ -175,7 +212,7 @@ async def confirm_totp(body: TotpConfirmIn, request: Request, auth: CurrentNorma
              summary="Switch to a new login key and KDF salt; revokes the other sessions")
 async def change_passphrase(body: PassphraseChangeIn, request: Request, auth: Current,
                             service: Service) -> Response:
-    await limiter(request).check("passphrase", client_ip(request), str(auth.account.id))
+    await rate_limit(request, None, "passphrase", str(auth.account.id))
     await service.change_passphrase(auth, body)
     return Response(status_code=204)
 
@@ -186,6 +223,6 @@ async def change_passphrase(body: PassphraseChangeIn, request: Request, auth: Cu
                      "second factor when enrolled; revokes the other sessions")
 async def change_identity(body: IdentityChangeIn, request: Request, auth: CurrentNormal,
                           service: Service, response: Response) -> DirectoryEntryOut:
-    await limiter(request).check("identity", client_ip(request), str(auth.account.id))
+    await rate_limit(request, response, "identity", str(auth.account.id))
     response.headers.update(no_store)
     return await service.change_identity(auth, body)

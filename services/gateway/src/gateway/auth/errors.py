@@ -53,3 +53,9 @@ class KeyChangeRejected(ServiceError):
 
 class IdentityConflict(Conflict):
     slug = "identity-conflict"
+
+
+class StepUpRequired(Forbidden):
+    """An access token alone does not change how an account is trusted or unlocked."""
+
+    slug, title = "step-up-required", "A fresh proof of the passphrase is required"

@@ -1,42 +1,117 @@
-"""Rate limits on the authentication routes, per IP and per account.
+"""Rate limits on the authentication routes, per client address and per account.
 
 In memory for one gateway; in Redis when ``redis_url`` is set, so that several gateway
-replicas share the counts.
+replicas share the counts. Limits fail closed: with Redis unreachable, a limited route
+answers 503 with ``Retry-After`` (docs/deploy.md says why).
+
+Each check reports its state in the IETF draft headers (draft-ietf-httpapi-ratelimit-headers)
+``RateLimit-Policy`` and ``RateLimit``, on success and on 429, besides ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 import time
+from dataclasses import dataclass
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from ecrin_platform.problems import ServiceError
+
+log = logging.getLogger("ecrin.gateway.ratelimit")
+
+#: Seconds a client is told to wait when the limit store is unreachable.
+UNAVAILABLE_RETRY_S = 5
 
 
 class RateLimited(ServiceError):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
 
+class RateLimitUnavailable(ServiceError):
+    status, slug, title = 503, "rate-limit-unavailable", "Rate limiting unavailable"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Limits of one route: per client address and per account key (if any)."""
+
+    per_ip: RateLimitItem
+    per_account: RateLimitItem
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    name: str
+    item: RateLimitItem
+    remaining: int
+    reset_s: int
+
+
+def _headers(outcomes: list[_Outcome]) -> dict[str, str]:
+    """``RateLimit-Policy`` and ``RateLimit`` as structured-field lists (draft -08 and on)."""
+    policy = ", ".join(f'"{o.name}";q={o.item.amount};w={o.item.get_expiry()}'
+                       for o in outcomes)
+    state = ", ".join(f'"{o.name}";r={o.remaining};t={o.reset_s}' for o in outcomes)
+    return {"RateLimit-Policy": policy, "RateLimit": state}
+
+
 class AuthRateLimiter:
-    def __init__(self, redis_url: str | None, per_ip: str, per_account: str) -> None:
-        uri = "async+memory://"
+    def __init__(self, redis_url: str | None, per_ip: str, per_account: str,
+                 routes: dict[str, tuple[str, str]] | None = None,
+                 redis_timeout_s: float = 1.0) -> None:
+        uri, options = "async+memory://", {}
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-        self.storage = storage_from_string(uri)
+            # Fail fast: a request waits at most this long for an unreachable Redis.
+            options = {"connect_timeout": redis_timeout_s,
+                       "stream_timeout": redis_timeout_s}
+        self.storage = storage_from_string(uri, **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
-        self.per_ip = parse(per_ip)
-        self.per_account = parse(per_account)
+        self.default = Policy(parse(per_ip), parse(per_account))
+        self.routes = {route: Policy(parse(ip), parse(account))
+                       for route, (ip, account) in (routes or {}).items()}
 
-    async def check(self, route: str, ip: str, account_key: str | None) -> None:
-        checks = [(self.per_ip, ("ip", route, ip))]
+    def policy(self, route: str) -> Policy:
+        return self.routes.get(route, self.default)
+
+    async def check(self, route: str, ip: str, account_key: str | None) -> dict[str, str]:
+        """Counts one hit; returns the ``RateLimit*`` headers, or raises 429 (or 503)."""
+        policy = self.policy(route)
+        checks = [("ip", policy.per_ip, ("ip", route, ip))]
         if account_key:
-            checks.append((self.per_account, ("account", route, account_key)))
-        for item, identifiers in checks:
-            if not await self.limiter.hit(item, *identifiers):
+            checks.append(("account", policy.per_account, ("account", route, account_key)))
+        outcomes: list[_Outcome] = []
+        limited: _Outcome | None = None
+        try:
+            for name, item, identifiers in checks:
+                allowed = await self.limiter.hit(item, *identifiers)
                 stats = await self.limiter.get_window_stats(item, *identifiers)
-                retry = max(1, math.ceil(stats.reset_time - time.time()))
-                raise RateLimited("Too many attempts; wait before trying again.",
-                                  headers={"Retry-After": str(retry)})
+                reset = max(1, math.ceil(stats.reset_time - time.time()))
+                outcome = _Outcome(name, item, stats.remaining, reset)
+                outcomes.append(outcome)
+                if not allowed:
+                    limited = outcome
+                    break
+        except Exception as exc:  # noqa: BLE001 - any storage failure: redis, timeout, DNS
+            log.warning("rate-limit storage unreachable: %s", type(exc).__name__)
+            raise RateLimitUnavailable(
+                "Rate limiting is unavailable; try again shortly.",
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_S)}) from None
+        headers = _headers(outcomes)
+        if limited is not None:
+            raise RateLimited("Too many attempts; wait before trying again.",
+                              headers={**headers, "Retry-After": str(limited.reset_s)})
+        return headers
+
+    async def reachable(self) -> bool:
+        """For ``/readyz``: can the counts be read and written?"""
+        try:
+            answer = self.storage.check()  # typed sync-or-async by the limits package
+            return bool(await answer if inspect.isawaitable(answer) else answer)
+        except Exception:  # noqa: BLE001
+            return False

@@ -43,6 +43,14 @@ class AuthRepository:
     async def account(self, account_id: uuid.UUID) -> Account | None:
         return await self.session.get(Account, account_id)
 
+    async def account_for_update(self, account_id: uuid.UUID) -> Account | None:
+        """The account row, locked to the end of the transaction (its second factor's
+        last accepted step changes under this lock)."""
+        row = await self.session.execute(
+            select(Account).where(Account.id == account_id).with_for_update()
+            .execution_options(populate_existing=True))
+        return row.scalar_one_or_none()
+
     async def kdf_salt(self, account_id: uuid.UUID) -> bytes | None:
         row = await self.session.execute(select(Account.kdf_salt).where(Account.id == account_id))
         return row.scalar_one_or_none()

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 Role = Literal["practitioner", "staff", "patient", "representative"]
-Action = Literal["login", "recover", "passphrase", "identity"]
+#: What a challenge is for; a step-up signs one for the very action it authorises.
+Action = Literal["login", "recover", "passphrase", "identity", "sessions"]
 
 
 def _decoded_size(value: str) -> int:
@@ -80,10 +81,13 @@ class AccountOut(BaseModel):
 
 
 class SignupOut(BaseModel):
+    """The one answer to every well-formed sign-up: the request's own fields, whether or
+    not the email was free (docs/accounts.md)."""
+
     account_id: uuid.UUID
     email: str
     role: str
-    created_at: datetime
+    status: Literal["accepted"] = "accepted"
 
 
 class ChallengeIn(Strict):
@@ -156,11 +160,24 @@ class RecoveryCodesOut(BaseModel):
 
 
 class PassphraseChangeIn(Strict):
+    #: A ``passphrase`` challenge signed by the current login key, and the second factor
+    #: when enrolled (a normal session); a recovery session gives neither.
     challenge_id: uuid.UUID | None = None
     signature: Signature | None = None
     new_login_public_key: Key32
     new_kdf: KdfIn
     totp_code: str | None = Field(default=None, max_length=10)
+    recovery_code: str | None = Field(default=None, max_length=32)
+
+
+class StepUpIn(Strict):
+    """A fresh proof for one sensitive action: a challenge asked for that action, signed
+    by the current login key, and the second factor when the account has one."""
+
+    challenge_id: uuid.UUID
+    signature: Signature
+    totp_code: str | None = Field(default=None, max_length=10)
+    recovery_code: str | None = Field(default=None, max_length=32)
 
 
 class IdentityChangeIn(Strict):

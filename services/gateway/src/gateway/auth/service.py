@@ -15,17 +15,17 @@ import pyotp
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from ecrin_e2ee import AuditSigningKey, E2EEError, PublicIdentity
+from ecrin_e2ee import AtRestKeyring, AuditSigningKey, E2EEError, PublicIdentity
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.problems import Forbidden, NotFound, ServiceError
 from ecrin_platform.tokens import Principal
 from gateway.auth.errors import (
-    EmailTaken,
     IdempotencyKeyReused,
     InvalidCredentials,
     InvalidToken,
     RefreshTokenReused,
     SecondFactorRequired,
+    StepUpRequired,
     WeakKdf,
     WrapMissing,
 )
@@ -43,9 +43,19 @@ from gateway.auth.schemas import (
     SessionOut,
     SignupIn,
     SignupOut,
+    StepUpIn,
     TokenPair,
     b64decode,
     b64encode,
+)
+from gateway.auth.second_factor import (
+    accepted_step,
+    find_recovery_code,
+    hash_recovery_codes,
+    needs_reseal,
+    new_recovery_codes,
+    open_totp_secret,
+    seal_totp_secret,
 )
 from gateway.auth.tokens import AccessClaims, AccessTokens, hash_token
 from gateway.models import Account, LoginChallenge, RefreshToken, Session
@@ -78,6 +88,8 @@ class AuthContext:
     tokens: AccessTokens
     kms: KmsClient
     audit: AuditLog
+    #: Seals TOTP seeds at rest (settings ``totp_key``; ``second_factor.totp_keyring``).
+    totp_keys: AtRestKeyring
 
     def fake_salt(self, email: str) -> bytes:
         return self.tokens.secret_for(b"fake-salt:" + email.encode())[:16]
@@ -105,10 +117,6 @@ def _expect_live(session: Session | SessionFacts | None, claims: AccessClaims) -
 def _digest(body: SignupIn) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _hash_code(code: str) -> str:
-    return hashlib.sha256(code.strip().lower().replace("-", "").encode()).hexdigest()
 
 
 def account_out(account: Account) -> AccountOut:
@@ -145,6 +153,11 @@ class AuthService:
         The account row is written in this request's transaction, the kms stores the keys
         (idempotent), and only then does the transaction commit. A kms failure rolls the
         row back; a crash after the kms step leaves inert keys that the retry reuses.
+
+        No enumeration: a taken email (or a taken account id) creates nothing and gets the
+        very answer a new account gets; the taken account's own history records the
+        attempt, and whoever signed up learns it when the login fails (docs/accounts.md).
+        The endpoint holds both answers to the same duration.
         """
         self._check_kdf(body.kdf)
         try:
@@ -156,16 +169,19 @@ class AuthService:
             raise InvalidIdentity("The identity belongs to another account.")
         digest = _digest(body)
         email = body.email.lower()
+        accepted = SignupOut(account_id=body.account_id, email=email, role=body.role)
         existing = await self.repo.account(body.account_id)
         if existing is not None:
-            if existing.signup_digest != digest:
-                if existing.signup_key == idempotency_key:
-                    raise IdempotencyKeyReused("This idempotency key was used for another body.")
-                raise EmailTaken("An account already exists.")
-            return SignupOut(account_id=existing.id, email=existing.email, role=existing.role,
-                             created_at=_aware(existing.created_at))
-        if await self.repo.account_by_email(email) is not None:
-            raise EmailTaken("An account with this email already exists.")
+            if existing.signup_digest == digest:
+                return accepted  # the idempotent retry
+            if existing.signup_key == idempotency_key:
+                raise IdempotencyKeyReused("This idempotency key was used for another body.")
+            await self._signup_refused(existing)
+            return accepted
+        taken = await self.repo.account_by_email(email)
+        if taken is not None:
+            await self._signup_refused(taken)
+            return accepted
         now = utcnow()
         account = Account(
             id=body.account_id, email=email, role=body.role, status="pending",
@@ -184,8 +200,13 @@ class AuthService:
         account.status = "active"
         await self.repo.flush()
         await self._log(account.id, "account.signup")
-        return SignupOut(account_id=account.id, email=account.email, role=account.role,
-                         created_at=now)
+        return accepted
+
+    async def _signup_refused(self, account: Account) -> None:
+        """A sign-up for a taken email or id: only the account's own history says so."""
+        await self.ctx.audit.append(self.repo.session, chain=f"account:{account.id}",
+                                    actor=None, action="account.signup",
+                                    target=account.id, outcome="refused:taken")
 
     # -- challenges and login --------------------------------------------------------------
 
@@ -209,49 +230,84 @@ class AuthService:
         return ChallengeOut(challenge_id=challenge_id, challenge=b64encode(payload),
                             expires_at=expires, kdf=KdfOut(salt=b64encode(salt), params=params))
 
+    async def _refuse(self, account: Account, action: str, target: str,
+                      error: ServiceError) -> ServiceError:
+        """Keeps a refusal although the request fails: the challenge stays spent (one
+        challenge, one guess) and the account's chain records it (ids only)."""
+        await self._log(account.id, action, target=target, outcome="refused")
+        await self.repo.session.commit()
+        return error
+
     async def _consume_challenge(self, challenge_id: uuid.UUID, signature: str, action: str,
                                  *, recovery_key: bool = False) -> Account:
+        """The account whose key signed this unused, unexpired challenge for ``action``;
+        the challenge is spent whatever the outcome. The account row is locked, so two
+        requests never both accept one TOTP step."""
         challenge = await self.repo.challenge_for_update(challenge_id)
         now = utcnow()
         if (challenge is None or challenge.used_at is not None or challenge.action != action
                 or _aware(challenge.expires_at) < now or challenge.account_id is None):
             raise InvalidCredentials("The credentials are not valid.")
-        account = await self.repo.account(challenge.account_id)
+        account = await self.repo.account_for_update(challenge.account_id)
         if account is None or account.status != "active":
             raise InvalidCredentials("The credentials are not valid.")
+        challenge.used_at = now
         key = account.recovery_public_key if recovery_key else account.login_public_key
         try:
             VerifyKey(key).verify(challenge.payload, b64decode(signature))
         except (BadSignatureError, ValueError):
-            # The request's transaction rolls back, so the refusal goes to the log (ids only).
             log.warning("login refused", extra={"account_id": str(account.id),
                                                 "action": action, "reason": "bad-signature"})
-            raise InvalidCredentials("The credentials are not valid.") from None
-        challenge.used_at = now
+            event = {"login": "auth.login", "recover": "auth.recover"}.get(action,
+                                                                            "auth.step-up")
+            raise await self._refuse(account, event, action, InvalidCredentials(
+                "The credentials are not valid.")) from None
         return account
 
-    def _check_second_factor(self, account: Account, totp_code: str | None,
-                             recovery_code: str | None) -> bool:
-        """True when a second factor was verified; raises when one is needed and wrong."""
+    async def _check_second_factor(self, account: Account, totp_code: str | None,
+                                   recovery_code: str | None, *, action: str) -> bool:
+        """True when a second factor was verified; False when none is enrolled. A wrong or
+        missing one is refused, recorded, and (the challenge being spent) final for the
+        challenge. A TOTP step is accepted once per account."""
         if not account.totp_enabled:
             return False
-        if totp_code and account.totp_secret and pyotp.TOTP(account.totp_secret).verify(
-                totp_code.strip(), valid_window=1):
-            return True
-        if recovery_code:
-            hashed = _hash_code(recovery_code)
-            if hashed in account.recovery_code_hashes:
-                account.recovery_code_hashes = [h for h in account.recovery_code_hashes
-                                                if h != hashed]
+        if totp_code and account.totp_secret:
+            keys = self.ctx.totp_keys
+            secret = open_totp_secret(keys, account.id, account.totp_secret)
+            step = accepted_step(secret, totp_code, account.totp_last_step)
+            if step is not None:
+                account.totp_last_step = step
+                if needs_reseal(keys, account.totp_secret):  # older key, or a plain seed
+                    account.totp_secret = seal_totp_secret(keys, account.id, secret)
                 return True
-        raise SecondFactorRequired("This account needs its second factor (TOTP or a one-time "
-                                   "recovery code).")
+        if recovery_code:
+            index = await find_recovery_code(list(account.recovery_code_hashes), recovery_code)
+            if index is not None:
+                account.recovery_code_hashes = [h for i, h in
+                                                enumerate(account.recovery_code_hashes)
+                                                if i != index]
+                return True
+        log.warning("second factor refused", extra={"account_id": str(account.id),
+                                                    "action": action})
+        raise await self._refuse(account, "auth.second-factor", action, SecondFactorRequired(
+            "This account needs its second factor (TOTP or a one-time recovery code)."))
+
+    async def _step_up(self, auth: Authenticated, action: str, proof: StepUpIn) -> None:
+        """A fresh proof for one sensitive action, beyond the access token: a challenge for
+        ``action`` signed by this account's login key, and the second factor if enrolled."""
+        signer = await self._consume_challenge(proof.challenge_id, proof.signature, action)
+        if signer.id != auth.account.id:
+            raise InvalidCredentials("The credentials are not valid.")
+        await self._check_second_factor(signer, proof.totp_code, proof.recovery_code,
+                                        action=action)
+        await self._log(auth.account.id, "auth.step-up", target=action)
 
     async def login(self, body: LoginIn, *, recovery: bool = False) -> TokenPair:
-        account = await self._consume_challenge(body.challenge_id, body.signature,
-                                                "recover" if recovery else "login",
+        action = "recover" if recovery else "login"
+        account = await self._consume_challenge(body.challenge_id, body.signature, action,
                                                 recovery_key=recovery)
-        verified = self._check_second_factor(account, body.totp_code, body.recovery_code)
+        verified = await self._check_second_factor(account, body.totp_code,
+                                                   body.recovery_code, action=action)
         now = utcnow()
         ttl = (RECOVERY_SESSION_TTL if recovery
                else timedelta(seconds=self.ctx.settings.refresh_token_ttl_s))
@@ -345,13 +401,24 @@ class AuthService:
                            created_at=_aware(s.created_at), last_used_at=_aware(s.last_used_at),
                            current=s.id == auth.session.id) for s in rows]
 
-    async def revoke_session(self, auth: Authenticated, session_id: uuid.UUID) -> None:
+    async def revoke_session(self, auth: Authenticated, session_id: uuid.UUID,
+                             proof: StepUpIn | None = None) -> None:
+        """Ends a session of one's own. The current one ends with the access token (it is
+        a logout); another takes a step-up, so a stolen token cannot log the owner out of
+        his other devices."""
         row = await self.repo.session_row(session_id)
         if row is None or row.account_id != auth.account.id:
             raise NotFound("No such session.")
+        if row.id != auth.session.id:
+            if proof is None:
+                raise StepUpRequired("Revoking another session takes a fresh 'sessions' "
+                                     "challenge signed by the login key (and the second "
+                                     "factor): POST /v1/auth/sessions/{id}/revoke.")
+            await self._step_up(auth, "sessions", proof)
         if row.revoked_at is None:
             row.revoked_at, row.revoked_reason = utcnow(), "revoked"
         await self.repo.flush()
+        await self._log(auth.account.id, "auth.session-revoke", target=row.id)
 
     # -- second factor ------------------------------------------------------------------------
 
@@ -359,7 +426,7 @@ class AuthService:
         if auth.account.totp_enabled:
             raise Forbidden("A second factor is already enabled.")
         secret = pyotp.random_base32()
-        auth.account.totp_secret = secret
+        auth.account.totp_secret = seal_totp_secret(self.ctx.totp_keys, auth.account.id, secret)
         await self.repo.flush()
         uri = pyotp.TOTP(secret).provisioning_uri(name=auth.account.email, issuer_name="Écrin")
         return secret, uri
@@ -368,11 +435,14 @@ class AuthService:
         account = auth.account
         if account.totp_enabled or not account.totp_secret:
             raise Forbidden("Start the enrolment first.")
-        if not pyotp.TOTP(account.totp_secret).verify(code.strip(), valid_window=1):
+        secret = open_totp_secret(self.ctx.totp_keys, account.id, account.totp_secret)
+        step = accepted_step(secret, code, account.totp_last_step)
+        if step is None:
             raise SecondFactorRequired("The code does not match; check the device's clock.")
-        codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(10)]
+        codes = new_recovery_codes()
         account.totp_enabled = True
-        account.recovery_code_hashes = [_hash_code(c) for c in codes]
+        account.totp_last_step = step  # the enrolment's code does not log in again
+        account.recovery_code_hashes = await hash_recovery_codes(codes)
         account.updated_at = utcnow()
         auth.session.second_factor_verified = True
         await self.repo.flush()
@@ -384,12 +454,13 @@ class AuthService:
     async def change_passphrase(self, auth: Authenticated, body: PassphraseChangeIn) -> None:
         account = auth.account
         if auth.session.kind == "normal":
+            # A recovery session proved the recovery key and the second factor to open.
             if body.challenge_id is None or body.signature is None:
-                raise InvalidCredentials("Sign a 'passphrase' challenge with the current key.")
-            signer = await self._consume_challenge(body.challenge_id, body.signature,
-                                                   "passphrase")
-            if signer.id != account.id:
-                raise InvalidCredentials("The credentials are not valid.")
+                raise StepUpRequired("Sign a 'passphrase' challenge with the current login "
+                                     "key (and give the second factor).")
+            await self._step_up(auth, "passphrase", StepUpIn(
+                challenge_id=body.challenge_id, signature=body.signature,
+                totp_code=body.totp_code, recovery_code=body.recovery_code))
         self._check_kdf(body.new_kdf)
         if not await self.ctx.kms.has_passphrase_wrap(account.id, body.new_kdf.salt):
             raise WrapMissing("Store the identity wrapped under the new KEK first.")
@@ -416,10 +487,9 @@ class AuthService:
         Every other session ends, so other devices pick up the new identity at their next
         login."""
         account = auth.account
-        signer = await self._consume_challenge(body.challenge_id, body.signature, "identity")
-        if signer.id != account.id:
-            raise InvalidCredentials("The credentials are not valid.")
-        self._check_second_factor(account, body.totp_code, body.recovery_code)
+        await self._step_up(auth, "identity", StepUpIn(
+            challenge_id=body.challenge_id, signature=body.signature,
+            totp_code=body.totp_code, recovery_code=body.recovery_code))
         principal = Principal(account_id=str(account.id), role=account.role,
                               session_id=str(auth.session.id),
                               second_factor=auth.session.second_factor_verified)

@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, LargeBinary, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ecrin_platform.audit import AuditEventColumns
@@ -33,9 +43,12 @@ class Account(Base):
     kdf_params: Mapped[dict[str, Any]] = mapped_column(JSON)
     signup_key: Mapped[str] = mapped_column(String(128))
     signup_digest: Mapped[str] = mapped_column(String(64))
-    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: The TOTP seed sealed under the gateway's TOTP key (``ecrin-ar1.<key id>.<...>``).
+    totp_secret: Mapped[str | None] = mapped_column(String(255), default=None)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: SHA-256 hex of each unused one-time recovery code.
+    #: The last TOTP time step accepted: a code of that step or an older one is refused.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: Argon2id (salted) of the SHA-256 of each unused one-time recovery code.
     recovery_code_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
