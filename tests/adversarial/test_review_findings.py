@@ -29,13 +29,12 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ecrin_client import IntegrityError, Patients, Records
+from ecrin_client import IntegrityError, Patients
 from ecrin_client.audit import collect
 from ecrin_client.encoding import b64d
 from ecrin_client.errors import EcrinError
@@ -51,7 +50,8 @@ from ecrin_e2ee import (
     ScopeKey,
     seal_entry,
 )
-from tests.adversarial.malicious import Exchange, MaliciousServer, Rewrite
+from tests.adversarial.devices import device, run, sealed_to
+from tests.adversarial.malicious import Exchange, Rewrite
 from tests.e2e.records_support import (
     PASSPHRASE,
     Practitioner,
@@ -108,27 +108,11 @@ def world(stack, tmp_path_factory) -> World:
     return asyncio.run(build())
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-@contextlib.asynccontextmanager
-async def device(who: Practitioner, keys: IdentityKeys, rewrite: Rewrite | None
-                 ) -> AsyncIterator[tuple[Records, MaliciousServer]]:
-    server = MaliciousServer(rewrite)
-    async with who.client(server) as client:
-        yield Records(client, keys), server
-
-
 async def new_file(world: World, name: str) -> str:
     async with device(world.kine, world.kine_keys, None) as (records, _):
         made = await Patients(records).create(PatientIdentity(name=name,
                                                               birth_date=date(1979, 9, 9)))
     return made.file_id
-
-
-def sealed_to(bodies: list[Any]) -> set[str]:
-    return {str(e["member_id"]) for body in bodies for e in body.get("entries", [])}
 
 
 async def members_of(world: World, file_id: str) -> list[dict[str, Any]]:

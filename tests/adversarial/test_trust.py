@@ -16,10 +16,8 @@ verified in person and granted; and mallory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -44,6 +42,7 @@ from ecrin_e2ee import (
     encrypt_record,
     seal_entry,
 )
+from tests.adversarial.devices import device, run, sealed_to
 from tests.adversarial.malicious import Exchange, MaliciousServer, Rewrite
 from tests.e2e.records_support import (
     PASSPHRASE,
@@ -109,25 +108,6 @@ def world(stack, tmp_path_factory) -> World:
                      made.file_id, mine.record_id, kine_record.record_id)
 
     return asyncio.run(build())
-
-
-@contextlib.asynccontextmanager
-async def device(who: Practitioner, keys: IdentityKeys, rewrite: Rewrite | None
-                 ) -> AsyncIterator[tuple[Records, MaliciousServer]]:
-    """A fresh session on ``who``'s own device (its profile: pins, bindings, versions seen)
-    whose answers go through ``rewrite``."""
-    server = MaliciousServer(rewrite)
-    async with who.client(server) as client:
-        yield Records(client, keys), server
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-def sealed_to(bodies: list[Any]) -> set[str]:
-    """Every member id the device sealed a keyring entry to, in the bodies it sent."""
-    return {str(e["member_id"]) for body in bodies for e in body.get("entries", [])}
 
 
 def substitute(exchange: Exchange, account_id: str) -> PublicIdentity:

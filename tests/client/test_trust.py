@@ -4,13 +4,16 @@ records only; entitlement of granters; bindings that cannot be overwritten."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from ecrin_client import IdentityMismatch, Profile
 from ecrin_client.trust import Binding, Trust, TrustStore, Untrusted, Why
 
 from ecrin_e2ee import IdentityKeys, PublicIdentity
+
+if TYPE_CHECKING:
+    from ecrin_client import EcrinClient
 
 
 class Directory:
@@ -47,7 +50,7 @@ def setup(tmp_path):
     me = IdentityKeys.generate(uuid.uuid4())
     directory = Directory(profile)
     directory.entries[str(me.account_id)] = me.public_identity()
-    return Trust(directory, me), directory, profile  # type: ignore[arg-type]
+    return Trust(cast("EcrinClient", directory), me), directory, profile
 
 
 def someone(directory: Directory) -> IdentityKeys:

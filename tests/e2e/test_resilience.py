@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from ecrin_client import Patients, Records
+from ecrin_client import EcrinError, Patients, Records
 from ecrin_client.kine import PatientIdentity, RecordMetadata, SessionNote
 from ecrin_client.patients import IDENTITY_KIND
 from ecrin_client.sharing import Sharing
@@ -126,7 +126,7 @@ def test_a_rotation_cut_short_stays_pending_and_sync_finishes_it(stack, tmp_path
 
         async with kine.client(MaliciousServer(cut)) as kc:
             records = Records(kc, await kc.unlock(PASSPHRASE))
-            with pytest.raises(Exception):  # noqa: B017 (any refusal; the point is what stays)
+            with pytest.raises(EcrinError):  # the server's refusal, as the device saw it
                 await Sharing(records).revoke(granted.grant_id)
         async with kine.client() as kc:
             records = Records(kc, await kc.unlock(PASSPHRASE))

@@ -18,11 +18,16 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from ecrin_platform.problems import ServiceError
 
 log = logging.getLogger("ecrin.gateway.ratelimit")
+#: What any counts' storage raises when it cannot answer besides its driver's own errors
+#: (``Storage.base_exceptions``): a timeout, a name that does not resolve. Anything else
+#: is a bug and stays a 500.
+STORAGE_FAILURES: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
 
 #: Seconds a client is told to wait when the limit store is unreachable.
 UNAVAILABLE_RETRY_S = 5
@@ -71,6 +76,9 @@ class AuthRateLimiter:
             options = {"connect_timeout": redis_timeout_s,
                        "stream_timeout": redis_timeout_s}
         self.storage = storage_from_string(uri, **options)
+        base = self.storage.base_exceptions
+        self.failures: tuple[type[BaseException], ...] = (
+            *(base if isinstance(base, tuple) else (base,)), *STORAGE_FAILURES)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.default = Policy(parse(per_ip), parse(per_account))
         self.routes = {route: Policy(parse(ip), parse(account))
@@ -97,7 +105,7 @@ class AuthRateLimiter:
                 if not allowed:
                     limited = outcome
                     break
-        except Exception as exc:  # noqa: BLE001 - any storage failure: redis, timeout, DNS
+        except self.failures as exc:
             log.warning("rate-limit storage unreachable: %s", type(exc).__name__)
             raise RateLimitUnavailable(
                 "Rate limiting is unavailable; try again shortly.",
@@ -113,5 +121,5 @@ class AuthRateLimiter:
         try:
             answer = self.storage.check()  # typed sync-or-async by the limits package
             return bool(await answer if inspect.isawaitable(answer) else answer)
-        except Exception:  # noqa: BLE001
+        except self.failures:
             return False
