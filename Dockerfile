@@ -20,19 +20,19 @@ COPY services services
 
 FROM build AS build-gateway
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package gateway
+    uv sync --frozen --no-default-groups --no-editable --package gateway
 
 FROM build AS build-records-api
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package records-api
+    uv sync --frozen --no-default-groups --no-editable --package records-api
 
 FROM build AS build-kms
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package kms
+    uv sync --frozen --no-default-groups --no-editable --package kms
 
 FROM build AS build-sharing
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --package sharing
+    uv sync --frozen --no-default-groups --no-editable --package sharing
 
 FROM ${PYTHON_IMAGE} AS runtime
 # pip and setuptools are build tools: the running service never installs anything.
