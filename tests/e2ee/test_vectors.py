@@ -31,6 +31,7 @@ from ecrin_e2ee import (
     WrappedIdentity,
     check_redemption,
     derive_account_keys,
+    normalise_name,
     open_entry,
     open_record,
     padme,
@@ -169,3 +170,32 @@ class TestVectorsOpen:
             signed = SignedAuditHead.from_json(case["signed_head"])
             assert signed.head.signed_bytes() == b64d(case["signed_bytes"])
             signed.verify(key.public_key)
+
+    def test_audit_chain(self) -> None:
+        from ecrin_client.audit import verify_chain
+
+        served = _load("audit_chain")["served"]
+        assert verify_chain(served["events"], chain=served["chain"],
+                            service=served["service"]) is None
+        signed = SignedAuditHead.from_json(served)
+        signed.verify(b64d(served["audit_key"]))
+        assert (signed.head.seq, signed.head.hash) == (len(served["events"]),
+                                                       served["events"][-1]["hash"])
+        for case in _load("audit_chain")["broken"]:
+            assert verify_chain(case["events"]) == case["broken_at"], case["what"]
+
+    def test_name_normalisation(self) -> None:
+        data = _load("name_normalisation")
+        key = SearchKey(b64d(data["search_key"]))
+        for case in data["cases"]:
+            assert normalise_name(case["input"]) == case["normalised"]
+            assert key.name_token(case["input"]) == case["token"]
+
+    def test_record_metadata(self) -> None:
+        data = _load("record_metadata")
+        record = EncryptedRecord.from_json(data["record"])
+        key = ScopeKey(record.header.file_id, record.header.scope, 1, b64d(data["scope_key"]))
+        opened = open_record(record, scope_key=key,
+                             author=PublicIdentity.from_json(data["author_identity"]))
+        assert opened.metadata == data["metadata"]
+        assert opened.content == vectors.content_rule(data["content_length"])

@@ -38,6 +38,7 @@ from ecrin_e2ee import (
     derive_account_keys,
     encrypt_record,
     grant_scope_keys,
+    local_seal,
     normalise_ins,
     normalise_name,
     padme,
@@ -46,6 +47,7 @@ from ecrin_e2ee import (
     wrap_identity,
 )
 from ecrin_e2ee._wire import b64e
+from ecrin_e2ee.local_seal import local_key
 
 DATA = Path(__file__).parent / "data"
 FIXED_NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -305,6 +307,99 @@ def audit_head_vectors() -> dict[str, Any]:
     }
 
 
+def audit_chain_vectors() -> dict[str, Any]:
+    """A chain as a service serves it (hashes from ``ecrin_platform.audit.event_hash``, the
+    deployed code) with a signed head; text fields hold non-ASCII, an astral character and
+    control characters because the hash covers Python's ASCII-escaped JSON, which a second
+    implementation must reproduce exactly. ``broken`` lists altered chains and the position
+    of the first event that must fail."""
+    from ecrin_platform.audit import GENESIS, event_hash
+
+    chain = f"file:{FILE_ID}:clinical"
+    rows = [(str(ALICE), "record.write", f"record:{RECORD_ID}", "ok"),
+            (str(BOB), "record.read", "Séance — genou 𝄞 €\u007f\t\"q\"", "ok"),
+            (str(BOB), "record.delete", f"record:{RECORD_ID}", "denied")]
+    events: list[dict[str, Any]] = []
+    previous = GENESIS
+    for seq, (actor, action, target, outcome) in enumerate(rows, start=1):
+        event = {"chain": chain, "seq": seq, "time": f"2026-03-01T09:3{seq}:00.12345{seq}+00:00",
+                 "actor": actor, "action": action, "target": target, "outcome": outcome,
+                 "request_id": f"req-{seq:04d}", "service": "records-api", "prev_hash": previous}
+        event["hash"] = previous = event_hash(event)
+        events.append(event)
+    with deterministic("audit-chain"):
+        key = AuditSigningKey.generate()
+        signed = key.sign(service="records-api", chain=chain, seq=len(events), hash=previous)
+    edited = [dict(e) for e in events]
+    edited[1]["target"] = "Seance"
+    dropped = [events[0], events[2]]
+    return {
+        "description": "SHA-256 of json.dumps(fields, sort_keys=True, separators=(',', ':')), "
+                       "chained from 64 zeros, and the signed head of the last event",
+        "served": {"service": "records-api", "chain": chain, "events": events,
+                   **signed.to_json(), "audit_key": b64e(key.public_key)},
+        "broken": [{"what": "an event's target edited", "events": edited, "broken_at": 2},
+                   {"what": "an event dropped", "events": dropped, "broken_at": 2},
+                   {"what": "two events swapped", "events": [events[1], events[0], events[2]],
+                    "broken_at": 1}],
+    }
+
+
+def name_normalisation_vectors() -> dict[str, Any]:
+    """Names where another language's Unicode functions could part from Python's
+    (``casefold``, ``unicodedata.combining``, NFKD): sharp s, Greek final sigma, dotted
+    capital I, ligatures, letters NFKD keeps, typographic apostrophes and dashes."""
+    alice, _ = _identities()
+    key = SearchKey.for_owner(alice)
+    names = ["Straße", "STRASSE", "ΟΔΥΣΣΕΑΣ", "Οδυσσέας", "İstanbul", "ﬁlomène", "Œuvre Æsop",
+             "Łukasz Đoković", "O’Brien", "Marie\u2010Thérèse", "Ｊｅａｎ", "  d'Artagnan._  ",
+             "Nguyễn Thị Ánh", "Ærøskøbing"]
+    return {
+        "search_key": b64e(key.to_bytes()),
+        "cases": [{"input": n, "normalised": normalise_name(n), "token": key.name_token(n)}
+                  for n in names],
+    }
+
+
+def record_metadata_vectors() -> dict[str, Any]:
+    """A record whose metadata JSON needs care to write as Python does: keys that sort by
+    code point (digits, capitals, accents, an astral character; JavaScript orders
+    integer-like keys first), nested objects, escapes and non-ASCII text."""
+    alice, _ = _identities()
+    metadata = {"title": "Bilan « initial » — \"genou\"\n\tgauche 🦵", "9": 9, "10": [10, None],
+                "Z": True, "é": {"b": 0.5, "a": -1, "𝄞": "clef"}, "\u2028": "line sep",
+                "created": "2026-03-01"}
+    with deterministic("record-metadata"):
+        key = ScopeKey.generate(FILE_ID, Scope.SHARED, 1)
+        record = encrypt_record(content_rule(1000), metadata, file_id=FILE_ID,
+                                record_id=RECORD_ID, record_version=2, scope_key=key,
+                                author=alice)
+    return {
+        "author_identity": alice.public_identity().to_json(),
+        "metadata": metadata,
+        "scope_key": b64e(key.to_bytes()),
+        "content_length": 1000,
+        "record": record.to_json(),
+    }
+
+
+def local_seal_vectors() -> dict[str, Any]:
+    """A contact name sealed for the account's own devices (``ecrin_e2ee.local_seal``)."""
+    alice, _ = _identities()
+    plaintext = '{"b0b00000-0000-4000-8000-000000000002": "Dr Martin Kiné"}'.encode()
+    with deterministic("local-seal"):
+        sealed = local_seal(alice, "contacts", plaintext)
+    return {
+        "account_id": str(ALICE),
+        "identity_keys": b64e(alice.to_bytes()),
+        "purpose": "contacts",
+        "subkey_id": 1,
+        "key": b64e(local_key(alice, "contacts")),
+        "plaintext": b64e(plaintext),
+        "sealed": sealed,
+    }
+
+
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "kdf": kdf_vectors,
     "identity": identity_vectors,
@@ -317,6 +412,10 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "padme": padme_vectors,
     "key_change": key_change_vectors,
     "audit_head": audit_head_vectors,
+    "audit_chain": audit_chain_vectors,
+    "name_normalisation": name_normalisation_vectors,
+    "record_metadata": record_metadata_vectors,
+    "local_seal": local_seal_vectors,
 }
 
 

@@ -53,6 +53,7 @@ from ecrin_e2ee.keyring import (
     open_entry,
     seal_entry,
 )
+from ecrin_e2ee.local_seal import local_open, local_seal
 from ecrin_e2ee.padding import padme
 from ecrin_e2ee.record_header import RecordHeader
 from ecrin_e2ee.records import (
@@ -117,6 +118,8 @@ __all__ = [
     "encrypt_record",
     "grant_scope_keys",
     "key_change_links",
+    "local_open",
+    "local_seal",
     "new_salt",
     "normalise_ins",
     "normalise_name",

@@ -134,7 +134,7 @@ class IdentityKeys:
     """An account's private identity keys; ``to_bytes`` is the 64-byte wrapped plaintext."""
 
     SIZE: ClassVar[int] = 64
-    __slots__ = ("account_id", "encryption_key", "signing_key")
+    __slots__ = ("_public", "account_id", "encryption_key", "signing_key")
 
     def __init__(
         self, account_id: uuid.UUID, encryption_key: PrivateKey, signing_key: SigningKey
@@ -142,6 +142,7 @@ class IdentityKeys:
         self.account_id = account_id
         self.encryption_key = encryption_key
         self.signing_key = signing_key
+        self._public: PublicIdentity | None = None
 
     @classmethod
     def generate(cls, account_id: uuid.UUID) -> Self:
@@ -161,7 +162,13 @@ class IdentityKeys:
         return bytes(self.encryption_key) + bytes(self.signing_key)
 
     def public_identity(self) -> PublicIdentity:
-        """The self-signed public identity to publish in the kms directory."""
+        """The self-signed public identity to publish in the kms directory. Made once (a
+        signature and its check): opening a page of keyring entries asks for it per entry."""
+        if self._public is None:
+            self._public = self._make_public_identity()
+        return self._public
+
+    def _make_public_identity(self) -> PublicIdentity:
         enc_public = bytes(self.encryption_key.public_key)
         sign_public = bytes(self.signing_key.verify_key)
         signature = self.signing_key.sign(

