@@ -8,13 +8,18 @@
 #   PostgreSQL (in production CloudNativePG makes these).
 # Nothing is written to disk. An existing secret is kept: a database initialised with a
 # password, or tokens signed with a key, must not be orphaned by a re-deploy.
+#   redis-auth (Secret, gateway and Redis: `password` and the redis.conf that requires it)
+# KEYS_NAMESPACE (production: ecrin-keys) receives what the kms needs: its audit key and a
+# copy of internal-token-public-key. In kind it is the one namespace.
 set -eu
 NAMESPACE="${NAMESPACE:-ecrin}"
+KEYS_NAMESPACE="${KEYS_NAMESPACE:-$NAMESPACE}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 exists() { kubectl -n "$NAMESPACE" get "$1" "$2" >/dev/null 2>&1; }
 apply() { kubectl -n "$NAMESPACE" apply -f - >/dev/null; }
 
 kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
+kubectl get namespace "$KEYS_NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$KEYS_NAMESPACE"
 
 if ! exists secret internal-token-signing-key; then
   "$PYTHON" - "$NAMESPACE" <<'PY' | apply
@@ -60,8 +65,9 @@ fi
 # Devices pin each service's audit key: a new key makes them refuse its audit chains, so
 # an existing one is never replaced here.
 for svc in gateway records-api kms sharing; do
-  exists secret "$svc-audit-signing-key" && continue
-  "$PYTHON" - "$NAMESPACE" "$svc" <<'PY' | apply
+  ns="$NAMESPACE"; [ "$svc" = kms ] && ns="$KEYS_NAMESPACE"
+  kubectl -n "$ns" get secret "$svc-audit-signing-key" >/dev/null 2>&1 && continue
+  "$PYTHON" - "$ns" "$svc" <<'PY' | kubectl -n "$ns" apply -f - >/dev/null
 import base64, json, sys
 from ecrin_platform.tokens import generate_keypair_pem
 private, _ = generate_keypair_pem()
@@ -73,6 +79,24 @@ print(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
 PY
   echo "created $svc-audit-signing-key"
 done
+
+# The kms verifies internal tokens too: the public key, in its namespace as well.
+if [ "$KEYS_NAMESPACE" != "$NAMESPACE" ]; then
+  kubectl -n "$NAMESPACE" get configmap internal-token-public-key -o jsonpath='{.data.public\.pem}' \
+    | kubectl -n "$KEYS_NAMESPACE" create configmap internal-token-public-key \
+        --from-file=public.pem=/dev/stdin --dry-run=client -o yaml \
+    | kubectl -n "$KEYS_NAMESPACE" apply -f - >/dev/null
+  echo "copied internal-token-public-key to $KEYS_NAMESPACE"
+fi
+
+# Redis's password: hex, since it travels in the gateway's Redis URL (gateway.settings).
+if ! exists secret redis-auth; then
+  password="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(32))')"
+  printf 'requirepass %s\n' "$password" | kubectl -n "$NAMESPACE" create secret generic \
+    redis-auth --from-literal=password="$password" --from-file=redis.conf=/dev/stdin \
+    --dry-run=client -o yaml | apply
+  echo "created redis-auth"
+fi
 
 if [ "${1:-}" = "--databases" ]; then
   for db in gateway records kms sharing; do

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Écrin on "four hosts" on one machine: each service and each database in its own network
 # namespace with its own address, wired to one bridge, with nftables rules mirroring the
-# Kubernetes NetworkPolicies (deploy/k8s). Then a scenario through the gateway, and proof
-# that the edges the architecture forbids are blocked.
+# Kubernetes NetworkPolicies (deploy/k8s). Every hop is TLS, as in production: mutual TLS
+# between the gateway and the services, verify-full to each PostgreSQL (certificates from a
+# throw-away CA, deploy/netns/certs.py). Then the product's story through the real `ecrin`
+# CLI on the client host (deploy/netns/story.py), and proof that the edges the
+# architecture forbids are blocked.
 #
 #   sudo deploy/netns/run.sh        (or: make netns-e2e)
 #
@@ -11,13 +14,13 @@
 # named ecrin-<run>-*, whose addresses (10.200.7.0/24) exist only behind a bridge inside
 # its own namespace: no route leads there from the machine or out of it. The trap removes
 # every process, namespace and file it made, whatever happens. Bounded: every wait has a
-# deadline, and the whole run is killed after ECRIN_NETNS_TIMEOUT seconds (default 150).
+# deadline, and the whole run is killed after ECRIN_NETNS_TIMEOUT seconds (default 240).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PYTHON="${ECRIN_PYTHON:-$ROOT/.venv/bin/python}"
 PG_BIN="${ECRIN_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
-TIMEOUT="${ECRIN_NETNS_TIMEOUT:-150}"
+TIMEOUT="${ECRIN_NETNS_TIMEOUT:-240}"
 RUN="$(printf '%04x' $((RANDOM % 65536)))"
 NS="ecrin-$RUN"
 NET=10.200.7
@@ -55,6 +58,7 @@ EDGES=(
   "client gateway 8000"
   "gateway records-api 8001" "gateway kms 8002" "gateway sharing 8003"
   "records-api sharing 8003" "kms sharing 8003"
+  "sharing records-api 8001"
   "gateway gateway-db 5432" "records-api records-db 5432" "kms kms-db 5432"
   "sharing sharing-db 5432"
 )
@@ -141,7 +145,14 @@ for host in "${HOSTS[@]}"; do
 done
 for edge in "${EDGES[@]}"; do read -r src dst port <<<"$edge"; say "  allow $src -> $dst:$port"; done
 
-step "databases: one PostgreSQL per service, each on its own host"
+step "certificates: one CA, a certificate per service and per database host"
+TLS="$WORK/tls"
+mkdir -m 755 "$TLS"
+"$PYTHON" "$ROOT/deploy/netns/certs.py" "$TLS" $(for h in "${HOSTS[@]}"; do
+  [ "$h" = client ] || printf '%s=%s ' "$h" "${ADDR[$h]}"; done) || fail "certificates"
+say "  CA and $(( ${#HOSTS[@]} - 1 )) certificates (server and client auth) in $TLS"
+
+step "databases: one PostgreSQL per service, each on its own host, TLS only"
 runuser -u postgres -- "$PG_BIN/initdb" -D "$PGW/template" -U postgres --auth-local=trust \
   --auth-host=reject -E UTF8 --no-sync >"$WORK/initdb.log" 2>&1 || { cat "$WORK/initdb.log"; fail "initdb"; }
 declare -A PASSWORD
@@ -150,16 +161,20 @@ for svc in "${SERVICES[@]}"; do
   db=${DB[$svc]}
   PASSWORD[$svc]="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')"
   cp -a "$PGW/template" "$PGW/$host"
-  # Only the service's own host and role may reach its database, with a password.
-  printf 'local all postgres trust\nhost %s %s %s/32 scram-sha-256\n' "$db" "$db" \
+  install -o postgres -m 600 "$TLS/$host.key" "$PGW/$host/server.key"
+  install -o postgres -m 644 "$TLS/$host.crt" "$PGW/$host/server.crt"
+  # Only the service's own host and role may reach its database, over TLS (hostssl: a
+  # plain connection matches no line), with a password.
+  printf 'local all postgres trust\nhostssl %s %s %s/32 scram-sha-256\n' "$db" "$db" \
     "${ADDR[$svc]}" > "$PGW/$host/pg_hba.conf"
   in_ns "$host" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGW/$host" -w -t 30 \
     -l "$PGW/$host.log" -o "-c listen_addresses=${ADDR[$host]} -c port=5432 \
-    -c unix_socket_directories=$PGW/$host -c fsync=off -c shared_buffers=16MB" start >/dev/null
+    -c unix_socket_directories=$PGW/$host -c fsync=off -c shared_buffers=16MB \
+    -c ssl=on -c ssl_min_protocol_version=TLSv1.2" start >/dev/null
   in_ns "$host" runuser -u postgres -- "$PG_BIN/psql" -qX -h "$PGW/$host" -U postgres \
     -v ON_ERROR_STOP=1 -c "CREATE ROLE $db LOGIN PASSWORD '${PASSWORD[$svc]}'" \
     -c "CREATE DATABASE $db OWNER $db" >/dev/null
-  say "  $host on ${ADDR[$host]}:5432 (database and role $db)"
+  say "  $host on ${ADDR[$host]}:5432 (database and role $db, hostssl only)"
 done
 rm -rf "$PGW/template"
 
@@ -183,20 +198,35 @@ PY
 service_env() {
   local svc=$1 prefix=${PREFIX[$1]}
   local host="$svc-db"; [ "$svc" = records-api ] && host=records-db
-  echo "${prefix}DATABASE_URL=postgresql+asyncpg://${DB[$svc]}:${PASSWORD[$svc]}@${ADDR[$host]}:5432/${DB[$svc]}"
+  # verify-full: the database host's certificate must chain to the CA and name its address.
+  echo "${prefix}DATABASE_URL=postgresql+asyncpg://${DB[$svc]}:${PASSWORD[$svc]}@${ADDR[$host]}:5432/${DB[$svc]}?ssl=verify-full"
+  echo "PGSSLROOTCERT=$TLS/ca.crt"
   echo "${prefix}AUDIT_SIGNING_KEY_FILE=$WORK/audit-$svc.key"
+  echo "${prefix}TLS_CERT_FILE=$TLS/$svc.crt"
+  echo "${prefix}TLS_KEY_FILE=$TLS/$svc.key"
+  echo "${prefix}TLS_CA_FILE=$TLS/ca.crt"
   if [ "$svc" = gateway ]; then
     echo "${prefix}INTERNAL_TOKEN_PRIVATE_KEY_FILE=$WORK/internal-token.key"
     echo "${prefix}ACCESS_TOKEN_PRIVATE_KEY_FILE=$WORK/access-token.key"
     echo "${prefix}TOTP_KEY_FILE=$WORK/totp.key"
-    echo "${prefix}RECORDS_URL=http://${ADDR[records-api]}:8001"
-    echo "${prefix}KMS_URL=http://${ADDR[kms]}:8002"
-    echo "${prefix}SHARING_URL=http://${ADDR[sharing]}:8003"
+    echo "${prefix}RECORDS_URL=https://${ADDR[records-api]}:8001"
+    echo "${prefix}KMS_URL=https://${ADDR[kms]}:8002"
+    echo "${prefix}SHARING_URL=https://${ADDR[sharing]}:8003"
     echo "${prefix}UPSTREAM_TIMEOUT_S=5"
+    # The client host stands for browsers and the CLI: TLS, without a client certificate.
+    echo "${prefix}TLS_REQUIRE_CLIENT_CERT=false"
+    # The story's devices use the test profile's cheap Argon2id, and one address.
+    echo "${prefix}MIN_KDF_OPSLIMIT=1"
+    echo "${prefix}MIN_KDF_MEMLIMIT=8192"
+    echo "${prefix}AUTH_RATE_LIMIT_PER_IP=10000/minute"
+    echo "${prefix}SIGNUP_RATE_LIMIT_PER_IP=10000/minute"
   else
     echo "${prefix}INTERNAL_TOKEN_PUBLIC_KEY_FILE=$WORK/internal-token.pub"
-    echo "${prefix}SHARING_URL=http://${ADDR[sharing]}:8003"
+    echo "${prefix}SHARING_URL=https://${ADDR[sharing]}:8003"
   fi
+  # Access-change notices: to the records API only (the kms is the keys' site).
+  [ "$svc" = sharing ] && echo "${prefix}RECORDS_URL=https://${ADDR[records-api]}:8001"
+  return 0
 }
 for svc in "${SERVICES[@]}"; do
   mapfile -t env_lines < <(service_env "$svc")
@@ -214,15 +244,16 @@ for svc in "${SERVICES[@]}"; do
   deadline=$((SECONDS + 40))
   # Readiness from the service's own host: /readyz is 200 once its database is reachable
   # and migrated to head.
-  until in_ns "$svc" curl -fs -m 2 -o /dev/null "http://${ADDR[$svc]}:${PORT[$svc]}/readyz"; do
+  until in_ns "$svc" curl -fs -m 2 -o /dev/null --cacert "$TLS/ca.crt" --cert "$TLS/$svc.crt" \
+      --key "$TLS/$svc.key" "https://${ADDR[$svc]}:${PORT[$svc]}/readyz"; do
     [ $SECONDS -lt $deadline ] || { tail -30 "$WORK/$svc.log"; fail "$svc not ready"; }
     sleep 0.3
   done
   say "  $svc ready"
 done
 
-GW="http://${ADDR[gateway]}:8000"
-client() { in_ns client curl -sS -m 10 "$@"; }
+GW="https://${ADDR[gateway]}:8000"
+client() { in_ns client curl -sS -m 10 --cacert "$TLS/ca.crt" "$@"; }
 check() {  # check "what" expected actual
   if [ "$2" = "$3" ]; then say "  ok    $1: $3"; else fail "$1: expected $2, got $3"; fi
 }
@@ -241,6 +272,24 @@ for pair in records:records-api keys:kms files:sharing; do
   check "GET /v1/$area/service-info answered by" "$svc" "$answer"
 done
 
+step "the story, from the client host through the ecrin CLI, over TLS"
+mkdir -p "$WORK/story"
+in_ns client env -i PATH=/usr/bin:/bin HOME="$WORK" SSL_CERT_FILE="$TLS/ca.crt" \
+  "$PYTHON" "$ROOT/deploy/netns/story.py" "$GW" "$WORK/story" \
+  || { for svc in "${SERVICES[@]}"; do tail -5 "$WORK/$svc.log"; done; fail "the story"; }
+
+step "TLS: the services answer only over mutual TLS"
+code() { in_ns "$1" curl -s -m 5 -o /dev/null -w '%{http_code}' "${@:2}" || true; }
+check "gateway -> kms, its client certificate" 200 \
+  "$(code gateway --cacert "$TLS/ca.crt" --cert "$TLS/gateway.crt" --key "$TLS/gateway.key" \
+     "https://${ADDR[kms]}:8002/healthz")"
+check "gateway -> kms, no client certificate" 000 \
+  "$(code gateway --cacert "$TLS/ca.crt" "https://${ADDR[kms]}:8002/healthz")"
+check "gateway -> kms, plain HTTP" 000 "$(code gateway "http://${ADDR[kms]}:8002/healthz")"
+check "kms -> kms-db, without TLS" refused "$(in_ns kms env PGPASSWORD="${PASSWORD[kms]}" \
+  PGSSLMODE=disable "$PG_BIN/psql" -h "${ADDR[kms-db]}" -U kms -d kms -Atc 'select 1' \
+  >/dev/null 2>&1 && echo accepted || echo refused)"
+
 # 0 if a TCP connection from host to addr:port opens within 3 s.
 connects() { in_ns "$1" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; }
 edge() {  # edge expected-word src dst port
@@ -252,6 +301,7 @@ edge() {  # edge expected-word src dst port
 step "edges: allowed ones open, forbidden ones blocked"
 edge open kms kms-db 5432
 edge blocked records-api kms-db 5432
+edge blocked records-api kms 8002
 edge blocked gateway kms-db 5432
 edge open gateway kms 8002
 edge blocked client kms 8002
@@ -260,7 +310,7 @@ edge blocked client sharing 8003
 edge blocked client gateway-db 5432
 edge blocked sharing kms 8002
 edge open records-api sharing 8003
-edge blocked sharing records-api 8001
+edge open sharing records-api 8001
 # Blocked at the destination too: with the records-api host's own output rules gone, the
 # kms-db host's input rules still drop it.
 in_ns records-api nft delete table inet ecrin

@@ -12,6 +12,28 @@ from tests.deploy.conftest import OVERLAYS, ROOT
 pytestmark = pytest.mark.xdist_group("deploy")
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+#: Type annotations that look like an assignment to the password pattern.
+TYPE_NAMES = frozenset({"Uint8Array", "ArrayBuffer", "SecretStr"})
+SERVICES = {"gateway": 8000, "records-api": 8001, "kms": 8002, "sharing": 8003}
+#: The Deployments each overlay runs (the keys site: the kms alone).
+DEPLOYMENTS = {"kind": [*SERVICES, "redis"], "production": [*SERVICES, "redis"],
+               "site-data": ["gateway", "records-api", "sharing", "redis"],
+               "site-keys": ["kms"]}
+
+
+def probe_path(probe: dict, port: int) -> str:
+    """The path a probe checks: an httpGet (kind, plain HTTP) or, behind mutual TLS, the
+    exec probe that presents the pod's certificate (ecrin_platform.probe)."""
+    assert len({"httpGet", "exec", "tcpSocket", "grpc"} & set(probe)) == 1, probe
+    if "httpGet" in probe:
+        assert probe["httpGet"]["port"] == port
+        return str(probe["httpGet"]["path"])
+    command = probe["exec"]["command"]
+    assert command[:3] == ["python", "-m", "ecrin_platform.probe"], command
+    prefix = f"https://localhost:{port}"
+    assert command[3].startswith(prefix), command
+    assert {"--ca", "--cert", "--key"} <= set(command), command
+    return str(command[3][len(prefix):])
 
 
 def pod_specs(docs: list[dict]):
@@ -27,8 +49,7 @@ class TestPodHardening:
     @pytest.mark.parametrize("overlay", OVERLAYS)
     def test_pods(self, documents, overlay):
         specs = dict(pod_specs(documents[overlay]))
-        assert {"Deployment/gateway", "Deployment/records-api", "Deployment/kms",
-                "Deployment/sharing", "Deployment/redis"} <= set(specs)
+        assert {f"Deployment/{d}" for d in DEPLOYMENTS[overlay]} <= set(specs)
         for name, spec in specs.items():
             assert spec.get("automountServiceAccountToken") is False, name
             pod = spec.get("securityContext") or {}
@@ -57,11 +78,12 @@ class TestPodHardening:
     @pytest.mark.parametrize("overlay", OVERLAYS)
     def test_services_probe_healthz_and_readyz_and_migrate_first(self, documents, overlay):
         specs = dict(pod_specs(documents[overlay]))
-        for svc in ("gateway", "records-api", "kms", "sharing"):
+        for svc in set(SERVICES) & set(DEPLOYMENTS[overlay]):
             spec = specs[f"Deployment/{svc}"]
             main = spec["containers"][0]
-            assert main["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert probe_path(main["livenessProbe"], SERVICES[svc]) == "/healthz"
+            assert probe_path(main["readinessProbe"], SERVICES[svc]) == "/readyz"
+            assert probe_path(main["startupProbe"], SERVICES[svc]) == "/healthz"
             assert [c["args"] for c in spec["initContainers"]] == [["migrate"]]
             assert spec["initContainers"][0]["image"] == main["image"]
 
@@ -126,5 +148,7 @@ class TestNoSecretCommitted:
             if pem.search(text):
                 found.append(f"{name}: PEM private key")
             for m in assignment.finditer(text):
+                if m.group(2) in TYPE_NAMES:  # `password: Uint8Array`, a parameter's type
+                    continue
                 found.append(f"{name}: {m.group(1)}={m.group(2)[:3]}...")
         assert found == []

@@ -16,7 +16,7 @@ import pytest
 
 from tests.deploy.conftest import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("netns"), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("netns"), pytest.mark.timeout(330)]
 
 
 def netns_available() -> str | None:
@@ -41,8 +41,8 @@ def netns_run():
             pytest.fail(f"the four-host run cannot run here: {reason}")
         pytest.skip(f"the four-host run needs root and network namespaces: {reason}")
     result = subprocess.run([str(ROOT / "deploy" / "netns" / "run.sh")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=220,
-                            env={**os.environ, "ECRIN_NETNS_TIMEOUT": "180"})
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ECRIN_NETNS_TIMEOUT": "270"})
     return result
 
 
@@ -58,10 +58,24 @@ class TestFourHosts:
             assert f"GET /v1/{area}/service-info answered by: {svc}" in netns_run.stdout
         assert "OpenAPI tags: gateway,records-api,kms,sharing" in netns_run.stdout
 
+    def test_the_story_crosses_the_hosts_over_tls(self, netns_run):
+        for step in ("sign-up (practitioner, TOTP enrolled)", "patient created",
+                     "records written", "invitation accepted by a parent",
+                     "parent reads the prescription: decrypted, identical",
+                     "parent reads the bilan: refused", "revocation: the parent is refused"):
+            assert f"  ok    {step}" in netns_run.stdout, step
+
+    def test_services_answer_only_over_mutual_tls(self, netns_run):
+        for line in ("gateway -> kms, its client certificate: 200",
+                     "gateway -> kms, no client certificate: 000",
+                     "gateway -> kms, plain HTTP: 000", "kms -> kms-db, without TLS: refused"):
+            assert f"  ok    {line}" in netns_run.stdout, line
+
     def test_forbidden_edges_are_blocked(self, netns_run):
         lines = netns_run.stdout.splitlines()
         blocked = [ln.split()[1:4] for ln in lines if ln.strip().endswith(": blocked")]
         assert ["records-api", "->", "kms-db"] in blocked
+        assert ["records-api", "->", "kms"] in blocked
         assert ["client", "->", "kms"] in blocked
 
     def test_no_namespace_is_left_behind(self, netns_run):

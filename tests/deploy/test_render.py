@@ -16,8 +16,10 @@ pytestmark = pytest.mark.xdist_group("deploy")
 #: The oldest Kubernetes the manifests must work on.
 KUBERNETES_VERSION = "1.30.0"
 
-#: Checks skipped for a whole overlay, each with its reason. Resource-level skips are
-#: checkov.io/skipN annotations next to the resource, with their reason in a comment.
+#: Checks skipped for a whole overlay, each with its reason: kind only. The released
+#: overlays are scanned as `make release-manifests` writes them (images by digest) with no
+#: skip at all. Resource-level skips are checkov.io/skipN annotations next to the resource,
+#: with their reason in a comment.
 SKIPPED_CHECKS: dict[str, dict[str, str]] = {
     "kind": {
         # Image digests: kind runs images built on the laptop and loaded with `kind load`,
@@ -27,27 +29,41 @@ SKIPPED_CHECKS: dict[str, dict[str, str]] = {
         # does not exist; IfNotPresent uses the images `make kind-load` put on the node.
         "CKV_K8S_15": "images are loaded into kind, never pulled",
     },
-    "production": {
-        # Image digests: the release pipeline pins them with `kustomize edit set image
-        # name@sha256:...`; the committed overlay names a tag, which is reviewed by humans.
-        "CKV_K8S_43": "digests are set at release time",
-    },
 }
+#: Kinds of the operators the production overlays rely on: no schema is bundled with
+#: kubernetes-validate; test_operator_schemas.py checks them against their CRDs.
+OPERATOR_GROUPS = ("postgresql.cnpg.io/v1", "cert-manager.io/v1")
+NAMESPACES = {"kind": {"ecrin"}, "production": {"ecrin", "ecrin-keys"},
+              "site-data": {"ecrin"}, "site-keys": {"ecrin-keys"}}
 
 
 class TestRender:
     def test_every_overlay_renders(self, documents):
-        assert set(OVERLAYS) == {"kind", "production"}
+        assert set(OVERLAYS) == {"kind", "production", "site-data", "site-keys"}
         for overlay, docs in documents.items():
             kinds = {d["kind"] for d in docs}
             assert {"Deployment", "Service", "NetworkPolicy", "ConfigMap", "ServiceAccount",
                     "PodDisruptionBudget", "Namespace"} <= kinds, overlay
 
-    def test_everything_lives_in_the_ecrin_namespace(self, documents):
+    def test_everything_lives_in_the_overlays_namespaces(self, documents):
         for overlay, docs in documents.items():
+            made = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+            assert made == NAMESPACES[overlay]
             for d in docs:
                 if d["kind"] != "Namespace":
-                    assert d["metadata"].get("namespace") == "ecrin", (overlay, d["metadata"])
+                    assert d["metadata"].get("namespace") in made, (overlay, d["metadata"])
+
+    @pytest.mark.parametrize("overlay", ["production", "site-keys"])
+    def test_the_kms_and_its_database_and_nothing_else_in_the_keys_namespace(self, documents,
+                                                                             overlay):
+        keys = {(d["kind"], d["metadata"]["name"]) for d in documents[overlay]
+                if d["metadata"].get("namespace") == "ecrin-keys"}
+        workloads = {n for k, n in keys if k in ("Deployment", "Cluster", "StatefulSet")}
+        assert workloads == {"kms", "kms-db"}
+        elsewhere = {d["metadata"]["name"] for d in documents[overlay]
+                     if d["kind"] in ("Deployment", "Cluster")
+                     and d["metadata"].get("namespace") != "ecrin-keys"}
+        assert not elsewhere & {"kms", "kms-db"}
 
 
 class TestKubernetesValidate:
@@ -57,24 +73,26 @@ class TestKubernetesValidate:
             [tool("kubernetes-validate"), "--strict", "--quiet", "-k", KUBERNETES_VERSION,
              str(rendered[overlay])], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
-        # Only the CloudNativePG resources may go without a schema (CRDs are not bundled);
-        # tests/deploy/test_production.py checks them.
+        # Only the operators' resources may go without a schema (CRDs are not bundled);
+        # tests/deploy/test_operator_schemas.py checks them against their CRDs.
         for line in (result.stdout + result.stderr).splitlines():
             if "Couldn't find schema" in line:
-                assert "postgresql.cnpg.io/v1" in line, line
+                assert any(group in line for group in OPERATOR_GROUPS), line
             else:
                 assert not line.strip(), line
 
 
 @pytest.fixture(scope="session")
-def checkov_reports(rendered: dict[str, Path]) -> dict[str, dict]:
-    """One checkov scan per overlay, offline (--skip-download; no platform API call)."""
+def checkov_reports(rendered: dict[str, Path], released: dict[str, Path]) -> dict[str, dict]:
+    """One checkov scan per overlay, offline (--skip-download; no platform API call): kind
+    as rendered, the others as released (images by digest)."""
     reports = {}
     for overlay, path in rendered.items():
-        skips = ",".join(SKIPPED_CHECKS[overlay])
+        skips = ["--skip-check", ",".join(SKIPPED_CHECKS[overlay])] \
+            if overlay in SKIPPED_CHECKS else []
         result = subprocess.run(
-            [tool("checkov"), "--file", str(path), "--framework", "kubernetes", "--output",
-             "json", "--skip-download", "--skip-check", skips],
+            [tool("checkov"), "--file", str(released.get(overlay, path)), "--framework",
+             "kubernetes", "--output", "json", "--skip-download", *skips],
             capture_output=True, text=True, timeout=300,
             env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2":
                  "false"})
@@ -89,10 +107,28 @@ class TestCheckov:
         report = checkov_reports[overlay]
         failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
         assert failed == []
-        assert report["summary"]["passed"] > 100
+        assert report["summary"]["passed"] > 80
 
     @pytest.mark.parametrize("overlay", OVERLAYS)
     def test_every_resource_level_skip_says_why(self, checkov_reports, overlay):
         for check in checkov_reports[overlay]["results"]["skipped_checks"]:
             comment = (check.get("check_result") or {}).get("suppress_comment", "")
             assert comment and len(comment) > 10, check["check_id"]
+
+
+class TestReferences:
+    def test_every_script_a_comment_or_the_guide_names_exists(self):
+        """A comment that names a script which does not exist sends an operator nowhere."""
+        import re
+
+        from tests.deploy.conftest import ROOT
+
+        named = re.compile(r"(?<![\w/])(deploy/[\w./-]+\.(?:sh|py))\b")
+        texts = [p for p in (ROOT / "deploy").rglob("*")
+                 if p.is_file() and p.suffix in (".yaml", ".sh", ".py", ".toml")
+                 and ".venv" not in p.parts]
+        texts.append(ROOT / "docs" / "deploy.md")
+        texts.append(ROOT / "Makefile")
+        missing = {(str(p.relative_to(ROOT)), m) for p in texts
+                   for m in named.findall(p.read_text()) if not (ROOT / m).exists()}
+        assert missing == set()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +18,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
 from ecrin_platform.db import create_engine, read_only_engine
+
+#: Key of the PostgreSQL advisory lock every migration run takes first (transaction-level:
+#: released at its commit or rollback). Each service has its own database, so one key is
+#: enough; the number is the first 8 bytes of BLAKE2b("ecrin.alembic"). A run waiting for
+#: it shows in ``pg_locks`` as ``locktype = 'advisory'`` with ``granted = false``.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.blake2b(b"ecrin.alembic", digest_size=8).digest(), "big", signed=True)
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -50,7 +61,14 @@ def run_env(target_metadata: MetaData) -> None:
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=connection.dialect.name == "sqlite",
                           compare_type=True)
-        with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two pods (or a Job and a pod) starting at once on the first deploy: the second
+            # waits here, then reads the version the first one committed and does nothing.
+            # The lock is taken before Alembic reads alembic_version, in the one transaction
+            # that runs every migration (PostgreSQL DDL is transactional), and is released
+            # by its commit or rollback, a crash included.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+        with _sqlite_file_lock(connection), context.begin_transaction():
             context.run_migrations()
 
     async def run_async() -> None:
@@ -68,3 +86,20 @@ def run_env(target_metadata: MetaData) -> None:
             context.run_migrations()
         return
     asyncio.run(run_async())
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(connection: Connection) -> Iterator[None]:
+    """SQLite has no advisory lock and pysqlite commits before DDL: two runs at once on one
+    file (two services started together on the embedded database) take turns on an
+    exclusive lock of a file beside the database instead."""
+    database = connection.engine.url.database if connection.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from ecrin_e2ee import AuditSigningKey
 
@@ -18,6 +20,11 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///var/service.db"
+    #: A file holding the database password (a mounted Secret: CloudNativePG's
+    #: ``<db>-db-app``, key ``password``). When set, it replaces any password in
+    #: ``database_url``, which then carries no secret and may sit in a ConfigMap. Read at
+    #: start-up: a rotated password takes effect at the next rollout.
+    database_password_file: Path | None = None
     #: PEM of the gateway's Ed25519 public key that signs internal tokens, or a path to it.
     internal_token_public_key: SecretStr | None = None
     internal_token_public_key_file: Path | None = None
@@ -50,6 +57,44 @@ class ServiceSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     #: Run Alembic to head on start-up (development convenience; production runs a Job).
     migrate_on_start: bool = False
+    #: Mutual TLS between the gateway and the services (ecrin_platform.tls). With a
+    #: certificate and key, ``serve`` listens over TLS; with a CA too, it requires a client
+    #: certificate from that CA, and this service's own calls to other services present its
+    #: certificate and verify theirs against that CA. Files, as cert-manager mounts them
+    #: (``tls.crt``, ``tls.key``, ``ca.crt``); unset: plain HTTP (``make run``, loopback).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    #: With ``tls_ca_file``: refuse a client without a certificate from that CA. On for
+    #: every internal service; the gateway may turn it off where its callers are browsers
+    #: and the CLI rather than the ingress (the four-host run's client host).
+    tls_require_client_cert: bool = True
+
+    def __repr_args__(self) -> Any:
+        # The URLs may carry a password (read from its file): never in a repr or a log.
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and name is not None and name.endswith("_url") \
+                    and "@" in value:
+                scheme, _, rest = value.partition("://")
+                value = f"{scheme}://***@{rest.rpartition('@')[2]}"
+            yield name, value
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> ServiceSettings:
+        if self.database_password_file is not None:
+            secret = self.database_password_file.read_text().rstrip("\r\n")
+            url = make_url(self.database_url).set(password=secret)
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_go_together(self) -> ServiceSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file are set together")
+        if self.tls_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_ca_file needs tls_cert_file and tls_key_file: a service "
+                             "that checks client certificates must present its own")
+        return self
 
     def internal_public_key_pem(self) -> bytes:
         if self.internal_token_public_key is not None:
