@@ -361,12 +361,19 @@ def audit_event(event: dict[str, Any], file_id: str) -> dict[str, Any]:
 
 
 def to_fhir(trail: AuditTrail) -> dict[str, Any]:
-    """A FHIR R4 ``Bundle`` (type ``collection``) of one ``AuditEvent`` per event."""
+    """A FHIR R4 ``Bundle`` (type ``collection``) of one ``AuditEvent`` per event, built
+    with the ``fhir.resources`` models, so that an event that does not make a valid
+    resource fails here rather than at the receiving system. (The models are those of
+    R4B, 4.3.0: its Bundle and AuditEvent are R4's, element for element, and
+    ``fhir.resources`` ships no 4.0.1 models for pydantic 2.)"""
+    from fhir.resources.R4B.auditevent import AuditEvent
+    from fhir.resources.R4B.bundle import Bundle, BundleEntry
+
     events = trail.events()
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle", "type": "collection",
-        "entry": [{"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource}
-                  for resource in (audit_event(e, trail.file_id) for e in events)]}
-    if events:
-        bundle["timestamp"] = events[-1]["time"]
-    return bundle
+    entries = [BundleEntry(fullUrl=f"urn:uuid:{resource['id']}",
+                           resource=AuditEvent.model_validate(resource))
+               for resource in (audit_event(e, trail.file_id) for e in events)]
+    bundle = Bundle(type="collection", entry=entries or None,
+                    timestamp=events[-1]["time"] if events else None)
+    exported: dict[str, Any] = json.loads(bundle.model_dump_json(exclude_none=True))
+    return exported

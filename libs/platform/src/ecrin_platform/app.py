@@ -12,6 +12,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
+from ecrin_platform.conventions import HttpConventionsMiddleware
 from ecrin_platform.db import create_engine, create_sessionmaker
 from ecrin_platform.guards import (
     BodyLimitMiddleware,
@@ -21,10 +22,18 @@ from ecrin_platform.guards import (
 )
 from ecrin_platform.health import ReadinessCheck, health_router
 from ecrin_platform.migrations import upgrade_to_head
-from ecrin_platform.observability import Metrics, ObservabilityMiddleware, configure_logging
+from ecrin_platform.observability import (
+    Metrics,
+    ObservabilityMiddleware,
+    configure_logging,
+    metrics_var,
+)
+from ecrin_platform.openapi import install_openapi, operation_id
 from ecrin_platform.problems import install_problem_handlers
 from ecrin_platform.settings import ServiceSettings
+from ecrin_platform.tls import client_context
 from ecrin_platform.tokens import InternalTokenVerifier
+from ecrin_platform.tracing import TracingTransport, configure_tracing, instrument_engine
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -56,6 +65,7 @@ def build_service_app(
     no-store, internal authentication), just before the routes.
     """
     configure_logging(service, settings.log_level)
+    configure_tracing(service)
     log = logging.getLogger(f"ecrin.{service}")
 
     @asynccontextmanager
@@ -67,7 +77,17 @@ def build_service_app(
                                pool_pre_ping=settings.db_pool_pre_ping)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+        # Mutual TLS to the other services when the settings name a CA (ecrin_platform.tls).
+        # (The TLS context goes to the transport: a client ignores ``verify`` when it is
+        # given a transport. TracingTransport adds the trace context to each call.)
+        instrument_engine(engine)
+        app.state.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            transport=TracingTransport(httpx.AsyncHTTPTransport(
+                verify=client_context(settings))))
+        # Background tasks the hooks start copy this context: the audit events they write
+        # (a grant expiry swept outside any request) reach the domain counters too.
+        metrics_var.set(metrics)
         for hook in on_startup:
             await hook(app)
         log.info("started")
@@ -84,7 +104,9 @@ def build_service_app(
                   docs_url="/docs" if docs else None, redoc_url=None,
                   # A slash redirect names the service's own address: behind the gateway it
                   # would send clients to an internal host. A wrong path is a plain 404.
-                  redirect_slashes=False)
+                  redirect_slashes=False,
+                  # records.create, grants.revoke: what generated clients name functions after
+                  generate_unique_id_function=operation_id)
     app.state.settings = settings
     app.state.service = service
     #: Signs the head of every audit chain this service serves; required to serve.
@@ -92,6 +114,8 @@ def build_service_app(
     metrics = Metrics(service)
     app.state.metrics = metrics
     install_problem_handlers(app)
+    install_openapi(app, service=service, description=description, authenticated=internal_auth,
+                    routers=routers)
     app.include_router(health_router(script_location, readiness_checks))
     for router in routers:
         app.include_router(router)
@@ -109,7 +133,13 @@ def build_service_app(
     # The gateway adds its internal token and forwarding headers: services allow for them.
     app.add_middleware(HeaderLimitMiddleware,
                        max_bytes=(24 if internal_auth else 16) * 1024)
+    # WWW-Authenticate on every 401, Retry-After on every 503, 304 for If-None-Match.
+    app.add_middleware(HttpConventionsMiddleware)
     # Added last, so outermost: every response, even a 401 or a 413, gets a request id.
-    app.add_middleware(ObservabilityMiddleware, service=service, metrics=metrics)
+    # A service trusts the traceparent of its callers (the gateway, another service: they
+    # must hold an internal token); the gateway, which has none to check, is the edge and
+    # starts its own trace.
+    app.add_middleware(ObservabilityMiddleware, service=service, metrics=metrics,
+                       trust_traceparent=internal_auth)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -107,10 +108,39 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
                             headers=exc.headers, request_id=_request_id(request), **exc.extra)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the document gives the path. Starlette's 405 names only the methods of
+    the first route that matches (GET of a path that also has DELETE). Built from the
+    OpenAPI paths, so the answer and the document cannot disagree."""
+    patterns = getattr(request.app.state, "allow_patterns", None)
+    if patterns is None:
+        patterns = []
+        for template, item in request.app.openapi().get("paths", {}).items():
+            regex = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+            patterns.append((template.count("{"), re.compile(regex),
+                             {m.upper() for m in item if m in _METHODS}))
+        request.app.state.allow_patterns = patterns
+    path = request.url.path
+    matches = [(params, methods) for params, regex, methods in patterns if regex.match(path)]
+    if not matches:
+        return ""
+    # /v1/records/headers is its own path, not /v1/records/{record_id}: the most literal
+    # templates that match win.
+    fewest = min(params for params, _ in matches)
+    return ", ".join(sorted({m for params, methods in matches if params == fewest
+                             for m in methods}))
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None),
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    return problem_response(exc.status_code, detail, headers=headers or None,
                             request_id=_request_id(request))
 
 
