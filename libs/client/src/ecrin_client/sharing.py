@@ -430,6 +430,7 @@ class Sharing:
         An invitation id cancels the invitation instead. Returns (what, grant, rotations).
         """
         ref = account_uuid(grant_or_invitation, "grant id")
+        before = await self._latest_versions(ref)
         try:
             raw = (await self._t.request("DELETE", f"/v1/grants/{ref}")).json()
         except NotFound:
@@ -445,12 +446,39 @@ class Sharing:
         self.records.trust.store.revoked(grant.file_id, grant.grantee_id)
         if not rotate:
             return "grant", grant, []
+        before.update({s: v for s, v in (await self._scope_versions(
+            grant.file_id, [s for s in grant.scopes if s not in before])).items()})
         rotations = await self.sync(grant.file_id)
-        # The queue is the server's word: the grant's scopes rotate from here in any case.
+        # The queue is the server's word (it may call the current version "rotated"): every
+        # scope of the grant ends on a key version newer than the one the member held.
+        rotations = [r for r in rotations if r.version > before.get(r.scope, 0)]
         done = {r.scope for r in rotations}
         for scope in sorted(set(grant.scopes) - done):
             rotations.append(await self.rotate(grant.file_id, scope, reason="revoked"))
         return "grant", grant, rotations
+
+    async def _latest_versions(self, grant_id: str) -> dict[str, int]:
+        """Before a revocation: the latest key version of each scope of the grant, as this
+        device's verified keyring shows it (empty for an invitation or a grant it cannot
+        see: the revocation then rotates every scope of the grant)."""
+        try:
+            raw = (await self._t.request("GET", f"/v1/grants/{grant_id}")).json()
+            grant = self._grant_view(raw)
+        except (NotFound, PermissionDenied, IntegrityError):
+            return {}
+        if grant.grantee_id == self.account_id:
+            return {}
+        return await self._scope_versions(grant.file_id, list(grant.scopes))
+
+    async def _scope_versions(self, file_id: str, scopes: list[str]) -> dict[str, int]:
+        fid = uuid.UUID(file_id)
+        versions: dict[str, int] = {}
+        for scope in scopes:
+            try:
+                versions[scope] = (await self.records.scope_key(fid, Scope(scope))).version
+            except NotFound:
+                continue
+        return versions
 
     # -- invitations -------------------------------------------------------------------------
 
@@ -475,6 +503,8 @@ class Sharing:
                                 "payload": payload.to_json(), "verifier": verifier.to_json()}
         if until is not None:
             body["valid_until"] = until.isoformat()
+        # Recorded before it is sent: only invitations made here re-admit a revoked account.
+        self.records.trust.store.made_invitation(str(fid), invitation_id)
 
         async def send() -> Any:
             return await self._t.request("POST", "/v1/invitations", json=body, ok=(200, 201))

@@ -52,8 +52,11 @@ from ecrin_e2ee import (
     FormatError,
     IdentityKeys,
     InvitationVerifier,
+    KeyringEntry,
     PublicIdentity,
+    Relationship,
     check_redemption,
+    open_entry,
 )
 
 if TYPE_CHECKING:
@@ -190,6 +193,22 @@ class TrustStore:
     def revoked(self, file_id: str, account_id: str) -> None:
         self._update_file(file_id, add={"revoked": account_id},
                           remove={"granters": account_id})
+        # Only an invitation this device makes from now on may bring the account back.
+        data = self._files()
+        entry = data.setdefault(file_id, {})
+        entry.setdefault("revoked_after", {})[account_id] = len(entry.get("made", []))
+        self.profile._write(FILES, data)
+
+    def made_invitation(self, file_id: str, invitation_id: str) -> None:
+        """This device created an invitation to the file (its id is chosen here)."""
+        self._update_file(file_id, add={"made": invitation_id})
+
+    def reinvited(self, file_id: str, account_id: str, invitation_id: str) -> bool:
+        """Was the account, revoked from the file, invited again by this device since?"""
+        entry = self.file(file_id)
+        made = entry.get("made", [])
+        since = int(entry.get("revoked_after", {}).get(account_id, len(made)))
+        return invitation_id in made[since:]
 
     def is_revoked(self, file_id: str, account_id: str) -> bool:
         return account_id in self.file(file_id).get("revoked", [])
@@ -221,7 +240,10 @@ class TrustStore:
         if binding.to_json() not in entry["invitations"]:
             entry["invitations"].append(binding.to_json())
             self.profile._write(BINDINGS, data)
-            if binding.role == "invitee":  # invited again after a revocation
+            # Invited again after a revocation — by an invitation this device made since;
+            # not an old invitation bound late, which would undo the revocation.
+            if binding.role == "invitee" and self.reinvited(
+                    binding.file_id, binding.account_id, binding.invitation_id):
                 self._update_file(binding.file_id, remove={"revoked": binding.account_id})
 
 
@@ -238,6 +260,7 @@ class Trust:
         self.store = TrustStore(client.profile)
         self._checked: dict[str, PublicIdentity] = {self.own_id: identity.public_identity()}
         self._scanned: set[str] = set()
+        self._ownership_checked: set[str] = set()
 
     def reason(self, account_id: str | uuid.UUID,
                file_id: str | uuid.UUID | None = None) -> Why | None:
@@ -278,13 +301,45 @@ class Trust:
         return (account in self.store.file(file).get("granters", [])
                 or self.store.first_granter(file, account))
 
-    async def granter(self, account_id: str | uuid.UUID,
-                      file_id: str | uuid.UUID) -> PublicIdentity:
+    async def granter(self, account_id: str | uuid.UUID, file_id: str | uuid.UUID,
+                      scope: str | None = None) -> PublicIdentity:
         """The identity a keyring entry of ``file_id`` is accepted from, or :class:`Untrusted`."""
         identity = await self.identity(account_id, use="accept keys it signed")
+        if str(account_id) != self.own_id and scope is not None:
+            await self.learn_ownership(str(file_id), scope)
         if not self.entitled(account_id, file_id):
             raise Untrusted(str(account_id), "accept keys it signed for this patient file")
         return identity
+
+    async def learn_ownership(self, file_id: str, scope: str) -> None:
+        """Before another account's key version of a file is accepted on a device that has
+        not recorded the file as its own (a second computer, a new profile, the browser):
+        the file is this account's when its keyring holds a first key version this account
+        signed for itself — only the file's creator has one, and no server can forge it.
+        Then no colleague becomes the file's "first granter" (docs/protocol.md §17)."""
+        if file_id in self._ownership_checked or self.store.file(file_id).get("owned"):
+            return
+        self._ownership_checked.add(file_id)
+        try:
+            body = (await self.client.transport.request(
+                "GET", f"/v1/keyrings/{file_id}/entries",
+                params={"scope": scope, "version": 1})).json()
+        except (PermissionDenied, NotFound):
+            return  # a member added after version 1: nothing to learn
+        own = self._checked[self.own_id]
+        for raw in body.get("entries", []) if isinstance(body, dict) else []:
+            try:
+                entry = KeyringEntry.from_json(raw)
+                # An invitee also seals its keys to itself (accept): only the creator's
+                # own entries say "owner".
+                if (str(entry.file_id), entry.version, str(entry.granter_id),
+                        entry.relationship) != (file_id, 1, self.own_id, Relationship.OWNER):
+                    continue
+                open_entry(entry, self.keys, own)
+            except (FormatError, DecryptionError, ValueError, TypeError):
+                continue
+            self.store.own_file(file_id)
+            return
 
     # -- invitations ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ecrin_platform.tokens import key_id
 
@@ -30,7 +30,12 @@ class AccessClaims:
 
 
 class AccessTokens:
-    def __init__(self, private_pem: bytes, ttl_s: int) -> None:
+    """Signs with one key; verifies with it and, during a rotation, with the previous key's
+    public half (``previous_public_pem``) until the last token it signed has expired
+    (docs/deploy.md, rotation)."""
+
+    def __init__(self, private_pem: bytes, ttl_s: int,
+                 previous_public_pem: bytes | None = None) -> None:
         key = serialization.load_pem_private_key(private_pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("the access token key must be Ed25519")
@@ -40,6 +45,19 @@ class AccessTokens:
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
         self.kid = key_id(public_pem)
         self.ttl_s = ttl_s
+        self._verifying: dict[str, Ed25519PublicKey] = {self.kid: self._public}
+        self._previous: str | None = None
+        self._previous_until = 0.0
+        if previous_public_pem:
+            previous = serialization.load_pem_public_key(previous_public_pem)
+            if not isinstance(previous, Ed25519PublicKey):
+                raise ValueError("the previous access token key must be Ed25519")
+            self._verifying.setdefault(key_id(previous_public_pem), previous)
+            # Every honest token of the previous key was issued before this process began
+            # signing with the new one, so none is valid past start + ttl: after that the
+            # previous key verifies nothing, even if the operator forgets to remove it.
+            self._previous = key_id(previous_public_pem)
+            self._previous_until = time.time() + ttl_s
 
     def issue(self, account_id: uuid.UUID, session_id: uuid.UUID, role: str) -> str:
         now = int(time.time())
@@ -51,9 +69,12 @@ class AccessTokens:
     def verify(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
-            if header.get("alg") != ALGORITHM or header.get("kid") != self.kid:
+            public = self._verifying.get(str(header.get("kid")))
+            if header.get("alg") != ALGORITHM or public is None:
                 raise InvalidAccessToken("unexpected algorithm or key id")
-            claims = jwt.decode(token, self._public, algorithms=[ALGORITHM], audience=AUDIENCE,
+            if header.get("kid") == self._previous and time.time() > self._previous_until:
+                raise InvalidAccessToken("the previous key's window has ended")
+            claims = jwt.decode(token, public, algorithms=[ALGORITHM], audience=AUDIENCE,
                                 issuer=ISSUER, leeway=5,
                                 options={"require": ["exp", "iat", "nbf", "sub", "sid", "aud",
                                                      "iss"]})
