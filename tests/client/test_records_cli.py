@@ -71,7 +71,9 @@ class TestPatientCommands:
         assert human.exit_code == 0 and "Léa Dupont" in human.stdout
 
     def test_bad_identity_exits_1(self, ecrin):
-        result = ecrin("patient", "create", "--name", "X", "--birth-date", "31/12/2000")
+        result = ecrin("patient", "create", "--name", "X", "--birth-date", "31/02/2000")
+        assert result.exit_code == 1 and "is not a date" in result.stderr
+        result = ecrin("patient", "create", "--name", "", "--birth-date", "31/12/2000")
         assert result.exit_code == 1 and "invalid patient identity" in result.stderr
         assert ecrin("patient", "show", "Personne").exit_code == 4
 

@@ -7,11 +7,12 @@ be enumerated, and the client does not pretend to know better.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ecrin_e2ee import IdentityMismatchError as _E2EEIdentityMismatch
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "AuthError",
@@ -40,18 +41,24 @@ class EcrinError(Exception):
     default_message: ClassVar[str] = "request failed"
 
     def __init__(self, message: str | None = None, *, slug: str | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, fields: dict[str, str] | None = None) -> None:
         super().__init__(message or self.default_message)
         self.slug = slug
         self.status = status
+        #: The server's reason for each field it refused (``{"email": "..."}``).
+        self.fields = fields or {}
 
     @property
     def message(self) -> str:
         return str(self.args[0])
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": type(self).__name__, "slug": self.slug, "status": self.status,
-                "message": self.message, "exit_code": self.exit_code}
+        data: dict[str, Any] = {"error": type(self).__name__, "slug": self.slug,
+                                "status": self.status, "message": self.message,
+                                "exit_code": self.exit_code}
+        if self.fields:
+            data["fields"] = self.fields
+        return data
 
 
 class InvalidInput(EcrinError):
@@ -176,6 +183,45 @@ def problem_of(response: httpx.Response) -> tuple[str | None, str | None]:
     return slug, detail if isinstance(detail, str) else None
 
 
+# Where a field sits in a request, as FastAPI's validation errors name it: not shown.
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+# The generic wording of a 422 (ecrin_platform.problems): replaced by the field reasons.
+_GENERIC_DETAILS = ("The request does not match the schema.",)
+
+
+def problem_fields(response: httpx.Response) -> dict[str, str]:
+    """``{field: reason}`` from the ``errors`` of a problem body (FastAPI's ``loc`` and
+    ``msg``); empty if there are none. The field is the dotted path without its location
+    (``body``), e.g. ``email`` or ``kdf.params.opslimit``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return {}
+    fields: dict[str, str] = {}
+    for error in errors[:10]:
+        if not isinstance(error, dict) or not isinstance(error.get("msg"), str):
+            continue
+        loc = [str(part) for part in error.get("loc") or () if not isinstance(part, dict)]
+        if loc and loc[0] in _LOCATIONS:
+            loc = loc[1:]
+        name = ".".join(loc) or "request"
+        fields.setdefault(name, error["msg"])
+    return fields
+
+
+def _with_fields(detail: str | None, fields: dict[str, str]) -> str | None:
+    """The server's reason, naming each field: "email: value is not a valid email..."."""
+    if not fields:
+        return detail
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in fields.items())
+    if not detail or detail in _GENERIC_DETAILS:
+        return reasons
+    return f"{detail} ({reasons})"
+
+
 _SLUGS: dict[str, type[EcrinError]] = {
     "invalid-credentials": InvalidCredentials,
     "second-factor-required": SecondFactorRequired,
@@ -203,16 +249,18 @@ def error_from_response(response: httpx.Response) -> EcrinError:
     """Map an error response to the matching client error, by problem slug then status."""
     status = response.status_code
     slug, detail = problem_of(response)
+    fields = problem_fields(response) if status < 500 else {}
     cls = _SLUGS.get(slug or "") or _STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else InvalidInput
     # The server's detail is shown for validation errors only: for authentication errors
     # the client's own fixed wording is the one clear sentence the user needs.
-    message = detail if cls in (InvalidInput, Conflict, NotFound, PermissionDenied) else None
+    message = (_with_fields(detail, fields)
+               if cls in (InvalidInput, Conflict, NotFound, PermissionDenied) else None)
     if cls is RateLimited:
         return RateLimited(retry_after=_retry_after(response), slug=slug, status=status)
     if cls is Unavailable:
         return Unavailable(message, retry_after=_retry_after(response), slug=slug, status=status)
     if cls is Conflict and slug and not message:
         message = slug.replace("-", " ")
-    return cls(message, slug=slug, status=status)
+    return cls(message, slug=slug, status=status, fields=fields)

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ecrin_client.errors import InvalidInput
 from ecrin_e2ee import FormatError, normalise_ins
@@ -30,6 +38,7 @@ __all__ = [
     "SessionNote",
     "default_scope",
     "note_model",
+    "parse_day",
     "sniff_content_type",
 ]
 
@@ -42,6 +51,24 @@ DOCUMENT_KINDS = ("prescription", "imaging", "letter", "report", "document")
 KINDS = ("patient-identity", *NOTE_KINDS, *DOCUMENT_KINDS)
 Scope = Literal["clinical", "shared", "administrative"]
 Text = Annotated[str, Field(max_length=20_000)]
+
+
+_FRENCH_DAY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})")
+
+
+def parse_day(text: str, what: str = "date") -> dt.date:
+    """A day as people write it in France, JJ/MM/AAAA (also with ``.`` or ``-``, one-digit
+    day and month allowed), or as ISO 8601, AAAA-MM-JJ."""
+    value = text.strip()
+    try:
+        match = _FRENCH_DAY.fullmatch(value)
+        if match:
+            day, month, year = (int(part) for part in match.groups())
+            return dt.date(year, month, day)
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{what}: {text!r} is not a date (JJ/MM/AAAA or AAAA-MM-JJ, "
+                           "e.g. 04/05/2001)") from None
 
 
 class _Content(BaseModel):
@@ -94,11 +121,23 @@ class SessionNote(_Content):
 
 
 class Exercise(_Content):
+    """One exercise: ``sets`` of ``reps`` repetitions, or of a position held ``hold_seconds``
+    (a plank, a stretch); one of the two, never both."""
+
     name: Annotated[str, Field(min_length=1, max_length=200)]
     sets: Annotated[int, Field(ge=1, le=100)] = 1
-    reps: Annotated[int, Field(ge=1, le=1000)] = 1
+    reps: Annotated[int | None, Field(ge=1, le=1000)] = None
+    hold_seconds: Annotated[int | None, Field(ge=1, le=3600)] = None
     frequency: Annotated[str, Field(max_length=100)] = ""
     instructions: Text = ""
+
+    @model_validator(mode="after")
+    def _reps_or_hold(self) -> Exercise:
+        if self.reps is not None and self.hold_seconds is not None:
+            raise ValueError("give reps or a hold duration, not both")
+        if self.reps is None and self.hold_seconds is None:
+            self.reps = 1  # what a program written before hold durations meant
+        return self
 
 
 class ExerciseProgram(_Content):
@@ -160,8 +199,19 @@ class RecordMetadata(BaseModel):
         return json.loads(self.model_dump_json(exclude_none=True))
 
 
+DOCUMENT_NAMES = {"application/pdf": "a PDF document", "image/jpeg": "a JPEG image",
+                  "image/png": "a PNG image"}
+
+
+def document_name(content_type: str) -> str:
+    """How to name a document's type in a sentence: "a PDF document", "a PNG image"."""
+    return DOCUMENT_NAMES.get(content_type, f"a document of type {content_type}")
+
+
 def sniff_content_type(head: bytes) -> str:
     """The content type of a PDF, JPEG or PNG from its first bytes; anything else refused."""
+    if not head:
+        raise InvalidInput("the file is empty")
     for content_type, magic in CONTENT_TYPES.items():
         if head.startswith(magic):
             return content_type

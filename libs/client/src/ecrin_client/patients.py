@@ -11,15 +11,19 @@ possible by design).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from datetime import UTC, date, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ecrin_client.errors import IntegrityError, InvalidInput, NotFound
-from ecrin_client.kine import PatientIdentity, RecordMetadata
+from ecrin_client import ids
+from ecrin_client.errors import IntegrityError, InvalidInput, NotFound, PermissionDenied
+from ecrin_client.identity_pages import read_identities
+from ecrin_client.kine import PatientIdentity, RecordMetadata, parse_day
 from ecrin_client.records import Records, Unreadable, integrity_failure
 from ecrin_e2ee import (
     FormatError,
@@ -38,6 +42,7 @@ __all__ = ["Patient", "Patients", "search_tokens"]
 IDENTITY_KIND = "patient-identity"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 PAGE = 200
+PARALLEL = 8  # files whose identity is fetched at once: bounded, for the gateway's sake
 
 
 class Patient(BaseModel):
@@ -77,9 +82,9 @@ def _query(key: SearchKey, text: str) -> tuple[str, Any]:
     except FormatError:
         pass
     try:
-        day = date.fromisoformat(text.strip())
+        day = parse_day(text)
         return "birth_date", (day, key.birth_date_token(day.isoformat()))
-    except ValueError:
+    except InvalidInput:
         pass
     if not normalise_name(text):
         raise InvalidInput("nothing to search for")
@@ -105,6 +110,8 @@ class Patients:
         self.records = records
         self._t = records.client.transport
         self.search_key = SearchKey.for_owner(records.identity)
+        #: files read the old way at once, for every page in flight together
+        self._gate = asyncio.Semaphore(PARALLEL)
 
     async def create(self, identity: PatientIdentity) -> Patient:
         """File (pending), keyring v1 of the three scopes (activates it), identity record.
@@ -114,11 +121,14 @@ class Patients:
         """
         me = self.records.identity
         file_id = uuid.uuid4()
+        # Named in the file (not secret: the record's kind is encrypted), so that a page of
+        # patients is listed with one bulk read (``identity_pages``).
+        identity_record_id = uuid.uuid4()
 
         async def create_file() -> Any:
             return await self._t.request(
                 "POST", "/v1/files", ok=(200, 201),
-                json={"file_id": str(file_id),
+                json={"file_id": str(file_id), "identity_record_id": str(identity_record_id),
                       "search_tokens": search_tokens(self.search_key, identity)})
 
         await self.records.client._retrying(create_file)
@@ -138,24 +148,34 @@ class Patients:
         content = identity.to_bytes()
         record = await self.records.create(file_id, "administrative", RecordMetadata(
             title="Identité du patient", kind=IDENTITY_KIND, content_type="application/json",
-            size=len(content), created_at=datetime.now(UTC)), content)
+            size=len(content), created_at=datetime.now(UTC)), content,
+            record_id=identity_record_id)
         return Patient(file_id=str(file_id), relationship="owner",
                        created_at=record.created_at, identity=identity,
                        identity_record_id=record.record_id)
 
-    async def _files(self, token: str | None = None) -> list[dict[str, Any]]:
+    async def _pages(self, token: str | None = None
+                     ) -> AsyncIterator[list[dict[str, Any]]]:
         params: dict[str, Any] = {"limit": PAGE}
         if token is not None:
             params["token"] = token
-        files: list[dict[str, Any]] = []
         while True:
             page = (await self._t.request("GET", "/v1/files", params=params)).json()
-            files.extend(page.get("items") or [])
+            yield list(page.get("items") or [])
             if not page.get("next_cursor"):
-                return files
+                return
             params["cursor"] = page["next_cursor"]
 
+    async def _files(self, token: str | None = None) -> list[dict[str, Any]]:
+        return [file async for page in self._pages(token) for file in page]
+
+    async def _one(self, file: dict[str, Any]) -> Patient:
+        """One file's patient: through its named identity record when it has one."""
+        return (await self._patients([file]))[0]
+
     async def _patient(self, file: dict[str, Any]) -> Patient:
+        """One file's patient, the old way: list its administrative records, read the
+        latest identity (files whose identity record is not named in the file)."""
         file_id = str(file.get("id"))
         identity: PatientIdentity | None = None
         record_id: str | None = None
@@ -182,22 +202,90 @@ class Patients:
                        created_at=file.get("created_at"), identity=identity,
                        identity_record_id=record_id)
 
+    async def _patients(self, files: list[dict[str, Any]]) -> list[Patient]:
+        """Each file's identity, in the files' order: those whose file names its identity
+        record in two requests per page (``identity_pages``); the others (files made before
+        that, or left out of the bulk answers) ``PARALLEL`` at a time, a few requests each."""
+        named = {str(f.get("id")): str(f["identity_record_id"]) for f in files
+                 if f.get("identity_record_id") and "administrative" in (f.get("scopes") or {})}
+        read = await read_identities(self.records, named) if named else {}
+        gate = self._gate
+
+        async def one(file: dict[str, Any]) -> Patient:
+            file_id = str(file.get("id"))
+            if file_id in read:
+                found = read[file_id]
+                return Patient(file_id=file_id, relationship=str(file.get("relationship", "")),
+                               created_at=file.get("created_at"),
+                               identity=found[0] if found else None,
+                               identity_record_id=found[1] if found else None)
+            async with gate:
+                return await self._patient(file)
+
+        return list(await asyncio.gather(*(one(f) for f in files)))
+
     async def list(self, search: str | None = None) -> list[Patient]:
         """Every patient file I can open; with ``search``, those whose identity matches."""
         if search is None:
-            return [await self._patient(f) for f in await self._files()]
+            # Each page's identities are read while the next page of files is fetched.
+            reading: list[asyncio.Task[list[Patient]]] = []
+            try:
+                async for page in self._pages():
+                    reading.append(asyncio.create_task(self._patients(page)))
+                return [p for page in await asyncio.gather(*reading) for p in page]
+            finally:
+                for task in reading:
+                    task.cancel()  # a failure of one: the others stop too (done: no-op)
         kind, (value, token) = _query(self.search_key, search)
-        found = [await self._patient(f) for f in await self._files(token)]
+        indexed = await self._files(token)
+        # Files shared with me (a parent's, a colleague's) carry their owner's search
+        # tokens, not mine: those are searched here, after decryption.
+        seen = {str(f.get("id")) for f in indexed}
+        shared = [f for f in await self._files() if f.get("relationship") != "owner"
+                  and str(f.get("id")) not in seen]
+        found = await self._patients(indexed + shared)
         return [p for p in found if _matches(kind, value, p.identity)]
 
+    async def _by_prefix(self, ref: str) -> dict[str, Any] | None:
+        """The file whose id starts with ``ref`` (a short id copied from a table), or None
+        if ``ref`` cannot be one or no id starts with it (it is then searched as a name);
+        several: :class:`InvalidInput`, give more characters."""
+        if not ids.is_prefix(ref):
+            return None
+        files = await self._files()
+        try:
+            wanted = ids.resolve(ref, (str(f.get("id")) for f in files), "patient file")
+        except NotFound:
+            return None
+        return next(f for f in files if str(f.get("id")) == wanted)
+
+    async def check_scope(self, file_id: str, scope: str, *, write: bool) -> None:
+        """Refuse, naming what the grant holds, a scope it does not hold (or holds read
+        only, for a write): the server would answer "no such keyring", which says nothing
+        of the reason. The server still decides; this only words the refusal."""
+        file = (await self._t.request("GET", f"/v1/files/{file_id}")).json()
+        scopes = file.get("scopes") or {}
+        relationship = str(file.get("relationship") or "member")
+        held = ", ".join(f"{s} ({a})" for s, a in scopes.items()) or "no scope"
+        if scope not in scopes:
+            raise PermissionDenied(f"as {relationship} of this file you hold {held}, not "
+                                   f"the {scope} scope; choose one with --scope")
+        if write and scopes[scope] != "append":
+            raise PermissionDenied(f"as {relationship} of this file you may read the {scope} "
+                                   "scope, not write to it")
+
     async def file_id(self, ref: str) -> str:
-        """The file id a PATIENT argument names (no decryption when it is an id)."""
+        """The file id a PATIENT argument names (no decryption when it is an id or the
+        start of one)."""
         ref = ref.strip()
         if _UUID.match(ref):
             file = (await self._t.request("GET", f"/v1/files/{uuid.UUID(ref)}")).json()
             if str(file.get("id")) != str(uuid.UUID(ref)):
                 raise integrity_failure("the patient file")
             return str(file["id"])
+        found = await self._by_prefix(ref)
+        if found is not None:
+            return str(found["id"])
         return (await self.get(ref)).file_id
 
     async def get(self, ref: str) -> Patient:
@@ -207,12 +295,16 @@ class Patients:
             file = (await self._t.request("GET", f"/v1/files/{uuid.UUID(ref)}")).json()
             if str(file.get("id")) != str(uuid.UUID(ref)):
                 raise integrity_failure("the patient file")
-            return await self._patient(file)
+            return await self._one(file)
+        by_prefix = await self._by_prefix(ref)
+        if by_prefix is not None:
+            return await self._one(by_prefix)
         found = await self.list(ref)
         if not found:
             raise NotFound(f"no patient matches {ref!r}")
         if len(found) > 1:
             names = ", ".join(f"{p.name} ({p.file_id})" for p in found[:5])
-            raise InvalidInput(f"{len(found)} patients match {ref!r}: {names}; give a file id")
+            raise InvalidInput(f"{len(found)} patients match {ref!r}: {names}; give a file id "
+                               "(its first characters are enough)")
         return found[0]
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from ecrin_client.checks import check_email
 from ecrin_client.cli.runtime import (
     EmailOption,
     JsonOption,
@@ -19,6 +20,7 @@ from ecrin_client.cli.runtime import (
     TotpOption,
     runtime,
 )
+from ecrin_client.cli.unlock import forget_keys
 from ecrin_client.client import ROLES, EcrinClient
 from ecrin_client.errors import EcrinError, InvalidInput, SecondFactorRequired
 from ecrin_client.models import LoginResult, SessionInfo, SignupResult
@@ -41,12 +43,13 @@ def _login_json(result: LoginResult) -> dict[str, object]:
 
 
 def _print_login(console: Console, result: LoginResult) -> None:
-    console.print(f"Signed in as [bold]{result.account.email}[/] ({result.account.role}); "
-                  "your keys are unlocked on this device.")
+    console.print(f"Signed in as [bold]{result.account.email}[/] ({result.account.role}). "
+                  "`ecrin unlock` keeps your keys open for the next commands.")
     console.print(f"Your fingerprint: {result.fingerprint}")
     if not result.account.second_factor_enabled and result.account.role == "practitioner":
-        console.print("[yellow]No second factor yet: run `ecrin 2fa enable` before opening "
-                      "patient data.[/]")
+        console.print("[yellow]No second factor yet: `ecrin 2fa enable` adds one (a server "
+                      "that requires it for practitioners refuses patient data until "
+                      "then).[/]")
 
 
 @account_app.command("create")
@@ -61,8 +64,11 @@ def create(ctx: typer.Context, email: EmailOption = None,
     if role not in ROLES:
         raise rt.fail(InvalidInput(f"role must be one of {', '.join(ROLES)}"))
     email = email or rt.local(lambda: rt.ask("email"))
+    rt.local(lambda: check_email(email))  # before the passphrase and Argon2id
     passphrase = rt.local(lambda: rt.secret("new passphrase", "ECRIN_PASSPHRASE", confirm=True,
                                             check_length=True))
+
+    forget_keys(rt)  # the profile changes account
 
     async def flow(client: EcrinClient) -> tuple[SignupResult, str, LoginResult | None]:
         account, recovery_text = await client.signup(email, passphrase, role)
@@ -138,6 +144,7 @@ def register(app: typer.Typer) -> None:
         rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
         email = email or rt.profile().settings().email or rt.local(lambda: rt.ask("email"))
         passphrase = rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
+        forget_keys(rt)  # keys the agent holds may be another account's
 
         def attempt(code: str | None, recovery: str | None) -> LoginResult:
             return rt.run_raw(lambda client: client.login(
@@ -159,8 +166,9 @@ def register(app: typer.Typer) -> None:
     @app.command("logout")
     def logout(ctx: typer.Context, json_: JsonOption = False,
                server: ServerOption = None) -> None:
-        """End this session and forget its tokens."""
+        """End this session, forget its tokens and lock the agent."""
         rt = runtime(ctx, json_=json_, server=server)
+        forget_keys(rt)
         rt.run(lambda client: client.logout())
         rt.emit({"logged_out": True}, lambda console: console.print("Signed out."))
 

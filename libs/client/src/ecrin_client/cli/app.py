@@ -2,17 +2,96 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from ecrin_client.cli import accounts, patients, records, security
-from ecrin_client.cli.audit import audit_app
 from ecrin_client.cli.runtime import Runtime
-from ecrin_client.cli.share import share_app
-from ecrin_client.cli.sync import sync_app
+
+# httpx imports its own command line (click, rich.syntax, pygments: 0.1 s of CPU) unless
+# that import fails; it then defines a stub instead. `None` in sys.modules is Python's way
+# to make an import fail. The `ecrin` CLI never runs httpx's command line.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+# Every top-level command, the module that defines it and its one-line help. A command's
+# module is imported only when that command runs (or its own --help is asked), so that
+# `ecrin --help` and a command served by the unlock agent start fast (docs/cli.md).
+# tests/client/test_cli_start.py checks these lines against the commands' own help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "login": ("accounts", "Sign in on this device and unlock your keys. Secret: the "
+              "passphrase."),
+    "logout": ("accounts", "End this session, forget its tokens and lock the agent."),
+    "whoami": ("accounts", "Who this profile is signed in as, according to the server."),
+    "unlock": ("unlock", "Unlock your keys for the next commands (kept by a local agent)."),
+    "lock": ("unlock", "Make the agent forget your keys now."),
+    "verify": ("security", "Show an account's fingerprint and your safety number; pin it "
+               "once confirmed."),
+    "account": ("accounts", "Create an account."),
+    "sessions": ("accounts", "List and revoke your sessions (devices)."),
+    "2fa": ("security", "Second factor (TOTP)."),
+    "passphrase": ("security", "Change your passphrase."),
+    "recovery": ("security", "The recovery key."),
+    "identity": ("security", "Your identity keys (what others verify)."),
+    "patient": ("patients", "Patients: create, list, search, show."),
+    "record": ("records", "Records of a patient: documents, notes, versions."),
+    "share": ("share", "Share a patient file: invitations, grants, revocation."),
+    "sync": ("sync", "Rotate the scope keys of revoked or expired grants and re-key the "
+             "records (content untouched)."),
+    "audit": ("audit", "A patient file's access history (hash-chained, verified here)."),
+}
+
+
+def _register(module_name: str) -> Callable[[typer.Typer], None]:
+    module = importlib.import_module(f"ecrin_client.cli.{module_name}")
+    attached: dict[str, str] = {"share": "share_app", "sync": "sync_app",
+                                "audit": "audit_app"}
+    if module_name in attached:
+        sub_app = getattr(module, attached[module_name])
+        return lambda holder: holder.add_typer(sub_app, name=module_name)
+    register: Callable[[typer.Typer], None] = module.register
+    return register
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists every command from :data:`COMMANDS`, imports one on use."""
+
+    _loaded: dict[str, TyperGroup]
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def _module_group(self, module_name: str) -> TyperGroup:
+        loaded = self.__dict__.setdefault("_loaded", {})
+        if module_name not in loaded:
+            holder = typer.Typer()
+            holder.callback()(lambda: None)  # always a group, even with one command
+            _register(module_name)(holder)
+            group = typer.main.get_command(holder)
+            assert isinstance(group, TyperGroup)
+            loaded[module_name] = group
+        return loaded[module_name]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, summary = COMMANDS[cmd_name]
+        if self._listing:  # the root's --help: the summary, without importing anything
+            return typer.core.TyperCommand(name=cmd_name, help=summary)
+        return self._module_group(module_name).commands.get(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 EXIT_CODES = """\
 Exit codes: 0 ok · 1 usage or invalid input · 2 authentication failed (wrong passphrase or \
@@ -29,6 +108,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LazyGroup,
+    # Plain click help: Rich's help renderer imports Markdown and syntax highlighting
+    # (0.2 s of CPU), more than everything else `ecrin --help` does.
+    rich_markup_mode=None,
 )
 
 
@@ -44,15 +127,6 @@ def _global(ctx: typer.Context,
                 "--passphrase-stdin", help="Read secrets from stdin, one per line.")] = False,
             ) -> None:
     ctx.obj = Runtime(server=server, json=json_, passphrase_stdin=passphrase_stdin)
-
-
-accounts.register(app)
-security.register(app)
-patients.register(app)
-records.register(app)
-app.add_typer(share_app, name="share")
-app.add_typer(sync_app, name="sync")
-app.add_typer(audit_app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> None:

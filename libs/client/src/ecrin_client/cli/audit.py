@@ -8,13 +8,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ecrin_client.audit import AuditChain, AuditTrail, collect, scope_of, to_fhir
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
 from ecrin_client.cli.share import PatientArgument
 from ecrin_client.cli.unlocked import with_records
+from ecrin_client.contacts import Contacts
 from ecrin_client.errors import IntegrityError
+from ecrin_client.ids import short
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records
 
@@ -23,21 +26,20 @@ audit_app = typer.Typer(
     help="A patient file's access history (hash-chained, verified here).")
 
 
-def _who(actor: str, me: str) -> str:
-    return "you" if actor == me else actor
 
 
 def _chain_label(chain: AuditChain) -> str:
     return f"{chain.service} ({chain.scope or 'file'})"
 
 
-def print_trail(console: Console, trail: AuditTrail, me: str) -> None:
+def print_trail(console: Console, trail: AuditTrail, names: dict[str, str]) -> None:
     table = Table("time", "service", "scope", "who", "action", "target", "outcome",
-                  title=f"Audit trail of file {trail.file_id}")
+                  title=f"Audit trail of file {short(trail.file_id)}")
     for e in trail.events():
         table.add_row(str(e.get("time"))[:19].replace("T", " "), str(e.get("service")),
-                      scope_of(str(e.get("chain"))) or "file", _who(str(e.get("actor")), me),
-                      str(e.get("action")), str(e.get("target")), str(e.get("outcome")))
+                      scope_of(str(e.get("chain"))) or "file",
+                      escape(names.get(str(e.get("actor")), short(str(e.get("actor"))))),
+                      str(e.get("action")), short(str(e.get("target"))), str(e.get("outcome")))
     console.print(table)
     for chain in trail.chains:
         signed = (chain.signed_head or {}).get("head", {}).get("time")
@@ -71,12 +73,16 @@ def audit(ctx: typer.Context, patient: PatientArgument,
     Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
-    async def flow(records: Records, patients: Patients) -> tuple[AuditTrail, str]:
+    async def flow(records: Records, patients: Patients
+                   ) -> tuple[AuditTrail, dict[str, str]]:
         file_id = await patients.file_id(patient)
         trail = await collect(records.client.transport, file_id, records.client.profile)
-        return trail, str(records.identity.account_id)
+        contacts = Contacts(records.client.profile, records.identity)
+        await contacts.bind_invitees(records.trust, file_id)
+        actors = {str(e.get("actor")) for e in trail.events() if e.get("actor")}
+        return trail, {a: contacts.label(a) for a in actors}
 
-    trail, me = with_records(rt, flow)
+    trail, names = with_records(rt, flow)
     if fhir or output is not None:
         data = to_fhir(trail) if fhir else trail.to_json()
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
@@ -87,7 +93,8 @@ def audit(ctx: typer.Context, patient: PatientArgument,
         else:
             typer.echo(text)
     else:
-        rt.emit(trail.to_json(), lambda console: print_trail(console, trail, me))
+        rt.emit({**trail.to_json(), "names": names},
+                lambda console: print_trail(console, trail, names))
     if verify and not trail.verified:
         broken = ", ".join(f"{_chain_label(c)} at event {c.broken_at}"
                            for c in trail.chains if c.available and not c.verified)

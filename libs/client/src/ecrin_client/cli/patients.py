@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 import typer
@@ -13,22 +12,23 @@ from rich.table import Table
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
 from ecrin_client.cli.unlocked import with_records
 from ecrin_client.errors import InvalidInput
-from ecrin_client.kine import PatientIdentity
+from ecrin_client.ids import short
+from ecrin_client.kine import PatientIdentity, parse_day
 from ecrin_client.patients import Patient, Patients
 from ecrin_client.records import Records
 
 patient_app = typer.Typer(help="Patients: create, list, search, show.", no_args_is_help=True)
 
 PatientArgument = Annotated[str, typer.Argument(
-    metavar="PATIENT", help="Patient file id, or a search (name, INS, YYYY-MM-DD) that "
-    "matches one patient.")]
+    metavar="PATIENT", help="Patient file id (or its first characters), or a search "
+    "(name, INS, birth date) that matches one patient.")]
 
 
 def identity_row(patient: Patient) -> tuple[str, str, str, str]:
     identity = patient.identity
     if identity is None:
-        return patient.file_id, patient.name, "", ""
-    return (patient.file_id, identity.name, identity.birth_date.isoformat(),
+        return short(patient.file_id), patient.name, "", ""
+    return (short(patient.file_id), identity.name, identity.birth_date.strftime("%d/%m/%Y"),
             identity.ins or "")
 
 
@@ -36,7 +36,7 @@ def print_patients(console: Console, patients: list[Patient]) -> None:
     if not patients:
         console.print("No patient.")
         return
-    table = Table("file id", "name", "birth date", "INS")
+    table = Table("file", "name", "birth date", "INS")
     for patient in patients:
         table.add_row(*identity_row(patient))
     console.print(table)
@@ -45,7 +45,8 @@ def print_patients(console: Console, patients: list[Patient]) -> None:
 @patient_app.command("create")
 def create(ctx: typer.Context,
            name: Annotated[str, typer.Option("--name", help="Full name, e.g. 'Marie Dupont'.")],
-           birth_date: Annotated[str, typer.Option("--birth-date", help="YYYY-MM-DD.")],
+           birth_date: Annotated[str, typer.Option(
+               "--birth-date", help="JJ/MM/AAAA or AAAA-MM-JJ.")],
            ins: Annotated[str | None, typer.Option("--ins", help="INS (NIR, 15 chars).")] = None,
            phone: Annotated[str | None, typer.Option("--phone")] = None,
            email: Annotated[str | None, typer.Option("--email")] = None,
@@ -56,7 +57,7 @@ def create(ctx: typer.Context,
 
     def parse() -> PatientIdentity:
         try:
-            return PatientIdentity(name=name, birth_date=dt.date.fromisoformat(birth_date),
+            return PatientIdentity(name=name, birth_date=parse_day(birth_date, "birth date"),
                                    ins=ins, phone=phone, email=email)
         except ValueError as exc:
             detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ecrin_client import ids
+from ecrin_client.cli.notes_view import print_note
 from ecrin_client.cli.patients import PatientArgument
 from ecrin_client.cli.runtime import JsonOption, Runtime, ServerOption, StdinOption, runtime
 from ecrin_client.cli.unlocked import with_records
+from ecrin_client.contacts import Contacts
 from ecrin_client.errors import InvalidInput, NotFound
+from ecrin_client.ids import short
 from ecrin_client.kine import (
     DOCUMENT_KINDS,
     NOTE_KINDS,
     RecordMetadata,
     default_scope,
+    document_name,
+    parse_day,
     parse_note,
     sniff_content_type,
 )
@@ -30,23 +38,48 @@ from ecrin_client.records import RecordInfo, Records
 record_app = typer.Typer(help="Records of a patient: documents, notes, versions.",
                          no_args_is_help=True)
 
-RecordArgument = Annotated[str, typer.Argument(metavar="RECORD", help="Record id.")]
+RecordArgument = Annotated[str, typer.Argument(
+    metavar="RECORD", help="Record id, or its first characters (as `record list` shows it).")]
+_FULL_ID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 ScopeOption = Annotated[str | None, typer.Option(
     "--scope", help="clinical | shared | administrative (default: by kind).")]
 TitleOption = Annotated[str | None, typer.Option("--title", help="Title (encrypted).")]
-DateOption = Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default today).")]
+DateOption = Annotated[str | None, typer.Option(
+    "--date", help="JJ/MM/AAAA or AAAA-MM-JJ (default today).")]
 VersionOfOption = Annotated[str | None, typer.Option(
     "--version-of", metavar="RECORD", help="Add a new version of this record instead.")]
 _SCOPES = ("clinical", "shared", "administrative")
 
 
 def _day(value: str | None) -> dt.date:
-    if value is None:
-        return dt.date.today()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput("dates are YYYY-MM-DD") from None
+    return dt.date.today() if value is None else parse_day(value, "--date")
+
+
+_HOLD = re.compile(r"(?:(\d+)\s*(?:min|mn|m))?\s*(?:(\d+)\s*(?:s|sec|secs|seconds?))?")
+
+
+def _exercise(text: str) -> dict[str, Any]:
+    """'name;sets;reps or hold;frequency': '12' is 12 repetitions, '30s', '1min' or
+    '1min30s' a position held that long."""
+    parts = [p.strip() for p in text.split(";")]
+    if len(parts) > 4 or not parts[0]:
+        raise InvalidInput("--exercise is 'name;sets;reps or hold (12, 30s, 1min);frequency'")
+    exercise: dict[str, Any] = {"name": parts[0]}
+    if len(parts) > 1 and parts[1]:
+        exercise["sets"] = parts[1]
+    amount = parts[2].lower() if len(parts) > 2 else ""
+    if amount.isdigit():
+        exercise["reps"] = amount
+    elif amount:
+        match = _HOLD.fullmatch(amount)
+        if not match or not any(match.groups()):
+            raise InvalidInput(f"--exercise: {parts[2]!r} is neither a number of repetitions "
+                               "(12) nor a hold duration (30s, 1min, 1min30s)")
+        minutes, seconds = (int(g or 0) for g in match.groups())
+        exercise["hold_seconds"] = minutes * 60 + seconds
+    if len(parts) > 3 and parts[3]:
+        exercise["frequency"] = parts[3]
+    return exercise
 
 
 def _scope(scope: str | None, kind: str) -> str:
@@ -58,8 +91,12 @@ def _scope(scope: str | None, kind: str) -> str:
 
 async def _in_patient(records: Records, patients: Patients, patient: str, record: str
                       ) -> tuple[str, str]:
-    """(file id, record id), the record checked to belong to the patient's file."""
+    """(file id, record id), the record checked to belong to the patient's file. ``record``
+    may be the first characters of the id (as the tables show it)."""
     file_id = await patients.file_id(patient)
+    if not _FULL_ID.match(record.strip()) and ids.is_prefix(record):
+        record = ids.resolve(record, (r.record_id for r in await records.list(file_id)),
+                             "record")
     info = await records.get(record)
     if info.file_id != file_id:
         raise NotFound("no such record for this patient")
@@ -69,9 +106,11 @@ async def _in_patient(records: Records, patients: Patients, patient: str, record
 async def _write(records: Records, patients: Patients, patient: str, version_of: str | None,
                  scope: str, metadata: RecordMetadata, content: bytes | Path) -> RecordInfo:
     if version_of is not None:
-        await _in_patient(records, patients, patient, version_of)
-        return await records.add_version(version_of, metadata, content)
-    return await records.create(await patients.file_id(patient), scope, metadata, content)
+        _, record_id = await _in_patient(records, patients, patient, version_of)
+        return await records.add_version(record_id, metadata, content)
+    file_id = await patients.file_id(patient)
+    await patients.check_scope(file_id, scope, write=True)
+    return await records.create(file_id, scope, metadata, content)
 
 
 def _written(rt: Runtime, info: RecordInfo) -> None:
@@ -119,13 +158,7 @@ def _note_fields(kind: str, **options: Any) -> dict[str, Any]:
                 "anamnesis": options["anamnesis"] or "", "clinical_exam": options["exam"] or "",
                 "diagnostic_kine": options["diagnostic"] or "",
                 "objectives": options["objective"], "plan": options["plan"] or ""}
-    exercises = []
-    for text in options["exercise"]:
-        parts = [p.strip() for p in text.split(";")]
-        if len(parts) > 4 or not parts[0]:
-            raise InvalidInput("--exercise is 'name;sets;reps;frequency'")
-        names = ("name", "sets", "reps", "frequency")
-        exercises.append({k: v for k, v in zip(names, parts, strict=False) if v})
+    exercises = [_exercise(text) for text in options["exercise"]]
     return {"date": day, "exercises": exercises, "notes": options["notes"] or ""}
 
 
@@ -153,7 +186,8 @@ def note(ctx: typer.Context, patient: PatientArgument,
          objective: Annotated[list[str], typer.Option("--objective")] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
          plan: Annotated[str | None, typer.Option("--plan")] = None,
          exercise: Annotated[list[str], typer.Option(
-             "--exercise", help="'name;sets;reps;frequency' (repeat).")] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
+             "--exercise", help="'name;sets;reps or hold;frequency', e.g. 'Gainage;3;30s;"
+             "daily' or 'Squats;3;12' (repeat).")] = [],  # noqa: B006 (the framework copies list defaults; never mutated)
          version_of: VersionOfOption = None, json_: JsonOption = False,
          server: ServerOption = None, passphrase_stdin: StdinOption = False) -> None:
     """Write a session note, a bilan or an exercise program (typed, validated, encrypted)."""
@@ -201,8 +235,8 @@ def list_(ctx: typer.Context, patient: PatientArgument, scope: ScopeOption = Non
         table = Table("record", "kind", "title", "date", "version", "scope")
         for info in found:
             day = info.metadata.date or (info.created_at.date() if info.created_at else "")
-            table.add_row(info.record_id, info.metadata.kind, info.metadata.title, str(day),
-                          str(info.version), info.scope)
+            table.add_row(short(info.record_id), info.metadata.kind, info.metadata.title,
+                          str(day), str(info.version), info.scope)
         console.print(table if found else "No record.")
 
     rt.emit([info.to_json() for info in found], human)
@@ -219,25 +253,33 @@ def get(ctx: typer.Context, patient: PatientArgument, record: RecordArgument,
     """Download, verify and decrypt a record; notes are printed, documents written (-o)."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
+    author = ""
+
     async def flow(records: Records, patients: Patients) -> tuple[RecordInfo, Any]:
-        await _in_patient(records, patients, patient, record)
+        nonlocal author
+        file_id, record_id = await _in_patient(records, patients, patient, record)
+        contacts = Contacts(records.client.profile, records.identity)
+        await contacts.bind_invitees(records.trust, file_id)
         if output is not None:
-            return await records.download(record, output, version), None
-        info, content = await records.read(record, version)
+            info = await records.download(record_id, output, version)
+            author = contacts.label(info.author_id)
+            return info, None
+        info, content = await records.read(record_id, version)
+        author = contacts.label(info.author_id)
         if info.metadata.content_type != "application/json":
-            raise InvalidInput(f"this record is a {info.metadata.content_type} document: "
-                               "give -o FILE")
+            raise InvalidInput(f"this record is {document_name(info.metadata.content_type)}: "
+                               "save it with -o FILE")
         return info, json.loads(content)
 
     info, content = with_records(rt, flow, progress=output is not None)
 
     def human(console: Console) -> None:
         console.print(f"[bold]{info.metadata.title}[/] ({info.metadata.kind}, version "
-                      f"{info.version}, author {info.author_id}): signature verified")
+                      f"{info.version}, author {escape(author)}): signature verified")
         if output is not None:
             console.print(f"Written to {output} ({info.metadata.size} bytes).", markup=False)
         else:
-            console.print_json(data=content)
+            print_note(console, content)
 
     rt.emit({"record": info.to_json(), "content": content,
              "output": str(output) if output else None}, human)
@@ -250,17 +292,21 @@ def history(ctx: typer.Context, patient: PatientArgument, record: RecordArgument
     """Every version of a record, newest first, each signature verified."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
-    async def flow(records: Records, patients: Patients) -> list[RecordInfo]:
-        await _in_patient(records, patients, patient, record)
-        return await records.history(record)
+    async def flow(records: Records, patients: Patients
+                   ) -> tuple[list[RecordInfo], Contacts]:
+        file_id, record_id = await _in_patient(records, patients, patient, record)
+        contacts = Contacts(records.client.profile, records.identity)
+        await contacts.bind_invitees(records.trust, file_id)
+        return await records.history(record_id), contacts
 
-    versions = with_records(rt, flow)
+    versions, contacts = with_records(rt, flow)
 
     def human(console: Console) -> None:
         table = Table("version", "title", "saved", "author", "size")
         for info in versions:
+            author = escape(contacts.label(info.author_id))
             table.add_row(str(info.version), info.metadata.title,
-                          str(info.created_at or info.metadata.created_at), info.author_id,
+                          str(info.created_at or info.metadata.created_at), author,
                           str(info.metadata.size))
         console.print(table)
 
@@ -275,8 +321,8 @@ def delete(ctx: typer.Context, patient: PatientArgument, record: RecordArgument,
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
     async def flow(records: Records, patients: Patients) -> RecordInfo:
-        await _in_patient(records, patients, patient, record)
-        return await records.delete(record)
+        _, record_id = await _in_patient(records, patients, patient, record)
+        return await records.delete(record_id)
 
     info = with_records(rt, flow)
     rt.emit({"deleted": info.record_id, "version": info.current_version},

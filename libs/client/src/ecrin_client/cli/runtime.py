@@ -10,16 +10,17 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from ecrin_client.client import EcrinClient
-from ecrin_client.errors import EcrinError, InvalidInput
-from ecrin_client.profile import Profile
+if TYPE_CHECKING:  # imported where used: `ecrin --help` should not pay for them
+    import httpx
+    from rich.console import Console
+
+    from ecrin_client.client import EcrinClient
+    from ecrin_client.errors import EcrinError
+    from ecrin_client.profile import Profile
 
 T = TypeVar("T")
 
@@ -50,13 +51,19 @@ class Runtime:
 
     @property
     def out(self) -> Console:
+        from rich.console import Console
+
         return Console(highlight=False)
 
     @property
     def err(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=True, highlight=False)
 
     def profile(self) -> Profile:
+        from ecrin_client.profile import Profile
+
         return Profile.from_env()
 
     def spinner(self, label: str) -> contextlib.AbstractContextManager[Any]:
@@ -66,6 +73,8 @@ class Runtime:
         return err.status(label)
 
     def client(self) -> EcrinClient:
+        from ecrin_client.client import EcrinClient
+
         transport = transport_factory() if transport_factory is not None else None
         return EcrinClient(self.server, self.profile(), transport=transport,
                            kdf_progress=self.spinner)
@@ -73,6 +82,8 @@ class Runtime:
     # -- secrets ---------------------------------------------------------------------------
 
     def _stdin_line(self, what: str) -> str:
+        from ecrin_client.errors import InvalidInput
+
         if self._stdin_lines is None:
             self._stdin_lines = iter(sys.stdin.read().splitlines())
         try:
@@ -83,6 +94,8 @@ class Runtime:
     def secret(self, what: str, env: str, *, confirm: bool = False, check_length: bool = False
                ) -> str:
         """A secret from stdin (--passphrase-stdin), the environment, or a hidden prompt."""
+        from ecrin_client.errors import InvalidInput
+
         if self.passphrase_stdin:
             value = self._stdin_line(what)
         elif os.environ.get(env):
@@ -101,6 +114,8 @@ class Runtime:
         return value
 
     def ask(self, what: str) -> str:
+        from ecrin_client.errors import InvalidInput
+
         if not sys.stdin.isatty() or self.json:
             raise InvalidInput(f"no {what} given (pass it as an option)")
         return str(typer.prompt(what[:1].upper() + what[1:], err=True)).strip()
@@ -114,6 +129,8 @@ class Runtime:
             human(self.out)
 
     def fail(self, error: EcrinError) -> typer.Exit:
+        from rich.markup import escape
+
         if self.json:
             typer.echo(json.dumps(error.to_json(), sort_keys=True))
         else:
@@ -131,12 +148,16 @@ class Runtime:
 
     def run(self, flow: Callable[[EcrinClient], Awaitable[T]]) -> T:
         """Run one SDK flow; typed errors become a one-line message and their exit code."""
+        from ecrin_client.errors import EcrinError
+
         try:
             return self.run_raw(flow)
         except EcrinError as error:
             raise self.fail(error) from None
 
     def local(self, action: Callable[[], T]) -> T:
+        from ecrin_client.errors import EcrinError
+
         try:
             return action()
         except EcrinError as error:
@@ -153,4 +174,6 @@ def runtime(ctx: typer.Context, *, json_: bool = False, server: str | None = Non
 
 
 def home_path() -> Path:
+    from ecrin_client.profile import Profile
+
     return Profile.from_env().home

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import qrcode
 import typer
@@ -23,9 +23,14 @@ from ecrin_client.cli.runtime import (
     TotpOption,
     runtime,
 )
+from ecrin_client.cli.unlock import forget_keys
 from ecrin_client.client import EcrinClient
 from ecrin_client.errors import EcrinError, IdentityMismatch
 from ecrin_client.models import LoginResult, TotpEnrolment, Verification
+
+if TYPE_CHECKING:
+    from ecrin_client.patients import Patients
+    from ecrin_client.records import Records
 
 totp_app = typer.Typer(help="Second factor (TOTP).", no_args_is_help=True)
 passphrase_app = typer.Typer(help="Change your passphrase.", no_args_is_help=True)
@@ -108,6 +113,7 @@ def change(ctx: typer.Context, totp: TotpOption = None, json_: JsonOption = Fals
     old = rt.local(lambda: rt.secret("current passphrase", "ECRIN_PASSPHRASE"))
     new = rt.local(lambda: rt.secret("new passphrase", "ECRIN_NEW_PASSPHRASE", confirm=True,
                                      check_length=True))
+    forget_keys(rt)
     rt.run(lambda client: client.change_passphrase(old, new, totp_code=totp))
     rt.emit({"changed": True}, lambda console: console.print(
         "Passphrase changed. Your other devices were signed out; sign in there with the new "
@@ -138,6 +144,7 @@ def restore(ctx: typer.Context, email: EmailOption = None, totp: TotpOption = No
     key_text = rt.local(lambda: rt.secret("recovery key", "ECRIN_RECOVERY_KEY"))
     new = rt.local(lambda: rt.secret("new passphrase", "ECRIN_NEW_PASSPHRASE", confirm=True,
                                      check_length=True))
+    forget_keys(rt)
     result: LoginResult | None = rt.run(lambda client: client.recover(
         email, key_text, new, totp_code=totp, recovery_code=recovery_code,
         device_name=device_name))
@@ -167,6 +174,7 @@ def change_identity(ctx: typer.Context, totp: TotpOption = None,
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
     passphrase = rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
     key_text = rt.local(lambda: rt.secret("recovery key", "ECRIN_RECOVERY_KEY"))
+    forget_keys(rt)
     fingerprint: str = rt.run(lambda client: client.change_identity(
         passphrase, key_text, totp_code=totp, recovery_code=recovery_code))
     rt.emit({"changed": True, "fingerprint": fingerprint}, lambda console: console.print(
@@ -190,13 +198,22 @@ def register(app: typer.Typer) -> None:
                replace: Annotated[bool, typer.Option(
                    "--replace", help="The account's key changed: show the new one and, once "
                    "you compared safety numbers again, pin it instead.")] = False,
-               json_: JsonOption = False, server: ServerOption = None) -> None:
+               name: Annotated[str | None, typer.Option(
+                   "--name", help="Your name for this person (e.g. 'Dr Martin'), shown "
+                   "instead of their account id; kept encrypted on this device only "
+                   "(needs your keys: the agent's, or your passphrase).")] = None,
+               json_: JsonOption = False, server: ServerOption = None,
+               passphrase_stdin: StdinOption = False) -> None:
         """Show an account's fingerprint and your safety number; pin it once confirmed.
 
         A pinned account whose key later changes is refused loudly (exit 7) until you
         verify it again with --replace.
         """
-        rt = runtime(ctx, json_=json_, server=server)
+        rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+        if name is not None:
+            from ecrin_client.contacts import check_name
+
+            rt.local(lambda: check_name(name))
         try:
             result: Verification = rt.run_raw(
                 lambda client: client.verify_account(account, replacing=replace))
@@ -237,7 +254,14 @@ def register(app: typer.Typer) -> None:
                 rt.local(lambda: _pin(rt, result))
                 newly_pinned = True
 
+        named = None
+        if name is not None and (result.pinned or newly_pinned):
+            named = _name_contact(rt, result.account_id, name)
+
         def human(console: Console) -> None:
+            if named:
+                console.print(f"Shown as {named} from now on (kept on this device only).",
+                              markup=False)
             if result.pinned:
                 console.print(f"Account {result.account_id} matches the key you verified.\n"
                               f"fingerprint:   {result.fingerprint}\n"
@@ -248,8 +272,21 @@ def register(app: typer.Typer) -> None:
             else:
                 console.print("Not pinned.")
 
-        rt.emit({**result.model_dump(mode="json"), "pinned": result.pinned or newly_pinned},
-                human)
+        rt.emit({**result.model_dump(mode="json"), "pinned": result.pinned or newly_pinned,
+                 **({"name": named} if named else {})}, human)
+
+
+def _name_contact(rt: Runtime, account_id: str, name: str) -> str:
+    """Seal the name given to a verified account (with this account's keys) on this
+    device; -> the name as stored."""
+    from ecrin_client.cli.unlocked import with_records
+    from ecrin_client.contacts import Contacts, check_name
+
+    async def flow(records: Records, _patients: Patients) -> str:
+        Contacts(records.client.profile, records.identity).name_account(account_id, name)
+        return check_name(name)
+
+    return with_records(rt, flow)
 
 
 def _pin(rt: Runtime, result: Verification) -> None:

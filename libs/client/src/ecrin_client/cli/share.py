@@ -9,13 +9,17 @@ from typing import Annotated
 import qrcode
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from ecrin_client.checks import check_invitation_code
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
 from ecrin_client.cli.unlocked import with_records
 from ecrin_client.client import EcrinClient
+from ecrin_client.contacts import Contacts, check_name
 from ecrin_client.errors import InvalidInput
+from ecrin_client.ids import resolve, short
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records
 from ecrin_client.sharing import (
@@ -30,8 +34,8 @@ from ecrin_client.sharing import (
 )
 
 PatientArgument = Annotated[str, typer.Argument(
-    metavar="PATIENT", help="Patient file id, or a search (name, INS, YYYY-MM-DD) that "
-    "matches one patient.")]
+    metavar="PATIENT", help="Patient file id (or its first characters), or a search "
+    "(name, INS, birth date) that matches one patient.")]
 
 
 share_app = typer.Typer(help="Share a patient file: invitations, grants, revocation.",
@@ -43,6 +47,9 @@ UntilOption = Annotated[str | None, typer.Option(
     "--until", metavar="DATE", help="Last day of access, YYYY-MM-DD (access ends at the "
     "following midnight UTC), or an ISO date-time. Required for a replacement; a parent's "
     "access ends at the patient's 18th birthday at the latest.")]
+NameOption = Annotated[str | None, typer.Option(
+    "--name", help="Your name for this person (e.g. 'Mme Dupont, mère'), shown instead of "
+    "their account id once they redeem; kept encrypted on this device only.")]
 ScopesOption = Annotated[str | None, typer.Option(
     "--scopes", help="Comma-separated scopes, each optionally =read or =append, e.g. "
     "'shared=read,administrative' (default: the relationship's defaults).")]
@@ -108,6 +115,11 @@ def qr_text(data: str) -> str:
     return out.getvalue()
 
 
+def _scopes_short(scopes: dict[str, str]) -> str:
+    """'clinical+ shared+ administrative': + where the grant may append."""
+    return " ".join(s + ("+" if a == "append" else "") for s, a in scopes.items())
+
+
 def _scopes_text(scopes: dict[str, str]) -> str:
     return ", ".join(f"{s} ({a})" for s, a in scopes.items())
 
@@ -123,16 +135,23 @@ def invite(ctx: typer.Context, patient: PatientArgument, as_: AsOption,
                "--expires-in-days", min=1, max=30, help="Days the code stays valid.")] = 14,
            no_qr: Annotated[bool, typer.Option("--no-qr", help="Do not draw the QR code.")
                             ] = False,
+           name: NameOption = None,
            json_: JsonOption = False, server: ServerOption = None,
            passphrase_stdin: StdinOption = False) -> None:
     """Invite someone without an account: prints a ONE-TIME code (and a QR code) to hand
     over in person. The code never reaches a server. Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    if name is not None:
+        rt.local(lambda: check_name(name))  # before any key is opened
 
     async def flow(records: Records, patients: Patients) -> Invited:
         sharing = Sharing(records)
         file_id, chosen, end = await _terms(sharing, patients, patient, as_, scopes, until)
-        return await sharing.invite(file_id, as_, chosen, end, expires_in_days)
+        invited = await sharing.invite(file_id, as_, chosen, end, expires_in_days)
+        if name is not None:
+            Contacts(records.client.profile, records.identity).name_invitation(
+                invited.invitation_id, name)
+        return invited
 
     invited = with_records(rt, flow)
 
@@ -184,6 +203,7 @@ def accept(ctx: typer.Context,
     """Redeem an invitation: the keys are opened with the code here and sealed to your own
     key. Compare the safety number with the practitioner's. Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    rt.local(lambda: check_invitation_code(code))  # a typo costs no passphrase nor Argon2id
 
     async def flow(records: Records, _patients: Patients) -> Accepted:
         return await Sharing(records).accept(code)
@@ -203,36 +223,64 @@ def list_(ctx: typer.Context, patient: PatientArgument, json_: JsonOption = Fals
     """Who holds the file: grants and invitations, who redeemed, safety numbers."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
-    async def flow(records: Records, patients: Patients) -> SharingOverview:
-        return await Sharing(records).overview(await patients.file_id(patient))
+    async def flow(records: Records, patients: Patients
+                   ) -> tuple[SharingOverview, dict[str, str]]:
+        overview = await Sharing(records).overview(await patients.file_id(patient))
+        return overview, await people_names(records, patients, overview)
 
-    overview = with_records(rt, flow)
+    overview, names = with_records(rt, flow)
+
+    me = rt.profile().settings().account_id
 
     def human(console: Console) -> None:
-        table = Table("grant", "account", "as", "scopes", "status", "until", "key",
-                      "safety number", title=f"Grants of file {overview.file_id}")
+        table = Table("grant", "who", "as", "scopes", "status", "until", "key",
+                      title=f"Grants of file {short(overview.file_id)}")
         unverified = []
         for g in overview.grants:
             if g.trusted is None and g.status in ("active", "pending"):
                 unverified.append(g.grantee_id)
-            table.add_row(g.grant_id, g.grantee_id, g.relationship, _scopes_text(g.scopes),
-                          g.status, g.valid_until.date().isoformat() if g.valid_until else "",
-                          g.trusted or "UNVERIFIED", g.safety_number or "")
+            table.add_row(short(g.grant_id), escape(names.get(g.grantee_id, short(g.grantee_id))),
+                          g.relationship, _scopes_short(g.scopes),
+                          g.status, g.valid_until.strftime("%d/%m/%Y") if g.valid_until else "",
+                          g.trusted or "UNVERIFIED")
         console.print(table)
+        for g in overview.grants:
+            if g.safety_number and g.grantee_id != me:
+                console.print(f"safety number with {names.get(g.grantee_id, g.grantee_id)} "
+                              f"({g.relationship}): {g.safety_number}", markup=False)
         for account in unverified:
             console.print(f"[bold red]Account {account} is not verified on this device[/]: "
                           "it receives no new key from it and nothing it signs is accepted. "
                           f"Compare safety numbers in person: `ecrin verify {account}`.")
         if overview.invitations:
             invitations = Table("invitation", "as", "status", "expires", "redeemed by",
-                                "safety number", title="Invitations")
+                                title="Invitations")
             for i in overview.invitations:
-                invitations.add_row(i.invitation_id, i.relationship, i.status,
-                                    i.expires_at.date().isoformat() if i.expires_at else "",
-                                    i.redeemed_by or "", i.redeemer_safety_number or "")
+                invitations.add_row(short(i.invitation_id), i.relationship, i.status,
+                                    i.expires_at.strftime("%d/%m/%Y") if i.expires_at else "",
+                                    escape(names.get(i.redeemed_by or "", short(i.redeemed_by))))
             console.print(invitations)
+        console.print("Revoke with `ecrin share revoke GRANT --patient PATIENT` (the first "
+                      "characters of each are enough).")
 
-    rt.emit(overview.to_json(), human)
+    rt.emit({**overview.to_json(), "names": names}, human)
+
+
+async def people_names(records: Records, patients: Patients, overview: SharingOverview
+                       ) -> dict[str, str]:
+    """account id -> how to show it: "you", the patient's identity for the file's patient
+    grants, a contact name given on this device, or the short id."""
+    contacts = Contacts(records.client.profile, records.identity)
+    patient_ids = frozenset(g.grantee_id for g in overview.grants
+                            if g.relationship == "patient")
+    patient_name = None
+    if patient_ids:
+        found = await patients.get(overview.file_id)
+        patient_name = found.identity.name if found.identity else None
+    accounts = {g.grantee_id for g in overview.grants} | {
+        i.redeemed_by for i in overview.invitations if i.redeemed_by}
+    return {a: contacts.label(a, patient_ids=patient_ids, patient_name=patient_name)
+            for a in accounts}
 
 
 def print_rotations(console: Console, rotations: list[Rotated]) -> None:
@@ -256,8 +304,12 @@ def print_rotations(console: Console, rotations: list[Rotated]) -> None:
 
 @share_app.command("revoke")
 def revoke(ctx: typer.Context,
-           grant_id: Annotated[str, typer.Argument(metavar="GRANT",
-                                                   help="Grant id (or invitation id).")],
+           grant_id: Annotated[str, typer.Argument(
+               metavar="GRANT", help="Grant id (or invitation id); with --patient, its first "
+               "characters are enough.")],
+           patient: Annotated[str | None, typer.Option(
+               "--patient", metavar="PATIENT", help="The patient file of the grant (lets "
+               "GRANT be a short id, as `share list` shows it).")] = None,
            no_rotate: Annotated[bool, typer.Option(
                "--no-rotate", help="Leave the key rotation to the next `ecrin sync`.")] = False,
            json_: JsonOption = False, server: ServerOption = None,
@@ -266,9 +318,15 @@ def revoke(ctx: typer.Context,
     and the records re-keyed from this device. Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
-    async def flow(records: Records, _patients: Patients
+    async def flow(records: Records, patients: Patients
                    ) -> tuple[str, GrantView | None, list[Rotated]]:
-        return await Sharing(records).revoke(grant_id, rotate=not no_rotate)
+        sharing = Sharing(records)
+        chosen = grant_id
+        if patient is not None:
+            known = await sharing.overview(await patients.file_id(patient))
+            chosen = resolve(grant_id, [g.grant_id for g in known.grants]
+                             + [i.invitation_id for i in known.invitations], "grant")
+        return await sharing.revoke(chosen, rotate=not no_rotate)
 
     what, revoked, rotations = with_records(rt, flow)
 

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
+from ecrin_client import agent
 from ecrin_client.cli.runtime import Runtime
 from ecrin_client.client import EcrinClient
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records, Unreadable
+from ecrin_e2ee import IdentityKeys
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 T = TypeVar("T")
 
@@ -42,21 +42,44 @@ class TransferBar:
 
 def with_records(rt: Runtime, flow: Callable[[Records, Patients], Awaitable[T]],
                  *, progress: bool = False) -> T:
-    """Unlock the identity with the passphrase, then run ``flow`` on the account's records.
+    """Open the identity, then run ``flow`` on the account's records.
 
-    Secret: the passphrase (prompt, ``--passphrase-stdin`` or ``ECRIN_PASSPHRASE``).
+    The keys come from the unlock agent when it holds this account's (no passphrase, no
+    Argon2id); else from the passphrase (prompt, ``--passphrase-stdin`` or
+    ``ECRIN_PASSPHRASE``), and a passphrase typed at a terminal starts the agent for the
+    next commands (docs/cli.md, "The unlock agent").
     """
-    passphrase = rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
+    held = rt.local(lambda: held_keys(rt))
+    passphrase = None if held else rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
     show = progress and not rt.json and rt.err.is_terminal
 
     async def go(client: EcrinClient) -> T:
-        identity = await client.unlock(passphrase)
+        nonlocal passphrase
+        identity = client.held_identity(held.account_id, held.keys) if held else None
+        if identity is None:
+            if held is not None:  # another account's or outdated keys: forget them
+                await asyncio.to_thread(agent.lock, client.profile.home)
+            if passphrase is None:
+                passphrase = await asyncio.to_thread(
+                    rt.secret, "passphrase", "ECRIN_PASSPHRASE")
+            identity = await client.unlock(passphrase)
+            if _typed_at_terminal(rt):
+                await asyncio.to_thread(hand_to_agent, rt, client, identity, None)
         if not show:
             records = Records(client, identity)
             try:
                 return await flow(records, Patients(records))
             finally:
                 report_unreadable(rt, records.unreadable)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                        TransferSpeedColumn(), TimeRemainingColumn(), console=rt.err,
                        transient=False)
@@ -68,6 +91,39 @@ def with_records(rt: Runtime, flow: Callable[[Records, Patients], Awaitable[T]],
                 report_unreadable(rt, records.unreadable)
 
     return rt.run(go)
+
+
+def _typed_at_terminal(rt: Runtime) -> bool:
+    """Whether the passphrase came from the prompt (a person, not a script)."""
+    return (not rt.passphrase_stdin and not os.environ.get("ECRIN_PASSPHRASE")
+            and sys.stdin.isatty())
+
+
+def held_keys(rt: Runtime) -> agent.HeldKeys | None:
+    """The keys the profile's agent holds, or None (none running, or the agent disabled)."""
+    try:
+        return agent.fetch_keys(rt.profile().home)
+    except agent.AgentError as exc:
+        rt.err.print(f"[bold yellow]warning:[/] {escape(str(exc))}", soft_wrap=True)
+        return None
+
+
+def hand_to_agent(rt: Runtime, client: EcrinClient, identity: IdentityKeys,
+                  idle: int | None) -> int | None:
+    """Start the agent with the unlocked keys. -> idle seconds, or None if it failed (the
+    command goes on: the agent only saves time)."""
+    settings = client.profile.settings()
+    fingerprint = client.profile.pinned(str(identity.account_id)) or ""
+    try:
+        seconds = idle if idle is not None else agent.idle_seconds()
+        agent.start_agent(client.profile.home, account_id=str(identity.account_id),
+                          server_url=settings.server_url or client.server_url,
+                          fingerprint=fingerprint, keys=identity.to_bytes(), idle=seconds)
+    except (agent.AgentError, ValueError, OSError) as exc:
+        rt.err.print(f"[bold yellow]warning:[/] the unlock agent did not start: "
+                     f"{escape(str(exc))}", soft_wrap=True)
+        return None
+    return seconds
 
 
 def report_unreadable(rt: Runtime, unreadable: list[Unreadable]) -> None:
