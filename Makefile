@@ -8,16 +8,30 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 NPM := npm --no-audit --no-fund --loglevel=error
 
 .DEFAULT_GOAL := help
-.PHONY: help sync js run test lint fmt demo bench bench-e2ee bench-records clean
+.PHONY: help sync sync-runtime js web run cli test lint fmt demo bench bench-e2ee bench-e2ee-js bench-cli bench-records clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 sync: ## install every workspace member and the dev tools from uv.lock
-	@$(UV) sync --frozen --all-packages
+	@$(UV) sync --frozen --all-packages --all-groups
 
-run: sync ## run the four services on SQLite under var/ and print the gateway and docs URLs
-	@$(RUN) python -m ecrin_platform.devstack --state var
+# What `make run` needs: the workspace and node (group js), not the dev tools. --inexact
+# leaves the dev tools in place after a `make test`; one summary line instead of a line
+# per package (the full log in var/sync.log).
+sync-runtime: ## install the workspace members and node only (what `make run` needs)
+	@mkdir -p var
+	@$(UV) sync --frozen --all-packages --no-default-groups --group js --inexact \
+		>var/sync.log 2>&1 || { cat var/sync.log; exit 1; }
+	@printf 'Python environment ready (.venv, runtime only): %s\n' \
+		"$$(grep -E '^(Installed|Uninstalled|Audited|Checked)' var/sync.log | tr '\n' ' ')"
+
+run: sync-runtime web ## run the four services on SQLite under var/ and print the web app, gateway and docs URLs
+	@echo "CLI: .venv/bin/ecrin --help, or make cli ARGS='--help' (docs/cli.md; the server is http://127.0.0.1:8000)"
+	@$(UV) run --frozen --no-sync python -m ecrin_platform.devstack --state var
+
+cli: ## run the ecrin CLI against the `make run` stack: make cli ARGS="account create --email you@example.fr"
+	@ECRIN_SERVER=$${ECRIN_SERVER:-http://127.0.0.1:8000} .venv/bin/ecrin $(ARGS)
 
 test: sync deploy-tools js ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set), Python then TypeScript
 	@$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
@@ -25,11 +39,20 @@ test: sync deploy-tools js ## run every test (also on PostgreSQL when ECRIN_TEST
 
 js: sync node_modules/.package-lock.json ## install the npm workspace from package-lock.json
 
-node_modules/.package-lock.json: package-lock.json package.json libs/e2ee-js/package.json
+node_modules/.package-lock.json: package-lock.json package.json libs/e2ee-js/package.json web/package.json
 	@$(NPM) ci
 
-lint: sync ## ruff and mypy
+WEB_SOURCES := $(shell find web/src libs/e2ee-js/src -type f 2>/dev/null) web/build.ts web/package.json
+web: sync-runtime web/dist/build.json ## build the web app into web/dist (content-hashed, SRI); only when its sources changed
+
+web/dist/build.json: $(WEB_SOURCES) node_modules/.package-lock.json
+	@node web/build.ts
+
+lint: sync js ## ruff, mypy, tsc, and Spectral (spectral:oas, zero warnings) on the merged OpenAPI and each service's own
 	@$(RUN) ruff check libs services tests
+	@$(RUN) python -m tests.support.openapi_documents var/openapi >/dev/null
+	@npx --no-install spectral lint --fail-severity=warn -r .spectral.yaml var/openapi/*.json
+	@$(NPM) run typecheck --workspaces --if-present
 	@$(RUN) mypy libs/e2ee/src libs/platform/src libs/client/src services/gateway/src services/kms/src services/sharing/src services/records-api/src
 
 fmt: sync ## format the code with ruff
@@ -44,6 +67,12 @@ bench-records: sync ## p50/p99 of 10 KiB records through the gateway at 1 and 16
 bench-e2ee: sync ## client cryptography benchmark (prints a table, checks the targets)
 	@$(RUN) python benchmarks/bench_e2ee.py
 
+bench-e2ee-js: js ## TypeScript client cryptography in Node: stream encryption vs raw libsodium.js AEAD (>= 0.7x), 10 KiB record, Argon2id MODERATE
+	@node --disable-warning=MODULE_TYPELESS_PACKAGE_JSON benchmarks/bench_e2ee_js.ts --strict
+
+bench-cli: sync ## CLI start-up, a command through the unlock agent, `patient list` of 1,000 patients
+	@$(RUN) python -m benchmarks.bench_cli
+
 bench: sync ## every benchmark of issue 9 in one run (~10 min, needs PostgreSQL): table, bench-results/*.json, docs/performance.md; fails on a missed target
 	@$(RUN) python -m benchmarks.run --strict
 
@@ -51,7 +80,7 @@ clean: ## remove local state (databases, keys, logs under var/)
 	rm -rf var
 
 # Deployment: images, kind, the checkers' own environment, the four-host run (docs/deploy.md).
-.PHONY: deploy-tools images kind-up kind-load deploy kind-down netns-e2e
+.PHONY: deploy-tools images kind-up kind-load deploy kind-down netns-e2e release-manifests restore-drill
 KIND_CLUSTER := ecrin
 SERVICE_IMAGES := gateway records-api kms sharing
 
@@ -73,8 +102,15 @@ deploy: sync ## generate the secrets and apply overlays/kind; waits until everyt
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
-netns-e2e: sync ## as root: the services and databases on nine network-namespace hosts behind nftables
-	@timeout 200 deploy/netns/run.sh
+netns-e2e: sync ## as root: the services and databases on nine network-namespace hosts behind nftables, TLS on every hop, the story through the CLI
+	@timeout 300 deploy/netns/run.sh
+
+release-manifests: sync ## render overlays production, site-data, site-keys with images pinned by digest: DIGESTS=<file> (lines "<image> sha256:..."), into release/
+	@test -n "$(DIGESTS)" || { echo "usage: make release-manifests DIGESTS=<file of '<image> sha256:...' lines>"; exit 2; }
+	@$(RUN) python deploy/release_manifests.py --digests "$(DIGESTS)" --out release
+
+restore-drill: sync ## back up the four PostgreSQL databases (pg_dump), restore them into fresh ones, read every record back through the CLI (needs PostgreSQL: ECRIN_DRILL_POSTGRES_URL)
+	@$(RUN) python deploy/restore_drill.py
 
 # Adversarial suite (tests/adversarial, docs/security.md). Each starts a stack of its own,
 # on throwaway PostgreSQL databases when ECRIN_TEST_POSTGRES_URL is set, else on SQLite.

@@ -53,6 +53,7 @@ ENV = {
     "ECRIN_GATEWAY_MIN_KDF_OPSLIMIT": "1",
     "ECRIN_GATEWAY_MIN_KDF_MEMLIMIT": "8192",
     "ECRIN_GATEWAY_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
+    "ECRIN_GATEWAY_AUTH_RATE_LIMIT_PER_ACCOUNT": "100000/minute",  # bench_login
     # Every benchmark account signs up from 127.0.0.1; the sign-up hold (which evens out
     # its timing against enumeration) is not what these figures measure.
     "ECRIN_GATEWAY_SIGNUP_RATE_LIMIT_PER_IP": "100000/minute",

@@ -108,8 +108,21 @@ It takes about {duration} here.
   re-wrapped on the device, and sent back by `POST /v1/records/rekey` in batches of 500,
   the three overlapping), per record, end to end; the split is each stage's busy time
   (they overlap) and the CPU time per process.
+- **Records through the SDK** (`benchmarks/bench_sdk.py`): what a device really runs,
+  next to the raw HTTP rows: 1 and 16 practitioners, each with their own `EcrinClient`,
+  account, patient file and profile, call `Records.create` (encrypt, sign, every request
+  the SDK sends) and `Records.read` (every request, verification, decryption) of 10 KiB
+  notes; each row gives the **requests the SDK sent per operation** (counted on its HTTP
+  transport) and the CPU per operation of every process, the SDK clients' included.
+- **Client profile** (`bench_sdk.profile_writes`): one device recording the rollback marks
+  of 100 000 writes; time per write of the first and of the last thousand.
+- **Login** (`benchmarks/bench_login.py`): `EcrinClient.login` of one account from a new
+  device profile each time, Argon2id derived once (it runs on the device and costs the
+  same whatever the servers do): requests per login and each process's CPU per login; the
+  target counts the four services' CPU (PostgreSQL's is listed beside it).
 - **Revocation** (`benchmarks/bench_revocation.py`): a grantee reads keys (kms) and a
-  record (records-api) every 10 ms; the owner revokes; time until both answer 404.
+  record (records-api) every 10 ms; the owner revokes; time until both answer 404, and
+  how many requests it took (1: the first request after the revocation was refused).
 
 The load generator runs on the same two cores as the four services and PostgreSQL, so
 throughput figures are lower bounds for a deployment with one host per service.
@@ -238,6 +251,103 @@ for in-process runs.
   machine): 57/s at the start -> 83/s (pools, sniffio) -> 136-169/s (inline create,
   plain-ASGI proxy) -> 201/s (session-check reuse) -> 240/s (statements built once) ->
   283-299/s (aiohttp relay) -> 344-374/s (aiohttp load generator).
+
+**Issue 21: what users run** (2026-11-30; measured by pieces on a machine shared with
+other sessions, load average 13-16 throughout: throughput and latency figures from that
+time are not comparable with the table above, CPU per operation and request counts are):
+
+- *An SDK create sent two requests* (`GET /v1/rotations`, then `POST /v1/records`). Now
+  one: the records API itself refuses new content under a key version other than the
+  scope's current one (`409 key-version-not-current`) and, from the owner or a care-team
+  colleague, while a rotation of the scope is pending (`409 rotation-pending`; the sharing
+  service's access answer lists `pending_rotations`); the SDK then rotates (or fetches the
+  newer key) and writes again. A refusal is decided on a fresh sharing answer, so the
+  steady state asks sharing nothing more than before (docs/records.md, *Create*). Measured
+  with `bench_sdk` on PostgreSQL: **1.00 request per create**, and per create CPU ms
+  gateway 1.9, records-api 5.6, PostgreSQL 1.5, the SDK client 2.5 (encryption included)
+  at 1 client; the raw create in the same minutes: records-api 4.9, gateway 1.5.
+- *A read was two requests and two audit events, and the SDK verified both signatures
+  twice.* `GET /v1/records/{id}?include=content` serves a small record's latest version
+  with its content (at most 256 KiB) and audits one `record.content.read`; the SDK's
+  `Records.read` uses it and keeps the decryptor it verified while opening the metadata.
+  **1.00 request per read**; records-api CPU per read 6.0 ms against 12.0 ms for the raw
+  two-request read measured in the same minutes (PostgreSQL, 1 client).
+- *The profile's `versions.json` was rewritten whole on every write.* The rollback marks
+  are rows of `state.db` (SQLite, WAL, `synchronous=NORMAL`, 0600) updated in place by an
+  upsert that only raises them; `versions.json` is merged in on first use and removed.
+  100 000 writes from one device: 55 us per write for the first thousand, 25 us for the
+  last (flat; the profile is 13 MiB).
+- *Revocation waited for a 0.5 s cache.* The sharing service tells the records API and the
+  kms (`POST /internal/access-changed`, after its commit) when a grant ends, an invitation
+  is lost or a rotation moves on; they drop their cached answers about the file. Measured
+  (3 revocations, SQLite and PostgreSQL): **the first request after the revocation is
+  refused** by both services, every time; the time to that refusal was 83-256 ms, which is
+  one request's latency on the machine at load 13-16, not a cache. The cache (0.5 s) stays
+  the fallback when the message is lost.
+- *Login was 4 requests* (challenge, login, the passphrase wrap, the directory entry).
+  Now **3**: `GET /v1/keys/me/unlock/{salt}` answers the wrap and the account's own
+  directory entry together (one kms query for both, one for its key changes); the SDKs
+  (Python and TypeScript) still compare the entry with the keys the wrap opens, and a
+  swapped entry fails the login and ends the session (tests in `tests/client` and
+  `libs/e2ee-js/test`). `benchmarks/bench_login.py` (Argon2id once, then N logins of one
+  account, each from a new device profile) on PostgreSQL, same machine at load 5-10:
+  before, 4.0 requests and CPU ms per login gateway 20.7-23.6, kms 6.8-7.0 (services
+  28-31); after, **3.0 requests, gateway 10.5-11.2, kms 3.7-4.2, services 14.7-15.7**
+  (SQLite after: gateway 13.2, kms 4.7). py-spy of the gateway before (1 217 busy
+  samples): relaying the two kms requests 13 %, `AuthService.login` 9 %,
+  `AuthService.challenge` 6 %, the new session's check on the first relayed request
+  (`resolve_principal`) 5 %, and 17 % in `limits`' in-memory storage, which after every
+  hit scheduled a pruning pass handing each key to a worker thread (`to_thread`); the
+  kms spent 10 % in a thread hop for its plain-`def` service dependency. Fixed: the rate
+  limiter's memory storage prunes at most once a second (`MemoryCounts`; the moving
+  window reads timestamps, so pruning only bounds memory), the gateway's, kms's and
+  sharing's service dependencies are `async`, a login or a challenge no longer empties
+  the gateway's session cache (they change no existing session) and the login puts its
+  new session there, and expired challenges are deleted once per 30 s rather than by
+  every challenge. py-spy after (1 000 samples): thread hand-offs under 1 %,
+  `resolve_principal` 0.2 %; what remains is spread: socket writes 24 % (the send
+  system calls to PostgreSQL and the client, loopback delivery included), the login's
+  and challenge's SQL and ORM work (`AuthService.login` 17 %, `.challenge` 13 %: 5 and 3
+  statements), the relay 10 %, seven ASGI middlewares and FastAPI's routing (which walks
+  every route to compute its routes version on each request) most of the rest. **Not
+  met: 10 ms of server CPU** (14.7 at load 5-10; the figures on an idle machine are
+  lower but were not measurable in this session). Next: the login's SQL in fewer
+  statements (the challenge spend, session and refresh token in one round trip), and
+  read-only sessions without BEGIN/COMMIT in the kms as in the records API.
+- *Large documents* (not changed): a 50 MiB document through the SDK on SQLite at load 14:
+  encryption to the spool 0.14 s, the upload 0.51 s (81 MB/s overall), the download
+  178 MB/s; the upload (gateway relay, records-api digest and 1 MiB rows) is what stands
+  between the SDK and 0.3x raw AEAD, not the client's cryptography. 100 MiB on PostgreSQL
+  at load 6-7 (`bench_load.large_document`), py-spy at 200 Hz for 25 s: up 69-76 MB/s
+  (1.37-1.52 s), down 157-188 MB/s; the gateway was busy for 62 samples (0.3 s) and the
+  records API for 169 (0.85 s: `ContentStore.receive` 53 %, its 1 MiB row INSERTs 24 %,
+  the digest 12 %), the SDK process for 294 over the whole round trip including its set-up:
+  no Python process is CPU-bound during the upload. Another run (up 1.58 s, down 0.60 s,
+  2.92 s with the set-up): CPU seconds gateway 0.21, records API 0.68, PostgreSQL 0.44,
+  SDK 0.91, and 216 MiB written to disk (PostgreSQL's WAL and TOAST table each take the
+  100 MiB): the upload waits on the database's writes and on the one-1-MiB-row-at-a-time
+  round trips, not on a CPU. Not fixed (next: rows written while the next MiB arrives,
+  or content outside the database).
+- *Raw creates on PostgreSQL at 16 clients (218/s in the last full run)*: a create is 9
+  SQL statements in one transaction (the idempotency and id look-up, five INSERTs, the
+  chain's advisory lock, its end, the audit INSERT) plus BEGIN/COMMIT, the same count as
+  before per-scope chains; the machine was never idle enough in this session to measure
+  the throughput again or to isolate the 1.5 ms of records-api CPU per create that the
+  last run added. What is known to cost: each authorisation cache miss (one per 0.5 s per
+  client and file) is an httpx request to sharing from the records API, and 3 queries in
+  sharing. py-spy of the records API under 16 raw creating clients on PostgreSQL (1 674
+  busy samples, load 10): `RecordsService.create` 43 % (its five INSERTs 14 %, the
+  idempotency and id look-up 7 %, the audit append 7.5 %), the authorisation ask 9 %
+  (httpx to sharing, with tracing 5 %), the internal token's EdDSA check 5 %, and
+  socket writes 22 % of all samples (one per SQL statement: BEGIN, 9 statements,
+  COMMIT). The sharing service answered each ask after a thread hop (plain-`def`
+  dependency); now `async`: CPU ms per create, same tool, same minutes, 16 clients,
+  before/after: sharing **1.00 -> 0.75**, records-api 3.69 -> 3.71 (unchanged), gateway
+  1.05 -> 1.11, PostgreSQL 0.98 -> 1.10; 1 096 and 1 101 creates in 8 s (137/s at load
+  7-10, not comparable with an idle run). **Not done**: the records API's own CPU per
+  create; the round trips are its largest item (the five INSERTs as one parameterised
+  data-modifying statement on PostgreSQL, the authorisation ask over aiohttp as the
+  gateway's relay, are the next steps).
 
 **Remains** (no target missed in the latest run; what is closest to its limit):
 

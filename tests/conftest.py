@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -60,6 +61,24 @@ def database_url_for(backend: Backend, tmp_path_factory: pytest.TempPathFactory,
         return database_cache[key]
 
     return get
+
+
+#: The end-to-end modules share a running stack per worker (``tests.support.stack``): they
+#: are spread over this many xdist groups, so that several workers run them at once, each
+#: with a stack of its own (ECRIN_TEST_E2E_GROUPS=1 puts them all on one worker).
+E2E_GROUPS = max(1, int(os.environ.get("ECRIN_TEST_E2E_GROUPS", "2")))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before xdist reads the groups: "e2e" becomes "e2e-<k>", k fixed per module."""
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None or marker.args[:1] != ("e2e",):
+            continue
+        module = item.nodeid.split("::", 1)[0]
+        k = int(hashlib.blake2b(module.encode(), digest_size=4).hexdigest(), 16) % E2E_GROUPS
+        item.add_marker(pytest.mark.xdist_group(f"e2e-{k}"), append=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

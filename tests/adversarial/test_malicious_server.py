@@ -410,6 +410,12 @@ def test_content_stream_tampering(world, tmp_path, op, mutation):
                 exchange.path.endswith("/content"):
             assert len(chunks(exchange.content)) >= 3
             exchange.set_content(mutate(exchange.content))
+        elif exchange.path == f"/v1/records/{world.big}" and "content" in exchange.json():
+            # The same content when it comes inline (a read of a small record, issue 21).
+            body = exchange.json()
+            content = b64d(body["content"])
+            assert len(chunks(content)) >= 3
+            exchange.set_json({**body, "content": b64e(mutate(content))})
 
     async def flow() -> None:
         async with malicious(world, rewrite) as (records, server):
@@ -428,6 +434,10 @@ def test_content_of_another_record(world, tmp_path):
                 exchange.path.endswith("/content"):
             exchange.set_content(await exchange.genuine_bytes(
                 f"/v1/records/{world.b}/versions/1/content"))
+        elif exchange.path == f"/v1/records/{world.a}" and "content" in exchange.json():
+            # The same swap when the content comes inline (a small record's read).
+            donor = await exchange.genuine_bytes(f"/v1/records/{world.b}/versions/1/content")
+            exchange.set_json({**exchange.json(), "content": b64e(donor)})
 
     async def flow() -> None:
         async with malicious(world, rewrite) as (records, server):

@@ -265,6 +265,8 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
         fill=lambda w: {"key_id": w.kine_a_salt}, body=own_wrap, intact=kine_a_wrap_intact),
     ("DELETE", "/v1/keys/me/wraps/passphrase/{key_id}"): SelfScoped(
         fill=lambda w: {"key_id": w.kine_a_salt}, intact=kine_a_wrap_intact),
+    ("GET", "/v1/keys/me/unlock/{key_id}"): Probe(
+        fill=lambda w: {"key_id": w.kine_a_salt}),
     ("GET", "/v1/keys/me/wraps/recovery"): ListProbe(),
     ("PUT", "/v1/keyrings/{file_id}/initial"): Probe(fill=file_a, who=EVERYONE,
                                                      body=forged_entries, also=frozenset({409}),
@@ -354,6 +356,23 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("GET", "/internal/accounts/{account_id}/wraps/passphrase/{key_id}"): Internal(
         "kms", lambda w: {"account_id": str(w.kine_a.account_id), "key_id": w.kine_a_salt},
         audiences=("kms",)),
+    ("POST", "/v1/records/batch"): Exempt(
+        "ids in a body, access decided per file and scope as the single read: another "
+        "practice gets no record, and its refusals are audited (tests/e2e/"
+        "test_patient_pages.py::...::test_gets_no_record_and_no_key_and_its_refusals_are_"
+        "audited)"),
+    ("POST", "/v1/keyrings/batch"): Exempt(
+        "as /v1/records/batch, for keyring entries: another practice gets no key, refusals "
+        "audited (same test)"),
+    ("POST", "/internal/access/batch"): Exempt(
+        "answers the access decisions of the principal in the internal token, for up to 200 "
+        "files: an attacker's principal learns its own (no) access, as with the single "
+        "/internal/access route; reached by records-api and the kms only"),
+    ("POST", "/internal/access-changed"): Exempt(
+        "records-api and kms: drops their cached access answers about the named files (the "
+        "sharing service calls it when a grant ends); it reveals nothing and changes no "
+        "data, so a forwarding token can at most make the next requests ask sharing again. "
+        "Audiences: tests/records_api/test_access.py::TestAccessChangedRoute"),
     # framework routes of every app
     ("GET", "/openapi.json"): Exempt("the API description; services answer it only to the "
                                      "gateway's internal token"),

@@ -29,8 +29,13 @@ class TestBenchHarness:
         [path] = tmp_path.glob("bench-*.json")
         result = json.loads(path.read_text())
         sqlite = result["backends"]["sqlite"]
-        assert set(sqlite) >= {"gateway", "load", "large", "listing", "search", "rotation",
-                               "revocation", "peak_rss_mib"}
+        assert set(sqlite) >= {"gateway", "load", "sdk", "large", "listing", "search",
+                               "rotation", "revocation", "peak_rss_mib"}
+        for measured in sqlite["sdk"]["results"].values():
+            assert measured["errors"] == 0, measured
+            assert measured["requests_per_op"] == 1.0, measured  # issue 21: one request
+        assert sqlite["revocation"]["most_requests_until_denied"] == 1
+        assert result["crypto"]["profile_writes"]["writes"] == 2000
         for measured in sqlite["load"]["results"].values():
             assert measured["errors"] == 0, measured
             assert measured["per_s"] > 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.client.fake_server import FakeEcrin, b64d, problem
+from tests.client.fake_server import FakeEcrin, b64d, b64e, problem
 
 SCOPES = ("clinical", "shared", "administrative")
 
@@ -51,6 +51,7 @@ class FakeRecords(FakeEcrin):
         self.refuse_rekey_batch: int | None = None  # knob: that POST /rekey (0-based) is 409
         self.rekey_batches: list[int] = []  # items per POST /v1/records/rekey
         self.pending_rotation_checks = 0
+        self.inline_reads = 0
 
     def now(self) -> str:
         self.tick += 1
@@ -237,7 +238,13 @@ class FakeRecords(FakeEcrin):
         if record is None:
             return problem(404, "not-found")
         if len(rest) == 1:
-            return httpx.Response(200, json=self.record_json(record, record.current_version))
+            body = self.record_json(record, record.current_version)
+            content = record.versions[record.current_version].content
+            if (request.url.params.get("include") == "content" and content is not None
+                    and len(content) <= 256 << 10):
+                self.inline_reads += 1
+                body["content"] = b64e(content)  # as the records API: small content inline
+            return httpx.Response(200, json=body)
         if len(rest) == 2:
             items = [self.version_json(record, v) for v in sorted(record.versions, reverse=True)
                      if record.versions[v].content is not None]

@@ -110,8 +110,8 @@ class FakeEcrin:
     @staticmethod
     def _is_param(part: str) -> bool:
         if part in ("auth", "keys", "directory", "me", "wraps", "passphrase", "recovery",
-                    "challenge", "login", "signup", "refresh", "logout", "sessions", "2fa",
-                    "totp", "confirm", "recover", "revoke"):
+                    "unlock", "challenge", "login", "signup", "refresh", "logout", "sessions",
+                    "2fa", "totp", "confirm", "recover", "revoke"):
             return False
         return True
 
@@ -364,6 +364,16 @@ class FakeEcrin:
             return error
         wrap = self.passphrase_wraps.get((session.account_id, params[0]))
         return httpx.Response(200, json=wrap) if wrap else problem(404, "not-found")
+
+    def route_keys_me_unlock_get(self, request, body, params):
+        session, error = self._authed(request)
+        if error:
+            return error
+        wrap = self.passphrase_wraps.get((session.account_id, params[0]))
+        entry = self.directory.get(session.account_id)
+        if not wrap or not entry:
+            return problem(404, "not-found")
+        return httpx.Response(200, json={"wrap": wrap, "directory": entry})
 
     def route_keys_me_wraps_passphrase_put(self, request, body, params):
         session, error = self._authed(request, recovery_ok=True)

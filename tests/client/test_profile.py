@@ -131,3 +131,84 @@ def test_unreadable_files_are_a_clear_error(tmp_path: Path, name: str):
     else:
         with pytest.raises(InvalidInput):
             profile.tokens()
+
+
+class TestSeenVersions:
+    """Rollback marks live in ``state.db``, updated in place (issue 21)."""
+
+    def test_marks_only_rise_and_survive_a_new_profile_object(self, tmp_path: Path):
+        profile = Profile(tmp_path / "p")
+        profile.remember_versions({"r": 3, "key:f:clinical": 2})
+        profile.remember_versions({"r": 2, "s": 1})
+        again = Profile(tmp_path / "p")
+        assert again.seen_versions() == {"r": 3, "s": 1, "key:f:clinical": 2}
+        assert again.seen_version("r") == 3 and again.seen_version("missing") == 0
+
+    def test_the_old_versions_file_is_merged_then_removed(self, tmp_path: Path):
+        home = tmp_path / "p"
+        home.mkdir()
+        (home / "versions.json").write_text('{"r": 5, "s": 1, "bad": "x"}')
+        profile = Profile(home)
+        profile.remember_versions({"s": 4})
+        assert profile.seen_versions() == {"r": 5, "s": 4}
+        assert not (home / "versions.json").exists()
+
+    def test_the_database_is_private_even_with_a_permissive_umask(self, tmp_path: Path):
+        import os
+
+        old = os.umask(0)
+        try:
+            profile = Profile(tmp_path / "home")
+            profile.remember_versions({"r": 1})
+            profile.update_settings(server_url="https://x.test")
+        finally:
+            os.umask(old)
+        assert (profile.home / "state.db").exists()
+        assert_private_modes(profile)
+
+    def test_a_write_does_not_rewrite_what_was_seen_before(self, tmp_path: Path):
+        """The cost of one more mark does not grow with the marks already kept: the
+        database file grows by about one row, where a JSON file was rewritten whole."""
+        profile = Profile(tmp_path / "p")
+        profile.remember_versions({f"record-{i}": 1 for i in range(20_000)})
+        db = profile.home / "state.db"
+        wal = profile.home / "state.db-wal"
+        before = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        for i in range(10):
+            profile.remember_versions({f"new-{i}": 1})
+        after = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        assert after - before < 10 * 3 * 4096  # a few pages each, not 20 000 rows each
+        assert profile.seen_version("record-19999") == 1
+
+    def test_two_processes_writing_keep_the_highest(self, tmp_path: Path):
+        import subprocess
+        import sys
+
+        home = tmp_path / "p"
+        code = ("import sys; from pathlib import Path; from ecrin_client.profile import "
+                "Profile; p = Profile(Path(sys.argv[1])); n = int(sys.argv[2]); "
+                "[p.remember_versions({'r': v}) for v in range(n, n + 300)]")
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(home), str(start)])
+                 for start in (0, 100)]
+        assert all(p.wait(60) == 0 for p in procs)
+        assert Profile(home).seen_version("r") == 399
+
+
+def test_another_connection_in_this_process_does_not_break_the_database(tmp_path: Path):
+    """Opening a second profile on the same folder (a new client) must not drop the
+    first one's locks: a CLI process writing meanwhile then checkpoints safely."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "p"
+    first = Profile(home)
+    first.remember_versions({"a": 1})
+    second = Profile(home)
+    second.remember_versions({"b": 1})  # opens state.db again in this process
+    code = ("import sys; from pathlib import Path; from ecrin_client.profile import Profile; "
+            "p = Profile(Path(sys.argv[1])); p.remember_versions({'c': 1}); p.close()")
+    subprocess.run([sys.executable, "-c", code, str(home)], check=True, timeout=60)
+    first.remember_versions({"d": 2})
+    assert first.seen_versions() == {"a": 1, "b": 1, "c": 1, "d": 2}
+    first.close()
+    second.close()

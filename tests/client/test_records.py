@@ -181,6 +181,13 @@ class TestTamperingServer:
         with pytest.raises(IntegrityError):
             await records.get(a)
 
+    async def test_a_small_record_is_read_with_its_content_inline(self, fake, kine):
+        records, patients = kine
+        _, a, _ = await _two_notes(records, patients)
+        before = fake.inline_reads
+        info, data = await records.read(a)
+        assert data == NOTE and fake.inline_reads == before + 1
+
     async def test_truncated_or_extended_content_is_refused(self, fake, kine):
         records, patients = kine
         _, a, b = await _two_notes(records, patients)

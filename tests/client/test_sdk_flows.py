@@ -129,6 +129,30 @@ class TestLogin:
         assert device_b.tokens() is None
         assert not any(s.live for s in fake.sessions.values())
 
+    async def test_three_requests_the_wrap_and_the_directory_entry_in_one(
+            self, fake, open_client, device_a, device_b):
+        await signed_up(open_client, device_a)
+        fake.calls.clear()
+        await open_client(device_b).login(EMAIL, PASSPHRASE)
+        salt = fake.accounts[EMAIL].salt
+        assert fake.calls == [("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/login"),
+                              ("GET", f"/v1/keys/me/unlock/{salt}")]
+
+    async def test_a_swapped_own_directory_entry_fails_the_login(
+            self, fake, open_client, device_a, device_b):
+        """The entry served beside the wrap is still checked against the keys it opens."""
+        import uuid
+
+        _, account, _ = await signed_up(open_client, device_a)
+        forged = IdentityKeys.generate(uuid.UUID(account.account_id)).public_identity()
+        fake.directory[account.account_id] = {
+            "identity": forged.to_json(), "fingerprint": forged.fingerprint().hex(),
+            "updated_at": "2025-01-01T00:00:00Z"}
+        with pytest.raises(IdentityMismatch, match="another key for your own account"):
+            await open_client(device_b).login(EMAIL, PASSPHRASE)
+        assert device_b.tokens() is None
+        assert device_b.pinned(account.account_id) is None
+
     async def test_rate_limited(self, fake, open_client, device_a):
         fake.rate_limited = True
         with pytest.raises(RateLimited) as caught:

@@ -76,12 +76,34 @@ class TestFhirExport:
         assert [c["code"] for c in first["subtype"]] == ["read", "keys.release"]
         assert (first["action"], second["action"]) == ("R", "D")
         assert first["outcome"] == "0"
-        assert first["recorded"] == events[0]["time"]
+        assert dt.datetime.fromisoformat(first["recorded"]) == \
+            dt.datetime.fromisoformat(events[0]["time"])
         assert first["agent"][0]["who"]["identifier"]["value"] == f"urn:uuid:{events[0]['actor']}"
         assert first["agent"][0]["requestor"] is True
         assert first["entity"][0]["what"]["identifier"]["value"] == f"urn:uuid:{FILE}"
         assert {"type": "hash", "valueString": events[0]["hash"]} in first["entity"][1]["detail"]
         assert len({e["fullUrl"] for e in bundle["entry"]}) == 2
+
+    def test_the_bundle_is_a_valid_fhir_resource(self):
+        from fhir.resources.R4B.auditevent import AuditEvent
+        from fhir.resources.R4B.bundle import Bundle
+
+        events = chain(["record.create", "record.read", "keys.release"])
+        trail = AuditTrail(file_id=FILE, chains=[AuditChain(
+            service="records-api", chain=f"file:{FILE}", available=True, events=events)])
+        bundle = Bundle.model_validate(to_fhir(trail))
+        assert bundle.type == "collection" and len(bundle.entry) == 3
+        assert all(isinstance(e.resource, AuditEvent) for e in bundle.entry)
+
+    def test_an_event_that_is_no_valid_audit_event_is_refused(self):
+        from pydantic import ValidationError
+
+        (event,) = chain(["record.read"])
+        trail = AuditTrail(file_id=FILE, chains=[AuditChain(
+            service="records-api", chain=f"file:{FILE}", available=True,
+            events=[{**event, "time": "yesterday"}])])
+        with pytest.raises(ValidationError, match="recorded"):
+            to_fhir(trail)
 
 
 class TestParentEndDate:

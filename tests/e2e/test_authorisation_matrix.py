@@ -81,6 +81,9 @@ def put_record(user: ApiUser, file_id: uuid.UUID, key: ScopeKey, content: bytes
                               "metadata_ciphertext": b64(sealed.metadata_ciphertext),
                                "content_length": len(body)})
     if created.status_code != 201:
+        if created.status_code == 409 and str(created.json().get("type", "")).endswith(
+                "/rotation-pending"):
+            return 409, "rotation-pending"
         return created.status_code, str(record_id)
     uploaded = httpx.put(f"{user.gateway}/v1/records/{record_id}/versions/1/content",
                          headers={**user.headers, "content-type": "application/octet-stream"},
@@ -159,8 +162,10 @@ def attempt(world: World, actor: ApiUser, practice: PracticeFile, scope: str,
         assert response.status_code == 200 or "sealed_key" not in response.text
         return _status(response)
     if action == "append":
-        status, _ = put_record(actor, fid, ScopeKey.generate(fid, Scope(scope)), b"appended")
-        return "ok" if status == 201 else str(status)
+        status, why = put_record(actor, fid, ScopeKey.generate(fid, Scope(scope)), b"appended")
+        # The revoked patient and the expired replacement left rotations pending: a writer
+        # who may rotate (owner, care team) is authorised, and told to rotate first.
+        return "ok" if status == 201 or why == "rotation-pending" else str(status)
     if action == "grant":
         response = actor.post("/v1/grants", json={
             "grant_id": str(uuid.uuid4()), "file_id": str(fid),

@@ -59,3 +59,63 @@ async def test_only_writes_to_the_gateways_own_routes_clear_it(database_url_for,
         assert cache.get("token") == ALICE  # an anonymous flood cannot keep it empty
         await client.post("/v1/auth/logout")
         assert cache.get("token") is None
+
+
+async def test_a_login_caches_its_new_session_and_clears_nobody_elses(database_url_for,
+                                                                     internal_keys):
+    """A challenge or a login changes no existing session: other users' checks stay
+    cached; the new session is cached as its first forwarded request would find it, and
+    a logout still clears everything."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from nacl.signing import SigningKey
+
+    from ecrin_platform.db import read_only_session
+    from gateway.auth.repository import AuthRepository
+    from gateway.auth.schemas import b64decode, b64encode
+    from gateway.auth.service import AuthService
+    from gateway.models import Account
+    from tests.support.apps import build_app, running
+
+    app = build_app("gateway", database_url_for("gateway"), internal_keys)
+    key = SigningKey.generate()
+    account_id, email = uuid.uuid4(), f"cache-{uuid.uuid4().hex[:8]}@example.fr"
+    async with running(app, rollback=False) as client:
+        async with app.state.sessionmaker() as session:
+            now = datetime.now(UTC)
+            session.add(Account(
+                id=account_id, email=email, role="practitioner", status="active",
+                login_public_key=bytes(key.verify_key), recovery_public_key=bytes(32),
+                kdf_salt=bytes(16), kdf_params={"alg": "argon2id13", "opslimit": 3,
+                                                "memlimit": 268435456},
+                signup_key="k" * 16, signup_digest="0" * 64, created_at=now, updated_at=now))
+            await session.commit()
+        cache: PrincipalCache = app.state.principal_cache
+        cache.put("someone else", ALICE, cache.generation)
+        challenge = (await client.post("/v1/auth/challenge",
+                                       json={"email": email, "action": "login"})).json()
+        wrong = await client.post("/v1/auth/login", json={
+            "challenge_id": challenge["challenge_id"], "signature": b64encode(bytes(64))})
+        assert wrong.status_code == 401
+        challenge = (await client.post("/v1/auth/challenge",
+                                       json={"email": email, "action": "login"})).json()
+        signature = key.sign(b64decode(challenge["challenge"])).signature
+        response = await client.post("/v1/auth/login", json={
+            "challenge_id": challenge["challenge_id"], "signature": b64encode(signature)})
+        assert response.status_code == 200, response.text
+        pair = response.json()
+        assert cache.get("someone else") == ALICE
+        assert cache.get(pair["access_token"]) == Principal(
+            account_id=str(account_id), role="practitioner", session_id=pair["session_id"],
+            second_factor=False, session_kind="normal")
+        # what the database says of that session is what was cached
+        async with read_only_session(app.state.engine) as session:
+            checked = await AuthService(AuthRepository(session), app.state.auth).principal(
+                pair["access_token"])
+        assert checked == cache.get(pair["access_token"])
+        ended = await client.post("/v1/auth/logout",
+                                  headers={"authorization": f"Bearer {pair['access_token']}"})
+        assert ended.status_code == 204
+        assert cache.get(pair["access_token"]) is None
+        assert cache.get("someone else") is None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
 import pytest
 
-from gateway.auth.ratelimit import AuthRateLimiter, RateLimited
+from gateway.auth.ratelimit import AuthRateLimiter, MemoryCounts, RateLimited
 
 REDIS_URL = os.environ.get("ECRIN_TEST_REDIS_URL", "")
 
@@ -34,6 +35,42 @@ class TestInMemory:
         limiter = AuthRateLimiter(None, "2/minute", "1000/minute")
         assert await _hits(limiter, str(uuid.uuid4()), 1) + \
             await _hits(limiter, str(uuid.uuid4()), 2) == [True, True, False]
+
+
+class TestInMemoryHousekeeping:
+    """limits' in-memory storage prunes expired hits after every hit, handing each key to a
+    worker thread: a sixth of the gateway's CPU per login (docs/performance.md). Here the
+    pass runs at most once per ``PRUNE_EVERY_S``, still on time for the memory."""
+
+    async def test_a_burst_of_hits_runs_no_worker_thread(self, monkeypatch):
+        limiter = AuthRateLimiter(None, "1000/minute", "1000/minute")
+        await _hits(limiter, "warm", 1)
+        await asyncio.sleep(0.05)  # the first pass (at start) has run
+        handed: list[object] = []
+        real = asyncio.to_thread
+
+        async def counting(func, /, *args, **kwargs):
+            handed.append(func)
+            return await real(func, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counting)
+        for i in range(50):
+            await _hits(limiter, f"acct-{i}", 2)
+        await asyncio.sleep(0.05)
+        assert handed == []
+
+    async def test_expired_hits_are_still_pruned(self, monkeypatch):
+        monkeypatch.setattr(MemoryCounts, "PRUNE_EVERY_S", 0.2)
+        limiter = AuthRateLimiter(None, "1000/second", "1000/second")
+        await _hits(limiter, "old", 1)
+        storage = limiter.storage
+        assert isinstance(storage, MemoryCounts)
+        assert any("old" in key for key in storage.events)
+        await asyncio.sleep(1.3)  # the hits' one-second window has passed
+        await _hits(limiter, "new", 1)  # schedules the next pass
+        await asyncio.sleep(0.1)
+        assert not any("old" in key for key in storage.events)
+        assert any("new" in key for key in storage.events)
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="ECRIN_TEST_REDIS_URL is not set (CI sets it)")

@@ -37,6 +37,36 @@ class TestAuditChain:
         assert [e["seq"] for e in events] == list(range(1, 13))
         assert verify_chain(events)
 
+    async def test_appends_to_many_chains_at_once_and_one_by_one_form_unbroken_chains(
+            self, database_url_for):
+        engine = create_engine(database_url_for("kms"))
+        sessions = create_sessionmaker(engine)
+        log = AuditLog(AuditEvent, "kms")
+        chains = [f"file:{uuid.uuid4()}:administrative" for _ in range(5)]
+
+        async def batch(i: int) -> None:  # every chain at once, some events already there
+            async with sessions() as session, session.begin():
+                await log.append_chains(
+                    session, actor="a", events={c: [("record.read", f"b{i}"), ("x", "y")]
+                                                for c in chains},
+                    outcome={c: "denied" if c == chains[0] else "ok" for c in chains})
+
+        async def single(i: int) -> None:
+            async with sessions() as session, session.begin():
+                await log.append(session, chain=chains[i % 5], actor="a", action="x",
+                                 target=f"s{i}")
+
+        await asyncio.gather(*(batch(i) for i in range(4)), *(single(i) for i in range(10)))
+        async with sessions() as session:
+            found = {c: await log.chain(session, c) for c in chains}
+        await engine.dispose()
+        for chain, events in found.items():
+            assert [e["seq"] for e in events] == list(range(1, 11)), chain
+            assert verify_chain(events)
+        assert {e["outcome"] for e in found[chains[0]] if e["target"].startswith("b")} == {
+            "denied"}
+        assert {e["outcome"] for e in found[chains[1]]} == {"ok"}
+
     async def test_any_edit_breaks_the_chain(self, database_url_for):
         engine = create_engine(database_url_for("kms"))
         sessions = create_sessionmaker(engine)

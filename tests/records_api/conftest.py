@@ -45,6 +45,7 @@ class FakeSharing:
     def __init__(self) -> None:
         self.grants: dict[tuple[uuid.UUID, uuid.UUID], FileAccess] = {}
         self.key_versions: dict[uuid.UUID, dict[str, int]] = {}
+        self.pending: dict[uuid.UUID, set[str]] = {}
         self.tokens: list[str] = []
         self.fresh_asks = 0
 
@@ -60,6 +61,13 @@ class FakeSharing:
         """The kms now holds ``version`` of the scope key."""
         self.key_versions.setdefault(file_id, {})[scope] = version
 
+    def pend(self, file_id: uuid.UUID, scope: str) -> None:
+        """A member left: a rotation of ``scope`` is pending."""
+        self.pending.setdefault(file_id, set()).add(scope)
+
+    def done(self, file_id: uuid.UUID, scope: str) -> None:
+        self.pending.get(file_id, set()).discard(scope)
+
     async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *, token: str,
                      request_id: str | None = None, fresh: bool = False) -> FileAccess | None:
         self.tokens.append(token)
@@ -67,7 +75,8 @@ class FakeSharing:
         found = self.grants.get((file_id, account_id))
         if found is None:
             return None
-        return replace(found, key_versions=dict(self.key_versions.get(file_id, {})))
+        return replace(found, key_versions=dict(self.key_versions.get(file_id, {})),
+                       pending_rotations=frozenset(self.pending.get(file_id, set())))
 
 
 @dataclass

@@ -161,6 +161,46 @@ class TestAccessClient:
             again = await client.access(self.file_id, self.account_id, token="t")
             assert again == fresh and len(seen) == 2
 
+    async def test_a_change_told_by_sharing_drops_the_files_answers(self):
+        seen: list[httpx.Request] = []
+        body = self.grant().json()
+        other = uuid.uuid4()
+        answers = [httpx.Response(200, json=body),
+                   httpx.Response(200, json={**body, "file_id": str(other)}),
+                   httpx.Response(404)]
+        async with httpx.AsyncClient(transport=sharing_transport(answers, seen)) as http:
+            client = AccessClient(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
+            assert await client.access(self.file_id, self.account_id, token="t") is not None
+            assert await client.access(other, self.account_id, token="t") is not None
+            client.forget_file(self.file_id)  # the grant was revoked
+            assert await client.access(self.file_id, self.account_id, token="t") is None
+            # Another file's answer stays cached.
+            assert await client.access(other, self.account_id, token="t") is not None
+            assert len(seen) == 3
+
+    async def test_an_answer_asked_before_the_change_is_not_cached(self):
+        body = self.grant().json()
+        client: AccessClient | None = None
+
+        async def answer(request: httpx.Request) -> httpx.Response:
+            assert client is not None
+            client.forget_file(self.file_id)  # told while this answer was in flight
+            return httpx.Response(200, json=body)
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+            client = AccessClient(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
+            await client.access(self.file_id, self.account_id, token="t")
+            await client.access(self.file_id, self.account_id, token="t")
+            assert client._cache == {}
+
+    async def test_pending_rotations_are_kept(self):
+        body = {**self.grant().json(), "pending_rotations": ["shared", "billing", 3]}
+        async with httpx.AsyncClient(transport=sharing_transport(
+                [httpx.Response(200, json=body)], [])) as http:
+            client = AccessClient(http, "http://sharing", ttl_s=2.0)
+            access = await client.access(self.file_id, self.account_id, token="t")
+        assert access is not None and access.pending_rotations == frozenset({"shared"})
+
     @pytest.mark.parametrize(("key_versions", "expected"), [
         (None, {}),
         ("3", {}),
@@ -188,6 +228,31 @@ class TestAccessClient:
             client = AccessClient(http, "http://sharing", ttl_s=2.0)
             with pytest.raises(SharingUnavailable):
                 await client.access(self.file_id, self.account_id, token="t")
+
+
+class TestAccessChangedRoute:
+    async def test_only_the_sharing_service_tells_and_the_cache_is_dropped(
+            self, practice: Practice, issuer):
+        client: AccessClient = practice.app.state.access_client
+        forgotten: list[uuid.UUID] = []
+        client.forget_file = forgotten.append  # type: ignore[method-assign]
+        body = {"file_ids": [str(practice.file_id)]}
+        as_gateway = await practice.client.post("/internal/access-changed", json=body,
+                                                headers=practice.headers())
+        assert as_gateway.status_code == 204  # the records API's own audience
+        from_sharing = Caller(issuer, "sharing").headers(Principal(str(practice.owner.id),
+                                                                   "practitioner"))
+        told = await practice.client.post("/internal/access-changed", json=body,
+                                          headers=from_sharing)
+        assert told.status_code == 204
+        assert forgotten == [practice.file_id, practice.file_id]
+        from_gateway = Caller(issuer, "gateway").headers(Principal(str(practice.owner.id),
+                                                                   "practitioner"))
+        refused = await practice.client.post("/internal/access-changed", json=body,
+                                             headers=from_gateway)
+        assert refused.status_code == 401
+        assert (await practice.client.post("/internal/access-changed", json={"file_ids": []},
+                                           headers=from_sharing)).status_code == 422
 
 
 class TestSharingUnreachable:

@@ -156,3 +156,50 @@ async def test_unknown_file_is_404(practice: Practice):
     response = await practice.create(record, file_id=str(uuid.uuid4()),
                                      content=inline(record))
     assert response.status_code in (404, 422)
+
+
+class TestInlineRead:
+    """``GET /v1/records/{id}?include=content``: a small record's latest version and its
+    content in one request, audited as one content read (issue 21)."""
+
+    async def test_one_request_serves_the_version_and_its_content(self, practice: Practice):
+        record = practice.encrypt(b"note de seance")
+        assert (await practice.create(record, content=inline(record))).status_code == 201
+        rid = record.header.record_id
+        got = await practice.client.get(f"/v1/records/{rid}", headers=practice.headers(),
+                                        params={"include": "content"})
+        assert got.status_code == 200, got.text
+        assert got.json()["content"] == inline(record)
+        assert got.json()["version"]["version"] == 1 and got.headers["etag"] == '"v1.k1"'
+        async with practice.app.state.sessionmaker() as session:
+            events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
+        reads = [(e["action"], e["target"]) for e in events
+                 if e["action"] not in ("record.create", "record.content.write")]
+        assert reads == [("record.content.read", f"record:{rid}/v1")]
+
+    async def test_without_include_there_is_no_content(self, practice: Practice):
+        record = practice.encrypt(b"x")
+        assert (await practice.create(record, content=inline(record))).status_code == 201
+        got = await practice.client.get(f"/v1/records/{record.header.record_id}",
+                                        headers=practice.headers())
+        assert got.status_code == 200 and "content" not in got.json()
+
+    async def test_large_content_is_left_to_the_download(self, practice: Practice):
+        record = practice.encrypt(b"\0" * (INLINE_CONTENT_MAX + 1))
+        assert (await practice.create(record)).status_code == 201
+        assert (await practice.upload(record)).status_code == 204
+        got = await practice.client.get(f"/v1/records/{record.header.record_id}",
+                                        headers=practice.headers(),
+                                        params={"include": "content"})
+        assert got.status_code == 200 and "content" not in got.json()
+        async with practice.app.state.sessionmaker() as session:
+            events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
+        assert events[-1]["action"] == "record.read"  # no content was served
+
+    async def test_an_unknown_include_is_refused(self, practice: Practice):
+        record = practice.encrypt(b"x")
+        assert (await practice.create(record, content=inline(record))).status_code == 201
+        got = await practice.client.get(f"/v1/records/{record.header.record_id}",
+                                        headers=practice.headers(),
+                                        params={"include": "everything"})
+        assert got.status_code == 422

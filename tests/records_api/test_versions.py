@@ -48,11 +48,11 @@ class TestVersions:
 
         # Until its content is in, readers still get version 1.
         got = await practice.client.get(f"/v1/records/{rid}", headers=practice.headers())
-        assert got.headers["etag"] == '"v1"'
+        assert got.headers["etag"] == '"v1.k1"'
         assert (await practice.upload(v2)).status_code == 204
 
         got = await practice.client.get(f"/v1/records/{rid}", headers=practice.headers())
-        assert got.headers["etag"] == '"v2"'
+        assert got.headers["etag"] == '"v2.k1"'
         assert got.json()["version"]["header"] == b64(v2.header.to_bytes())
         history = await practice.client.get(f"/v1/records/{rid}/versions",
                                             headers=practice.headers())
@@ -156,6 +156,8 @@ class TestRekey:
         content = b"programme d'exercices" * 4000
         record = await practice.add(content)
         rid = record.header.record_id
+        held = await practice.client.get(f"/v1/records/{rid}", headers=practice.headers())
+        assert held.headers["etag"] == '"v1.k1"'
         before = await practice.client.get(f"/v1/records/{rid}/versions/1/content",
                                            headers=practice.headers())
         new_key = ScopeKey.generate(practice.file_id, record.header.scope, 2)
@@ -180,7 +182,12 @@ class TestRekey:
         assert (await practice.client.post("/v1/records/rekey", json=older,
                                            headers=practice.headers())).status_code == 409
 
-        got = (await practice.client.get(f"/v1/records/{rid}", headers=practice.headers())).json()
+        # The header changed under the same version number: a client holding the old one
+        # gets the new header, not a 304 (the ETag names the key version too).
+        fresh = await practice.client.get(f"/v1/records/{rid}", headers={
+            **practice.headers(), "If-None-Match": held.headers["etag"]})
+        assert (fresh.status_code, fresh.headers["etag"]) == (200, '"v1.k2"')
+        got = fresh.json()
         assert got["version"]["key_version"] == 2
         assert got["current_version"] == 1
         after = await practice.client.get(f"/v1/records/{rid}/versions/1/content",

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ecrin_client import kdf_policy, pinning
 from ecrin_client.challenge import check_challenge
+from ecrin_client.checks import check_email
 from ecrin_client.encoding import b64d, b64e
 from ecrin_client.errors import (
     AuthError,
@@ -47,6 +48,7 @@ from ecrin_client.models import (
     SignupResult,
     TokenPair,
     TotpEnrolment,
+    UnlockBundle,
     Verification,
 )
 from ecrin_client.pinning import account_uuid, check_pin, compact, grouped
@@ -126,6 +128,7 @@ class EcrinClient:
 
     async def aclose(self) -> None:
         await self._t.aclose()
+        self.profile.close()  # the profile's state.db, opened again if used later
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -195,12 +198,36 @@ class EcrinClient:
                 "the kms holds no key wrap for this passphrase: keys unavailable") from None
         return self._unwrap(wrapped, kek, account_id, on_failure)
 
-    async def _adopt_identity(self, identity: IdentityKeys) -> str:
-        """Check the directory publishes the identity we just unwrapped; pin it. -> fingerprint"""
+    async def _unlock_identity(self, account_id: str, salt: bytes, kek: KeyEncryptionKey,
+                               *, on_failure: EcrinError) -> tuple[IdentityKeys, DirectoryEntry]:
+        """The passphrase wrap opened, and the account's own directory entry, from one
+        request (``GET /v1/keys/me/unlock/{salt}``); the entry is trusted only once
+        :meth:`_adopt_identity` has compared it with the keys the wrap held."""
+        try:
+            response = await self._t.request("GET", f"/v1/keys/me/unlock/{b64e(salt)}")
+        except NotFound:
+            raise IntegrityError(
+                "the kms holds no key wrap for this passphrase: keys unavailable") from None
+        bundle = parse(UnlockBundle, response)
+        try:
+            wrapped = WrappedIdentity.from_json(bundle.wrap)
+        except (ValueError, FormatError):
+            raise ServerError("the kms sent a malformed key wrap") from None
+        return self._unwrap(wrapped, kek, account_id, on_failure), bundle.directory
+
+    async def _adopt_identity(self, identity: IdentityKeys,
+                              entry: DirectoryEntry | None = None) -> str:
+        """Check the directory publishes the identity we just unwrapped; pin it. -> fingerprint
+
+        ``entry`` is the directory entry served with the wrap, if it was; it gets the same
+        checks as one fetched here."""
         account_id = str(identity.account_id)
         mine = identity.public_identity()
         pinned = self.profile.pinned(account_id)
-        published, entry = await self._directory_entry(account_id)
+        if entry is None:
+            published, entry = await self._directory_entry(account_id)
+        else:
+            published = self._checked_entry(account_id, entry)
         if published.fingerprint() != mine.fingerprint():
             raise IdentityMismatch(
                 "the directory publishes another key for your own account: refusing it")
@@ -250,11 +277,11 @@ class EcrinClient:
             role=pair.account.role, kdf_salt=b64e(challenge.salt),
             kdf_params=challenge.params.to_json())
         try:
-            identity = await self._open_passphrase_wrap(
+            identity, entry = await self._unlock_identity(
                 pair.account.id, challenge.salt, keys.kek,
                 on_failure=IntegrityError("the key wrap does not open with the key that just "
                                           "signed in: the kms data was altered"))
-            fingerprint = await self._adopt_identity(identity)
+            fingerprint = await self._adopt_identity(identity, entry)
         except IntegrityError:
             with contextlib.suppress(EcrinError):
                 await self.logout()
@@ -276,6 +303,7 @@ class EcrinClient:
         """
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        check_email(email)  # before Argon2id: the gateway would refuse it anyway
         params = kdf_params or kdf_policy.default_params()
         account_id = uuid.uuid4()
         with self._progress("Creating keys (Argon2id)…"):
@@ -330,9 +358,27 @@ class EcrinClient:
             salt, params = challenge.salt, challenge.params
         kdf_policy.check_server_params(params)
         keys = await self._derive(passphrase, salt, params)
-        identity = await self._open_passphrase_wrap(account_id, salt, keys.kek,
-                                                    on_failure=InvalidCredentials())
-        await self._adopt_identity(identity)
+        identity, entry = await self._unlock_identity(account_id, salt, keys.kek,
+                                                      on_failure=InvalidCredentials())
+        await self._adopt_identity(identity, entry)
+        return identity
+
+    def held_identity(self, account_id: str, key_bytes: bytes) -> IdentityKeys | None:
+        """Identity keys an unlock agent kept in memory, if they are this profile's: the
+        signed-in account's, and matching the fingerprint pinned here at the last unlock.
+        ``None`` otherwise (another account, or keys replaced since): unlock again.
+        No Argon2id and no request: the pin was checked against the directory when the
+        keys were first unlocked with the passphrase."""
+        current, _ = self._require_account()
+        pinned = self.profile.pinned(current)
+        if account_id != current or pinned is None:
+            return None
+        try:
+            identity = IdentityKeys.from_bytes(uuid.UUID(account_id), key_bytes)
+        except ValueError:
+            return None
+        if identity.public_identity().fingerprint().hex() != compact(pinned):
+            return None
         return identity
 
     async def refresh(self) -> None:
@@ -607,10 +653,10 @@ class EcrinClient:
             raise InvalidInput(f"not a valid recovery key: {exc}") from None
         first = await self._challenge(email, "identity")
         keys = await self._derive(passphrase, first.salt, first.params)
-        old = await self._open_passphrase_wrap(account_id, first.salt, keys.kek,
-                                               on_failure=InvalidCredentials(
-                                                   "the passphrase is wrong"))
-        await self._adopt_identity(old)  # the directory publishes the key we hold
+        old, entry = await self._unlock_identity(account_id, first.salt, keys.kek,
+                                                 on_failure=InvalidCredentials(
+                                                     "the passphrase is wrong"))
+        await self._adopt_identity(old, entry)  # the directory publishes the key we hold
         recovered = self._unwrap(await self._fetch_wrap("/v1/keys/me/wraps/recovery"),
                                  recovery_key, account_id,
                                  InvalidInput("this is not the account's recovery key"))

@@ -87,6 +87,13 @@ class DirectoryEntry(_Model):
     key_changes: list[KeyChangeEntry] = Field(default_factory=list, max_length=1000)
 
 
+class UnlockBundle(_Model):
+    """``GET /v1/keys/me/unlock/{salt}``: the passphrase wrap and one's own directory entry."""
+
+    wrap: dict[str, Any]
+    directory: DirectoryEntry
+
+
 class LoginResult(_Model):
     """A signed-in device: the session, and the fingerprint of the identity it unwrapped."""
 

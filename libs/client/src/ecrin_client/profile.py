@@ -3,10 +3,10 @@
 ``profile.json`` holds the server URL, account id, email, role and the account's public KDF
 salt and parameters; ``tokens.json`` the access and refresh tokens; ``pins.json`` the
 fingerprints the user verified; ``bindings.json`` the fingerprints invitations bound
-(:mod:`ecrin_client.trust`); ``versions.json`` the highest version seen of each record,
-so that a server serving an older version is caught. The folder is 0700 and every file
-0600. Nothing here is a passphrase, a recovery key or an unwrapped key: the SDK never
-hands one to this module.
+(:mod:`ecrin_client.trust`); ``state.db`` the highest version seen of each record and key
+(:mod:`ecrin_client.seen_versions`), so that a server serving an older version is caught.
+The folder is 0700 and every file 0600. Nothing here is a passphrase, a recovery key or
+an unwrapped key: the SDK never hands one to this module.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ecrin_client.errors import InvalidInput
+from ecrin_client.seen_versions import SeenVersions
 
 ENV_HOME = "ECRIN_HOME"
 DIR_MODE = 0o700
@@ -51,10 +52,25 @@ class Profile:
     SETTINGS = "profile.json"
     TOKENS = "tokens.json"
     PINS = "pins.json"
+    #: Before ``state.db``: merged into it on first use, then removed.
     VERSIONS = "versions.json"
+    STATE = "state.db"
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home).expanduser()
+        self._seen: SeenVersions | None = None
+
+    @property
+    def _marks(self) -> SeenVersions:
+        if self._seen is None:
+            self.ensure()
+            self._seen = SeenVersions(self.home / self.STATE, self.home / self.VERSIONS)
+        return self._seen
+
+    def close(self) -> None:
+        """Close ``state.db`` (opened again on next use)."""
+        if self._seen is not None:
+            self._seen.close()
 
     @classmethod
     def from_env(cls) -> Profile:
@@ -146,21 +162,12 @@ class Profile:
     # highest record versions seen (rollback detection)
 
     def seen_versions(self) -> dict[str, int]:
-        raw = self._read(self.VERSIONS)
-        if not isinstance(raw, dict):
-            return {}
-        return {str(k): int(v) for k, v in raw.items() if isinstance(v, int)}
+        return self._marks.all()
 
     def seen_version(self, record_id: str) -> int:
-        return self.seen_versions().get(record_id, 0)
+        return self._marks.get(record_id)
 
     def remember_versions(self, versions: dict[str, int]) -> None:
-        """Raise the high-water marks (never lower them): one write for many records."""
-        seen = self.seen_versions()
-        changed = False
-        for record_id, version in versions.items():
-            if version > seen.get(record_id, 0):
-                seen[record_id] = version
-                changed = True
-        if changed:
-            self._write(self.VERSIONS, seen)
+        """Raise the high-water marks (never lower them): one transaction for many
+        records, each row updated in place."""
+        self._marks.remember(versions)

@@ -29,7 +29,14 @@ import os
 import secrets
 import tempfile
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +46,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ecrin_client.encoding import b64d, b64e
-from ecrin_client.errors import EcrinError, IntegrityError, InvalidInput, NotFound, Unavailable
+from ecrin_client.errors import (
+    Conflict,
+    EcrinError,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 from ecrin_client.kine import RecordMetadata
 from ecrin_client.pinning import account_uuid
 from ecrin_client.transport import GatewayTransport
@@ -147,6 +161,8 @@ class _Version:
     info: RecordInfo
     header: RecordHeader
     metadata_ciphertext: bytes
+    #: verified (both signatures) and unwrapped once: reused to decrypt the content
+    decryptor: RecordDecryptor
 
 
 def integrity_failure(what: str = "the record") -> IntegrityError:
@@ -219,6 +235,16 @@ class Records:
             params["version"] = version
         body = (await self._t.request("GET", f"/v1/keyrings/{file_id}/entries",
                                       params=params)).json()
+        return await self.key_from_entries(file_id, scope, version, body)
+
+    async def key_from_entries(self, file_id: uuid.UUID, scope: Scope, version: int | None,
+                               body: Any, *, marks: dict[str, int] | None = None
+                               ) -> ScopeKey:
+        """My key of ``scope`` (``version``, or the latest the answer names) from a kms
+        answer listing my entries of one file (the single route's, or one item of
+        ``POST /v1/keyrings/batch``): every check :meth:`scope_key` makes (rollback of the
+        latest version, a trusted and entitled granter, the entry's binding). ``marks``:
+        the rollback mark is added there, for the caller to store with others at once."""
         versions = _field(body, "versions")
         newest_seen = self.client.profile.seen_version(_key_mark(file_id, scope))
         if version is None:
@@ -241,13 +267,16 @@ class Records:
                 continue
             # Only a granter this device trusts, and entitled to hand it this file's keys:
             # a key version signed by anyone else is never used (read or write).
-            granter = await self.trust.granter(entry.granter_id, file_id)
+            granter = await self.trust.granter(entry.granter_id, file_id, scope.value)
             try:
                 key = open_entry(entry, self.identity, granter)
             except DecryptionError:
                 raise integrity_failure("a keyring entry") from None
             self._keys[(file_id, scope, version)] = key
-            self.client.profile.remember_versions({_key_mark(file_id, scope): version})
+            if marks is None:
+                self.client.profile.remember_versions({_key_mark(file_id, scope): version})
+            else:
+                marks[_key_mark(file_id, scope)] = version
             return key
         if version == newest_seen > 0:  # older ones may predate this member: not found
             raise IntegrityError(
@@ -295,7 +324,7 @@ class Records:
             key_version=header.key_version, author_id=str(header.author_id),
             created_at=raw.get("created_at"),
             updated_at=record.get("updated_at") if record else None, metadata=metadata)
-        return _Version(info, header, metadata_ct)
+        return _Version(info, header, metadata_ct, decryptor)
 
     def _check_not_older(self, record_id: str, version: int) -> None:
         if version < self.client.profile.seen_version(record_id):
@@ -303,8 +332,11 @@ class Records:
                 f"the server serves version {version} of record {record_id}, older than one "
                 "this device already saw: a rollback. Refusing it")
 
-    async def _record(self, record_id: uuid.UUID) -> dict[str, Any]:
-        body: dict[str, Any] = (await self._t.request("GET", f"/v1/records/{record_id}")).json()
+    async def _record(self, record_id: uuid.UUID, *, include_content: bool = False
+                      ) -> dict[str, Any]:
+        params = {"include": "content"} if include_content else None
+        body: dict[str, Any] = (await self._t.request("GET", f"/v1/records/{record_id}",
+                                                      params=params)).json()
         if str(body.get("record_id")) != str(record_id):
             raise integrity_failure()
         return body
@@ -398,22 +430,43 @@ class Records:
 
     async def read(self, record_id: str | uuid.UUID, version: int | None = None
                    ) -> tuple[RecordInfo, bytes]:
-        """A small record's content (a note), in memory, returned only once fully verified."""
+        """A small record's content (a note), in memory, returned only once fully verified.
+
+        The latest version of a small record comes in one request with its content
+        (``?include=content``, one audit event); a larger one, or an older version, is
+        then downloaded."""
         rid = _uuid(record_id, "record id")
-        opened = await self._version(rid, version)
+        inline: bytes | None = None
+        if version is None:
+            body = await self._record(rid, include_content=True)
+            current = int(_field(body, "current_version"))
+            self._check_not_older(str(rid), current)
+            opened = await self._open(_field(body, "version"), record=body, expect_record=rid,
+                                      expect_version=current)
+            self.client.profile.remember_versions({str(rid): current})
+            if body.get("content") is not None:
+                try:
+                    inline = b64d(str(body["content"]), what="content")
+                except EcrinError:
+                    raise integrity_failure() from None
+        else:
+            opened = await self._version(rid, version)
         if opened.info.metadata.size > MAX_IN_MEMORY:
             raise InvalidInput("this record is large: download it to a file (-o FILE)")
         decryptor = await self._decryptor(opened)
-        parts: builtins.list[bytes] = []
-        async with self._t.stream(
-                "GET", f"/v1/records/{rid}/versions/{opened.info.version}/content") as response:
-            chunks = _ciphertext_chunks(response.aiter_bytes(), opened.header.padded_length)
-            ciphertext = [chunk async for chunk in chunks]
+        if inline is not None:
+            ciphertext = list(_split_chunks(inline, opened.header.padded_length))
+        else:
+            async with self._t.stream(
+                    "GET", f"/v1/records/{rid}/versions/{opened.info.version}/content"
+            ) as response:
+                chunks = _ciphertext_chunks(response.aiter_bytes(), opened.header.padded_length)
+                ciphertext = [chunk async for chunk in chunks]
         try:
-            parts.extend(decryptor.decrypt(ciphertext))
+            plaintext = b"".join(decryptor.decrypt(ciphertext))
         except DecryptionError:
             raise integrity_failure() from None
-        return opened.info, b"".join(parts)
+        return opened.info, plaintext
 
     async def download(self, record_id: str | uuid.UUID, path: str | Path,
                        version: int | None = None) -> RecordInfo:
@@ -440,34 +493,50 @@ class Records:
         return opened.info
 
     async def _decryptor(self, opened: _Version) -> RecordDecryptor:
-        header = opened.header
-        scope_key = await self.scope_key(header.file_id, header.scope, header.key_version)
-        try:
-            return RecordDecryptor(header, opened.metadata_ciphertext, scope_key=scope_key,
-                                   author=await self.identity_of(header.author_id,
-                                                                 header.file_id),
-                                   wrapper=await self.identity_of(header.wrapper_id,
-                                                                  header.file_id))
-        except DecryptionError:
-            raise integrity_failure() from None
+        """The decryptor ``_open`` already verified: no second round of signature checks."""
+        return opened.decryptor
 
     # -- writes --------------------------------------------------------------------------
 
-    async def _rotate_first(self, file_id: uuid.UUID) -> None:
-        """New content never uses a key a revoked or expired member still holds: finish the
-        file's pending rotations first (one request when nothing is pending)."""
+    async def _under_current_key(self, file_id: uuid.UUID, scope: Scope,
+                                 write: Callable[[ScopeKey], Awaitable[RecordInfo]]
+                                 ) -> RecordInfo:
+        """Run ``write`` with the scope's latest key this device knows: in steady state
+        the write is one request. New content never uses a key a revoked or expired member
+        still holds, and the records API enforces it: it refuses a header under an older
+        key version than the scope's current one (``key-version-not-current``: another
+        device rotated; fetch the new key) and, from a member who rotates, any write while
+        a rotation of the scope is pending (``rotation-pending``: finish the file's
+        pending rotations here, then write under the new key). Nothing was stored by a
+        refused attempt; each retry encrypts again."""
         from ecrin_client.sharing import rotate_before_write  # sharing builds on Records
 
-        await rotate_before_write(self, file_id)
+        for attempt in range(WRITE_ATTEMPTS):
+            scope_key = await self.scope_key(file_id, scope)
+            try:
+                return await write(scope_key)
+            except Conflict as exc:
+                if attempt + 1 == WRITE_ATTEMPTS or exc.slug not in STALE_KEY_PROBLEMS:
+                    raise
+                if exc.slug == "rotation-pending":
+                    await rotate_before_write(self, file_id)
+                self._latest.pop((file_id, scope), None)  # ask the kms for the latest
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def create(self, file_id: str | uuid.UUID, scope: str, metadata: RecordMetadata,
-                     content: bytes | Path) -> RecordInfo:
+                     content: bytes | Path, *, record_id: str | uuid.UUID | None = None
+                     ) -> RecordInfo:
         """A new record (version 1): encrypt, create (idempotent), upload, commit. Small
-        content travels inside the create request: one request, committed at once."""
+        content travels inside the create request: one request, committed at once.
+        ``record_id``: an id chosen beforehand (a patient's identity record, named in its
+        file); a new random one by default."""
         fid = _uuid(file_id, "patient file id")
-        await self._rotate_first(fid)
-        scope_key = await self.scope_key(fid, Scope(scope))
-        rid = uuid.uuid4()
+        rid = _uuid(record_id, "record id") if record_id is not None else uuid.uuid4()
+        return await self._under_current_key(
+            fid, Scope(scope), lambda key: self._create(fid, rid, key, metadata, content))
+
+    async def _create(self, fid: uuid.UUID, rid: uuid.UUID, scope_key: ScopeKey,
+                      metadata: RecordMetadata, content: bytes | Path) -> RecordInfo:
         async with self._sealed(fid, rid, 1, scope_key, metadata, content) as sealed:
             payload = {"record_id": str(rid), "file_id": str(fid), "scope": scope_key.scope.value,
                        **sealed.version_body()}
@@ -489,18 +558,21 @@ class Records:
         rid = _uuid(record_id, "record id")
         current = await self.get(rid)
         fid = uuid.UUID(current.file_id)
-        await self._rotate_first(fid)
-        scope_key = await self.scope_key(fid, Scope(current.scope))
         version = current.current_version + 1
-        async with self._sealed(fid, rid, version, scope_key, metadata, content) as sealed:
-            created = (await self._t.request(
-                "POST", f"/v1/records/{rid}/versions", ok=(201,),
-                headers={"if-match": f'"v{current.current_version}"'},
-                json=sealed.version_body())).json()
-            if sealed.inline is None:
-                await self._upload(rid, version, sealed.length, sealed.body)
-        self.client.profile.remember_versions({str(rid): version})
-        return self._written(sealed.header, metadata, created, version)
+
+        async def write(scope_key: ScopeKey) -> RecordInfo:
+            async with self._sealed(fid, rid, version, scope_key, metadata,
+                                    content) as sealed:
+                created = (await self._t.request(
+                    "POST", f"/v1/records/{rid}/versions", ok=(201,),
+                    headers={"if-match": f'"v{current.current_version}"'},
+                    json=sealed.version_body())).json()
+                if sealed.inline is None:
+                    await self._upload(rid, version, sealed.length, sealed.body)
+            self.client.profile.remember_versions({str(rid): version})
+            return self._written(sealed.header, metadata, created, version)
+
+        return await self._under_current_key(fid, Scope(current.scope), write)
 
     async def delete(self, record_id: str | uuid.UUID) -> RecordInfo:
         """Tombstone the record; If-Match on the latest version, verified first."""
@@ -563,6 +635,11 @@ class Records:
 
         await self.client._retrying(send)
 
+
+#: A write refused for its key is encrypted again under the current key at most this often.
+WRITE_ATTEMPTS = 3
+#: The records API's problems for a write under a key that must not be used any more.
+STALE_KEY_PROBLEMS = frozenset({"rotation-pending", "key-version-not-current"})
 
 #: Content ciphertext up to this size is sent inside the create (or new version) request,
 #: which commits it at once; larger content is uploaded with a streamed PUT afterwards.
@@ -643,6 +720,18 @@ async def _ciphertext_chunks(body: AsyncIterator[bytes], padded_length: int,
         raise Unavailable("the download was interrupted; nothing was written") from None
     if buffer or index < len(sizes):
         yield bytes(buffer)
+
+
+def _split_chunks(ciphertext: bytes, padded_length: int) -> Iterator[bytes]:
+    """Content that came inline, cut into the stream's chunks as a download would be:
+    missing or extra bytes make a short or an extra chunk, which the decryptor refuses."""
+    offset = 0
+    for i in range(-(-padded_length // CHUNK_SIZE)):
+        size = min(CHUNK_SIZE, padded_length - i * CHUNK_SIZE) + CHUNK_OVERHEAD
+        yield ciphertext[offset:offset + size]
+        offset += size
+    if offset < len(ciphertext):
+        yield ciphertext[offset:]
 
 
 def _blocking(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:

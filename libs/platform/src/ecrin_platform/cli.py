@@ -11,12 +11,14 @@ from typing import Any
 
 from ecrin_platform.migrations import upgrade_to_head
 from ecrin_platform.settings import ServiceSettings
+from ecrin_platform.tls import server_options
 
 #: The metrics listener's port is the service's port plus this, unless given.
 METRICS_PORT_OFFSET = 1000
 
 
-def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int) -> None:
+def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
+           tls: dict[str, Any] | None = None) -> None:
     """The public listener and, on its own port, the metrics listener, in one process.
 
     ``proxy_headers=False``: uvicorn never rewrites the client address from forwarding
@@ -29,7 +31,9 @@ def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int)
 
     common: dict[str, Any] = {"log_config": None, "access_log": False,
                               "server_header": False, "proxy_headers": False}
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **common))
+    # The public listener over (mutual) TLS when the settings name the files
+    # (ecrin_platform.tls); the metrics listener stays plain, on its own port.
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **common, **(tls or {})))
     if not metrics_port:
         server.run()
         return
@@ -78,4 +82,4 @@ def service_main(service: str, settings_cls: type[ServiceSettings], migrations: 
         metrics_port = (settings.metrics_port if settings.metrics_port is not None
                         else args.port + METRICS_PORT_OFFSET)
     _serve(create_app(settings), args.host, args.port, args.metrics_host or args.host,
-           metrics_port)
+           metrics_port, server_options(settings))

@@ -110,6 +110,9 @@ class Stack:
             env[f"{prefix}INTERNAL_TOKEN_PUBLIC_KEY_FILE"] = str(self.public_key)
             if service in ("records-api", "kms"):
                 env[f"{prefix}SHARING_URL"] = self.url("sharing")
+            if service == "sharing":  # told when a file's access changes (sharing.notify)
+                env[f"{prefix}RECORDS_URL"] = self.url("records-api")
+                env[f"{prefix}KMS_URL"] = self.url("kms")
         return env
 
     def migrate(self) -> None:
@@ -169,13 +172,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the four Écrin services locally.")
     parser.add_argument("--state", type=Path, default=Path("var"))
     args = parser.parse_args()
-    stack = Stack(state=args.state, extra_env={"ECRIN_GATEWAY_DEVELOPMENT_PROFILE": "true"},
+    # The web app's build (make web), served by the gateway on its own origin.
+    web_dist = Path(os.environ.get("ECRIN_GATEWAY_WEB_DIST", "web/dist")).resolve()
+    stack = Stack(state=args.state, extra_env={"ECRIN_GATEWAY_DEVELOPMENT_PROFILE": "true",
+                                               "ECRIN_GATEWAY_WEB_DIST": str(web_dist)},
                   log_dir=args.state / "logs")
     print("Migrating four SQLite databases under", args.state.resolve(), flush=True)
     stack.migrate()
     stack.start_all()
     gateway = stack.url("gateway")
-    print(f"\nÉcrin is running.\n  gateway: {gateway}\n  API docs: {gateway}/docs\n"
+    web = (f"{gateway}/ (practitioners {gateway}/pro, patients and families {gateway}/portail)"
+           if (web_dist / "build.json").exists() else f"not built ({web_dist}: make web)")
+    print(f"\nÉcrin is running.\n  web app: {web}\n  gateway: {gateway}\n"
+          f"  API docs: {gateway}/docs\n"
           f"  OpenAPI: {gateway}/openapi.json\n"
           + "".join(f"  {s}: {stack.url(s)} (internal; needs the gateway's token)\n"
                     for s in SERVICES if s != "gateway")

@@ -100,13 +100,32 @@ class InternalTokenIssuer:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
 
+def split_pem_bundle(pem: bytes) -> list[bytes]:
+    """Each ``-----BEGIN ...-----`` block of a PEM file, in order."""
+    blocks, current = [], []
+    for line in pem.splitlines(keepends=True):
+        if line.startswith(b"-----BEGIN "):
+            current = [line]
+        elif current:
+            current.append(line)
+            if line.startswith(b"-----END "):
+                blocks.append(b"".join(current))
+                current = []
+    return blocks
+
+
 class InternalTokenVerifier:
+    """Verifies with one public key or, during a rotation, several: ``public_pem`` may hold
+    the new key and the previous one, one PEM block each (docs/deploy.md, rotation). A token
+    names its key by ``kid``; a token whose key is not in the bundle is refused."""
+
     def __init__(self, public_pem: bytes, audience: str) -> None:
-        key = serialization.load_pem_public_key(public_pem)
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("the internal token key must be Ed25519")
-        self._key = key
-        self._kid = key_id(public_pem)
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        for block in split_pem_bundle(public_pem) or [public_pem]:
+            key = serialization.load_pem_public_key(block)
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError("the internal token key must be Ed25519")
+            self._keys[key_id(block)] = key
         self.audience = audience
 
     def verify(self, token: str, *, audiences: frozenset[str] | None = None) -> InternalClaims:
@@ -115,9 +134,10 @@ class InternalTokenVerifier:
         accepted = sorted(audiences) if audiences else self.audience
         try:
             header = jwt.get_unverified_header(token)
-            if header.get("alg") != ALGORITHM or header.get("kid") != self._kid:
+            key = self._keys.get(str(header.get("kid")))
+            if header.get("alg") != ALGORITHM or key is None:
                 raise InvalidInternalToken("unexpected algorithm or key id")
-            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=accepted,
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=accepted,
                                 issuer=ISSUER, leeway=2,
                                 options={"require": ["exp", "iat", "nbf", "aud", "iss", "jti"]})
         except jwt.PyJWTError as exc:

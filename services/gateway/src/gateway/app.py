@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
+from ecrin_platform.tls import client_context
 from ecrin_platform.tokens import InternalTokenIssuer
 from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
@@ -27,6 +27,7 @@ from gateway.openapi import MergedOpenAPI
 from gateway.proxy import PROXIED_METHODS as FORWARDED_METHODS
 from gateway.proxy import Proxy, ProxyDispatch, not_proxied, upstream_session
 from gateway.settings import Settings
+from gateway.webapp import SecurityHeaders, WebApp, WebAppFiles, docs_page
 
 SERVICE = "gateway"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,7 +37,7 @@ UPLOAD_PATHS = [r"^/v1/records/[^/]+/versions/[^/]+/content$"]
 PROXIED_METHODS = sorted(FORWARDED_METHODS)
 
 
-def docs_router() -> APIRouter:
+def docs_router(web: WebAppFiles) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/openapi.json")
@@ -47,7 +48,9 @@ def docs_router() -> APIRouter:
 
     @router.get("/docs")
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Écrin API")
+        # Self-hosted Swagger UI (gateway.webapp): FastAPI's page loads it from a CDN with an
+        # inline script, both of which the CSP forbids.
+        return docs_page(web)
 
     return router
 
@@ -67,13 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     issuer = InternalTokenIssuer(settings.internal_private_key_pem(),
                                  lifetime_s=settings.internal_token_lifetime_s)
-    tokens = AccessTokens(settings.access_private_key_pem(), settings.access_token_ttl_s)
+    tokens = AccessTokens(settings.access_private_key_pem(), settings.access_token_ttl_s,
+                          settings.access_previous_public_key_pem())
     if settings.development_profile:
         settings.require_practitioner_2fa = False
 
     async def start(app: FastAPI) -> None:
         app.state.http.timeout = settings.upstream_timeout_s
-        app.state.upstreams = upstream_session(settings.upstream_timeout_s)
+        app.state.upstreams = upstream_session(settings.upstream_timeout_s,
+                                               client_context(settings))
         app.state.proxy = Proxy(client=app.state.upstreams, issuer=issuer,
                                 upstream_url=settings.upstream_url,
                                 resolve_principal=resolve_principal)
@@ -101,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return proxy
 
     principals = PrincipalCache(settings.session_cache_s)
+    web = WebAppFiles(settings.web_dist)
 
     async def stop(app: FastAPI) -> None:
         await app.state.upstreams.close()
@@ -122,16 +128,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ciphertext and wrapped keys."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[docs_router(), auth_router, proxy_router()],
+        routers=[docs_router(web), auth_router, proxy_router()],
         upload_paths=UPLOAD_PATHS,
         internal_auth=False,
         on_startup=[start],
         on_shutdown=[stop],
         docs=False,  # the merged document replaces FastAPI's own
-        inner_middleware=[Middleware(ProxyDispatch, proxy=current_proxy,
+        inner_middleware=[Middleware(WebApp, files=web),
+                          Middleware(ProxyDispatch, proxy=current_proxy,
                                     on_own_write=principals.clear)],
         readiness_checks=[rate_limit_store],
     )
+    # Outermost: CSP and the other browser headers on every answer, guards' included.
+    app.add_middleware(SecurityHeaders)
     # Parsed here so that a typo in the list stops the gateway at start-up.
     app.state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     app.state.issuer = issuer

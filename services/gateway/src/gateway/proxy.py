@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ from ecrin_platform.guards import caused_by_body_limit
 from ecrin_platform.problems import ServiceError, problem_response
 from ecrin_platform.tokens import HEADER as INTERNAL_HEADER
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
+from ecrin_platform.tracing import inject as inject_trace
 from gateway.routing import GATEWAY_AREAS, owner_of
 
 log = logging.getLogger("ecrin.gateway.proxy")
@@ -44,7 +46,10 @@ HOP_BY_HOP = frozenset({
 STRIPPED_REQUEST = frozenset({b"authorization", b"cookie", b"forwarded", b"x-forwarded-for",
                               b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip",
                               b"x-http-method-override", b"x-method-override",
-                              b"x-http-method", b"x-request-id"})
+                              b"x-http-method", b"x-request-id",
+                              # The trace context is the gateway's own (tracing.py: the
+                              # edge starts the trace; a client's is a link at most).
+                              b"traceparent", b"tracestate", b"baggage"})
 STRIPPED_RESPONSE = frozenset({b"server", b"date", b"set-cookie", b"x-request-id"})
 _BAD_PATH = re.compile(r"(%2f|%5c|%2e|%00|\\|/\.{1,2}(/|$)|//)", re.IGNORECASE)
 #: Methods forwarded to a service; any other gets the app's 405, never a signed token.
@@ -74,11 +79,14 @@ class ProxiedRoute(NamedTuple):
 _NO_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
-def upstream_session(timeout_s: float) -> aiohttp.ClientSession:
+def upstream_session(timeout_s: float,
+                     tls: ssl.SSLContext | bool = True) -> aiohttp.ClientSession:
     """The proxy's pool of keep-alive connections to the services. Bodies are relayed as
-    they are (no decompression); no cookies are kept."""
+    they are (no decompression); no cookies are kept. ``tls``: the mutual-TLS context for
+    https upstreams (ecrin_platform.tls.client_context)."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=60),
+        connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=60,
+                                       ssl=tls),
         timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=timeout_s),
         auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_NO_AUTO_HEADERS)
@@ -134,6 +142,7 @@ class Proxy:
         headers[INTERNAL_HEADER] = self.issuer.issue(service, request_id=request_id,
                                                      principal=principal)
         headers["x-request-id"] = request_id
+        inject_trace(headers)  # W3C traceparent: the service's spans join this trace
         if scope.get("client"):
             headers["x-forwarded-for"] = scope["client"][0]
 
@@ -161,6 +170,12 @@ class Proxy:
         response_headers = [(k.lower(), v) for k, v in upstream.raw_headers
                             if k.lower() not in HOP_BY_HOP
                             and k.lower() not in STRIPPED_RESPONSE]
+        limits: dict[str, str] = scope["state"].get("rate_limit_headers") or {}
+        if limits and 200 <= upstream.status < 300:
+            # A route the gateway rate-limits (invitation look-ups and redemptions): its
+            # successful answers say what is left, as the gateway's own limited routes do.
+            response_headers += [(name.lower().encode(), value.encode())
+                                 for name, value in limits.items()]
         announced = upstream.headers.get("content-length", "")
         if announced.isdigit() and int(announced) <= SMALL_BODY:
             return _Relayed(upstream, response_headers)
@@ -209,6 +224,10 @@ class ProxyDispatch:
     transaction has committed), and again when it ends."""
 
     SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+    #: Writes that add a challenge or a new session and change no existing session or
+    #: account fact a cached principal holds: they leave other users' checks cached, and
+    #: a login may put its new session there (``gateway.auth.endpoints.login``).
+    SESSION_NEUTRAL = frozenset({"/v1/auth/challenge", "/v1/auth/login", "/v1/auth/recover"})
 
     def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy],
                  on_own_write: Callable[[], None] = lambda: None) -> None:
@@ -226,7 +245,8 @@ class ProxyDispatch:
             scope["route"] = ProxiedRoute("/v1/" + raw_path.split("/", 3)[2] + "/…")
             await self.proxy().handle(scope, receive, send, service)
             return
-        if scope["method"] in self.SAFE_METHODS or not raw_path.startswith(OWN_PREFIXES):
+        if (scope["method"] in self.SAFE_METHODS or not raw_path.startswith(OWN_PREFIXES)
+                or raw_path in self.SESSION_NEUTRAL):
             # (Unknown methods and paths reach the app, which answers 405 or 404.)
             await self.app(scope, receive, send)
             return

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from ecrin_platform.settings import ServiceSettings
@@ -33,10 +34,17 @@ class Settings(ServiceSettings):
     session_cache_s: float = Field(default=0.5, ge=0, le=4)
     #: How long the merged OpenAPI document is cached.
     openapi_cache_s: float = 30.0
+    #: The web app's build (web/dist, made by ``make web``), served on this origin with
+    #: /docs' Swagger UI assets. Unset or not built: the app's paths answer 404.
+    web_dist: Path | None = None
 
     #: PEM of the Ed25519 key that signs access tokens (distinct from the internal one).
     access_token_private_key: SecretStr | None = None
     access_token_private_key_file: Path | None = None
+    #: During a rotation of the access-token key: the public half of the previous key,
+    #: still accepted until the last token it signed has expired (``access_token_ttl_s``);
+    #: then unset it (docs/deploy.md, rotation).
+    access_token_previous_public_key_file: Path | None = None
     access_token_ttl_s: int = Field(default=900, ge=30, le=900)
     refresh_token_ttl_s: int = 30 * 24 * 3600
     challenge_ttl_s: int = Field(default=120, ge=10, le=600)
@@ -49,8 +57,11 @@ class Settings(ServiceSettings):
     #: The weakest Argon2id parameters accepted for an account (libsodium MODERATE).
     min_kdf_opslimit: int = 3
     min_kdf_memlimit: int = 256 * 1024 * 1024
-    #: Rate-limit storage: ``redis://host:port/db`` for several replicas, else in memory.
+    #: Rate-limit storage: ``redis://host:port/db`` for several replicas, else in memory;
+    #: ``rediss://`` for TLS (``?ssl_ca_certs=/path/ca.crt`` names the CA to verify Redis).
     redis_url: str | None = None
+    #: A file holding Redis's password (a mounted Secret): put into ``redis_url`` at start-up.
+    redis_password_file: Path | None = None
     #: Limits on the challenge, login, second-factor and recovery routes.
     auth_rate_limit_per_ip: str = "30/minute"
     #: Per account key, itself scoped to the client address where a stranger could spend
@@ -69,6 +80,24 @@ class Settings(ServiceSettings):
     #: ``Forwarded`` headers are believed; comma-separated. Empty: the socket peer is the
     #: client and forwarding headers are ignored (gateway.client_address).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _redis_password_from_file(self) -> Settings:
+        if self.redis_password_file is not None:
+            if not self.redis_url:
+                raise ValueError("redis_password_file needs redis_url")
+            password = self.redis_password_file.read_text().rstrip("\r\n")
+            # The rate limiter's Redis client (coredis) takes the password from the URL
+            # without unquoting it: only URL-safe characters survive the trip
+            # (deploy/create-secrets.sh makes a hex one).
+            if not password or quote(password, safe="") != password:
+                raise ValueError("the Redis password must be non-empty letters, digits, "
+                                 "'-', '_', '.' or '~' (it travels in the URL)")
+            parts = urlsplit(self.redis_url)
+            host = parts.netloc.rpartition("@")[2]
+            self.redis_url = urlunsplit(parts._replace(
+                netloc=f"{parts.username or ''}:{password}@{host}"))
+        return self
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -105,6 +134,11 @@ class Settings(ServiceSettings):
         if self.access_token_private_key_file is not None:
             return self.access_token_private_key_file.read_bytes()
         raise RuntimeError("no access token private key configured")
+
+    def access_previous_public_key_pem(self) -> bytes | None:
+        if self.access_token_previous_public_key_file is None:
+            return None
+        return self.access_token_previous_public_key_file.read_bytes()
 
     def upstream_url(self, service: str) -> str:
         return {"records-api": self.records_url, "kms": self.kms_url,

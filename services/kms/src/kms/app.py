@@ -10,7 +10,9 @@ from ecrin_platform.access import AccessClient
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
+from kms.access_changed import router as access_changed
 from kms.accounts.endpoints import directory, internal, keys
+from kms.keyrings.batch import router as keyrings_batch
 from kms.keyrings.endpoints import router as keyrings
 from kms.models import AuditEvent
 from kms.settings import Settings
@@ -34,7 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Holds no unwrapped key."),
         settings=settings,
         script_location=MIGRATIONS,
-        routers=[service_info_router(SERVICE, "keys"), directory, keys, keyrings, internal],
+        routers=[service_info_router(SERVICE, "keys"), directory, keys, keyrings_batch,
+                 keyrings, internal, access_changed],
+        # The sharing service forwards the token it was called with to say which files'
+        # cached access answers to drop (a revocation, an expiry, a rotation).
+        forwarded_audiences={"/internal/access-changed": frozenset({"sharing"})},
         on_startup=[start],
         upload_paths=[],
     )

@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from ecrin_platform.app import build_service_app
 from ecrin_platform.service_info import service_info_router
 from records_api.access import AccessClient
+from records_api.access import internal as access_internal
 from records_api.no_store import NoStoreMiddleware
+from records_api.records.batch import router as batch_router
 from records_api.records.content import ContentStore
 from records_api.records.endpoints import router as records_router
 from records_api.records.purge import purge_forever
@@ -50,7 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         script_location=MIGRATIONS,
         # service-info first: its literal path must win over /v1/records/{record_id}.
-        routers=[service_info_router(SERVICE, "records"), records_router],
+        routers=[service_info_router(SERVICE, "records"), batch_router, records_router,
+                 access_internal],
+        # The sharing service forwards the token it was called with (a revocation; from
+        # the kms, a rotation) to say which files' cached access answers to drop.
+        forwarded_audiences={"/internal/access-changed": frozenset({"sharing", "kms"})},
         upload_paths=[r"^/v1/records/[^/]+/versions/[^/]+/content$"],
         on_startup=[start],
         on_shutdown=[stop],

@@ -13,5 +13,10 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ECRIN_SHARING_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///var/sharing.db"
+    #: The records API and the kms, told at once when a file's access changes (a grant
+    #: ends, a rotation moves on) so that their cached answers are dropped
+    #: (``sharing.notify``). Unset: not told; their cache lifetime bounds the delay.
+    records_url: str | None = None
+    kms_url: str | None = None
     #: Tests and demos only: a file with seconds added to the clock (grants expire by it).
     clock_offset_file: Path | None = None

@@ -12,6 +12,7 @@ import qrcode.image.svg
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from ecrin_platform.deps import SessionDep
+from ecrin_platform.tokens import Principal
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.repository import AuthRepository
 from gateway.auth.schemas import (
@@ -38,7 +39,8 @@ from gateway.client_address import client_address
 router = APIRouter(prefix="/v1/auth", tags=["gateway"])
 
 
-def get_service(request: Request, session: SessionDep) -> AuthService:
+async def get_service(request: Request, session: SessionDep) -> AuthService:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread
     return AuthService(AuthRepository(session), request.app.state.auth)
 
 
@@ -119,22 +121,41 @@ async def challenge(body: ChallengeIn, request: Request, service: Service,
     return await service.challenge(str(body.email), body.action, host_of(request))
 
 
+def remember_new_session(request: Request, pair: TokenPair, kind: str, generation: int
+                         ) -> None:
+    """The gateway's session cache learns the session it just opened, so the device's
+    next request (the keys it unlocks) is not checked against the database again. Kept
+    only if nothing cleared the cache meanwhile (``PrincipalCache.put``); a login that
+    does not commit hands its token to nobody."""
+    cache = request.app.state.principal_cache
+    cache.put(pair.access_token, Principal(
+        account_id=str(pair.account.id), role=pair.account.role,
+        session_id=str(pair.session_id), second_factor=pair.second_factor_verified,
+        session_kind=kind), generation)
+
+
 @router.post("/login", response_model=TokenPair,
              summary="Log in with a signature of the challenge by the login key")
 async def login(body: LoginIn, request: Request, service: Service,
                 response: Response) -> TokenPair:
+    generation = request.app.state.principal_cache.generation
     await rate_limit(request, response, "login", str(body.challenge_id))
     response.headers.update(no_store)
-    return await service.login(body)
+    pair = await service.login(body)
+    remember_new_session(request, pair, "normal", generation)
+    return pair
 
 
 @router.post("/recover", response_model=TokenPair,
              summary="Open a recovery session with a signature by the recovery key")
 async def recover(body: LoginIn, request: Request, service: Service,
                   response: Response) -> TokenPair:
+    generation = request.app.state.principal_cache.generation
     await rate_limit(request, response, "recover", str(body.challenge_id))
     response.headers.update(no_store)
-    return await service.login(body, recovery=True)
+    pair = await service.login(body, recovery=True)
+    remember_new_session(request, pair, "recovery", generation)
+    return pair
 
 
 @router.post("/refresh", response_model=TokenPair,

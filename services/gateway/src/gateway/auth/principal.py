@@ -92,7 +92,9 @@ async def resolve_principal(request: Request) -> Principal | None:
         # Redemption attempts are rate-limited like logins: a code is 120 bits, but a
         # flood of lookups should still stop early.
         host = request.client.host if request.client else "unknown"
-        await app.state.rate_limiter.check("invitation", host, principal.account_id)
+        # The proxy adds the limit's state to the service's successful answer.
+        request.state.rate_limit_headers = await app.state.rate_limiter.check(
+            "invitation", host, principal.account_id)
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         wrap = _PASSPHRASE_WRAP.match(path)
         if wrap is not None:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
@@ -65,17 +66,40 @@ def _headers(outcomes: list[_Outcome]) -> dict[str, str]:
     return {"RateLimit-Policy": policy, "RateLimit": state}
 
 
+class MemoryCounts(MemoryStorage):
+    """limits' in-memory counts, pruning expired hits at most once per ``PRUNE_EVERY_S``.
+
+    The library schedules a pruning pass after every hit, and each pass hands every key to
+    a worker thread (``asyncio.to_thread``): a sixth of the gateway's CPU per login, in
+    thread hand-offs (docs/performance.md). The moving window itself compares the hits'
+    timestamps, so pruning only bounds the memory, and once a second does that. (The
+    library calls the hook by its private name; ``tests/gateway/test_rate_limit_storage``
+    fails if a new version stops doing so.)"""
+
+    PRUNE_EVERY_S = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("async+memory://")
+        self._pruned_at = -math.inf
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at >= self.PRUNE_EVERY_S:
+            self._pruned_at = now
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 class AuthRateLimiter:
     def __init__(self, redis_url: str | None, per_ip: str, per_account: str,
                  routes: dict[str, tuple[str, str]] | None = None,
                  redis_timeout_s: float = 1.0) -> None:
-        uri, options = "async+memory://", {}
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
             # Fail fast: a request waits at most this long for an unreachable Redis.
-            options = {"connect_timeout": redis_timeout_s,
-                       "stream_timeout": redis_timeout_s}
-        self.storage = storage_from_string(uri, **options)
+            self.storage = storage_from_string(uri, connect_timeout=redis_timeout_s,
+                                               stream_timeout=redis_timeout_s)
+        else:
+            self.storage = MemoryCounts()
         base = self.storage.base_exceptions
         self.failures: tuple[type[BaseException], ...] = (
             *(base if isinstance(base, tuple) else (base,)), *STORAGE_FAILURES)

@@ -6,8 +6,9 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,6 +65,9 @@ from gateway.settings import Settings
 log = logging.getLogger("ecrin.gateway.auth")
 
 CHALLENGE_LABEL = "ecrin-auth-v1"
+#: Expired challenges are deleted by one challenge request in this many seconds, not by
+#: every one (they are refused by their expiry anyway; a DELETE per login was waste).
+CHALLENGE_PURGE_EVERY_S = 30.0
 RECOVERY_SESSION_TTL = timedelta(minutes=15)
 
 
@@ -90,6 +94,15 @@ class AuthContext:
     audit: AuditLog
     #: Seals TOTP seeds at rest (settings ``totp_key``; ``second_factor.totp_keyring``).
     totp_keys: AtRestKeyring
+    #: When this gateway last deleted expired challenges (``time.monotonic``).
+    challenges_purged_at: float = field(default=float("-inf"), init=False)
+
+    def challenge_purge_due(self) -> bool:
+        now = time.monotonic()
+        if now - self.challenges_purged_at < CHALLENGE_PURGE_EVERY_S:
+            return False
+        self.challenges_purged_at = now
+        return True
 
     def fake_salt(self, email: str) -> bytes:
         return self.tokens.secret_for(b"fake-salt:" + email.encode())[:16]
@@ -214,7 +227,8 @@ class AuthService:
         email = email.lower()
         account = await self.repo.account_by_email(email)
         now = utcnow()
-        await self.repo.purge_challenges(now - timedelta(minutes=10))
+        if self.ctx.challenge_purge_due():
+            await self.repo.purge_challenges(now - timedelta(minutes=10))
         if account is not None and account.status == "active":
             salt, params, account_id = account.kdf_salt, account.kdf_params, account.id
         else:
@@ -315,8 +329,7 @@ class AuthService:
                           kind="recovery" if recovery else "normal",
                           device_name=body.device_name, second_factor_verified=verified,
                           created_at=now, last_used_at=now, expires_at=now + ttl)
-        self.repo.add(session)
-        await self.repo.flush()  # the refresh token row references it
+        self.repo.add(session)  # flushed with its refresh token row, by ``_issue``
         await self._log(account.id, "auth.recover" if recovery else "auth.login",
                         target=session.id)
         return await self._issue(account, session)

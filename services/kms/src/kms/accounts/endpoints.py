@@ -21,6 +21,7 @@ from kms.accounts.schemas import (
     IdentityChangeIn,
     KeyChangeOut,
     PublicIdentityIn,
+    UnlockOut,
     WrappedIdentityIn,
 )
 from kms.accounts.service import AccountKeysService, StepUpRequired, require_owner
@@ -32,7 +33,8 @@ from kms.models import DirectoryEntry, KeyChangeRow
 STEP_UP_CLAIM = "step_up"
 
 
-def get_service(session: SessionDep) -> AccountKeysService:
+async def get_service(session: SessionDep) -> AccountKeysService:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread
     return AccountKeysService(AccountKeysRepository(session))
 
 
@@ -91,6 +93,14 @@ async def get_identity(account_id: uuid.UUID, user: CurrentUser,
 async def get_passphrase_wrap(key_id: KeyId, user: CurrentUser,
                               service: Service) -> dict[str, Any]:
     return await service.get_wrap(uuid.UUID(user.account_id), "passphrase", key_id)
+
+
+@keys.get("/unlock/{key_id}", response_model=UnlockOut,
+          summary="Fetch one's identity keys wrapped under a KEK and one's own directory "
+                  "entry, in one request (login, unlock)")
+async def get_unlock(key_id: KeyId, user: CurrentUser, service: Service) -> UnlockOut:
+    wrap, entry, changes = await service.unlock(uuid.UUID(user.account_id), key_id)
+    return UnlockOut(wrap=wrap, directory=_out(entry, changes))
 
 
 @keys.put("/wraps/passphrase/{key_id}", status_code=204,

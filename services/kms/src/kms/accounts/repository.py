@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,17 @@ class AccountKeysRepository:
         await self.session.execute(delete(WrappedKey).where(
             WrappedKey.account_id == account_id, WrappedKey.purpose == "passphrase",
             WrappedKey.key_id != keep))
+
+    async def passphrase_wrap_and_entry(self, account_id: uuid.UUID, key_id: str
+                                        ) -> tuple[dict[str, Any], DirectoryEntry] | None:
+        """The passphrase wrap for ``key_id`` and the directory entry, in one query (the
+        unlock answer); None when either is missing."""
+        row = (await self.session.execute(
+            select(WrappedKey.wrap, DirectoryEntry)
+            .join(DirectoryEntry, DirectoryEntry.account_id == WrappedKey.account_id)
+            .where(WrappedKey.account_id == account_id, WrappedKey.purpose == "passphrase",
+                   WrappedKey.key_id == key_id))).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     async def wrap(self, account_id: uuid.UUID, purpose: str, key_id: str) -> WrappedKey | None:
         return await self.session.get(WrappedKey, (account_id, purpose, key_id))

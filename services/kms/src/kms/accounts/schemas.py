@@ -35,6 +35,15 @@ class DirectoryEntryOut(BaseModel):
     key_changes: list[KeyChangeOut] = []
 
 
+class UnlockOut(BaseModel):
+    """What a device needs to unlock after logging in, in one answer: its identity keys
+    wrapped under the passphrase's KEK, and its own directory entry. The device still
+    checks the entry against the keys the wrap opens (a swapped entry is refused)."""
+
+    wrap: dict[str, Any]
+    directory: DirectoryEntryOut
+
+
 class WrappedIdentityIn(BaseModel):
     """``WrappedIdentity.to_json()``: opaque to the kms, checked for shape only."""
 

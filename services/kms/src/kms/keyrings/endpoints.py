@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from ecrin_platform.access import AccessClient, FileAccess
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.deps import CurrentUser, RawInternalToken, SessionDep
+from ecrin_platform.openapi import LOCATION
 from ecrin_platform.problems import Forbidden, NotFound, ServiceUnavailable
 from kms.keyrings.service import ROTATORS, KeyringService
 
@@ -40,7 +41,7 @@ class EntriesOut(BaseModel):
     entries: list[dict[str, Any]]
 
 
-def get_access_client(request: Request) -> AccessClient:
+async def get_access_client(request: Request) -> AccessClient:
     return request.app.state.access
 
 
@@ -83,6 +84,7 @@ async def refused_release(request: Request, file_id: uuid.UUID, actor: uuid.UUID
 
 
 @router.put("/{file_id}/initial", status_code=201, response_model=EntriesOut,
+            responses={201: LOCATION, 403: {"description": "Not the file's owner"}},
             summary="Store a new file's first keyring (v1 of each scope, sealed to the owner)")
 async def create_initial(file_id: uuid.UUID, body: EntriesIn, access: Access,
                          session: SessionDep, token: RawInternalToken,
@@ -97,6 +99,8 @@ async def create_initial(file_id: uuid.UUID, body: EntriesIn, access: Access,
                                  headers={"Retry-After": "2"})
     client.forget(file_id, access.account_id)
     response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = f"/v1/keyrings/{file_id}/entries"
     return EntriesOut(file_id=file_id, versions=await service.current_versions(file_id),
                       entries=await service.my_entries(access, None, None))
 
@@ -134,9 +138,12 @@ async def my_entries(file_id: uuid.UUID, access: MaybeAccess, user: CurrentUser,
 
 
 @router.post("/{file_id}/entries", status_code=201,
+             responses={201: LOCATION, 403: {"description": "Not the owner or the care team, "
+                                                            "or no key of the scope held"}},
              summary="Rotate scopes: the next version sealed to each remaining member")
 async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
                       session: SessionDep, token: RawInternalToken, request: Request,
+                      response: Response,
                       client: Annotated[AccessClient, Depends(get_access_client)]
                       ) -> dict[str, int]:
     if access.state != "active":
@@ -160,15 +167,16 @@ async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
         # sync rotates again.
         await client.post(f"/internal/rotations/{file_id}/{scope}/rotated", token,
                           json={"version": version})
+    response.headers["Location"] = f"/v1/keyrings/{file_id}/entries"
     return {"stored": stored, **{f"{s}_version": v for s, v in service.rotated.items()}}
 
 
-@router.post("/{file_id}/grants/{grant_id}", status_code=201,
+@router.post("/{file_id}/grants/{grant_id}", status_code=201, responses={201: LOCATION},
              summary="Store the keyring entries of a grant (sealed by the granter, or by the "
                      "invitee on redemption), which activates it")
 async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
                       user: CurrentUser, session: SessionDep, token: RawInternalToken,
-                      request: Request,
+                      request: Request, response: Response,
                       client: Annotated[AccessClient, Depends(get_access_client)]
                       ) -> dict[str, int]:
     grant = await client.get_json(f"/internal/grants/{grant_id}", token)
@@ -183,6 +191,9 @@ async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
     if status != 204:
         raise ServiceUnavailable("The grant could not be activated; retry the same request.",
                                  headers={"Retry-After": "2"})
+    # What the entries made: the grant, now active (the grantee reads the entries at
+    # /v1/keyrings/{file_id}/entries).
+    response.headers["Location"] = f"/v1/grants/{grant_id}"
     return {"stored": stored}
 
 

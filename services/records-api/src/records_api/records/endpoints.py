@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ecrin_platform.conventions import IfNoneMatch, not_modified
 from ecrin_platform.db import read_only_session
+from ecrin_platform.openapi import ETAG, LOCATION
 from records_api.records.audit import (
     AUDIT,
     DENIED,
@@ -49,6 +51,7 @@ from records_api.records.schemas import (
     RecordIn,
     RecordOut,
     RecordPage,
+    RecordWithContent,
     RekeyIn,
     RekeyOut,
     Scope,
@@ -57,7 +60,13 @@ from records_api.records.schemas import (
     VersionPage,
     WrapRestoreIn,
 )
-from records_api.records.service import commit_upload, etag, listing_target, version_out
+from records_api.records.service import (
+    commit_upload,
+    etag,
+    header_etag,
+    listing_target,
+    version_out,
+)
 
 router = APIRouter(prefix="/v1/records", tags=["records-api"])
 
@@ -75,7 +84,8 @@ _WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=201, response_model=RecordOut, responses=_WRITE_PROBLEMS,
+@router.post("", status_code=201, response_model=RecordOut,
+             responses={**_WRITE_PROBLEMS, 201: LOCATION},
              summary="Create a record (committed at once when its content is sent inline, "
                      "pending until it is uploaded otherwise)")
 async def create_record(body: RecordIn, caller: CallerDep, service: Service,
@@ -151,14 +161,30 @@ async def rekey(body: RekeyIn, caller: CallerDep, service: Service) -> RekeyOut:
     return await service.rekey(caller, body)
 
 
-@router.get("/{record_id:uuid}", response_model=RecordOut, responses=_PROBLEMS,
+@router.get("/{record_id:uuid}", response_model=RecordWithContent,
+            response_model_exclude_unset=True, responses={**_PROBLEMS, 200: ETAG},
             summary="A record and its latest committed version (ETag: \"v<version>\")")
 async def get_record(record: ReadableRecord, service: ReadService, audit_read: AuditRead,
-                     response: Response) -> RecordOut:
-    out = await service.latest(record)
-    await audit_read(record.file_id, "record.read",
+                     response: Response, include: Annotated[Literal["content"] | None, Query(
+                         description="content: add the version's content ciphertext when at "
+                                     "most 256 KiB (a small record in one request)")] = None,
+                     if_none_match: IfNoneMatch = None) -> RecordOut | Response:
+    # The ETag names the version and its key version (a re-key replaces the header's wrap
+    # under the same version number): If-None-Match is answered once the version is read.
+    out: RecordOut
+    action = "record.read"
+    if include == "content":
+        out = await service.latest_with_content(record)
+        if "content" in out.model_fields_set:
+            action = "record.content.read"  # one event: the version and its content
+    else:
+        out = await service.latest(record)
+    response.headers["ETag"] = header_etag(out.version.version, out.version.key_version)
+    unchanged = not_modified(if_none_match, response.headers["ETag"])
+    if unchanged is not None:
+        return unchanged  # not audited: nothing released
+    await audit_read(record.file_id, action,
                      {record.scope: record_target(record.id, record.current_version)})
-    response.headers["ETag"] = etag(record.current_version)
     return out
 
 
@@ -182,7 +208,7 @@ async def list_versions(record: HistoryRecord, service: ReadService, audit_read:
 
 
 @router.post("/{record_id:uuid}/versions", status_code=201, response_model=RecordOut,
-             responses=_WRITE_PROBLEMS,
+             responses={**_WRITE_PROBLEMS, 201: LOCATION},
              summary="Add a version (If-Match: the version it replaces; committed at once "
                      "when its content is sent inline): to one's own record, or any as the "
                      "owner or a care-team colleague")
@@ -196,14 +222,19 @@ async def add_version(record: VersionableRecord, body: VersionIn, caller: Caller
     return out
 
 
-@router.get("/{record_id:uuid}/versions/{version}", response_model=VersionOut, responses=_PROBLEMS,
+@router.get("/{record_id:uuid}/versions/{version}", response_model=VersionOut,
+            responses={**_PROBLEMS, 200: ETAG},
             summary="One committed version's header and metadata ciphertext")
 async def get_version(record: ReadableRecord, version: VersionNumber, service: ReadService,
-                      audit_read: AuditRead, response: Response) -> VersionOut:
+                      audit_read: AuditRead, response: Response,
+                      if_none_match: IfNoneMatch = None) -> VersionOut | Response:
     row = await service.committed_version(record, version)
+    unchanged = not_modified(if_none_match, header_etag(version, row.key_version))
+    if unchanged is not None:
+        return unchanged  # not audited: nothing released
     target = record_target(record.id, version)
     await audit_read(record.file_id, "record.read", {record.scope: target})
-    response.headers["ETag"] = etag(version)
+    response.headers["ETag"] = header_etag(version, row.key_version)
     return version_out(row)
 
 
@@ -219,13 +250,18 @@ async def restore_wrap(record: WrapRestorableRecord, version: VersionNumber,
 
 
 @router.get("/{record_id:uuid}/versions/{version}/content", responses={
-    200: {"content": {OCTET_STREAM: {}}, "description": "The content ciphertext"}, **_PROBLEMS},
+    200: {"content": {OCTET_STREAM: {}}, "description": "The content ciphertext", **ETAG},
+    **_PROBLEMS},
     response_class=StreamingResponse, summary="Download a version's content ciphertext")
 async def download_content(record: ContentRecord, version: VersionNumber,
                            service: ReadService, store: ContentStoreDep,
-                           audit_read: AuditRead) -> StreamingResponse:
+                           audit_read: AuditRead,
+                           if_none_match: IfNoneMatch = None) -> Response:
     row = await service.committed_version(record, version)
     assert row.content_upload_id is not None
+    unchanged = not_modified(if_none_match, etag(version))
+    if unchanged is not None:
+        return unchanged  # before the content is checked or read; not audited
     await service.release()  # the content check and the audit take connections of their own
     await store.check_complete(row.content_upload_id, row.content_length)
     await audit_read(record.file_id, "record.content.read",
@@ -237,7 +273,8 @@ async def download_content(record: ContentRecord, version: VersionNumber,
 
 
 @router.put("/{record_id:uuid}/versions/{version}/content", status_code=204,
-            responses={**_PROBLEMS, 413: {"description": "Over the upload limit"},
+            responses={**_PROBLEMS, 204: ETAG, 413: {"description": "Over the upload limit"},
+                       415: {"description": "Not sent as application/octet-stream"},
                        422: {"description": "Wrong length or content for the header"}},
             openapi_extra={"requestBody": {"required": True, "content": {
                 OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}}}},

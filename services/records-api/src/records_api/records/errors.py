@@ -78,6 +78,13 @@ class KeyVersionNotCurrent(Conflict):
     slug, title = "key-version-not-current", "Not the scope's current key version"
 
 
+class RotationPending(Conflict):
+    """A member left the scope and its key is not rotated yet: whoever may rotate finishes
+    the rotation (``GET /v1/rotations``) before writing new content (docs/records.md)."""
+
+    slug, title = "rotation-pending", "The scope's key must be rotated first"
+
+
 class WrapNotKept(NotFound):
     slug, title = "wrap-not-kept", "No earlier wrap of this key version"
 

@@ -16,7 +16,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from records_api.access import FileAccess
-from records_api.records.errors import ReadOnlyScope, RecordNotFound, WriteNotPermitted
+from records_api.records.errors import (
+    KeyVersionNotCurrent,
+    ReadOnlyScope,
+    RecordNotFound,
+    RotationPending,
+    WriteNotPermitted,
+)
 
 
 class Write(StrEnum):
@@ -75,6 +81,31 @@ def permit(access: FileAccess | None, scope: str, write: Write, *,
             f"Your relationship to this file ({access.relationship}) does not let you "
             f"{_ACTS[write]}.", relationship=access.relationship, action=write.value)
     return access
+
+
+#: Who rotates a scope's key when a member leaves, hence must do it before writing.
+ROTATES = frozenset({OWNER, "care_team"})
+
+
+def key_problem(access: FileAccess, scope: str, key_version: int
+                ) -> KeyVersionNotCurrent | RotationPending | None:
+    """Why new content under ``key_version`` must not be stored, if it must not: a key
+    version other than the scope's current one (a leaver may hold an older one; a newer
+    one the kms does not hold), or a rotation still pending for a member who rotates.
+    A member who cannot rotate (a patient, a parent) still writes under the current
+    version, as it did when the SDK checked the queue itself: only the owner's or a
+    colleague's device can finish the rotation."""
+    current = access.key_version(scope)
+    if key_version != current:
+        return KeyVersionNotCurrent(
+            f"The {scope} scope's current key version is {current}; this header uses "
+            f"{key_version}. Fetch the current key and encrypt again.", key_version=current,
+            scope=scope)
+    if scope in access.pending_rotations and access.relationship in ROTATES:
+        return RotationPending(
+            f"A member left the {scope} scope: rotate its key (GET /v1/rotations) before "
+            "writing new content.", scope=scope, key_version=current)
+    return None
 
 
 #: Every problem ``permit`` raises: what a refused write is.

@@ -21,7 +21,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records_api.models import Base, IdempotencyKey, Record, RecordVersion, ReplacedWrap
+from records_api.models import (
+    Base,
+    ContentChunk,
+    IdempotencyKey,
+    Record,
+    RecordVersion,
+    ReplacedWrap,
+)
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
@@ -86,6 +93,12 @@ class RecordsRepository:
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def first_content_row(self, upload_id: uuid.UUID) -> bytes | None:
+        """The first content row of an upload: the whole content when it fits one row."""
+        data = await self.session.scalar(select(ContentChunk.data).where(
+            ContentChunk.upload_id == upload_id, ContentChunk.seq == 0))
+        return None if data is None else bytes(data)
 
     async def committed_versions(self, record_id: uuid.UUID, *, before: int | None,
                                  limit: int) -> list[RecordVersion]:

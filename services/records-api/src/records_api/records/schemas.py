@@ -101,6 +101,15 @@ class RecordOut(BaseModel):
     version: VersionOut
 
 
+class RecordWithContent(RecordOut):
+    """``GET /v1/records/{id}?include=content``: the latest version and, when it is at most
+    ``INLINE_CONTENT_MAX`` bytes, its content ciphertext (absent otherwise: download it)."""
+
+    content: B64Bytes | None = Field(
+        default=None, description=f"The content ciphertext, when at most {INLINE_CONTENT_MAX} "
+                                  "bytes and asked for with include=content")
+
+
 class RecordPage(BaseModel):
     items: list[RecordOut]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")

@@ -17,6 +17,8 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +40,12 @@ from records_api.records.audit import (
     record_target,
     scope_chain,
 )
-from records_api.records.content import CONTENT_ROW_BYTES, ReceivedContent, content_digest
+from records_api.records.content import (
+    CONTENT_ROW_BYTES,
+    ContentUnavailable,
+    ReceivedContent,
+    content_digest,
+)
 from records_api.records.errors import (
     ContentDigestMismatch,
     ContentLengthMismatch,
@@ -58,7 +65,7 @@ from records_api.records.errors import (
     WrapNotKept,
 )
 from records_api.records.header import IMMUTABLE_SIZE, HeaderFacts, MalformedHeader, parse_header
-from records_api.records.policy import REFUSALS, Write, permit
+from records_api.records.policy import REFUSALS, Write, key_problem, permit
 from records_api.records.repository import (
     HeaderPosition,
     KeptWrap,
@@ -73,6 +80,7 @@ from records_api.records.schemas import (
     RecordIn,
     RecordOut,
     RecordPage,
+    RecordWithContent,
     RekeyedItem,
     RekeyIn,
     RekeyItem,
@@ -80,6 +88,8 @@ from records_api.records.schemas import (
     VersionIn,
     VersionOut,
 )
+
+log = logging.getLogger("ecrin.records-api.records")
 
 # Inline content is stored as one content row.
 assert INLINE_CONTENT_MAX <= CONTENT_ROW_BYTES
@@ -94,8 +104,19 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+#: What If-Match accepts: ``"v<version>"`` or a read's ``"v<version>.k<key version>"``.
+_VERSION_TAG = re.compile(r'"v(\d{1,9})(?:\.k\d{1,9})?"')
+
+
 def etag(version: int) -> str:
     return f'"v{version}"'
+
+
+def header_etag(version: int, key_version: int) -> str:
+    """The validator of a read that returns a version's header: a re-key replaces the
+    header's wrap under the same version number, so the key version is part of it.
+    If-Match accepts it as well as ``"v<version>"`` (only the version matters there)."""
+    return f'"v{version}.k{key_version}"'
 
 
 @dataclass(frozen=True)
@@ -158,8 +179,9 @@ def check_inline_content(body: VersionIn, facts: HeaderFacts) -> None:
 def expect_version(if_match: str | None, current: int) -> None:
     if if_match is None:
         raise PreconditionRequired(f"Send If-Match: {etag(current)} (the version you read).")
-    tags = [tag.strip() for tag in if_match.split(",")]
-    if etag(current) not in tags:
+    named = {int(m.group(1)) for tag in if_match.split(",")
+             if (m := _VERSION_TAG.fullmatch(tag.strip()))}
+    if current not in named:
         raise StaleVersion("The record has a newer version; read it again.",
                            headers={"ETag": etag(current)}, current_version=current)
 
@@ -171,13 +193,14 @@ def version_out(row: RecordVersion) -> VersionOut:
                       header=row.header, metadata_ciphertext=row.metadata_ciphertext)
 
 
-def record_out(record: Record, row: RecordVersion) -> RecordOut:
-    return RecordOut(record_id=record.id, file_id=record.file_id,
-                     scope=record.scope,  # type: ignore[arg-type]
-                     state=record.state,  # type: ignore[arg-type]
-                     created_at=utc(record.created_at), updated_at=utc(record.updated_at),
-                     created_by=record.created_by, current_version=record.current_version,
-                     version=version_out(row))
+def record_out(record: Record, row: RecordVersion, cls: type[RecordOut] = RecordOut
+               ) -> RecordOut:
+    return cls(record_id=record.id, file_id=record.file_id,
+               scope=record.scope,  # type: ignore[arg-type]
+               state=record.state,  # type: ignore[arg-type]
+               created_at=utc(record.created_at), updated_at=utc(record.updated_at),
+               created_by=record.created_by, current_version=record.current_version,
+               version=version_out(row))
 
 
 def encode_cursor(record: Record) -> str:
@@ -281,6 +304,22 @@ class RecordsService:
     async def latest(self, record: Record) -> RecordOut:
         return record_out(record, await self.committed_version(record, record.current_version))
 
+    async def latest_with_content(self, record: Record) -> RecordWithContent:
+        """The latest version and, when small enough to travel inline, its content (read
+        in the same read session: one request, no second round of checks)."""
+        row = await self.committed_version(record, record.current_version)
+        out = record_out(record, row, RecordWithContent)
+        assert isinstance(out, RecordWithContent)
+        if row.content_length > INLINE_CONTENT_MAX or row.content_upload_id is None:
+            return out
+        data = await self.repo.first_content_row(row.content_upload_id)
+        if data is None or len(data) != row.content_length:
+            log.error("content row missing or altered",
+                      extra={"upload_id": str(row.content_upload_id)})
+            raise ContentUnavailable()
+        out.content = data
+        return out
+
     async def committed_version(self, record: Record, version: int) -> RecordVersion:
         row = await self.repo.version(record.id, version)
         if row is None or not row.committed:
@@ -355,7 +394,7 @@ class RecordsService:
     async def create(self, caller: Caller, body: RecordIn, key: str) -> tuple[dict[str, Any], bool]:
         """The new record as JSON (committed when its content came inline, pending
         otherwise), and whether it is a replay of an earlier call."""
-        await caller.may(Write.CREATE, body.file_id, body.scope)
+        access = await caller.may(Write.CREATE, body.file_id, body.scope)
         digest = request_digest(body)
         seen_digest, seen_response, taken = await self.repo.before_create(
             caller.account_id, key, body.record_id)
@@ -371,6 +410,8 @@ class RecordsService:
         check_inline_content(body, facts)
         if taken:
             raise RecordIdTaken("A record with this id already exists.")
+        await self._key_current(caller, access, body.file_id, body.scope, facts.key_version,
+                                Write.CREATE, own=True)
         at = now()
         record = Record(id=body.record_id, file_id=body.file_id, scope=body.scope,
                         created_at=at, updated_at=at, current_version=0, state="pending",
@@ -389,6 +430,20 @@ class RecordsService:
         await audit_events(self.repo.session, actor=caller.account_id, file_id=record.file_id,
                            scope=record.scope, events=events)
         return response, False
+
+    @staticmethod
+    async def _key_current(caller: Caller, access: FileAccess, file_id: uuid.UUID, scope: str,
+                           key_version: int, write: Write, *, own: bool) -> None:
+        """New content is stored only under the scope's current key version, and not while
+        a rotation the caller must do is pending (``records.policy.key_problem``). A
+        refusal is decided on a fresh answer from the sharing service: a cached one may
+        predate the rotation this device just finished."""
+        if key_problem(access, scope, key_version) is None:
+            return
+        fresh = permit(await caller.access(file_id, fresh=True), scope, write, own=own)
+        problem = key_problem(fresh, scope, key_version)
+        if problem is not None:
+            raise problem
 
     @staticmethod
     def _inline_rows(record: Record, row: RecordVersion, content: bytes, author: uuid.UUID,
@@ -440,6 +495,11 @@ class RecordsService:
                                version=version, scope=record.scope, author=caller.account_id,
                                content_length=body.content_length)
         check_inline_content(body, facts)
+        own = record.created_by == caller.account_id
+        await self._key_current(caller, await caller.may(Write.VERSION, record.file_id,
+                                                         record.scope, own=own),
+                                record.file_id, record.scope, facts.key_version,
+                                Write.VERSION, own=own)
         abandoned = await self.repo.version(record.id, version, for_update=True)
         if abandoned is not None:
             # An earlier attempt at this version never got its content: replace it. An

@@ -5,14 +5,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from ecrin_platform.conventions import IfNoneMatch, json_with_etag
 from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
+from ecrin_platform.openapi import DIGEST_ETAG, LOCATION
 from ecrin_platform.problems import Forbidden, NotFound
 from sharing.files.repository import FilesRepository
 from sharing.files.schemas import AccessOut, FileCreate, FileOut, FilePage, SearchTokensIn
 from sharing.files.service import FilesService
 
 
-def get_service(request: Request, session: SessionDep) -> FilesService:
+async def get_service(request: Request, session: SessionDep) -> FilesService:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread
     return FilesService(FilesRepository(session), request.app.state.clock.now())
 
 
@@ -26,7 +29,8 @@ internal = APIRouter(prefix="/internal", include_in_schema=False)
 @router.post("", status_code=201, response_model=FileOut,
              summary="Create a patient file (pending until its keyring is stored in the kms)",
              responses={200: {"model": FileOut,
-                              "description": "The caller already made this file (a retry)"}})
+                              "description": "The caller already made this file (a retry)"},
+                        201: LOCATION})
 async def create_file(body: FileCreate, user: CurrentUser, service: Service,
                       response: Response) -> FileOut:
     if user.role != "practitioner":
@@ -34,6 +38,8 @@ async def create_file(body: FileCreate, user: CurrentUser, service: Service,
     out, created = await service.create(uuid.UUID(user.account_id), body)
     response.status_code = 201 if created else 200
     response.headers.update(NO_STORE)
+    if created:
+        response.headers["Location"] = f"/v1/files/{out.id}"
     return out
 
 
@@ -48,11 +54,13 @@ async def list_files(user: CurrentUser, service: Service, response: Response,
                               limit=limit)
 
 
-@router.get("/{file_id}", response_model=FileOut, summary="Get a file and one's access to it")
+@router.get("/{file_id}", response_model=FileOut, responses={200: DIGEST_ETAG},
+            summary="Get a file and one's access to it")
 async def get_file(file_id: uuid.UUID, user: CurrentUser, service: Service,
-                   response: Response) -> FileOut:
-    response.headers.update(NO_STORE)
-    return await service.get(file_id, uuid.UUID(user.account_id))
+                   if_none_match: IfNoneMatch = None) -> Response:
+    out = await service.get(file_id, uuid.UUID(user.account_id))
+    return json_with_etag(out.model_dump_json(by_alias=True).encode(), if_none_match,
+                          NO_STORE)
 
 
 @router.put("/{file_id}/search-tokens", status_code=204,

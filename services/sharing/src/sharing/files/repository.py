@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sharing.models import Grant, PatientFile, SearchToken
+from sharing.models import Grant, PatientFile, Rotation, SearchToken
 
 
 def live_grant(now: datetime):  # type: ignore[no-untyped-def]
@@ -34,6 +34,16 @@ class FilesRepository:
             select(Grant).where(Grant.file_id == file_id, Grant.grantee_id == account_id,
                                 live_grant(now)).order_by(Grant.created_at.desc()).limit(1))
         return rows.scalar_one_or_none()
+
+    async def pending_rotations(self, file_id: uuid.UUID) -> list[str]:
+        """Scopes of the file a member left whose new key version is not stored yet (index
+        ix_rotations_file_pending). One whose new version is stored but whose records are
+        not all re-keyed yet is not listed: new content under that version is safe."""
+        rows = await self.session.execute(
+            select(Rotation.scope).where(Rotation.file_id == file_id,
+                                         Rotation.done_at.is_(None),
+                                         Rotation.rotated_version.is_(None)).distinct())
+        return sorted(rows.scalars())
 
     async def accessible_files(self, account_id: uuid.UUID, now: datetime, *,
                                tokens: list[str], after: tuple[datetime, uuid.UUID] | None,

@@ -15,6 +15,9 @@ class FileCreate(BaseModel):
     file_id: uuid.UUID
     #: blind-index tokens (keyed hashes made on the device); never a name
     search_tokens: list[str] = Field(default_factory=list, max_length=64)
+    #: the id the owner's device gives the patient's identity record (made next): served
+    #: with the file so that a page of identities is read in one request
+    identity_record_id: uuid.UUID | None = None
 
 
 class SearchTokensIn(BaseModel):
@@ -32,6 +35,9 @@ class AccessOut(BaseModel):
     valid_until: datetime | None = None
     #: scope -> current scope-key version (absent: 1); the records API re-keys only to it
     key_versions: dict[str, int] = {}
+    #: scopes a member left whose new key version is not stored yet; only for members who
+    #: rotate (owner, care team): the records API refuses their new content until it is
+    pending_rotations: list[str] = []
 
 
 class FileOut(BaseModel):
@@ -42,6 +48,9 @@ class FileOut(BaseModel):
     updated_at: datetime
     relationship: str
     scopes: dict[str, Access]
+    #: the patient's identity record, when the owner's device named it (files made before
+    #: 2026-12 have none); the client still checks the record it reads
+    identity_record_id: uuid.UUID | None = None
 
 
 class FilePage(BaseModel):

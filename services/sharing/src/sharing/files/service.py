@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from ecrin_platform.problems import Conflict, Forbidden, NotFound, ServiceError
 from sharing.files.repository import FilesRepository
 from sharing.files.schemas import AccessOut, FileCreate, FileOut, FilePage
+from sharing.grants.service import ROTATORS
 from sharing.models import Grant, PatientFile
 
 SCOPES = ("clinical", "shared", "administrative")
@@ -40,7 +41,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 def file_out(file: PatientFile, grant: Grant) -> FileOut:
     return FileOut(id=file.id, owner_id=file.owner_id, state=file.state,
                    created_at=_aware(file.created_at), updated_at=_aware(file.updated_at),
-                   relationship=grant.relationship, scopes=grant.scopes)
+                   relationship=grant.relationship, scopes=grant.scopes,
+                   identity_record_id=file.identity_record_id)
 
 
 class FilesService:
@@ -59,7 +61,8 @@ class FilesService:
                 raise Conflict("This file id is taken.")
             return file_out(existing, grant), False
         file = PatientFile(id=body.file_id, owner_id=owner, state="pending",
-                           created_at=self.now, updated_at=self.now)
+                           created_at=self.now, updated_at=self.now,
+                           identity_record_id=body.identity_record_id)
         self.repo.add(file)
         await self.repo.flush()
         grant = Grant(id=uuid.uuid4(), file_id=file.id, grantee_id=owner, granter_id=owner,
@@ -80,10 +83,13 @@ class FilesService:
         grant = await self.repo.live_grant(file_id, account_id, self.now)
         if grant is None:
             raise NotFound("No such file.")
+        pending = (await self.repo.pending_rotations(file_id)
+                   if grant.relationship in ROTATORS else [])
         return AccessOut(file_id=file_id, account_id=account_id, relationship=grant.relationship,
                          scopes=grant.scopes, state=file.state,
                          valid_until=_aware(grant.valid_until) if grant.valid_until else None,
-                         key_versions=dict(file.key_versions or {}))
+                         key_versions=dict(file.key_versions or {}),
+                         pending_rotations=pending)
 
     async def activate(self, file_id: uuid.UUID, owner: uuid.UUID) -> None:
         file = await self.repo.file(file_id)

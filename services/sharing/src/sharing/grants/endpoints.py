@@ -4,9 +4,13 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import TypeAdapter
 
+from ecrin_platform.conventions import IfNoneMatch, json_with_etag
 from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
+from ecrin_platform.openapi import DIGEST_ETAG, LOCATION
 from ecrin_platform.problems import NotFound
+from ecrin_platform.tokens import HEADER
 from sharing.grants.rules import DEFAULTS
 from sharing.grants.schemas import (
     GrantCreate,
@@ -24,10 +28,14 @@ from sharing.grants.schemas import (
 from sharing.grants.service import GrantsService
 
 AUDIT_READERS = frozenset({"owner", "patient", "parent", "guardian"})
+#: A rotation changes what the records API checks (key versions, pending rotations), not
+#: what the kms caches (grants).
+RECORDS_ONLY = frozenset({"records-api"})
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def get_service(request: Request, session: SessionDep) -> GrantsService:
+async def get_service(request: Request, session: SessionDep) -> GrantsService:
+    # async: FastAPI runs a plain ``def`` dependency in a worker thread
     return GrantsService(session, request.app.state.clock.now(), request.app.state.audit)
 
 
@@ -38,6 +46,20 @@ invitations = APIRouter(prefix="/v1/invitations", tags=["sharing"])
 rotations = APIRouter(prefix="/v1/rotations", tags=["sharing"])
 files_extra = APIRouter(prefix="/v1/files", tags=["sharing"])
 internal = APIRouter(prefix="/internal", include_in_schema=False)
+
+
+async def tell_changes(request: Request, service: GrantsService, *,
+                       only: frozenset[str] | None = None) -> None:
+    """Commit now, then tell the records API and the kms which files' access changed
+    (``sharing.notify``): told before the commit, they could ask again and cache the old
+    answer. The request's own commit afterwards has nothing left to do."""
+    notifier = getattr(request.app.state, "notifier", None)
+    if not service.changed or notifier is None:
+        return
+    await service.session.commit()
+    await notifier.files_changed(
+        service.changed, token=request.headers.get(HEADER, ""),
+        request_id=request.headers.get("x-request-id"), only=only)
 
 
 def me(user: CurrentUser) -> uuid.UUID:
@@ -52,31 +74,44 @@ async def defaults(_: Me) -> dict[str, dict[str, str]]:
     return DEFAULTS
 
 
-@grants.post("", status_code=201, response_model=GrantOut,
+@grants.post("", status_code=201, response_model=GrantOut, responses={201: LOCATION},
              summary="Create a grant (pending until the grantee's keyring entries are stored)")
 async def create_grant(body: GrantCreate, account: Me, service: Service,
                        response: Response) -> GrantOut:
     out, created = await service.create(account, body)
     response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = f"/v1/grants/{out.id}"
     return out
 
 
-@grants.get("", response_model=list[GrantOut], summary="A file's grants")
+_GRANT_LIST = TypeAdapter(list[GrantOut])
+
+
+@grants.get("", response_model=list[GrantOut], responses={200: DIGEST_ETAG},
+            summary="A file's grants")
 async def list_grants(file_id: uuid.UUID, account: Me, service: Service,
-                      response: Response) -> list[GrantOut]:
-    response.headers.update(NO_STORE)
-    return await service.list_for_file(file_id, account)
+                      if_none_match: IfNoneMatch = None) -> Response:
+    listed = await service.list_for_file(file_id, account)
+    return json_with_etag(_GRANT_LIST.dump_json(listed, by_alias=True), if_none_match,
+                          NO_STORE)
 
 
-@grants.get("/{grant_id:uuid}", response_model=GrantOut, summary="One grant (granter or grantee)")
-async def get_grant(grant_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
-    return await service.get(grant_id, account)
+@grants.get("/{grant_id:uuid}", response_model=GrantOut, responses={200: DIGEST_ETAG},
+            summary="One grant (granter or grantee)")
+async def get_grant(grant_id: uuid.UUID, account: Me, service: Service,
+                    if_none_match: IfNoneMatch = None) -> Response:
+    out = await service.get(grant_id, account)
+    return json_with_etag(out.model_dump_json(by_alias=True).encode(), if_none_match)
 
 
 @grants.delete("/{grant_id:uuid}", response_model=GrantOut,
                summary="Revoke a grant: access stops at once and the scopes' rotation is queued")
-async def revoke_grant(grant_id: uuid.UUID, account: Me, service: Service) -> GrantOut:
-    return await service.revoke(grant_id, account)
+async def revoke_grant(grant_id: uuid.UUID, account: Me, service: Service,
+                       request: Request) -> GrantOut:
+    out = await service.revoke(grant_id, account)
+    await tell_changes(request, service)
+    return out
 
 
 @files_extra.get("/{file_id}/members", response_model=list[MemberOut],
@@ -98,25 +133,33 @@ async def file_audit(file_id: uuid.UUID, account: Me, service: Service, request:
 
 @rotations.get("", response_model=list[RotationOut],
                summary="Scopes waiting for a key rotation (revocations and expiries)")
-async def pending_rotations(account: Me, service: Service,
+async def pending_rotations(account: Me, service: Service, request: Request,
                             file_id: Annotated[uuid.UUID | None, Query()] = None
                             ) -> list[RotationOut]:
-    return await service.rotations(account, file_id)
+    out = await service.rotations(account, file_id)
+    await tell_changes(request, service)  # grants found expired
+    return out
 
 
 @rotations.post("/{file_id}/{scope}/done", response_model=RotationDoneOut,
                 summary="Say the scope's records are re-keyed to its current key version: "
                         "its pending rotations are done (owner or care team)")
 async def rotation_done(file_id: uuid.UUID, scope: ScopeName, body: RotationDone, account: Me,
-                        service: Service) -> RotationDoneOut:
-    return RotationDoneOut(done=await service.rotation_done(file_id, scope, body.version,
-                                                            account))
+                        service: Service, request: Request) -> RotationDoneOut:
+    done = await service.rotation_done(file_id, scope, body.version, account)
+    await tell_changes(request, service, only=RECORDS_ONLY)
+    return RotationDoneOut(done=done)
 
 
 @invitations.post("", status_code=201, response_model=InvitationOut,
+                  responses={201: LOCATION, 403: {"description": "Not the file's owner"}},
                   summary="Invite someone without an account (keys wrapped under a code)")
-async def invite(body: InvitationCreate, account: Me, service: Service) -> InvitationOut:
-    return await service.invite(account, body)
+async def invite(body: InvitationCreate, account: Me, service: Service,
+                 response: Response) -> InvitationOut:
+    out = await service.invite(account, body)
+    # The invitation itself (cancelled with DELETE there; listed at /v1/invitations).
+    response.headers["Location"] = f"/v1/invitations/{out.id}"
+    return out
 
 
 @invitations.get("", response_model=list[InvitationOut], summary="A file's invitations")
@@ -141,12 +184,14 @@ async def redeem(invitation_id: uuid.UUID, body: InvitationRedeem, account: Me,
 
 
 @invitations.delete("/{invitation_id}", status_code=204, summary="Cancel an invitation")
-async def cancel(invitation_id: uuid.UUID, account: Me, service: Service) -> Response:
+async def cancel(invitation_id: uuid.UUID, account: Me, service: Service,
+                 request: Request) -> Response:
     await service.cancel_invitation(invitation_id, account)
+    await tell_changes(request, service)
     return Response(status_code=204)
 
 
-def _kms_principal(claims: InternalClaimsDep) -> uuid.UUID:
+async def _kms_principal(claims: InternalClaimsDep) -> uuid.UUID:
     if claims.audience != "kms" or claims.principal is None:
         raise NotFound("No such grant.")
     return uuid.UUID(claims.principal.account_id)
@@ -168,9 +213,10 @@ async def activate_grant(grant_id: uuid.UUID, account: KmsCaller, service: Servi
 
 @internal.post("/rotations/{file_id}/{scope}/rotated", status_code=204)
 async def scope_rotated(file_id: uuid.UUID, scope: ScopeName, body: RotationDone,
-                        account: KmsCaller, service: Service) -> Response:
+                        account: KmsCaller, service: Service, request: Request) -> Response:
     """The kms stored a rotation's keys: the scope's current version for re-keys."""
     await service.scope_rotated(file_id, scope, body.version, account)
+    await tell_changes(request, service, only=RECORDS_ONLY)
     return Response(status_code=204)
 
 

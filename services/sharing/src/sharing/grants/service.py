@@ -80,6 +80,10 @@ class GrantsService:
         self.session = session
         self.now = now
         self.audit = audit
+        #: Files whose access answers changed in this transaction (a grant ended, a
+        #: rotation queued, stored or done): told to the records API and the kms once it
+        #: commits (``sharing.notify``).
+        self.changed: set[uuid.UUID] = set()
 
     async def _my_grant(self, file_id: uuid.UUID, account: uuid.UUID) -> Grant:
         row = (await self.session.execute(
@@ -156,6 +160,7 @@ class GrantsService:
                      grant_id: uuid.UUID | None) -> None:
         """Queue a rotation of each scope, unless one is pending that has not stored its new
         keys yet (one already rotated must rotate again: the leaver may hold its keys)."""
+        self.changed.add(file_id)
         for scope in scopes:
             pending = (await self.session.execute(
                 select(Rotation.id).where(Rotation.file_id == file_id,
@@ -173,6 +178,7 @@ class GrantsService:
             select(Grant).where(Grant.status == "active", Grant.valid_until.is_not(None),
                                 Grant.valid_until <= self.now))).scalars().all()
         for grant in rows:
+            self.changed.add(grant.file_id)
             grant.status = "expired"
             await self._queue(grant.file_id, grant.scopes, "expired", grant.id)
             await self._log(grant.file_id, grant.grantee_id, "grant.expire", grant.id)
@@ -262,6 +268,7 @@ class GrantsService:
             update(Rotation).where(Rotation.file_id == file_id, Rotation.scope == scope,
                                    Rotation.done_at.is_(None))
             .values(rotated_version=version))
+        self.changed.add(file_id)
         await self._log(file_id, account, "scope.rotate", f"{scope}:v{version}")
 
     async def rotation_done(self, file_id: uuid.UUID, scope: str, version: int,
@@ -279,6 +286,7 @@ class GrantsService:
             .values(done_at=self.now, done_version=version))
         done = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if done:
+            self.changed.add(file_id)
             await self._log(file_id, account, "scope.rotation.done", f"{scope}:v{version}")
         return done
 

@@ -34,6 +34,9 @@ class PatientFile(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     #: scope -> the current scope-key version the kms holds (absent: 1); re-keys go to it
     key_versions: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+    #: the record holding the patient's identity, as the owner's device named it (not
+    #: secret: its kind is encrypted, its id only lets devices read a page in one request)
+    identity_record_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
 
 
 class Grant(Base):
