@@ -8,6 +8,7 @@ with the reason, unless ECRIN_TEST_REQUIRE_NETNS=1 or CI is set, where it fails 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -79,6 +80,9 @@ class TestFourHosts:
         assert ["client", "->", "kms"] in blocked
 
     def test_no_namespace_is_left_behind(self, netns_run):
+        """This run's namespaces (``ecrin-<run id>-*``, named in its last line) are gone;
+        another run on the same machine (a `make netns-e2e` beside the tests) is not ours."""
+        found = re.search(r"cleaned up: namespaces (ecrin-[0-9a-f]{4})-\*", netns_run.stdout)
+        assert found, netns_run.stdout[-2000:]
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert "ecrin-" not in "\n".join(ln for ln in listed.splitlines()
-                                          if not ln.startswith("ecrin-probe"))
+        assert not [ln for ln in listed.splitlines() if ln.startswith(found.group(1) + "-")]
