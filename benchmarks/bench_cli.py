@@ -36,11 +36,11 @@ ECRIN = [sys.executable, "-m", "ecrin_client"]
 def _run(command: list[str], env: dict[str, str], input: str | None = None
          ) -> subprocess.CompletedProcess[str]:
     """Our own interpreter running our own modules: nothing untrusted in ``command``."""
-    return subprocess.run(command, env=env, input=input, capture_output=True,  # noqa: S603
+    return subprocess.run(command, env=env, input=input, capture_output=True,  # noqa: S603 (our ecrin, no shell)
                           text=True, check=False)
 
 
-def BYTECODE_ENV(tmp: str) -> dict[str, str]:  # noqa: N802
+def bytecode_env(tmp: str) -> dict[str, str]:
     """Compiled bytecode kept in ``tmp`` (an installed CLI has it; a checkout with
     PYTHONDONTWRITEBYTECODE=1 would compile every module at every run, 1 s of CPU)."""
     return {"PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache")}
@@ -48,7 +48,7 @@ def BYTECODE_ENV(tmp: str) -> dict[str, str]:  # noqa: N802
 
 def import_time_ms(tmp: str) -> float:
     """Cumulative import time of ``ecrin_client.cli`` (the last line of -X importtime)."""
-    env = {**os.environ, **BYTECODE_ENV(tmp)}
+    env = {**os.environ, **bytecode_env(tmp)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     command = [sys.executable, "-X", "importtime", "-c", "import ecrin_client.cli"]
     _run(command, env)  # warm-up
@@ -111,7 +111,7 @@ def run(patients: int) -> dict[str, Any]:
         results["import_ms"] = import_time_ms(tmp)
         home = Path(tmp) / "home"
         env = {**os.environ, "ECRIN_HOME": str(home), "ECRIN_SERVER": bs.gateway,
-               "ECRIN_AGENT_DIR": str(Path(tmp) / "agent"), **BYTECODE_ENV(tmp)}
+               "ECRIN_AGENT_DIR": str(Path(tmp) / "agent"), **bytecode_env(tmp)}
         env.pop("ECRIN_PASSPHRASE", None)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         ecrin(["--help"], env)  # warm the bytecode cache, as any second run finds it

@@ -81,7 +81,7 @@ async def measure(bs: BenchStack, *, levels: tuple[int, ...] = (1, 16),
     # Profiles in memory when possible: the figures are the servers', not this disk's.
     shm = Path("/dev/shm")  # noqa: S108 (a private mkdtemp folder inside it)
     home = Path(tempfile.mkdtemp(prefix="ecrin-sdk-",
-                                 dir=shm if shm.is_dir() else None))  # noqa: ASYNC240
+                                 dir=shm if shm.is_dir() else None))  # noqa: ASYNC240 (set-up, before the clock)
     clients = [await SdkClient.sign_up(bs.gateway, home / str(i)) for i in range(max(levels))]
     content = secrets.token_bytes(RECORD_SIZE)
     cpu = ProcessCpu(bs)

@@ -36,7 +36,7 @@ def ecrin(home: Path, server: str, *args: str, expect: int = 0) -> Any:
     env = {"PATH": "/usr/bin:/bin", "ECRIN_HOME": str(home), "ECRIN_SERVER": server,
            "ECRIN_KDF_PROFILE": "insecure-test", "ECRIN_PASSPHRASE": PASSPHRASE,
            "SSL_CERT_FILE": os.environ["SSL_CERT_FILE"], "COLUMNS": "120"}
-    done = subprocess.run([sys.executable, "-m", "ecrin_client", *args, "--json"],  # noqa: S603
+    done = subprocess.run([sys.executable, "-m", "ecrin_client", *args, "--json"],  # noqa: S603 (our CLI, no shell)
                           capture_output=True, text=True, env=env, timeout=60)
     if done.returncode != expect:
         raise StoryFailed(f"ecrin {' '.join(args)} exited {done.returncode} (expected "
@@ -82,7 +82,7 @@ def story(server: str, work: Path) -> None:
     ecrin(kine, server, "share", "revoke", grant["grant_id"])
     deadline = time.monotonic() + 6  # a revocation bites within 5 s
     while True:
-        done = subprocess.run([sys.executable, "-m", "ecrin_client", "record", "get",  # noqa: S603
+        done = subprocess.run([sys.executable, "-m", "ecrin_client", "record", "get",  # noqa: S603 (our CLI, no shell)
                                file_id, prescription["record_id"], "-o",
                                str(work / "again.pdf"), "--json"],
                               capture_output=True, text=True, timeout=60,

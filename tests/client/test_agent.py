@@ -11,16 +11,15 @@ import socket
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from ecrin_client import agent, client
 from ecrin_client.agent import paths, server
 from ecrin_client.agent.server import peer_uid
-from ecrin_client.cli import main, runtime
+from ecrin_client.cli import runtime
 
+from tests.client.cli_support import Result, run_cli
 from tests.client.conftest import EMAIL, NEW_PASSPHRASE, PASSPHRASE
 from tests.client.fake_records import FakeRecords
 from tests.client.fake_server import URL
@@ -220,16 +219,6 @@ class TestAgentProcess:
             paths.parse_duration(text)
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def fake() -> FakeRecords:
     return FakeRecords()
@@ -243,13 +232,7 @@ def ecrin(fake, tmp_path: Path, monkeypatch, agent_dir):
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None
             ) -> Result:
         full = {"ECRIN_HOME": str(home), "ECRIN_SERVER": URL, **(env or {})}
-        with CliRunner().isolation(input=input, env=full) as (out, err, _):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-            return Result(code, out.getvalue().decode(), err.getvalue().decode())
+        return run_cli(args, full, input)
 
     created = run("account", "create", "--email", EMAIL, "--json",
                   env={"ECRIN_PASSPHRASE": PASSPHRASE})

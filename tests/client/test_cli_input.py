@@ -4,15 +4,12 @@ notes shown as text, and errors that name the field, caught before any Argon2id 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner
 from ecrin_client import InvalidInput, NotFound, client
-from ecrin_client.cli import main, runtime
+from ecrin_client.cli import runtime
 from ecrin_client.cli.notes_view import exercise_line
 from ecrin_client.cli.records import _exercise
 from ecrin_client.errors import error_from_response
@@ -20,6 +17,7 @@ from ecrin_client.ids import is_prefix, resolve
 from ecrin_client.kine import Exercise, parse_day, sniff_content_type
 from pydantic import ValidationError
 
+from tests.client.cli_support import Result, run_cli
 from tests.client.conftest import EMAIL, PASSPHRASE
 from tests.client.fake_records import FakeRecords
 from tests.client.fake_server import URL
@@ -114,16 +112,6 @@ class TestServerReasons:
             sniff_content_type(b"")
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def fake() -> FakeRecords:
     return FakeRecords()
@@ -138,13 +126,7 @@ def ecrin(fake, tmp_path: Path, monkeypatch):
         env = {"ECRIN_HOME": str(tmp_path / "home"), "ECRIN_SERVER": URL}
         if passphrase:
             env["ECRIN_PASSPHRASE"] = PASSPHRASE
-        with CliRunner().isolation(input=input, env=env) as (out, err, _):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-            return Result(code, out.getvalue().decode(), err.getvalue().decode())
+        return run_cli(args, env, input)
 
     return run
 

@@ -4,28 +4,17 @@ exit codes, and nothing decrypted shown when the server tampers (exit 7)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from ecrin_client.cli import main, runtime
+from ecrin_client.cli import runtime
 
+from tests.client.cli_support import Result, run_cli
 from tests.client.conftest import EMAIL, PASSPHRASE
 from tests.client.fake_records import FakeRecords
 from tests.client.fake_server import URL
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 100
-
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
 
 
 @pytest.fixture
@@ -40,13 +29,7 @@ def ecrin(fake, tmp_path: Path, monkeypatch):
     def run(*args: str, input: str | None = None) -> Result:
         env = {"ECRIN_HOME": str(tmp_path / "home"), "ECRIN_SERVER": URL,
                "ECRIN_PASSPHRASE": PASSPHRASE}
-        with CliRunner().isolation(input=input, env=env) as (out, err, _):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-            return Result(code, out.getvalue().decode(), err.getvalue().decode())
+        return run_cli(args, env, input)
 
     created = run("account", "create", "--email", EMAIL, "--json")
     assert created.exit_code == 0, created.stderr
