@@ -34,6 +34,14 @@ function totp(secret: string): string {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1e6).padStart(6, "0");
 }
 
+/** A code for the next unused step, once that step has come: the gateway accepts the
+ * current step (one either side) and each step once, so three logins within 30 s must wait. */
+async function freshTotp(secret: string): Promise<string> {
+  const wait = (lastStep + 1) * 30000 - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait + 250));
+  return totp(secret);
+}
+
 const report: Record<string, unknown> = { violations: [], errors: [] };
 const violations = report.violations as string[];
 const errors = report.errors as string[];
@@ -73,7 +81,7 @@ async function logIn(page: Page, email: string, secret?: string): Promise<void> 
   await page.getByRole("button", { name: "Se connecter" }).click();
   if (secret !== undefined) {
     await step(page, "second factor prompt", () => page.waitForSelector("input[name=totp]:visible", { timeout: 120000 }));
-    await page.fill("input[name=totp]", totp(secret));
+    await page.fill("input[name=totp]", await freshTotp(secret));
     await page.getByRole("button", { name: "Se connecter" }).click();
   }
 }
