@@ -4,11 +4,13 @@
 #   access-token-signing-key (Secret, gateway)
 #   gateway-totp-key (Secret, gateway: seals TOTP secrets at rest)
 #   <service>-audit-signing-key (Secret, each service: signs its audit-chain heads)
+#   redis-auth (Secret, gateway and Redis: `password` and the redis.conf that requires it)
 #   with --databases: <db>-db-app (Secret: username, password) for the kind overlay's
 #   PostgreSQL (in production CloudNativePG makes these).
 # Nothing is written to disk. An existing secret is kept: a database initialised with a
 # password, or tokens signed with a key, must not be orphaned by a re-deploy.
-#   redis-auth (Secret, gateway and Redis: `password` and the redis.conf that requires it)
+# No TLS certificate or key is made here: cert-manager issues them (in kind too: `make deploy`
+# installs it), and the CAs' keys never leave the cluster.
 # KEYS_NAMESPACE (production: ecrin-keys) receives what the kms needs: its audit key and a
 # copy of internal-token-public-key. In kind it is the one namespace.
 set -eu

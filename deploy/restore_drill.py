@@ -1,26 +1,36 @@
-"""`make restore-drill`: back up the four databases, lose them, restore them, and read every
-record back through the `ecrin` CLI. A backup that was never restored is a hope.
+"""`make restore-drill`: back up the four databases as production does (a physical base backup
+and the WAL archive), lose them, recover them to a point in time, start the services on the
+recovered data and read every record back through the `ecrin` CLI. A backup that was never
+restored is a hope.
 
-    ECRIN_DRILL_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \\
-        uv run --frozen python deploy/restore_drill.py [--patients 2] [--notes 2]
+    uv run --frozen python deploy/restore_drill.py [--patients 2] [--notes 2] [--keep DIR]
 
-1. Four fresh PostgreSQL databases; the four services on them (real processes, the test
-   profile's cheap Argon2id).
+1. Four private PostgreSQL instances, one per service's database as in production (one
+   CloudNativePG Cluster each): initdb'd in a temporary folder, run as the `postgres` OS user,
+   WAL archived by `archive_command` to a folder per instance (deploy/pg_instance.py). The four
+   services on them (real processes, the test profile's cheap Argon2id).
 2. Through the CLI: a practitioner (TOTP enrolled) writes, for each patient, notes and a
    document; a parent accepts an invitation to the first patient and uploads a letter.
-3. Back up each database with `pg_dump --format=custom` while the services run (an online,
-   per-database consistent backup), then stop the services and DROP the four databases.
-4. `pg_restore` into four new databases; start the services on them, with the same keys
+3. `pg_basebackup -X stream` of each instance while the services run, checked by
+   `pg_verifybackup`.
+4. More writes through the CLI (a note per patient, a new patient with a note and a
+   document): they exist only in the archived WAL. Every record is read back (the snapshot
+   "at the target"); the target time is taken; then writes that must be lost (a new patient,
+   a note on the first one).
+5. The disaster: the services stop, each instance is killed and its data directory deleted.
+6. Point-in-time recovery of each instance into a fresh data directory: the base backup,
+   `restore_command` from the archive, `recovery_target_time` (the same for the four, as the
+   runbook asks), promotion; then the services start on the recovered data with the same keys
    (the key files are not in the databases: they are Secrets, backed up apart).
-5. Through the CLI again, from the same devices: the patient list, every record of every
-   patient decrypted and compared with what was written; the parent reads what it was
+7. Through the CLI again, from the same devices: the patient list, the record lists and every
+   record decrypted are byte-identical to the snapshot at the target; the writes after the
+   target are absent (not listed, `record get` exits 4); the parent reads what it was
    granted, and only that.
 
-Production backs up with CloudNativePG (Barman: base backups and WAL to the object store)
-and restores by point-in-time recovery into a new Cluster (docs/deploy.md, runbook). This
-machine's PostgreSQL admits no replication connection, so the drill uses the logical tool
-of the same major version; what it proves is the part no operator tool proves: that the
-services, started on restored data, serve every record to the devices that wrote it.
+Production does the same with CloudNativePG (Barman: base backups and WAL in the object
+store; `bootstrap.recovery` with a `recoveryTarget`): docs/deploy.md, runbook. What the drill
+proves, and no operator tool does, is that the services, started on recovered data, serve
+every record to the devices that wrote it.
 """
 
 from __future__ import annotations
@@ -35,12 +45,13 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyotp
-from sqlalchemy.engine import make_url
+from pg_instance import Instance, PostgresError, unavailable  # deploy/, beside this script
 
 from ecrin_platform.devstack import SERVICES, Stack, free_port
 
@@ -79,38 +90,14 @@ class Device:
         return json.loads(done.stdout) if expect == 0 and done.stdout.strip() else None
 
 
-class Postgres:
-    """The server the drill uses: psql, pg_dump and pg_restore against it."""
-
-    def __init__(self, url: str) -> None:
-        self.url = make_url(url)
-        self.env = {**os.environ, "PGPASSWORD": self.url.password or ""}
-        self.args = ["-h", self.url.host or "127.0.0.1", "-p", str(self.url.port or 5432),
-                     "-U", self.url.username or "postgres"]
-
-    def sql(self, statement: str) -> None:
-        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *self.args, "-d",  # noqa: S603, S607 (fixed tools on PATH, no shell)
-                        self.url.database or "postgres", "-c", statement],
-                       check=True, env=self.env, capture_output=True, text=True)
-
-    def url_for(self, database: str) -> str:
-        return self.url.set(database=database).render_as_string(hide_password=False)
-
-    def dump(self, database: str, path: Path) -> None:
-        subprocess.run(["pg_dump", *self.args, "--format=custom", "--no-owner",  # noqa: S603, S607 (fixed tools on PATH, no shell)
-                        f"--file={path}", database], check=True, env=self.env)
-
-    def restore(self, database: str, path: Path) -> None:
-        subprocess.run(["pg_restore", *self.args, "--no-owner", "--exit-on-error",  # noqa: S603, S607 (fixed tools on PATH, no shell)
-                        f"--dbname={database}", str(path)], check=True, env=self.env)
-
-
 def start(state: Path, urls: dict[str, str]) -> Stack:
     stack = Stack(state=state, database_urls=dict(urls), ports={s: free_port() for s in SERVICES},
                   metrics_ports={s: free_port() for s in SERVICES}, extra_env=STACK_ENV,
                   log_dir=state / "logs")
     stack.migrate()
-    stack.start_all()
+    for service in SERVICES:
+        stack.start(service)
+    stack.wait_ready(timeout=180)  # 2 cores shared with other work: 60 s is not always enough
     return stack
 
 
@@ -198,90 +185,177 @@ def check_written(seen: dict[str, Any], written: dict[str, Any]) -> None:
                 raise DrillFailed(f"{record_id}: the note read back differs")
 
 
-def drill(postgres_url: str, patients: int, notes: int, keep: Path | None) -> dict[str, Any]:
-    pg = Postgres(postgres_url)
-    run = uuid.uuid4().hex[:8]
-    originals = {s: f"ecrin_drill_{run}_{s.replace('-', '_')}" for s in SERVICES}
-    restored = {s: f"{name}_restored" for s, name in originals.items()}
+def write_note(kine: Device, file_id: str, text: str) -> str:
+    return str(kine.ecrin("record", "note", file_id, "--kind", "session-note", "--notes", text,
+                          "--pain", "3")["record_id"])
+
+
+def write_after_base(kine: Device, files: Path, written: dict[str, Any]) -> None:
+    """Writes after the base backup, before the target: only the archived WAL holds them. A
+    note per patient, and a new patient with a note and a document."""
+    for file_id, patient in list(written["files"].items()):
+        text = f"after the base backup {uuid.uuid4().hex}"
+        patient["records"][write_note(kine, file_id, text)] = {"note": text}
+    patient = kine.ecrin("patient", "create", "--name", "Patient Drill WAL", "--birth-date",
+                         "2015-06-01")
+    file_id = patient["file_id"]
+    text = f"a note only the WAL holds {uuid.uuid4().hex}"
+    records: dict[str, Any] = {write_note(kine, file_id, text): {"note": text}}
+    document = files / "scan-wal.pdf"
+    document.write_bytes(b"%PDF-1.4\n" + os.urandom(4096) + b"\n%%EOF\n")
+    made = kine.ecrin("record", "add", file_id, str(document), "--kind", "prescription",
+                      "--title", "Ordonnance WAL")
+    records[made["record_id"]] = {"document": document.read_bytes().hex(), "shared": True}
+    written["files"][file_id] = {"name": "Patient Drill WAL", "records": records}
+
+
+def write_after_target(kine: Device, written: dict[str, Any]) -> dict[str, Any]:
+    """Writes after the target time: the recovery must leave them out."""
+    first = next(iter(written["files"]))
+    lost_note = write_note(kine, first, f"after the target {uuid.uuid4().hex}")
+    patient = kine.ecrin("patient", "create", "--name", "Patient Drill Lost", "--birth-date",
+                         "2016-02-02")
+    return {"note": (first, lost_note), "patient": patient["file_id"],
+            "patient_note": write_note(kine, patient["file_id"], "lost with its patient")}
+
+
+def check_lost(kine: Device, lost: dict[str, Any], after: dict[str, Any]) -> None:
+    """What was written after the target is gone, and the CLI says so (exit 4)."""
+    file_id, note = lost["note"]
+    if lost["patient"] in after["patients"]:
+        raise DrillFailed("the patient created after the target is back")
+    if note in after[file_id]["records"]:
+        raise DrillFailed("the note written after the target is back")
+    kine.ecrin("record", "get", file_id, note, expect=4)
+    kine.ecrin("record", "list", lost["patient"], expect=4)
+
+
+def in_parallel(instances: dict[str, Instance], action: str, *args: Any) -> dict[str, Any]:
+    """``instance.action(*args)`` on the four instances at once (they are independent)."""
+    with ThreadPoolExecutor(max_workers=len(instances)) as pool:
+        futures = {s: pool.submit(getattr(i, action), *args) for s, i in instances.items()}
+        return {s: f.result() for s, f in futures.items()}
+
+
+def drill(patients: int, notes: int, keep: Path | None) -> dict[str, Any]:
     work = keep or Path(tempfile.mkdtemp(prefix="ecrin-drill-"))
-    state, homes, dumps = work / "state", work / "homes", work / "dumps"
-    for folder in (state, homes / "files", dumps):
+    state, homes, pg = work / "state", work / "homes", work / "pg"
+    for folder in (state, homes / "files"):
         folder.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {"run": run}
+    pg.mkdir(mode=0o711, exist_ok=True)
+    work.chmod(0o711)  # the server's user (postgres) crosses it to reach pg/, nothing more
+    databases = {s: f"ecrin_{s.replace('-', '_')}" for s in SERVICES}
+    instances = {s: Instance(s, pg / s) for s in SERVICES}
+    figures: dict[str, Any] = {}
     stack = None
     try:
-        for name in originals.values():
-            pg.sql(f'CREATE DATABASE "{name}"')
-        stack = start(state, {s: pg.url_for(n) for s, n in originals.items()})
+        t = time.monotonic()
+        in_parallel(instances, "init")
+        in_parallel(instances, "start")
+        urls = {s: instances[s].create_database(databases[s]) for s in SERVICES}
+        stack = start(state, urls)
+        figures["setup_s"] = round(time.monotonic() - t, 1)
         kine = Device("kine", homes / "kine", stack.url("gateway"))
         parent = Device("parent", homes / "parent", stack.url("gateway"))
         t = time.monotonic()
         written = write_story(kine, parent, homes / "files", patients, notes)
-        figures["records"] = sum(len(f["records"]) for f in written["files"].values())
         figures["write_s"] = round(time.monotonic() - t, 1)
-        before = snapshot(kine, parent, homes / "files", written, "before")
-        check_written(before, written)
 
         t = time.monotonic()
-        for service, name in originals.items():
-            pg.dump(name, dumps / f"{service}.dump")
-        figures["backup_s"] = round(time.monotonic() - t, 2)
-        figures["backup_bytes"] = {s: (dumps / f"{s}.dump").stat().st_size for s in SERVICES}
-        stack.stop_all()
+        backups = in_parallel(instances, "base_backup")
+        figures["base_backup_s"] = round(time.monotonic() - t, 1)
+        figures["base_backup_bytes"] = {s: b["bytes"] for s, b in backups.items()}
+        figures["pg_verifybackup"] = sorted({str(b["verified"]) for b in backups.values()})
+
+        t = time.monotonic()
+        write_after_base(kine, homes / "files", written)
+        figures["records"] = sum(len(f["records"]) for f in written["files"].values())
+        at_target = snapshot(kine, parent, homes / "files", written, "target")
+        check_written(at_target, written)
+        time.sleep(1)  # the target falls between two commits, a second from each
+        target = instances["gateway"].psql("SELECT clock_timestamp()")
+        figures["target_time"] = target
+        time.sleep(1)
+        lost = write_after_target(kine, written)
+        for instance in instances.values():
+            # A commit after the target in every instance's archive, as a live cluster's
+            # always has: PostgreSQL refuses to end a recovery short of its target.
+            instance.psql("SELECT txid_current()")
+        in_parallel(instances, "archive_now")
+        figures["after_base_s"] = round(time.monotonic() - t, 1)
+
+        stack.stop_all()  # the disaster: the servers die, their data directories are lost
         stack = None
-        for name in originals.values():  # the disaster
-            pg.sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        in_parallel(instances, "destroy")
 
         t = time.monotonic()
-        for service, name in restored.items():
-            pg.sql(f'CREATE DATABASE "{name}"')
-            pg.restore(name, dumps / f"{service}.dump")
-        figures["restore_s"] = round(time.monotonic() - t, 2)
-        stack = start(state, {s: pg.url_for(n) for s, n in restored.items()})
+        recovered = in_parallel(instances, "recover", target)
+        figures["recovery_s"] = round(time.monotonic() - t, 1)
+        figures["wal_segments_from_archive"] = {
+            s: r["segments_from_archive"] for s, r in recovered.items()}
+        figures["stopped_before_commit_at"] = {
+            s: r["stopped_before_commit_at"] for s, r in recovered.items()}
+        t = time.monotonic()
+        stack = start(state, {s: instances[s].url(databases[s]) for s in SERVICES})
         kine.server = parent.server = stack.url("gateway")
+        figures["restart_s"] = round(time.monotonic() - t, 1)
+
         t = time.monotonic()
         after = snapshot(kine, parent, homes / "files", written, "after")
-        if after != before:
-            raise DrillFailed("what the devices read after the restore differs from before")
+        if after != at_target:
+            raise DrillFailed("what the devices read after the recovery differs from what "
+                              "they read at the target time")
         check_written(after, written)
+        check_lost(kine, lost, after)
         # The parent still reads only what the grant gives: a clinical note stays refused.
         first = next(iter(written["files"]))
         clinical = next(r for r, e in written["files"][first]["records"].items() if "note" in e)
         parent.ecrin("record", "get", first, clinical, expect=4)
         figures["records_on_server"] = sum(len(after[f]["records"]) for f in written["files"])
         figures["reads_checked"] = sum(len(after[f]["content"]) for f in written["files"])
+        figures["lost_after_target"] = 3
         figures["read_s"] = round(time.monotonic() - t, 1)
         return figures
     finally:
         if stack is not None:
             stack.stop_all()
-        for name in [*originals.values(), *restored.values()]:
-            pg.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for instance in instances.values():
+            try:
+                instance.stop("immediate")
+            except (PostgresError, OSError, subprocess.SubprocessError):
+                pass  # already gone
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="restore-drill", description=__doc__.split("\n")[0])
-    parser.add_argument("--postgres", default=os.environ.get(
-        "ECRIN_DRILL_POSTGRES_URL", os.environ.get(
-            "ECRIN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")))
     parser.add_argument("--patients", type=int, default=2)
     parser.add_argument("--notes", type=int, default=2)
-    parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="work in this folder and keep it (server logs, WAL archives)")
     args = parser.parse_args(argv)
+    reason = unavailable()
+    if reason is not None:
+        print(f"restore drill cannot run here: {reason}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
-        figures = drill(args.postgres, args.patients, args.notes, args.keep)
-    except (DrillFailed, subprocess.CalledProcessError, RuntimeError, TimeoutError) as exc:
+        figures = drill(args.patients, args.notes, args.keep)
+    except (DrillFailed, PostgresError, subprocess.CalledProcessError, RuntimeError,
+            TimeoutError) as exc:
         print(f"restore drill FAILED: {exc}", file=sys.stderr)
+        if args.keep is None:
+            print("(run it again with --keep DIR to keep the services' and servers' logs)",
+                  file=sys.stderr)
         return 1
     figures["total_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(figures, indent=2))
     print(f"restore drill passed: {figures['records_on_server']} records "
-          f"({figures['records']} written by the drill) backed up, the databases dropped, "
-          f"restored, and {figures['reads_checked']} reads decrypted identical to before "
-          "through the CLI")
+          f"({figures['records']} written by the drill, some only in the archived WAL) "
+          "backed up with pg_basebackup, the instances destroyed, recovered to "
+          f"{figures['target_time']}, {figures['reads_checked']} reads decrypted identical "
+          f"through the CLI, the {figures['lost_after_target']} writes after the target absent")
     return 0
 
 

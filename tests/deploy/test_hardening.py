@@ -22,8 +22,9 @@ DEPLOYMENTS = {"kind": [*SERVICES, "redis"], "production": [*SERVICES, "redis"],
 
 
 def probe_path(probe: dict, port: int) -> str:
-    """The path a probe checks: an httpGet (kind, plain HTTP) or, behind mutual TLS, the
-    exec probe that presents the pod's certificate (ecrin_platform.probe)."""
+    """The path a probe checks: an httpGet (a plain-HTTP pod, such as the base without a TLS
+    component) or, behind mutual TLS, the exec probe that presents the pod's certificate
+    (ecrin_platform.probe)."""
     assert len({"httpGet", "exec", "tcpSocket", "grpc"} & set(probe)) == 1, probe
     if "httpGet" in probe:
         assert probe["httpGet"]["port"] == port

@@ -1,5 +1,5 @@
 """The gateway's rate limits on a Redis that speaks TLS only and requires a password, as the
-production overlays run it (deploy/k8s/overlays/production/data/redis-tls.yaml): the
+production overlays run it (deploy/k8s/components/internal-tls/redis-deployment.yaml): the
 password comes from a file, the CA from the URL; a wrong password or an unknown CA is a
 storage failure (the 503 path), never a count in the clear."""
 
