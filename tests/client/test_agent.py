@@ -193,6 +193,13 @@ class TestAgentProcess:
         assert held is not None and held.keys == keys
         agent.lock(tmp_path)
 
+    def test_an_agent_whose_socket_is_gone_stops(self, agent_dir, tmp_path):
+        """Deleting the agent's folder (or its socket) leaves no process holding keys that
+        nothing can reach or lock any more."""
+        pid = start(tmp_path, secrets.token_bytes(64))
+        agent.socket_path(tmp_path).unlink()
+        assert wait_gone(pid, seconds=10)
+
     def test_one_agent_per_profile(self, agent_dir, tmp_path):
         a, b = tmp_path / "a", tmp_path / "b"
         start(a, keys_a := secrets.token_bytes(64))

@@ -182,6 +182,27 @@ class TestSessions:
         table = ecrin("sessions", "list")
         assert "this device" in table.stdout
 
+    def test_a_short_id_is_enough(self, ecrin):
+        create(ecrin)
+        ecrin("login", "--email", EMAIL, "--device-name", "tablet", device="b",
+              env={"ECRIN_PASSPHRASE": PASSPHRASE})
+        listed = ecrin("sessions", "list", "--json").json()
+        tablet = next(s for s in listed if s["device_name"] == "tablet")
+        table = ecrin("sessions", "list").stdout
+        assert tablet["id"][:8] in table and tablet["id"] not in table  # shown short
+        revoked = ecrin("sessions", "revoke", tablet["id"][:8], "--json",
+                        env={"ECRIN_PASSPHRASE": PASSPHRASE})
+        assert revoked.exit_code == 0, revoked.stderr
+        assert revoked.json() == {"revoked": tablet["id"]}
+        assert ecrin("whoami", device="b").exit_code == 2
+
+    def test_a_short_id_that_fits_no_session_exits_4_before_the_passphrase(self, ecrin):
+        create(ecrin)
+        mine = ecrin("sessions", "list", "--json").json()[0]["id"]
+        other = "0123" if not mine.startswith("0123") else "4567"
+        result = ecrin("sessions", "revoke", other)  # no passphrase given: not asked
+        assert result.exit_code == 4 and "no session id starts with" in result.stderr
+
     def test_revoking_an_unknown_session_exits_4(self, ecrin):
         create(ecrin)
         result = ecrin("sessions", "revoke", "00000000-0000-4000-8000-000000000000",
@@ -275,6 +296,15 @@ class TestVerify:
         replaced = ecrin("verify", patient_id, "--replace", "--yes")
         assert replaced.exit_code == 0 and "KEY CHANGED" in replaced.stderr
         assert ecrin("verify", patient_id, "--json").json()["pinned"] is True
+
+    def test_a_known_account_by_its_first_characters(self, ecrin):
+        patient_id = self.setup_two(ecrin)
+        unknown = ecrin("verify", patient_id[:8], "--json")  # not pinned nor bound here
+        assert unknown.exit_code == 4 and "give the whole account id" in unknown.stdout
+        assert ecrin("verify", patient_id, "--yes").exit_code == 0
+        again = ecrin("verify", patient_id[:8], "--json")
+        assert again.exit_code == 0, again.stdout
+        assert again.json()["account_id"] == patient_id and again.json()["pinned"] is True
 
     def test_unknown_account_exits_4_and_bad_id_exits_1(self, ecrin):
         self.setup_two(ecrin)

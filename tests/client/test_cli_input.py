@@ -13,7 +13,7 @@ from ecrin_client.cli import runtime
 from ecrin_client.cli.notes_view import exercise_line
 from ecrin_client.cli.records import _exercise
 from ecrin_client.errors import error_from_response
-from ecrin_client.ids import is_prefix, resolve
+from ecrin_client.ids import expand, is_prefix, resolve
 from ecrin_client.kine import Exercise, parse_day, sniff_content_type
 from pydantic import ValidationError
 
@@ -86,6 +86,22 @@ class TestIdPrefixes:
     def test_what_may_be_a_prefix(self):
         assert is_prefix("3f2a") and is_prefix("3f2a9c10-00")
         assert not is_prefix("3f2") and not is_prefix("dupont")
+
+    def test_expand_looks_up_only_a_short_id(self):
+        asked: list[bool] = []
+
+        def candidates() -> list[str]:
+            asked.append(True)
+            return self.IDS
+
+        assert expand("3f2a", candidates, "session") == self.IDS[0] and asked
+        asked.clear()
+        whole = "3F2A9C10-0000-4000-8000-000000000001"
+        assert expand(whole, candidates, "session") == whole and not asked
+        assert expand("dupont", candidates, "session") == "dupont" and not asked
+        twins = [self.IDS[0], "3f2a0000-0000-4000-8000-000000000009"]
+        with pytest.raises(InvalidInput, match="ambiguous: 2 session ids"):
+            expand("3f2a", lambda: twins, "session")
 
 
 class TestServerReasons:

@@ -53,3 +53,39 @@ class TestLazyRoot:
     def test_an_unknown_command_is_a_usage_error(self):
         group = app_module.LazyGroup(name="ecrin")
         assert group.get_command(typer.Context(group), "no-such-command") is None
+
+
+def loaded_modules(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    done = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
+                           "print(json.dumps(sorted(sys.modules)))"],
+                          capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+class TestAgentServedCommand:
+    def test_patient_show_and_list_load_no_rich_nor_unrelated_libraries(self):
+        # what `ecrin patient show` imports before it runs (its table, for `patient list`,
+        # imports Rich only when there is one to print)
+        loaded = loaded_modules("import ecrin_client.cli.app, ecrin_client.cli.patients")
+        unrelated = {"rich", "qrcode", "fhir", "email_validator", "ecrin_client.sharing",
+                     "ecrin_client.audit", "ecrin_client.cli.share"}
+        assert not {m.split(".")[0] for m in loaded} & {"rich", "qrcode", "fhir"}
+        assert not unrelated & loaded, unrelated & loaded
+
+    def test_the_collector_is_tuned_for_the_process_only(self):
+        code = ("import contextlib, gc, io, sys\n"
+                "from ecrin_client.cli import main\n"
+                "before = gc.get_threshold()\n"
+                "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+                "    main(['--help'])\n"
+                "print(gc.get_threshold() == before, gc.get_freeze_count() == 0)\n"
+                "sys.argv = ['ecrin', '--help']\n"
+                "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+                "    main()\n"
+                "print(gc.get_threshold()[0], gc.get_freeze_count() > 0, gc.isenabled())")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)
+        caller, process = done.stdout.splitlines()[-2:]
+        assert caller == "True True"  # main(argv): a test's own process is left alone
+        assert process == "5000 True True"  # the `ecrin` process: frozen, still collecting

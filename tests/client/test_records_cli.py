@@ -52,6 +52,8 @@ class TestPatientCommands:
         assert ok(ecrin, "patient", "show", "dupont")["identity"]["email"] == "lea@example.fr"
         human = ecrin("patient", "list")
         assert human.exit_code == 0 and "Léa Dupont" in human.stdout
+        shown = ecrin("patient", "show", created["file_id"][:8])  # plain lines, as written
+        assert shown.exit_code == 0 and "birth date: 04/05/2001" in shown.stdout
 
     def test_bad_identity_exits_1(self, ecrin):
         result = ecrin("patient", "create", "--name", "X", "--birth-date", "31/02/2000")
@@ -89,6 +91,8 @@ class TestRecordCommands:
         ok(ecrin, "record", "note", file_id, "--version-of", note["record_id"], "--pain", "1")
         assert [v["version"] for v in ok(ecrin, "record", "history", file_id,
                                          note["record_id"])] == [2, 1]
+        table = ecrin("record", "list", file_id).stdout  # dates as people write them
+        assert "03/03/2026" in table  # the bilan of --from-json, dated 2026-03-03
         ok(ecrin, "record", "delete", file_id, doc["record_id"])
         assert ecrin("record", "get", file_id, doc["record_id"]).exit_code == 4
 

@@ -49,7 +49,8 @@ def story(stack, tmp_path_factory):
     code = kine.ok("share", "invite", file_id, "--as", "patient", "--no-qr")["code"]
     redeem(patient, code)
     verified = kine.ok("verify", colleague.account_id, "--yes", "--name", COLLEAGUE)
-    kine.ok("share", "grant", file_id, colleague.account_id, "--as", "care_team")
+    # pinned: the first characters of the id are enough, as `share list` shows it
+    kine.ok("share", "grant", file_id, colleague.account_id[:8], "--as", "care_team")
     return kine, mother, patient, colleague, file_id, verified
 
 
@@ -73,11 +74,15 @@ class TestShareList:
 
 class TestAudit:
     def test_actors_are_named(self, story):
-        kine, mother, _, _, file_id, _ = story
+        kine, mother, patient, _, file_id, _ = story
         names = kine.ok("audit", file_id)["names"]
         # the mother redeemed, then fetched keys: she is an actor of the trail
         assert names[mother.account_id] == f"{MOTHER} ({mother.account_id[:8]})"
         assert names[kine.account_id] == "you"
+        # the patient, by the file's identity (decrypted here), as in `share list`
+        assert names[patient.account_id] == f"Léonie Quillard ({patient.account_id[:8]})"
+        table = kine.ecrin("audit", file_id[:8])
+        assert table.code == 0 and "Audit trail of Léonie Quillard" in table.stdout
 
 
 class TestNeverOnAServer:

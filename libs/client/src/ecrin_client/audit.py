@@ -89,7 +89,7 @@ def verify_chain(events: Sequence[dict[str, Any]], *, chain: str | None = None,
 
 
 class AuditChain(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     service: str
     chain: str
@@ -118,7 +118,7 @@ def scope_of(chain: str) -> str | None:
 
 
 class AuditTrail(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     file_id: str
     chains: list[AuditChain]

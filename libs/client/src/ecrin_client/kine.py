@@ -72,7 +72,8 @@ def parse_day(text: str, what: str = "date") -> dt.date:
 
 
 class _Content(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
+                              defer_build=True)  # built on first use (start-up time)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode("utf-8")
@@ -184,7 +185,7 @@ def default_scope(kind: str) -> Scope:
 class RecordMetadata(BaseModel):
     """The encrypted metadata of a record version (the server sees only its padded size)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     title: Annotated[str, Field(max_length=500)]
     kind: str

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # defer_build: a model's validator is built on its first use, not at import; a
+    # command uses a few of these, and building all of them is start-up time (docs/cli.md).
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Account(_Model):

@@ -48,7 +48,7 @@ PARALLEL = 8  # files whose identity is fetched at once: bounded, for the gatewa
 class Patient(BaseModel):
     """A patient file as this device sees it: the server's facts and the decrypted identity."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # start-up time
 
     file_id: str
     relationship: str

@@ -28,7 +28,7 @@ FILE_MODE = 0o600
 
 
 class ProfileSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)  # start-up time
 
     server_url: str | None = None
     account_id: str | None = None
@@ -41,7 +41,7 @@ class ProfileSettings(BaseModel):
 
 
 class StoredTokens(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     access_token: str
     refresh_token: str

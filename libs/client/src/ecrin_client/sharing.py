@@ -143,7 +143,7 @@ def _parse_time(value: Any) -> dt.datetime | None:
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # start-up time
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

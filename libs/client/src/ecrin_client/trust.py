@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from ecrin_client import ids
 from ecrin_client.encoding import b64d
 from ecrin_client.errors import (
     EcrinError,
@@ -131,6 +132,26 @@ class TrustStore:
         return [Binding(account_id, fingerprint, str(b.get("file_id")), str(b.get("role")),
                         str(b.get("invitation_id")))
                 for b in entry.get("invitations", []) if isinstance(b, dict)]
+
+    def known_accounts(self) -> set[str]:
+        """Every account this device recorded: pinned, bound by an invitation, shared with
+        or revoked from here. What a short account id is resolved against (``ids``)."""
+        known = set(self.profile.pins()) | set(self._bindings())
+        for entry in self._files().values():
+            if isinstance(entry, dict):
+                for key in ("granters", "revoked"):
+                    known.update(str(a) for a in entry.get(key, []) or [])
+        return known
+
+    def expand_account(self, text: str) -> str:
+        """An account id as typed, or the one known account (:meth:`known_accounts`) whose
+        id starts with it; a short id this device does not know: give the whole id."""
+        try:
+            return ids.expand(text, self.known_accounts, "account")
+        except NotFound:
+            raise NotFound(f"no account this device knows (pinned, bound by an invitation, "
+                           f"shared with from here) has an id starting with {text.strip()!r}: "
+                           "give the whole account id") from None
 
     def recorded(self, account_id: str) -> str | None:
         """The fingerprint this device recorded for the account (pinned or bound)."""

@@ -6,8 +6,9 @@ private directory), forks into the background and answers one request per connec
 one JSON line in, one JSON line out, followed by the 64 key bytes for ``keys``.
 
 Memory: the keys sit in one ``bytearray`` that is zeroed when the agent stops (idle time
-reached, ``lock``, SIGTERM/SIGHUP/SIGINT). The process marks itself non-dumpable (no core
-file, no ptrace by other processes of the user on Linux) as ssh-agent does.
+reached, ``lock``, SIGTERM/SIGHUP/SIGINT, or its socket deleted or replaced). The process
+marks itself non-dumpable (no core file, no ptrace by other processes of the user on Linux)
+as ssh-agent does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from typing import Any
 KEY_SIZE = 64
 MAX_LINE = 4096
 CONNECTION_TIMEOUT = 2.0
+#: How often an idle agent checks that its socket is still its own: one whose socket was
+#: deleted (its folder removed) or replaced can no longer be reached or locked, so it stops.
+SOCKET_CHECK_S = 2.0
 
 
 def peer_uid(conn: socket.socket) -> int | None:
@@ -121,9 +125,9 @@ class Agent:
         try:
             while True:
                 remaining = self.deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or not self._reachable():
                     return
-                self.listener.settimeout(remaining)
+                self.listener.settimeout(min(remaining, SOCKET_CHECK_S))
                 try:
                     conn, _ = self.listener.accept()
                 except TimeoutError:
@@ -139,6 +143,12 @@ class Agent:
             return
         finally:
             self.stop()
+
+    def _reachable(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == self.inode
+        except OSError:
+            return False
 
     def stop(self) -> None:
         self.keys[:] = bytes(len(self.keys))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 
+from ecrin_client import ids
 from ecrin_client.checks import check_email
 from ecrin_client.cli.runtime import (
     EmailOption,
@@ -103,24 +105,36 @@ def sessions_list(ctx: typer.Context, json_: JsonOption = False,
     rt = runtime(ctx, json_=json_, server=server)
     sessions: list[SessionInfo] = rt.run(lambda client: client.sessions())
 
+    def when(moment: datetime | None) -> str:
+        return moment.astimezone().strftime("%d/%m/%Y %H:%M") if moment else ""
+
     def human(console: Console) -> None:
-        table = Table("id", "device", "created", "last used", "")
+        table = Table("id", "device", Column("created", no_wrap=True),
+                      Column("last used", no_wrap=True), "")
         for s in sessions:
-            table.add_row(s.id, s.device_name or "", str(s.created_at or ""),
-                          str(s.last_used_at or ""), "this device" if s.current else "")
+            table.add_row(ids.short(s.id), s.device_name or "", when(s.created_at),
+                          when(s.last_used_at), "this device" if s.current else "")
         console.print(table)
+        console.print("Revoke one with `ecrin sessions revoke ID` (the first characters of "
+                      "the id are enough).")
 
     rt.emit([s.model_dump(mode="json") for s in sessions], human)
 
 
 @sessions_app.command("revoke")
 def sessions_revoke(ctx: typer.Context, session_id: Annotated[str, typer.Argument(
-        metavar="ID")], totp: TotpOption = None, recovery_code: RecoveryCodeOption = None,
+        metavar="ID", help="Session id, or its first characters (`ecrin sessions list`).")],
+                    totp: TotpOption = None, recovery_code: RecoveryCodeOption = None,
                     json_: JsonOption = False, server: ServerOption = None,
                     passphrase_stdin: StdinOption = False) -> None:
     """End a session at once (its access token stops working too). Another device's
     session takes the passphrase (and the second factor): a stolen token cannot end them."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
+    # A short id is resolved among this account's sessions (as git resolves a commit's)
+    # before the passphrase is asked: whether it is this device's session decides that.
+    session_id = rt.local(lambda: ids.expand(
+        session_id, lambda: [s.id for s in rt.run(lambda client: client.sessions())],
+        "session"))
     tokens = rt.profile().tokens()
     passphrase = None
     if tokens is None or tokens.session_id != session_id.lower():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -13,13 +14,14 @@ from rich.table import Table
 
 from ecrin_client.audit import AuditChain, AuditTrail, collect, scope_of, to_fhir
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
-from ecrin_client.cli.share import PatientArgument
+from ecrin_client.cli.share import PatientArgument, people_names
 from ecrin_client.cli.unlocked import with_records
 from ecrin_client.contacts import Contacts
-from ecrin_client.errors import IntegrityError
+from ecrin_client.errors import IntegrityError, NotFound, PermissionDenied
 from ecrin_client.ids import short
 from ecrin_client.patients import Patients
 from ecrin_client.records import Records
+from ecrin_client.sharing import Sharing, SharingOverview
 
 audit_app = typer.Typer(
     subcommand_metavar="",
@@ -28,18 +30,36 @@ audit_app = typer.Typer(
 
 
 
+def _when(stamp: str) -> str:
+    """An event's time as JJ/MM/AAAA HH:MM:SS in local time (as the other tables show
+    dates); as served if it does not parse."""
+    try:
+        return dt.datetime.fromisoformat(stamp).astimezone().strftime("%d/%m/%Y %H:%M:%S")
+    except ValueError:
+        return stamp
+
+
+def _target(target: str) -> str:
+    """``record:<uuid>`` -> ``record 1a2b3c4d`` (a short id, as elsewhere)."""
+    kind, _, value = target.partition(":")
+    return f"{kind} {short(value)}" if value else target
+
+
 def _chain_label(chain: AuditChain) -> str:
     return f"{chain.service} ({chain.scope or 'file'})"
 
 
-def print_trail(console: Console, trail: AuditTrail, names: dict[str, str]) -> None:
+def print_trail(console: Console, trail: AuditTrail, names: dict[str, str],
+                patient_name: str | None = None) -> None:
+    whose = f"{escape(patient_name)}, file" if patient_name else "file"
     table = Table("time", "service", "scope", "who", "action", "target", "outcome",
-                  title=f"Audit trail of file {short(trail.file_id)}")
+                  title=f"Audit trail of {whose} {short(trail.file_id)}")
     for e in trail.events():
-        table.add_row(str(e.get("time"))[:19].replace("T", " "), str(e.get("service")),
+        table.add_row(_when(str(e.get("time"))), str(e.get("service")),
                       scope_of(str(e.get("chain"))) or "file",
                       escape(names.get(str(e.get("actor")), short(str(e.get("actor"))))),
-                      str(e.get("action")), short(str(e.get("target"))), str(e.get("outcome")))
+                      str(e.get("action")), _target(str(e.get("target"))),
+                      str(e.get("outcome")))
     console.print(table)
     for chain in trail.chains:
         signed = (chain.signed_head or {}).get("head", {}).get("time")
@@ -74,15 +94,23 @@ def audit(ctx: typer.Context, patient: PatientArgument,
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
     async def flow(records: Records, patients: Patients
-                   ) -> tuple[AuditTrail, dict[str, str]]:
-        file_id = await patients.file_id(patient)
-        trail = await collect(records.client.transport, file_id, records.client.profile)
-        contacts = Contacts(records.client.profile, records.identity)
-        await contacts.bind_invitees(records.trust, file_id)
+                   ) -> tuple[AuditTrail, dict[str, str], str | None]:
+        # The patient's identity (decrypted here) names the file and the patient's own
+        # account among the actors; contact names given on this device name the others.
+        found = await patients.get(patient)
+        trail = await collect(records.client.transport, found.file_id, records.client.profile)
+        await Contacts(records.client.profile, records.identity).bind_invitees(
+            records.trust, found.file_id)
+        try:
+            overview: SharingOverview | None = await Sharing(records).overview(found.file_id)
+        except (PermissionDenied, NotFound):
+            overview = None  # this account may not list the file's grants
         actors = {str(e.get("actor")) for e in trail.events() if e.get("actor")}
-        return trail, {a: contacts.label(a) for a in actors}
+        names = await people_names(records, patients, overview, also=actors, patient=found)
+        return trail, {a: names[a] for a in actors}, (
+            found.identity.name if found.identity else None)
 
-    trail, names = with_records(rt, flow)
+    trail, names, patient_name = with_records(rt, flow)
     if fhir or output is not None:
         data = to_fhir(trail) if fhir else trail.to_json()
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
@@ -94,7 +122,7 @@ def audit(ctx: typer.Context, patient: PatientArgument,
             typer.echo(text)
     else:
         rt.emit({**trail.to_json(), "names": names},
-                lambda console: print_trail(console, trail, names))
+                lambda console: print_trail(console, trail, names, patient_name))
     if verify and not trail.verified:
         broken = ", ".join(f"{_chain_label(c)} at event {c.broken_at}"
                            for c in trail.chains if c.available and not c.verified)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from ecrin_client.cli.runtime import JsonOption, ServerOption, StdinOption, runtime
 from ecrin_client.cli.unlocked import with_records
@@ -16,6 +14,9 @@ from ecrin_client.ids import short
 from ecrin_client.kine import PatientIdentity, parse_day
 from ecrin_client.patients import Patient, Patients
 from ecrin_client.records import Records
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 patient_app = typer.Typer(help="Patients: create, list, search, show.", no_args_is_help=True)
 
@@ -36,6 +37,8 @@ def print_patients(console: Console, patients: list[Patient]) -> None:
     if not patients:
         console.print("No patient.")
         return
+    from rich.table import Table
+
     table = Table("file", "name", "birth date", "INS")
     for patient in patients:
         table.add_row(*identity_row(patient))
@@ -100,16 +103,21 @@ def show(ctx: typer.Context, patient: PatientArgument, json_: JsonOption = False
 
     found = with_records(rt, flow)
 
-    def human(console: Console) -> None:
-        console.print(f"[bold]{found.name}[/]  (file {found.file_id}, {found.relationship})")
+    def lines() -> list[str]:
+        out = [f"{typer.style(found.name, bold=True)}  (file {found.file_id}, "
+               f"{found.relationship})"]
         if found.identity is not None:
-            for label, value in (("birth date", found.identity.birth_date.isoformat()),
-                                 ("INS", found.identity.ins), ("phone", found.identity.phone),
-                                 ("email", found.identity.email)):
+            for label, value in (
+                    ("birth date", found.identity.birth_date.strftime("%d/%m/%Y")),
+                    ("INS", found.identity.ins), ("phone", found.identity.phone),
+                    ("email", found.identity.email)):
                 if value:
-                    console.print(f"{label}: {value}", markup=False)
+                    out.append(f"{label}: {value}")
+        return out
 
-    rt.emit(found.to_json(), human)
+    # Plain lines, not Rich: the command a practitioner runs most, served by the agent,
+    # starts faster without it (docs/cli.md, "Start-up and speed").
+    rt.emit_lines(found.to_json(), lines)
 
 
 def register(app: typer.Typer) -> None:

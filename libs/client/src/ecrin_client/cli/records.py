@@ -40,7 +40,6 @@ record_app = typer.Typer(help="Records of a patient: documents, notes, versions.
 
 RecordArgument = Annotated[str, typer.Argument(
     metavar="RECORD", help="Record id, or its first characters (as `record list` shows it).")]
-_FULL_ID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 ScopeOption = Annotated[str | None, typer.Option(
     "--scope", help="clinical | shared | administrative (default: by kind).")]
 TitleOption = Annotated[str | None, typer.Option("--title", help="Title (encrypted).")]
@@ -94,7 +93,7 @@ async def _in_patient(records: Records, patients: Patients, patient: str, record
     """(file id, record id), the record checked to belong to the patient's file. ``record``
     may be the first characters of the id (as the tables show it)."""
     file_id = await patients.file_id(patient)
-    if not _FULL_ID.match(record.strip()) and ids.is_prefix(record):
+    if ids.needs_lookup(record):
         record = ids.resolve(record, (r.record_id for r in await records.list(file_id)),
                              "record")
     info = await records.get(record)
@@ -234,9 +233,10 @@ def list_(ctx: typer.Context, patient: PatientArgument, scope: ScopeOption = Non
     def human(console: Console) -> None:
         table = Table("record", "kind", "title", "date", "version", "scope")
         for info in found:
-            day = info.metadata.date or (info.created_at.date() if info.created_at else "")
+            day = info.metadata.date or (info.created_at.date() if info.created_at else None)
             table.add_row(short(info.record_id), info.metadata.kind, info.metadata.title,
-                          str(day), str(info.version), info.scope)
+                          day.strftime("%d/%m/%Y") if day else "", str(info.version),
+                          info.scope)
         console.print(table if found else "No record.")
 
     rt.emit([info.to_json() for info in found], human)
@@ -305,9 +305,10 @@ def history(ctx: typer.Context, patient: PatientArgument, record: RecordArgument
         table = Table("version", "title", "saved", "author", "size")
         for info in versions:
             author = escape(contacts.label(info.author_id))
+            saved = info.created_at or info.metadata.created_at
             table.add_row(str(info.version), info.metadata.title,
-                          str(info.created_at or info.metadata.created_at), author,
-                          str(info.metadata.size))
+                          saved.astimezone().strftime("%d/%m/%Y %H:%M") if saved else "",
+                          author, str(info.metadata.size))
         console.print(table)
 
     rt.emit([info.to_json() for info in versions], human)

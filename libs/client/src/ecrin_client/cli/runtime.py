@@ -66,11 +66,22 @@ class Runtime:
 
         return Profile.from_env()
 
+    @staticmethod
+    def stderr_is_terminal() -> bool:
+        """Whether stderr is a terminal, without Rich (a command served by the agent often
+        prints nothing through it; importing it costs start-up time)."""
+        return sys.stderr.isatty()
+
     def spinner(self, label: str) -> contextlib.AbstractContextManager[Any]:
-        err = self.err
-        if self.json or not err.is_terminal:
+        if self.json or not self.stderr_is_terminal():
             return contextlib.nullcontext()
-        return err.status(label)
+        return self.err.status(label)
+
+    def warn(self, message: str) -> None:
+        """``warning: message`` on stderr (JSON output on stdout stays clean)."""
+        from rich.markup import escape
+
+        self.err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
     def client(self) -> EcrinClient:
         from ecrin_client.client import EcrinClient
@@ -127,6 +138,15 @@ class Runtime:
             typer.echo(json.dumps(data, default=str, sort_keys=True))
         else:
             human(self.out)
+
+    def emit_lines(self, data: Any, lines: Callable[[], list[str]]) -> None:
+        """As :meth:`emit`, for plain lines: printed without Rich (no markup is read in
+        them), so that a short answer does not pay for importing it."""
+        if self.json:
+            typer.echo(json.dumps(data, default=str, sort_keys=True))
+        else:
+            for line in lines():
+                typer.echo(line)
 
     def fail(self, error: EcrinError) -> typer.Exit:
         from rich.markup import escape

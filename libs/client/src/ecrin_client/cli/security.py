@@ -192,7 +192,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verify")
     def verify(ctx: typer.Context, account: Annotated[str, typer.Argument(
-                   metavar="ACCOUNT", help="Account id (UUID).")],
+                   metavar="ACCOUNT", help="Account id (UUID), or its first characters "
+                   "for an account this device knows (pinned, bound by an invitation, "
+                   "shared with).")],
                yes: Annotated[bool, typer.Option(
                    "--yes", help="Pin without asking (you compared the numbers).")] = False,
                replace: Annotated[bool, typer.Option(
@@ -214,6 +216,9 @@ def register(app: typer.Typer) -> None:
             from ecrin_client.contacts import check_name
 
             rt.local(lambda: check_name(name))
+        from ecrin_client.trust import TrustStore
+
+        account = rt.local(lambda: TrustStore(rt.profile()).expand_account(account))
         try:
             result: Verification = rt.run_raw(
                 lambda client: client.verify_account(account, replacing=replace))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Iterable
 from typing import Annotated
 
 import qrcode
@@ -20,7 +21,7 @@ from ecrin_client.client import EcrinClient
 from ecrin_client.contacts import Contacts, check_name
 from ecrin_client.errors import InvalidInput
 from ecrin_client.ids import resolve, short
-from ecrin_client.patients import Patients
+from ecrin_client.patients import Patient, Patients
 from ecrin_client.records import Records
 from ecrin_client.sharing import (
     RELATIONSHIPS,
@@ -32,6 +33,7 @@ from ecrin_client.sharing import (
     SharingOverview,
     eighteenth_birthday,
 )
+from ecrin_client.trust import TrustStore
 
 PatientArgument = Annotated[str, typer.Argument(
     metavar="PATIENT", help="Patient file id (or its first characters), or a search "
@@ -173,8 +175,9 @@ def invite(ctx: typer.Context, patient: PatientArgument, as_: AsOption,
 @share_app.command("grant")
 def grant(ctx: typer.Context, patient: PatientArgument,
           account: Annotated[str, typer.Argument(metavar="ACCOUNT",
-                                                 help="The grantee's account id, verified "
-                                                 "with `ecrin verify`.")],
+                                                 help="The grantee's account id (or its "
+                                                 "first characters), verified with "
+                                                 "`ecrin verify`.")],
           as_: AsOption, until: UntilOption = None, scopes: ScopesOption = None,
           json_: JsonOption = False, server: ServerOption = None,
           passphrase_stdin: StdinOption = False) -> None:
@@ -182,10 +185,12 @@ def grant(ctx: typer.Context, patient: PatientArgument,
     the scope keys are re-sealed to it here and signed. Secret: passphrase."""
     rt = runtime(ctx, json_=json_, server=server, passphrase_stdin=passphrase_stdin)
 
+    grantee = rt.local(lambda: TrustStore(rt.profile()).expand_account(account))
+
     async def flow(records: Records, patients: Patients) -> GrantView:
         sharing = Sharing(records)
         file_id, chosen, end = await _terms(sharing, patients, patient, as_, scopes, until)
-        return await sharing.grant(file_id, account, as_, chosen, end)
+        return await sharing.grant(file_id, grantee, as_, chosen, end)
 
     made = with_records(rt, flow)
     rt.emit(made.to_json(), lambda console: console.print(
@@ -266,19 +271,23 @@ def list_(ctx: typer.Context, patient: PatientArgument, json_: JsonOption = Fals
     rt.emit({**overview.to_json(), "names": names}, human)
 
 
-async def people_names(records: Records, patients: Patients, overview: SharingOverview
-                       ) -> dict[str, str]:
+async def people_names(records: Records, patients: Patients,
+                       overview: SharingOverview | None, *, also: Iterable[str] = (),
+                       patient: Patient | None = None) -> dict[str, str]:
     """account id -> how to show it: "you", the patient's identity for the file's patient
-    grants, a contact name given on this device, or the short id."""
+    grants, a contact name given on this device, or the short id. For the file's grantees
+    and redeemers (``overview``, None when this account may not list them) and the
+    accounts in ``also``; ``patient``: the file's patient, if already read."""
     contacts = Contacts(records.client.profile, records.identity)
-    patient_ids = frozenset(g.grantee_id for g in overview.grants
-                            if g.relationship == "patient")
+    grants = overview.grants if overview is not None else []
+    patient_ids = frozenset(g.grantee_id for g in grants if g.relationship == "patient")
     patient_name = None
-    if patient_ids:
-        found = await patients.get(overview.file_id)
+    if patient_ids and overview is not None:
+        found = patient if patient is not None else await patients.get(overview.file_id)
         patient_name = found.identity.name if found.identity else None
-    accounts = {g.grantee_id for g in overview.grants} | {
-        i.redeemed_by for i in overview.invitations if i.redeemed_by}
+    accounts = set(also) | {g.grantee_id for g in grants}
+    if overview is not None:
+        accounts |= {i.redeemed_by for i in overview.invitations if i.redeemed_by}
     return {a: contacts.label(a, patient_ids=patient_ids, patient_name=patient_name)
             for a in accounts}
 

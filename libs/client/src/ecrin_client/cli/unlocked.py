@@ -8,8 +8,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.markup import escape
-
 from ecrin_client import agent
 from ecrin_client.cli.runtime import Runtime
 from ecrin_client.client import EcrinClient
@@ -51,7 +49,7 @@ def with_records(rt: Runtime, flow: Callable[[Records, Patients], Awaitable[T]],
     """
     held = rt.local(lambda: held_keys(rt))
     passphrase = None if held else rt.local(lambda: rt.secret("passphrase", "ECRIN_PASSPHRASE"))
-    show = progress and not rt.json and rt.err.is_terminal
+    show = progress and not rt.json and rt.stderr_is_terminal()
 
     async def go(client: EcrinClient) -> T:
         nonlocal passphrase
@@ -104,7 +102,7 @@ def held_keys(rt: Runtime) -> agent.HeldKeys | None:
     try:
         return agent.fetch_keys(rt.profile().home)
     except agent.AgentError as exc:
-        rt.err.print(f"[bold yellow]warning:[/] {escape(str(exc))}", soft_wrap=True)
+        rt.warn(str(exc))
         return None
 
 
@@ -120,8 +118,7 @@ def hand_to_agent(rt: Runtime, client: EcrinClient, identity: IdentityKeys,
                           server_url=settings.server_url or client.server_url,
                           fingerprint=fingerprint, keys=identity.to_bytes(), idle=seconds)
     except (agent.AgentError, ValueError, OSError) as exc:
-        rt.err.print(f"[bold yellow]warning:[/] the unlock agent did not start: "
-                     f"{escape(str(exc))}", soft_wrap=True)
+        rt.warn(f"the unlock agent did not start: {exc}")
         return None
     return seconds
 
@@ -132,5 +129,4 @@ def report_unreadable(rt: Runtime, unreadable: list[Unreadable]) -> None:
     for item in unreadable:
         version = f" v{item.version}" if item.version else ""
         author = f", written by account {item.author_id}" if item.author_id else ""
-        rt.err.print(f"[bold yellow]warning:[/] record {item.record_id}{version}{author} "
-                     f"was skipped: {escape(item.reason)}", soft_wrap=True)
+        rt.warn(f"record {item.record_id}{version}{author} was skipped: {item.reason}")
