@@ -94,7 +94,8 @@ It takes about {duration} here.
   service, with an internal token minted from the stack's own key, and through the
   gateway with a bearer token; alternating rounds, at 1 and 32 concurrent clients.
 - **Records under load** (`benchmarks/bench_load.py`): 10 KiB records created
-  (`POST /v1/records` + `PUT` content) and read (`GET` record + `GET` content) through
+  (one `POST /v1/records` carrying the content ciphertext inline, as the SDK sends a
+  record under 256 KiB) and read (`GET` record + `GET` content) through
   the gateway by 1, 16 and 64 concurrent practitioners, each with their own file and
   connection, encrypted before the clock starts; then a 100 MiB document up and down
   through the SDK (`benchmarks/bench_records.py`, client crypto included) against the raw

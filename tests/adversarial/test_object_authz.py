@@ -130,6 +130,46 @@ def records_intact(world: World) -> None:
         assert content.content == record.content
 
 
+_SESSIONS: dict[int, tuple[str, str]] = {}
+
+
+def pending_upload(world: World) -> dict[str, str]:
+    """A clinical record of practice A whose content is not uploaded yet, and the resumable
+    upload session its owner opened for it (made once per world)."""
+    if id(world) not in _SESSIONS:
+        record_id = uuid.uuid4()
+        encrypted = encrypt_record(b"bilan en cours d'envoi", {"kind": "bilan"},
+                                   file_id=world.file_a, record_id=record_id,
+                                   record_version=1, scope_key=world.keys_a[Scope.CLINICAL],
+                                   author=world.kine_a.identity)
+        body = {"record_id": str(record_id), "file_id": str(world.file_a), "scope": "clinical",
+                "header": b64(encrypted.header.to_bytes()),
+                "metadata_ciphertext": b64(encrypted.metadata_ciphertext),
+                "content_length": sum(len(c) for c in encrypted.chunks)}
+        created = httpx.post(f"{world.gateway}/v1/records", json=body,
+                             headers={**world.kine_a.headers,
+                                      "Idempotency-Key": uuid.uuid4().hex})
+        assert created.status_code == 201, created.text
+        opened = world.kine_a.post(f"/v1/records/{record_id}/versions/1/content/uploads")
+        assert opened.status_code == 201, opened.text
+        _SESSIONS[id(world)] = (str(record_id), opened.headers["location"].rsplit("/", 1)[1])
+    record_id, upload_id = _SESSIONS[id(world)]
+    return {"record_id": record_id, "version": "1", "upload_id": upload_id}
+
+
+def upload_session_intact(world: World) -> None:
+    ids = pending_upload(world)
+    got = httpx.head(f"{world.gateway}/v1/records/{ids['record_id']}/versions/1/content/"
+                     f"uploads/{ids['upload_id']}", headers=world.kine_a.headers)
+    assert got.status_code == 204, got.text
+    assert got.headers["upload-offset"] == "0" and got.headers["upload-complete"] == "?0"
+
+
+def pending_version(world: World) -> dict[str, str]:
+    ids = pending_upload(world)
+    return {"record_id": ids["record_id"], "version": "1"}
+
+
 def secretary_still_member(world: World) -> None:
     assert world.secretary_a.get(f"/v1/files/{world.file_a}").status_code == 200
     got = world.kine_a.get(f"/v1/grants/{world.grant_secretary_a}")
@@ -251,6 +291,16 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
     ("PUT", "/v1/records/{record_id}/versions/{version}/content"): Probe(
         fill=clinical, who=EVERYONE, raw_body=lambda w: w.records_a["clinical"].content,
         headers={"Content-Type": "application/octet-stream"}, intact=records_intact),
+    ("POST", "/v1/records/{record_id}/versions/{version}/content/uploads"): Probe(
+        fill=pending_version, who=EVERYONE, intact=upload_session_intact),
+    ("HEAD", "/v1/records/{record_id}/versions/{version}/content/uploads/{upload_id}"): Probe(
+        fill=pending_upload, who=EVERYONE, intact=upload_session_intact),
+    ("PATCH", "/v1/records/{record_id}/versions/{version}/content/uploads/{upload_id}"): Probe(
+        fill=pending_upload, who=EVERYONE, raw_body=lambda w: b"\0" * 64,
+        headers={"Content-Type": "application/octet-stream", "Upload-Offset": "0",
+                 "Upload-Complete": "?1"}, intact=upload_session_intact),
+    ("DELETE", "/v1/records/{record_id}/versions/{version}/content/uploads/{upload_id}"): Probe(
+        fill=pending_upload, who=EVERYONE, intact=upload_session_intact),
     # kms
     ("GET", "/v1/keys/service-info"): Exempt("no id, no data"),
     ("PUT", "/v1/directory/{account_id}"): Probe(
@@ -416,6 +466,10 @@ def assert_refused(response: httpx.Response, world: World, sent: str, label: str
     assert response.status_code in {403, 404} | also, \
         f"{label}: expected 403/404, got {response.status_code}: {response.text[:300]}"
     assert response.headers["content-type"].startswith("application/problem+json"), label
+    if response.request.method == "HEAD":  # a HEAD answer has the headers and no body
+        assert not response.content, label
+        assert_no_leak(response, world.secrets(), sent, label)
+        return
     body = response.json()
     assert not {"entries", "header", "metadata_ciphertext", "items", "payload",
                 "sealed_key"} & set(body), f"{label}: body carries data {body}"

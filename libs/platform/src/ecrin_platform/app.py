@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
 from ecrin_platform.conventions import HttpConventionsMiddleware
-from ecrin_platform.db import create_engine, create_sessionmaker
+from ecrin_platform.db import create_engine, create_sessionmaker, dispose_engine
 from ecrin_platform.guards import (
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
@@ -97,7 +97,7 @@ def build_service_app(
             for hook in on_shutdown:
                 await hook(app)
             await app.state.http.aclose()
-            await engine.dispose()
+            await dispose_engine(engine)
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
                   openapi_url="/openapi.json" if docs else None,

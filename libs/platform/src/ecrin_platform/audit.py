@@ -45,6 +45,12 @@ from ecrin_platform.observability import metrics_var, request_id_var
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))")
+#: The same lock as a column of another query (bound parameter ``chain``), so that a
+#: write path takes it without a round trip of its own (``AuditLog.append_many``, ``end``).
+CHAIN_LOCK_COLUMN = func.pg_advisory_xact_lock(
+    func.hashtextextended(bindparam("chain", type_=String()), 0)).label("chain_locked")
+#: A chain's last (seq, hash): (0, GENESIS) for a chain with no event yet.
+ChainEnd = tuple[int, str]
 
 
 class AuditEventColumns:
@@ -142,23 +148,43 @@ class AuditLog:
                                           when=when)
         return event
 
+    @property
+    def chain_end(self) -> Any:
+        """The query of a chain's last (seq, hash), bound parameter ``chain``: for a write
+        path that reads it in one of its own statements (``append_many``, ``end``)."""
+        return self._chain_end
+
+    @staticmethod
+    def end_of(row: Any) -> ChainEnd:
+        """The ``ChainEnd`` of a row of :attr:`chain_end` (None: an empty chain)."""
+        return (row.seq, row.hash) if row is not None else (0, GENESIS)
+
     async def append_many(self, session: AsyncSession, *, chain: str,
                           actor: str | uuid.UUID | None, events: Sequence[tuple[str, str]],
-                          outcome: str = "ok", when: datetime | None = None
-                          ) -> list[dict[str, Any]]:
+                          outcome: str = "ok", when: datetime | None = None,
+                          end: ChainEnd | None = None) -> list[dict[str, Any]]:
         """Adds ``(action, target)`` events to ``chain`` in order, in the caller's
         transaction: one lock, one read of the chain's end and one insert, whatever their
-        number (a batch of 500 re-keyed headers is 500 events)."""
+        number (a batch of 500 re-keyed headers is 500 events).
+
+        ``end``: the caller already holds the chain's lock (``CHAIN_LOCK_COLUMN`` in an
+        earlier statement of this transaction, on PostgreSQL) and read the chain's end
+        (``chain_end``) in a later statement than the one that took it: the lock and the
+        read cost no round trip of their own (the records API's create)."""
         if not events:
             return []
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            # FOR UPDATE locks nothing on a new chain, and a waiter would still read the old
-            # last row: serialise appends to one chain with a transaction-scoped lock, taken
-            # in a statement of its own so that the read below sees the holder's commit.
-            # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
-            await session.execute(_CHAIN_LOCK, {"c": chain})
-        last = (await session.execute(self._chain_end, {"chain": chain})).one_or_none()
-        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        if end is not None:
+            seq, prev = end
+        else:
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                # FOR UPDATE locks nothing on a new chain, and a waiter would still read the
+                # old last row: serialise appends to one chain with a transaction-scoped
+                # lock, taken in a statement of its own so that the read below sees the
+                # holder's commit. (SQLite writers are already serialised by BEGIN
+                # IMMEDIATE.)
+                await session.execute(_CHAIN_LOCK, {"c": chain})
+            seq, prev = self.end_of(
+                (await session.execute(self._chain_end, {"chain": chain})).one_or_none())
         out: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
         request_id = request_id_var.get() or "-"

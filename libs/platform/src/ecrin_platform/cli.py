@@ -56,7 +56,11 @@ def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
             metrics.should_exit = True
             await task
 
-    asyncio.run(both())
+    # The loop uvicorn's own ``run`` would pick (uvloop when installed, as it is with
+    # uvicorn[standard]): a plain ``asyncio.run`` here left every service on the stdlib
+    # selector loop whenever the metrics listener was on, i.e. in every deployment.
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(both())
 
 
 def service_main(service: str, settings_cls: type[ServiceSettings], migrations: Path,

@@ -15,9 +15,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite read connections kept open between requests, and opened beyond those in a burst.
+SQLITE_READERS_KEPT = 8
+SQLITE_READERS_OVERFLOW = 56
 #: Execution option marking a connection that never writes (SQLite: deferred BEGIN).
 READ_ONLY = "ecrin_read_only"
 
@@ -45,8 +48,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
                                      max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                                      connect_args=connect_args, **kwargs)
         _configure_sqlite(engine)
-        reader = create_async_engine(url, poolclass=NullPool, connect_args=connect_args,
-                                     **kwargs)
+        # Readers are pooled too: an aiosqlite connection is a thread, a file open and four
+        # PRAGMAs, which cost a small read more CPU than the read itself when opened per
+        # request. A burst beyond the pool opens overflow connections, closed on return.
+        reader = create_async_engine(url, poolclass=AsyncAdaptedQueuePool,
+                                     pool_size=SQLITE_READERS_KEPT,
+                                     max_overflow=SQLITE_READERS_OVERFLOW,
+                                     pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                     connect_args=connect_args, **kwargs)
         _configure_sqlite(reader)
         _READ_ONLY_ENGINES[engine] = reader.execution_options(**{READ_ONLY: True})
         return engine
@@ -116,6 +125,15 @@ def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
 
 _READ_ONLY_ENGINES: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
     weakref.WeakKeyDictionary())
+
+
+async def dispose_engine(engine: AsyncEngine) -> None:
+    """Close ``engine``'s connections and, on SQLite, those of its pooled readers (each an
+    aiosqlite thread) too."""
+    reader = _READ_ONLY_ENGINES.pop(engine, None)
+    if reader is not None and reader.pool is not engine.pool:
+        await reader.dispose()
+    await engine.dispose()
 
 
 @asynccontextmanager

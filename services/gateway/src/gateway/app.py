@@ -31,7 +31,8 @@ from gateway.webapp import SecurityHeaders, WebApp, WebAppFiles, docs_page
 
 SERVICE = "gateway"
 MIGRATIONS = Path(__file__).parent / "migrations"
-UPLOAD_PATHS = [r"^/v1/records/[^/]+/versions/[^/]+/content$"]
+#: Content uploads: the one-shot PUT and the pieces of a resumable upload (PATCH).
+UPLOAD_PATHS = [r"^/v1/records/[^/]+/versions/[^/]+/content(/uploads/[^/]+)?$"]
 #: Every method, so that the owning service answers 405 with its own Allow header (the
 #: gateway's catch-all route would otherwise advertise these five methods on every path).
 PROXIED_METHODS = sorted(FORWARDED_METHODS)

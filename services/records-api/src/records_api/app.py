@@ -17,6 +17,7 @@ from records_api.records.batch import router as batch_router
 from records_api.records.content import ContentStore
 from records_api.records.endpoints import router as records_router
 from records_api.records.purge import purge_forever
+from records_api.records.resumable import router as resumable_router
 from records_api.settings import Settings
 
 SERVICE = "records-api"
@@ -53,11 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         script_location=MIGRATIONS,
         # service-info first: its literal path must win over /v1/records/{record_id}.
         routers=[service_info_router(SERVICE, "records"), batch_router, records_router,
-                 access_internal],
+                 resumable_router, access_internal],
         # The sharing service forwards the token it was called with (a revocation; from
         # the kms, a rotation) to say which files' cached access answers to drop.
         forwarded_audiences={"/internal/access-changed": frozenset({"sharing", "kms"})},
-        upload_paths=[r"^/v1/records/[^/]+/versions/[^/]+/content$"],
+        upload_paths=[r"^/v1/records/[^/]+/versions/[^/]+/content(/uploads/[^/]+)?$"],
         on_startup=[start],
         on_shutdown=[stop],
     )

@@ -21,6 +21,9 @@ class Settings(ServiceSettings):
     purge_after_s: int = Field(default=7 * 24 * 3600, ge=0)
     #: An upload neither committed nor cleaned up after this long is an orphan; purged.
     stale_upload_after_s: int = Field(default=24 * 3600, ge=60)
+    #: A resumable upload session with no append for this long is abandoned; purged. Longer
+    #: than the above: a device that lost its network over a long weekend still resumes.
+    resumable_upload_after_s: int = Field(default=7 * 24 * 3600, ge=60)
     #: Idempotency keys are remembered this long.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     #: How often the lifespan's background task runs the purge (0 disables it).

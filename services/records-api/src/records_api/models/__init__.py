@@ -127,6 +127,11 @@ class ContentUpload(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: A resumable upload session (``records.resumable``): its rows survive a cut request,
+    #: and it is purged only after ``resumable_upload_after_s`` without an append.
+    resumable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: When the last append of a resumable session began.
+    touched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
         Index("ix_content_uploads_record", "record_id", "version"),

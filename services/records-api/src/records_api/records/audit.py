@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrin_platform.audit import AuditLog
+from ecrin_platform.audit import AuditLog, ChainEnd
 from records_api.models import AuditEvent
 
 AUDIT = AuditLog(AuditEvent, "records-api")
@@ -52,11 +52,13 @@ async def audit(session: AsyncSession, *, actor: uuid.UUID, file_id: uuid.UUID, 
 
 
 async def audit_events(session: AsyncSession, *, actor: uuid.UUID, file_id: uuid.UUID,
-                       scope: str, events: Sequence[tuple[str, str]]) -> None:
+                       scope: str, events: Sequence[tuple[str, str]],
+                       end: ChainEnd | None = None) -> None:
     """``(action, target)`` events in order: what ``audit`` for each would write, in one
-    lock and one read of the chain's end."""
+    lock and one read of the chain's end (``end``: both done already, see
+    ``AuditLog.append_many``)."""
     await AUDIT.append_many(session, chain=scope_chain(file_id, scope), actor=actor,
-                            events=events)
+                            events=events, end=end)
 
 
 async def audit_chains(session: AsyncSession, *, actor: uuid.UUID, events: ChainEvents,

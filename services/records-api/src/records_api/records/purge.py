@@ -1,4 +1,5 @@
-"""The purge: ciphertext of long-tombstoned records, orphaned uploads, old idempotency keys.
+"""The purge: ciphertext of long-tombstoned records, orphaned uploads (and resumable upload
+sessions left without an append for ``resumable_upload_after_s``), old idempotency keys.
 
 Each record and each batch of orphans is deleted in a short transaction of its own, so the
 purge never holds SQLite's write lock for long. It is run periodically by the app's
@@ -12,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.models import ContentUpload, Record, RecordVersion, ReplacedWrap
@@ -62,11 +63,17 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
                                       .values(purged_at=at))
             report.records += 1
     stale_before = at - timedelta(seconds=settings.stale_upload_after_s)
+    # A resumable session is abandoned only after the longer delay since its last append.
+    abandoned_before = at - timedelta(seconds=settings.resumable_upload_after_s)
+    unfinished = or_(
+        and_(ContentUpload.resumable.is_(False), ContentUpload.started_at <= stale_before),
+        and_(ContentUpload.resumable.is_(True),
+             func.coalesce(ContentUpload.touched_at, ContentUpload.started_at)
+             <= abandoned_before))
     while True:
         async with sessionmaker() as session, session.begin():
             orphans = list((await session.execute(
-                select(ContentUpload.id).where(ContentUpload.finished_at.is_(None),
-                                               ContentUpload.started_at <= stale_before)
+                select(ContentUpload.id).where(ContentUpload.finished_at.is_(None), unfinished)
                 .limit(BATCH))).scalars())
             await delete_uploads(session, orphans)
         report.orphan_uploads += len(orphans)

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Row,
+    Select,
     Table,
     bindparam,
     delete,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ecrin_platform.audit import CHAIN_LOCK_COLUMN
 from records_api.models import (
     Base,
     ContentChunk,
@@ -69,6 +71,26 @@ _BEFORE_CREATE = select(
     select(IdempotencyKey.request_digest).where(_EARLIER).scalar_subquery(),
     select(IdempotencyKey.response).where(_EARLIER).scalar_subquery(),
     exists().where(Record.id == bindparam("record_id")))
+#: The same, taking the audit chain's lock on the way (PostgreSQL).
+_BEFORE_CREATE_LOCKING = _BEFORE_CREATE.add_columns(CHAIN_LOCK_COLUMN)
+#: PostgreSQL: the rows of ``insert`` and a query after them, as one statement.
+_BATCHES: dict[tuple[tuple[str, ...], int], Select[Any]] = {}
+
+
+def _batch(tables: Sequence[Table], then: Select[Any]) -> Select[Any]:
+    """``then`` preceded by one INSERT per table (data-modifying CTEs, parameters
+    ``r<i>_<column>``): PostgreSQL runs them all, in one round trip, before the statement
+    ends (foreign keys are checked then too). Built once per shape."""
+    key = (tuple(t.name for t in tables), id(then))
+    statement = _BATCHES.get(key)
+    if statement is None:
+        statement = then.add_cte(*(
+            insert(table).values({column.key: bindparam(f"r{i}_{column.key}",
+                                                        type_=column.type)
+                                  for column in table.columns}).cte(f"w{i}")
+            for i, table in enumerate(tables)))
+        _BATCHES[key] = statement
+    return statement
 
 
 class RecordsRepository:
@@ -94,11 +116,21 @@ class RecordsRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def first_content_row(self, upload_id: uuid.UUID) -> bytes | None:
-        """The first content row of an upload: the whole content when it fits one row."""
-        data = await self.session.scalar(select(ContentChunk.data).where(
-            ContentChunk.upload_id == upload_id, ContentChunk.seq == 0))
-        return None if data is None else bytes(data)
+    async def version_with_content(self, record_id: uuid.UUID, version: int, *,
+                                   inline_max: int) -> tuple[RecordVersion, bytes | None] | None:
+        """A version and, when its content is at most ``inline_max`` bytes, its first
+        content row (the whole content of such a version), in one query."""
+        query = (select(RecordVersion, ContentChunk.data)
+                 .outerjoin(ContentChunk, (ContentChunk.upload_id
+                                           == RecordVersion.content_upload_id)
+                            & (ContentChunk.seq == 0)
+                            & (RecordVersion.content_length <= inline_max))
+                 .where(RecordVersion.record_id == record_id,
+                        RecordVersion.version == version))
+        row = (await self.session.execute(query)).first()
+        if row is None:
+            return None
+        return row[0], None if row[1] is None else bytes(row[1])
 
     async def committed_versions(self, record_id: uuid.UUID, *, before: int | None,
                                  limit: int) -> list[RecordVersion]:
@@ -226,12 +258,22 @@ class RecordsRepository:
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))
 
-    async def before_create(self, account_id: uuid.UUID, key: str, record_id: uuid.UUID
-                            ) -> tuple[str | None, dict[str, Any] | None, bool]:
+    def _postgres(self) -> bool:
+        bind = self.session.bind
+        return bind is not None and bind.dialect.name == "postgresql"
+
+    async def before_create(self, account_id: uuid.UUID, key: str, record_id: uuid.UUID,
+                            chain: str) -> tuple[str | None, dict[str, Any] | None, bool]:
         """In one query: (request digest, response) of an earlier create with this
-        idempotency key, if any, and whether a record (tombstones included) has this id."""
-        row = (await self.session.execute(_BEFORE_CREATE, {
-            "account_id": account_id, "key": key, "record_id": record_id})).one()
+        idempotency key, if any, and whether a record (tombstones included) has this id.
+        On PostgreSQL the same query takes the lock of the audit ``chain`` the create will
+        append to (``ecrin_platform.audit.CHAIN_LOCK_COLUMN``); SQLite's writers are
+        serialised by BEGIN IMMEDIATE already."""
+        postgres = self._postgres()
+        row = (await self.session.execute(
+            _BEFORE_CREATE_LOCKING if postgres else _BEFORE_CREATE,
+            {"account_id": account_id, "key": key, "record_id": record_id,
+             **({"chain": chain} if postgres else {})})).one()
         return row[0], row[1], bool(row[2])
 
     async def insert(self, *rows: Base) -> None:
@@ -242,8 +284,21 @@ class RecordsRepository:
             # The statement has no values of its own (they are parameters): compiled once
             # per table and cached, where ``.values(...)`` would be a new statement to
             # build and key every time.
-            await self.session.execute(insert(table), {
-                column.key: getattr(row, column.key) for column in table.columns})
+            await self.session.execute(insert(table), _values(row))
+
+    async def insert_then(self, rows: Sequence[Base], then: Select[Any],
+                          params: dict[str, Any]) -> Row[Any] | None:
+        """``insert(*rows)``, then ``then`` (with ``params``): its first row. On PostgreSQL
+        one statement and one round trip (``_batch``) where it was a statement per row: the
+        create path's five rows and its read of the audit chain's end."""
+        if not self._postgres():
+            await self.insert(*rows)
+            return (await self.session.execute(then, params)).first()
+        tables = [cast(Table, row.__table__) for row in rows]
+        values = dict(params)
+        for i, row in enumerate(rows):
+            values.update({f"r{i}_{k}": v for k, v in _values(row).items()})
+        return (await self.session.execute(_batch(tables, then), values)).first()
 
     async def delete_version(self, version: RecordVersion) -> None:
         await self.session.delete(version)
@@ -255,3 +310,9 @@ class RecordsRepository:
         result = await self.session.execute(
             delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _values(row: Base) -> dict[str, Any]:
+    """Every column of a new row, by column key."""
+    return {column.key: getattr(row, column.key)
+            for column in cast(Table, row.__table__).columns}
