@@ -4,8 +4,10 @@ ciphertexts, keyring entries as JSON) and tests tamper with it directly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +54,11 @@ class FakeRecords(FakeEcrin):
         self.rekey_batches: list[int] = []  # items per POST /v1/records/rekey
         self.pending_rotation_checks = 0
         self.inline_reads = 0
+        #: knob: content downloads arrive in pieces of this size, one per loop turn (as
+        #: from a network) rather than in one piece
+        self.content_piece: int | None = None
+        #: resumable upload sessions: id -> (record id, version, bytes stored)
+        self.uploads: dict[str, tuple[str, int, bytearray]] = {}
 
     def now(self) -> str:
         self.tick += 1
@@ -162,6 +169,8 @@ class FakeRecords(FakeEcrin):
         return record
 
     def records_post(self, request, account, rest):
+        if rest[-1:] == ["uploads"]:
+            return self.open_upload(account, rest)
         body = self.body(request)
         if rest == ["rekey"]:
             return self.rekey(body, account)
@@ -209,6 +218,57 @@ class FakeRecords(FakeEcrin):
         record.current_version = version
         return True
 
+    # -- resumable uploads (records.resumable): whole pieces, offsets checked -------------
+
+    def open_upload(self, account, rest):
+        record = self.records.get(rest[0])
+        if record is None or not self.owned(record.file_id, account):
+            return problem(404, "not-found")
+        version = record.versions.get(int(rest[2]))
+        if version is None or version.content is not None:
+            return problem(409, "version-committed")
+        upload_id = str(uuid.uuid4())
+        self.uploads[upload_id] = (record.id, int(rest[2]), bytearray())
+        return httpx.Response(201, json={"upload_id": upload_id, "offset": 0,
+                                         "length": version.content_length})
+
+    def _upload_state(self, rest) -> tuple[FakeRecord, FakeVersion, bytearray] | None:
+        found = self.uploads.get(rest[-1])
+        if found is None or found[:2] != (rest[0], int(rest[2])):
+            return None
+        record = self.records[found[0]]
+        return record, record.versions[found[1]], found[2]
+
+    def records_head(self, request, account, rest):
+        state = self._upload_state(rest)
+        if state is None:
+            return problem(404, "not-found")
+        _, version, stored = state
+        done = version.content is not None
+        return httpx.Response(204, headers={"upload-offset": str(len(stored)),
+                                            "upload-complete": "?1" if done else "?0"})
+
+    def records_patch(self, request, account, rest):
+        state = self._upload_state(rest)
+        if state is None:
+            return problem(404, "not-found")
+        record, version, stored = state
+        if version.content is not None:
+            return problem(409, "version-committed")
+        if int(request.headers["upload-offset"]) != len(stored):
+            return httpx.Response(409, headers={"upload-offset": str(len(stored))}, json={
+                "type": "https://ecrin.health/problems/mismatching-upload-offset",
+                "status": 409, "expected-offset": len(stored)})
+        stored += request.content
+        complete = request.headers["upload-complete"] == "?1"
+        if complete:
+            if len(stored) != version.content_length:
+                return problem(422, "content-length-mismatch")
+            version.content = bytes(stored)
+            record.current_version = int(rest[2])
+        return httpx.Response(204, headers={"upload-offset": str(len(stored)),
+                                            "upload-complete": "?1" if complete else "?0"})
+
     def records_put(self, request, account, rest):
         record = self.records.get(rest[0])
         if record is None or not self.owned(record.file_id, account):
@@ -254,6 +314,9 @@ class FakeRecords(FakeEcrin):
             return problem(404, "not-found")
         if len(rest) == 3:
             return httpx.Response(200, json=self.version_json(record, int(rest[2])))
+        if self.content_piece:
+            return httpx.Response(200, content=_pieces(version.content, self.content_piece),
+                                  headers={"content-type": "application/octet-stream"})
         return httpx.Response(200, content=version.content,
                               headers={"content-type": "application/octet-stream"})
 
@@ -320,3 +383,9 @@ def key_version(header: str) -> int:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+async def _pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for offset in range(0, len(body), size):
+        await asyncio.sleep(0.001)
+        yield body[offset:offset + size]

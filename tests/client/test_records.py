@@ -17,6 +17,7 @@ from ecrin_client import (
     Profile,
     Records,
 )
+from ecrin_client import records as records_module
 from ecrin_client.encoding import b64e
 from ecrin_client.kine import (
     Bilan,
@@ -159,6 +160,30 @@ class TestTamperingServer:
         with pytest.raises(IntegrityError):
             await records.download(a, tmp_path / "a.json")
         assert [p.name for p in tmp_path.iterdir()] == ["a"]  # the profile folder only
+
+    @pytest.mark.parametrize("where", [0, 300_000, -1])
+    async def test_a_document_altered_anywhere_writes_nothing(self, fake, kine, tmp_path,
+                                                              where, monkeypatch):
+        """Downloads hand the decrypting thread batches of chunks and read the next batch
+        ahead: a failure in the first, a middle or the last chunk stops cleanly (the
+        batch being read is settled before the stream closes) and writes nothing."""
+        monkeypatch.setattr(records_module, "DOWNLOAD_BATCH", 128 << 10)  # several batches
+        records, patients = kine
+        file_id = (await patients.create(MARIE)).file_id
+        data = b"%PDF-1.7\n" + os.urandom(700_000)
+        (tmp_path / "in.pdf").write_bytes(data)
+        info = await records.create(file_id, "clinical", meta("Scanner", "imaging", data,
+                                                              "application/pdf"),
+                                    tmp_path / "in.pdf")
+        version = fake.records[info.record_id].versions[1]
+        assert version.content is not None
+        flipped = bytearray(version.content)
+        flipped[where] ^= 1
+        version.content = bytes(flipped)
+        fake.content_piece = 64 << 10
+        with pytest.raises(IntegrityError):
+            await records.download(info.record_id, tmp_path / "out.pdf")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "in.pdf"]
 
     async def test_swapped_contents_headers_or_whole_versions_are_refused(self, fake, kine):
         records, patients = kine

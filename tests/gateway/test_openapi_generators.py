@@ -90,8 +90,13 @@ class TestMergedDocument:
         assert by_name["idempotency-key"] == "Idempotency-Key"
         assert all(p["required"] for _, p in headers
                    if p["name"] in ("Idempotency-Key", "If-Match"))
-        assert all(p["name"] in ("Idempotency-Key", "If-Match", "If-None-Match")
+        # The resumable upload's headers (IETF draft-ietf-httpbis-resumable-upload), where
+        # a piece must say where it starts and whether it completes the content.
+        upload = ("Upload-Offset", "Upload-Complete", "Upload-Length")
+        assert all(p["name"] in ("Idempotency-Key", "If-Match", "If-None-Match", *upload)
                    for _, p in headers)
+        assert all(p["required"] for _, p in headers
+                   if p["name"] in ("Upload-Offset", "Upload-Complete"))
 
     def test_main_bodies_have_examples(self, docs):
         paths = docs["merged"]["paths"]

@@ -7,8 +7,9 @@ content ciphertext.
 *Uploads.* The header carries the digest of the whole content ciphertext and must be sent
 when the record is created, before the content. So a file is first encrypted chunk by
 chunk into a temporary file of ciphertext (a worker thread; memory stays at a few chunks),
-then the record is created and the ciphertext streamed to ``PUT .../content`` in 1 MiB
-blocks. Plaintext never touches the disk outside the user's own file.
+then the record is created and the ciphertext sent in resumable pieces (``uploads``: a
+dropped connection costs one piece; one ``PUT .../content`` up to 1 MiB). Plaintext never
+touches the disk outside the user's own file.
 
 *Reading.* A version opens only if its header names the record, version, file and scope
 that were asked for, verifies against the author's (and re-wrapper's) public identity, and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -58,6 +60,7 @@ from ecrin_client.kine import RecordMetadata
 from ecrin_client.pinning import account_uuid
 from ecrin_client.transport import GatewayTransport
 from ecrin_client.trust import Trust
+from ecrin_client.uploads import ROW_BYTES, resumable_upload
 from ecrin_e2ee import (
     CHUNK_SIZE,
     DecryptionError,
@@ -105,7 +108,8 @@ class _NoProgress:
 class RecordInfo(BaseModel):
     """One verified record version, its metadata decrypted."""
 
-    model_config = ConfigDict(frozen=True)
+    # defer_build: validators built on first use, not at import (CLI start-up, docs/cli.md)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     record_id: str
     file_id: str
@@ -125,7 +129,7 @@ class RecordInfo(BaseModel):
 class Unreadable(BaseModel):
     """A record that does not verify or open here: reported and skipped, never shown."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     record_id: str
     version: int | None = None
@@ -483,12 +487,13 @@ class Records:
                 "GET", f"/v1/records/{rid}/versions/{opened.info.version}/content") as response:
             chunks = _ciphertext_chunks(response.aiter_bytes(), opened.header.padded_length,
                                         self.progress.advance)
+            feed = _Prefetched(chunks, loop)
             try:
-                await asyncio.to_thread(decrypt_to_file, decryptor, _blocking(chunks, loop),
-                                        target)
+                await asyncio.to_thread(decrypt_to_file, decryptor, feed, target)
             except DecryptionError:
                 raise integrity_failure() from None
             finally:
+                await feed.settle()
                 await chunks.aclose()
         return opened.info
 
@@ -548,7 +553,7 @@ class Records:
 
             created = (await self.client._retrying(send)).json()
             if sealed.inline is None:
-                await self._upload(rid, 1, sealed.length, sealed.body)
+                await self._upload(rid, 1, sealed.length, sealed.body, sealed.spool)
         self.client.profile.remember_versions({str(rid): 1})
         return self._written(sealed.header, metadata, created, 1)
 
@@ -568,7 +573,7 @@ class Records:
                     headers={"if-match": f'"v{current.current_version}"'},
                     json=sealed.version_body())).json()
                 if sealed.inline is None:
-                    await self._upload(rid, version, sealed.length, sealed.body)
+                    await self._upload(rid, version, sealed.length, sealed.body, sealed.spool)
             self.client.profile.remember_versions({str(rid): version})
             return self._written(sealed.header, metadata, created, version)
 
@@ -620,12 +625,27 @@ class Records:
                 return _file_blocks(spool, self.progress)
 
             yield Sealed(encryptor.header, encryptor.metadata_ciphertext, length, from_spool,
-                         None)
+                         None, spool)
         finally:
             spool.unlink(missing_ok=True)  # noqa: ASYNC240 (one unlink)
 
     async def _upload(self, rid: uuid.UUID, version: int, length: int,
-                      body: Callable[[], AsyncIterable[bytes]]) -> None:
+                      body: Callable[[], AsyncIterable[bytes]], spool: Path | None = None
+                      ) -> None:
+        """A spool over one server row goes up resumably (``uploads``: a cut connection
+        costs one piece; progress counts what the server acknowledged); else one PUT."""
+        if spool is not None and length > ROW_BYTES:
+            self.progress.begin("Uploading", length)
+            sent = 0
+
+            def acknowledged(n: int) -> None:
+                nonlocal sent
+                self.progress.advance(max(0, n - sent))
+                sent = max(sent, n)
+
+            await resumable_upload(self._t, rid, version, spool, length, acknowledged)
+            return
+
         async def send() -> httpx.Response:
             self.progress.begin("Uploading", length)
             return await self._t.request(
@@ -657,6 +677,8 @@ class Sealed:
     body: Callable[[], AsyncIterable[bytes]]
     #: The whole content ciphertext when small enough to travel inline, else None.
     inline: bytes | None
+    #: The spool file holding the ciphertext (content from a path), for resumable uploads.
+    spool: Path | None = None
 
     def version_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"header": b64e(self.header.to_bytes()),
@@ -700,18 +722,24 @@ async def _ciphertext_chunks(body: AsyncIterator[bytes], padded_length: int,
     sizes = [min(CHUNK_SIZE, padded_length - i * CHUNK_SIZE) + CHUNK_OVERHEAD
              for i in range(-(-padded_length // CHUNK_SIZE))]
     # Progress counts stream plaintext, padding included (the bar's total is padded_length).
+    # Each chunk is copied once out of ``buffer`` (through a view); what is left of a
+    # piece moves to the front once per piece, not once per chunk.
     buffer = bytearray()
     index = 0
     try:
         async for piece in body:
             buffer += piece
-            while index < len(sizes) and len(buffer) >= sizes[index]:
-                chunk = bytes(buffer[:sizes[index]])
-                del buffer[:sizes[index]]
+            start = 0
+            while index < len(sizes) and len(buffer) - start >= sizes[index]:
+                end = start + sizes[index]
+                with memoryview(buffer) as view:
+                    chunk = view[start:end].tobytes()
+                start = end
                 index += 1
                 if advance is not None:
                     advance(sizes[index - 1] - CHUNK_OVERHEAD)
                 yield chunk
+            del buffer[:start]
             if index == len(sizes) and buffer:
                 break  # more than announced
     except httpx.RemoteProtocolError:
@@ -734,15 +762,47 @@ def _split_chunks(ciphertext: bytes, padded_length: int) -> Iterator[bytes]:
         yield ciphertext[offset:]
 
 
-def _blocking(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
-    """The async download as a plain iterator, for the decrypting worker thread."""
+#: Ciphertext handed to the decrypting thread at a time (16 stream chunks).
+DOWNLOAD_BATCH = 1 << 20
 
-    async def next_chunk() -> bytes:
-        return await chunks.__anext__()
 
-    while True:
-        future = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
-        try:
-            yield future.result()
-        except StopAsyncIteration:
-            return
+class _Prefetched:
+    """The async download as a plain iterator, for the decrypting worker thread.
+
+    Chunks cross from the event loop to the thread in batches of about ``DOWNLOAD_BATCH``
+    bytes, and the next batch is asked for before the thread decrypts the current one:
+    one thread hand-off per MiB rather than per 64 KiB chunk, and the network read
+    overlaps decryption and the file write. At most two batches are held (bounded
+    memory). ``settle`` (on the loop, before the source is closed) waits for a batch
+    still being read when the thread stopped early.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._chunks = chunks
+        self._loop = loop
+        self._pending: concurrent.futures.Future[list[bytes]] | None = None
+
+    async def _batch(self) -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
+        async for chunk in self._chunks:
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= DOWNLOAD_BATCH:
+                break
+        return batch
+
+    def _ask(self) -> concurrent.futures.Future[list[bytes]]:
+        self._pending = asyncio.run_coroutine_threadsafe(self._batch(), self._loop)
+        return self._pending
+
+    def __iter__(self) -> Iterator[bytes]:
+        future = self._ask()
+        while batch := future.result():
+            future = self._ask()
+            yield from batch
+
+    async def settle(self) -> None:
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._pending)
