@@ -137,6 +137,19 @@ class TestRefreshAndSessions:
         assert user.post("/v1/auth/logout").status_code == 204
         assert user.get("/v1/auth/me").status_code == 401
 
+    def test_logout_keeps_the_browsers_sealed_state_unless_asked(self, stack):
+        """docs/web.md: a plain logout drops the cache and cookies, not the origin's storage
+        (the sealed pins, bindings and rollback marks); forgetting the device drops it too."""
+        user = sign_up(stack.url("gateway"), "patient")
+        plain = user.post("/v1/auth/logout")
+        assert plain.status_code == 204
+        assert plain.headers["clear-site-data"] == '"cache", "cookies"'
+        user.login()
+        forget = user.post("/v1/auth/logout?forget_device=true")
+        assert forget.status_code == 204
+        assert forget.headers["clear-site-data"] == '"cache", "cookies", "storage"'
+        assert user.get("/v1/auth/me").status_code == 401
+
     @pytest.mark.parametrize("how", ["logout", "revoke", "refresh-reuse"])
     def test_forwarded_requests_stop_as_soon_as_the_session_ends(self, stack, how):
         """The gateway reuses a session check for half a second on forwarded requests;

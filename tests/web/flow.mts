@@ -42,22 +42,47 @@ async function freshTotp(secret: string): Promise<string> {
   return totp(secret);
 }
 
-const report: Record<string, unknown> = { violations: [], errors: [] };
+const report: Record<string, unknown> = { violations: [], errors: [], policy_violations: [] };
 const violations = report.violations as string[];
 const errors = report.errors as string[];
+const policyViolations = report.policy_violations as string[];
 
-function watch(page: Page, who: string): void {
+/** Console CSP messages, page errors, and every `securitypolicyviolation` event the page
+ * fires (Trusted Types included: a string reaching a sink is one), from its first script on. */
+async function watch(page: Page, who: string): Promise<void> {
   page.on("console", (m) => {
-    if (/Content[- ]Security[- ]Policy/i.test(m.text())) violations.push(`${who}: ${m.text()}`);
+    if (/Content[- ]Security[- ]Policy|Trusted ?(Type|Script|HTML)/i.test(m.text())) violations.push(`${who}: ${m.text()}`);
   });
   page.on("pageerror", (e) => errors.push(`${who}: ${e.message}`));
+  await page.exposeFunction("ecrinPolicyViolation", (text: string) => { policyViolations.push(`${who}: ${text}`); });
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      (window as unknown as { ecrinPolicyViolation(text: string): void }).ecrinPolicyViolation(
+        `${e.effectiveDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber} ${e.sample}`);
+    });
+  });
+}
+
+/** The header's navigation as the person sees it: link and button names. */
+async function navigation(page: Page): Promise<string[]> {
+  return page.locator("header.site nav").getByRole("link").or(page.locator("header.site nav").getByRole("button"))
+    .allTextContents();
+}
+
+/** What the service worker side holds: registrations and the shell caches. */
+async function offlineState(page: Page): Promise<{ registrations: number; caches: string[]; local: number }> {
+  return page.evaluate(async () => ({
+    registrations: (await navigator.serviceWorker.getRegistrations()).length,
+    caches: await caches.keys(),
+    local: localStorage.length,
+  }));
 }
 
 async function step<T>(page: Page, name: string, action: () => Promise<T>): Promise<T> {
   try {
     return await action();
   } catch (error) {
-    throw new Error(`${name} failed; the page said: ${(await page.textContent("main"))?.slice(0, 500)}\n${error}`);
+    throw new Error(`${name} failed; the page said: ${(await page.textContent("main"))?.slice(0, 1500)}\n${error}`);
   }
 }
 
@@ -178,30 +203,35 @@ async function measureLarge(page: Page, fileId: string): Promise<Record<string, 
 
 /** Every entry of the app's sealed IndexedDB store, as stored (key and sealed text). */
 async function sealedState(page: Page): Promise<Record<string, string>> {
-  return page.evaluate(() => new Promise<Record<string, string>>((resolve, reject) => {
-    const open = indexedDB.open("ecrin-device");
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const db = open.result;
-      if (!db.objectStoreNames.contains("sealed")) { resolve({}); return; }
-      const out: Record<string, string> = {};
-      const cursor = db.transaction("sealed").objectStore("sealed").openCursor();
-      cursor.onerror = () => reject(cursor.error);
-      cursor.onsuccess = () => {
-        const c = cursor.result;
-        if (c === null) { resolve(out); return; }
-        out[String(c.key)] = String(c.value);
-        c.continue();
+  return page.evaluate(async () => {
+    // Opening a database that is not there would create it: look first.
+    if (!(await indexedDB.databases()).some((db) => db.name === "ecrin-device")) return {};
+    return new Promise<Record<string, string>>((resolve, reject) => {
+      const open = indexedDB.open("ecrin-device");
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const db = open.result;
+        // Closed after reading: an open connection would hold up the device's erasure.
+        if (!db.objectStoreNames.contains("sealed")) { db.close(); resolve({}); return; }
+        const out: Record<string, string> = {};
+        const cursor = db.transaction("sealed").objectStore("sealed").openCursor();
+        cursor.onerror = () => reject(cursor.error);
+        cursor.onsuccess = () => {
+          const c = cursor.result;
+          if (c === null) { db.close(); resolve(out); return; }
+          out[String(c.key)] = String(c.value);
+          c.continue();
+        };
       };
-    };
-  }));
+    });
+  });
 }
 
 async function main(): Promise<void> {
   const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
   try {
     const desk = await (await browser.newContext({ locale: "fr-FR", viewport: { width: 1280, height: 800 } })).newPage();
-    watch(desk, "practitioner");
+    await watch(desk, "practitioner");
     const email = `kine-${Date.now()}@example.fr`;
     report.practitioner_email = email;
     report.passphrase = PASSPHRASE;
@@ -220,13 +250,22 @@ async function main(): Promise<void> {
     await desk.getByRole("button", { name: "Confirmer" }).click();
     await step(desk, "totp confirm", () => desk.waitForSelector("text=Second facteur activé"));
 
-    await desk.getByRole("button", { name: "Se déconnecter" }).click();
+    // A plain logout keeps the sealed device state (pins above all): the gateway's
+    // Clear-Site-Data names the cache and cookies, not the storage.
+    report.practitioner_nav = await navigation(desk);
+    await desk.evaluate(() => localStorage.setItem("ecrin.locale", "fr"));
+    report.idb_before_logout = await sealedState(desk);
+    await desk.getByRole("button", { name: "Se déconnecter", exact: true }).click();
     await desk.waitForURL(`${base}/`);
     report.logout_notice = await desk.textContent("main .notice");
+    await desk.waitForTimeout(500); // Clear-Site-Data is applied as the answer arrives
+    report.idb_after_logout = await sealedState(desk);
+    report.offline_after_logout = await offlineState(desk);
     await desk.goto(`${base}/pro/connexion`, { waitUntil: "networkidle" });
     await logIn(desk, email, report.totp_secret as string);
     await step(desk, "login with TOTP", () => desk.waitForURL(`${base}/pro/patients`, { timeout: 120000 }));
     report.totp_last_step = lastStep;
+    report.idb_after_logout_relogin = await sealedState(desk);
 
     await desk.getByLabel("Nom et prénom").fill(PLANTED.patient);
     await desk.getByLabel("Date de naissance").fill("03/02/2015");
@@ -266,7 +305,7 @@ async function main(): Promise<void> {
     const phoneContext = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true,
       hasTouch: true, locale: "fr-FR" });
     const phone = await phoneContext.newPage();
-    watch(phone, "parent");
+    await watch(phone, "parent");
     await phone.goto(`${base}/portail`, { waitUntil: "networkidle" });
     await phone.getByRole("link", { name: "J'ai reçu une invitation" }).click();
     await phone.getByLabel("Code d'invitation").fill(invitation ?? "");
@@ -289,6 +328,7 @@ async function main(): Promise<void> {
     report.parent_audit_verdict = await phone.textContent("section:has(table) p");
     report.parent_audit_rows = await phone.locator("table tbody tr").count();
     await shot(phone, "portal-file");
+    report.parent_nav = await navigation(phone);
     report.parent_scroll_width = await phone.evaluate(() => document.documentElement.scrollWidth);
 
     // The practitioner revokes the parent.
@@ -364,6 +404,15 @@ async function main(): Promise<void> {
     await step(desk, "unlock", () => desk.waitForURL(`${base}/pro/patients`, { timeout: 120000 }));
     report.unlocked_patients = await desk.textContent("main");
     if (MEASURE_MIB > 0) report.large = await measureLarge(desk, report.file_id as string);
+
+    // A shared computer: log out and forget this device. Nothing of Écrin stays.
+    report.offline_before_forget = await offlineState(desk);
+    await desk.getByRole("button", { name: "Se déconnecter et oublier cet appareil" }).click();
+    await desk.waitForURL(`${base}/`);
+    report.forget_notice = await desk.textContent("main .notice");
+    await desk.waitForTimeout(500);
+    report.idb_after_forget = await sealedState(desk);
+    report.offline_after_forget = await offlineState(desk);
   } finally {
     await browser.close();
   }

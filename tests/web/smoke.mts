@@ -25,6 +25,8 @@ interface Report {
   pages: Record<string, { title: string; h1: string; axe: { id: string; impact: string; nodes: number }[] }>;
   inline_script_ran: boolean | null;
   inline_script_violation: boolean;
+  trusted_types?: Record<string, boolean | string[]>;
+  trusted_types_violations?: string[];
   keyboard: Record<string, string | boolean>;
   form: Record<string, string | boolean | null>;
   language: Record<string, string>;
@@ -44,7 +46,7 @@ const report: Report = {
 function watch(page: Page): void {
   page.on("console", (message) => {
     const text = message.text();
-    if (/Content[- ]Security[- ]Policy/i.test(text)) report.violations.push(text);
+    if (/Content[- ]Security[- ]Policy|Trusted ?(Type|Script|HTML)/i.test(text)) report.violations.push(text);
     else if (message.type() === "error") report.console_errors.push(text);
   });
   page.on("pageerror", (error) => report.console_errors.push(`pageerror: ${error.message}`));
@@ -98,9 +100,40 @@ async function main(): Promise<void> {
       };
     }
 
-    // CSP is enforced: an injected inline script does not run, and the browser says why.
+    // Trusted Types: on the app's pages a string reaches no script sink, and no other
+    // policy can be made to launder one; the browser says why each time.
     await page.goto(`${base}/`, { waitUntil: "networkidle" });
     const before = report.violations.length;
+    report.trusted_types = await page.evaluate(() => {
+      const directives: string[] = [];
+      document.addEventListener("securitypolicyviolation", (e) => directives.push(e.effectiveDirective));
+      const threw = (action: () => void): boolean => {
+        try {
+          action();
+          return false;
+        } catch (error) {
+          return error instanceof TypeError;
+        }
+      };
+      const script = document.createElement("script");
+      const factory = (globalThis as unknown as { trustedTypes: { createPolicy(name: string, rules: object): unknown } })
+        .trustedTypes;
+      const out = {
+        script_text_threw: threw(() => { script.textContent = "window.__inlineRan = true"; }),
+        inner_html_threw: threw(() => { document.body.insertAdjacentHTML("beforeend", "<img src=x onerror=alert(1)>"); }),
+        worker_url_threw: threw(() => new Worker("/sw.js")),
+        rogue_policy_threw: threw(() => factory.createPolicy("rogue", { createScript: (s: string) => s })),
+        second_app_policy_threw: threw(() => factory.createPolicy("ecrin-worker", {})),
+        directives,
+      };
+      return new Promise<typeof out>((resolve) => setTimeout(() => resolve(out), 100));
+    });
+    report.trusted_types_violations = report.violations.splice(before);
+
+    // CSP is enforced: an injected inline script does not run, and the browser says why. On
+    // /docs, whose policy is the app's without Trusted Types (which would stop it earlier).
+    await page.goto(`${base}/docs`, { waitUntil: "networkidle" });
+    const beforeInline = report.violations.length;
     await page.evaluate(() => {
       document.addEventListener("securitypolicyviolation", () => {
         (globalThis as { __violation?: boolean }).__violation = true;
@@ -115,7 +148,7 @@ async function main(): Promise<void> {
     report.inline_script_violation = await page.evaluate(() =>
       (globalThis as { __violation?: boolean }).__violation === true);
     // That violation was provoked on purpose: set it apart from the app's own.
-    report.provoked_violations = report.violations.splice(before);
+    report.provoked_violations = report.violations.splice(beforeInline);
 
     // Keyboard: skip link first, then into the navigation, Enter follows a link.
     await page.goto(`${base}/`, { waitUntil: "networkidle" });

@@ -58,6 +58,16 @@ class TestPractitioner:
         assert report["violations"] == []
         assert report["errors"] == []
 
+    def test_no_securitypolicyviolation_event_trusted_types_included(self, report):
+        """Every page of the flow listens for the event from its first script on: a string
+        reaching a Trusted Types sink, an inline script, another origin would show here."""
+        assert report["policy_violations"] == []
+
+    def test_sees_the_workspace_navigation_only(self, report):
+        nav = report["practitioner_nav"]
+        assert "Patients" in nav and "Sécurité du compte" in nav
+        assert "Portail patient et famille" not in nav and "Mes dossiers" not in nav
+
 
 class TestParentOnAPhone:
     def test_reads_the_programme(self, report):
@@ -73,6 +83,11 @@ class TestParentOnAPhone:
     def test_sees_a_verified_audit(self, report):
         assert report["parent_audit_verdict"] == "Chaîne d'audit vérifiée"
         assert report["parent_audit_rows"] > 0
+
+    def test_sees_the_portal_navigation_only(self, report):
+        nav = report["parent_nav"]
+        assert "Mes dossiers" in nav and "Se déconnecter" in nav
+        assert [n for n in nav if n in ("Patients", "Espace praticien", "Accueil")] == []
 
     def test_the_page_fits_the_phone(self, report):
         assert report["parent_scroll_width"] <= 390
@@ -112,6 +127,8 @@ def python_device(report, web_stack, tmp_path_factory) -> dict:
                 return out
 
             return {"account_id": str(identity.account_id), "notes": notes,
+                    "before_logout": opened(report["idb_before_logout"]),
+                    "after_logout_relogin": opened(report["idb_after_logout_relogin"]),
                     "before": opened(report["idb_before"]),
                     "relogin": opened(report["idb_relogin"]),
                     "after": opened(report["idb_after"])}
@@ -175,6 +192,31 @@ class TestAfterAReload:
     def test_the_idle_lock_asks_for_the_passphrase_again(self, report):
         assert "verrouillée après une période d'inactivité" in report["idle_notice"]
         assert "Rechercher un patient" in report["unlocked_patients"]
+
+
+class TestLogout:
+    """A plain logout keeps the sealed device state (the trust rule's pins must not be
+    re-learnt on first use after each logout); "forget this device" erases everything."""
+
+    def test_a_plain_logout_keeps_the_sealed_state_and_the_installed_app(self, report):
+        before, after = report["idb_before_logout"], report["idb_after_logout"]
+        assert any(key.endswith("/pins.json") for key in before)
+        assert after == before
+        offline = report["offline_after_logout"]
+        assert offline["registrations"] == 1 and offline["local"] >= 1
+
+    def test_the_pins_survive_the_next_login(self, python_device):
+        before = python_device["before_logout"]["pins.json"]
+        after = python_device["after_logout_relogin"]["pins.json"]
+        assert python_device["account_id"] in before
+        assert before.items() <= after.items()
+
+    def test_forgetting_the_device_erases_everything(self, report):
+        notice = report["forget_notice"]
+        assert notice.startswith("Vous êtes déconnecté et cet appareil a été oublié")
+        assert report["offline_before_forget"]["registrations"] == 1
+        assert report["idb_after_forget"] == {}
+        assert report["offline_after_forget"] == {"registrations": 0, "caches": [], "local": 0}
 
 
 class TestNothingInClear:

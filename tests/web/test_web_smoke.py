@@ -33,6 +33,17 @@ class TestContentSecurityPolicy:
         assert report["inline_script_violation"] is True
         assert report["provoked_violations"], "the browser reported no CSP violation"
 
+    def test_trusted_types_refuse_strings_at_script_sinks(self, report):
+        """The app's pages require Trusted Types and allow its one policy only: a string
+        meant for a script, markup or a worker URL throws, and so does making a policy."""
+        tt = report["trusted_types"]
+        assert {k: v for k, v in tt.items() if k != "directives"} == {
+            "script_text_threw": True, "inner_html_threw": True, "worker_url_threw": True,
+            "rogue_policy_threw": True, "second_app_policy_threw": True}
+        assert "require-trusted-types-for" in tt["directives"]
+        assert "trusted-types" in tt["directives"]
+        assert report["trusted_types_violations"], "the browser reported no violation"
+
     def test_the_app_itself_triggers_no_violation(self, report):
         assert report["violations"] == []
 

@@ -3,7 +3,7 @@
  * (YYYY-MM-DD, as the Python models); only the screens speak JJ/MM/AAAA.
  */
 
-const FRENCH = /^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\s*$/;
+const FRENCH = /^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\s*$/;
 const ISO = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 function valid(year: number, month: number, day: number): boolean {

@@ -52,9 +52,17 @@ export class IndexedDbBackend implements SealedBackend {
 
   #open(): Promise<IDBDatabase> {
     this.#db ??= new Promise((resolve, reject) => {
-      const req = indexedDB.open(DB_NAME, 1);
-      req.onupgradeneeded = () => req.result.createObjectStore(DB_STORE);
-      req.onsuccess = () => resolve(req.result);
+      // Version 2: a database of that name made without the store (opened with no version
+      // by a tool or a test after the device was forgotten) is upgraded, not unusable.
+      const req = indexedDB.open(DB_NAME, 2);
+      req.onupgradeneeded = () => {
+        if (!req.result.objectStoreNames.contains(DB_STORE)) req.result.createObjectStore(DB_STORE);
+      };
+      req.onsuccess = () => {
+        // Forgetting the device (or Clear-Site-Data) deletes the database: let it.
+        req.result.onversionchange = () => req.result.close();
+        resolve(req.result);
+      };
       req.onerror = () => reject(req.error ?? new Error("IndexedDB unavailable"));
     });
     return this.#db;
@@ -154,5 +162,26 @@ export class SealedDeviceStore implements ClientStore {
   async remove(name: string): Promise<void> {
     await this.#memory.remove(name);
     if (this.#identity !== null && PERSISTED.has(name)) await this.#backend.delete(this.#key(this.#identity, name));
+  }
+}
+
+/**
+ * Forgets this device's sealed state (every account's): "Se déconnecter et oublier cet
+ * appareil". The gateway's `Clear-Site-Data: "storage"` does the same; this also works when
+ * the session had already ended and the logout brought no such header.
+ */
+export async function eraseDeviceState(): Promise<void> {
+  const erase = (): Promise<void> => new Promise((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(DB_NAME);
+    req.onsuccess = () => resolve();
+    req.onerror = () => reject(req.error ?? new Error("IndexedDB deletion failed"));
+  });
+  try {
+    await erase();
+  } catch {
+    // The browser may be clearing the origin's storage at that very moment (the logout's
+    // Clear-Site-Data), which aborts this request: once it is done, deleting is a no-op.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await erase();
   }
 }

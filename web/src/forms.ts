@@ -4,10 +4,10 @@
  * error summary (role="alert") at the top with links that move focus to each field.
  */
 import { h, uid } from "./dom.ts";
-import { t, type MessageKey } from "./i18n/index.ts";
+import { isMessageKey, t, type MessageKey } from "./i18n/index.ts";
 import { DecryptionError } from "@ecrin/e2ee";
 import {
-  Conflict, IntegrityError, InvalidCredentials, InvalidInput, NotFound, NotLoggedIn, PermissionDenied,
+  Conflict, EcrinError, IntegrityError, InvalidCredentials, InvalidInput, NotFound, NotLoggedIn, PermissionDenied,
   RateLimited, SecondFactorRequired, ServerError, SessionRevoked, Unavailable,
 } from "@ecrin/e2ee/client";
 import { SdkPending } from "./sdk.ts";
@@ -131,6 +131,10 @@ const EXPLAINED: [new (...args: never[]) => Error, MessageKey][] = [
 
 export function explain(error: unknown): string {
   if (error instanceof SdkPending) return t("error.sdkPending");
+  // The server's problem slug says the most: each has its sentence in both languages
+  // (tests/web/test_problem_messages.py checks every slug the services can send).
+  const problem = error instanceof EcrinError && error.slug !== undefined ? `problem.${error.slug}` : "";
+  if (isMessageKey(problem)) return t(problem, { message: (error as EcrinError).message });
   for (const [kind, key] of EXPLAINED) if (error instanceof kind) return t(key);
   if (error instanceof InvalidInput) return t("error.invalid", { message: error.message });
   if (error instanceof TypeError && /fetch/i.test(error.message)) return t("error.unavailable");

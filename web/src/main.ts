@@ -13,6 +13,7 @@ import { auditPage, sharingPage } from "./pages/sharing.ts";
 import { settingsPage } from "./pages/settings.ts";
 import { type Render, type Route, Router } from "./router.ts";
 import { go, keys, setNavigation, watchActivity } from "./shell.ts";
+import { scriptUrl } from "./trusted-types.ts";
 
 export const ROUTES: Route<Render>[] = [
   { pattern: "/", value: home },
@@ -29,6 +30,8 @@ export const ROUTES: Route<Render>[] = [
   { pattern: "/portail/invitation", value: acceptPage },
   { pattern: "/portail/inscription", value: () => signupPage("portail") },
   { pattern: "/portail/connexion", value: () => loginPage("portail") },
+  { pattern: "/portail/deverrouiller", value: () => unlockPage("portail") },
+  { pattern: "/portail/securite", value: settingsPage },
   { pattern: "/portail/dossiers", value: sharedFilesPage },
   { pattern: "/portail/dossiers/:id", value: sharedFilePage },
 ];
@@ -41,7 +44,8 @@ function start(): void {
   router.start();
   if ("serviceWorker" in navigator) {
     // The worker caches the app shell only (sw.ts); a failure leaves the app online-only.
-    navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => undefined);
+    // register() is a Trusted Types sink: the URL comes from the app's policy.
+    navigator.serviceWorker.register(scriptUrl("/sw.js") as string, { scope: "/" }).catch(() => undefined);
   }
 }
 

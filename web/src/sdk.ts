@@ -5,8 +5,8 @@
  * in the user's language), device-store.ts the crypto core's `localSeal` (the sealed device
  * state).
  *
- * Where the SDK still lacks something the screens would like, the function says `TODO-SDK`
- * (upload progress and resuming); a function the SDK cannot serve at all throws
+ * Where the SDK still lacks something the screens would like, the function says `TODO-SDK`;
+ * a function the SDK cannot serve at all throws
  * `SdkPending`, and the screens show a clear message instead of failing. The SDK's errors
  * reach the screens as they are; forms.ts `explain` turns them into the user's language.
  *
@@ -15,13 +15,15 @@
  */
 
 import {
-  EcrinClient, offThreadSlowCrypto, openSession, SecondFactorRequired,
+  EcrinClient, offThreadSlowCrypto, openSession, SecondFactorRequired, Unavailable,
   type RecordInfo, type Session,
 } from "@ecrin/e2ee/client";
 import type { IdentityKeys } from "@ecrin/e2ee";
 
 import { formatFrenchDate } from "./dates.ts";
 import { SealedDeviceStore } from "./device-store.ts";
+import { forgetThisDevice } from "./forget.ts";
+import { scriptUrl } from "./trusted-types.ts";
 
 declare const __ECRIN_WORKER_URL__: string;
 
@@ -170,7 +172,7 @@ export interface UnlockedSession {
 // record content run in the crypto worker, the content-hashed bundle of the SDK's
 // worker.ts that the build made.
 
-const slow = offThreadSlowCrypto({ workerUrl: new URL(__ECRIN_WORKER_URL__, location.origin) });
+const slow = offThreadSlowCrypto({ workerUrl: scriptUrl(__ECRIN_WORKER_URL__) });
 let client: EcrinClient | null = null;
 let store: SealedDeviceStore | null = null;
 let session: Session | null = null;
@@ -254,14 +256,23 @@ export async function unlock(passphrase: string): Promise<UnlockedSession> {
   return wrap(role, c, identity);
 }
 
-/** Ends the session server-side; the gateway answers with Clear-Site-Data. */
-export async function logout(): Promise<void> {
+/**
+ * Ends the session server-side; the gateway answers with Clear-Site-Data: the cache and
+ * cookies, and with `forgetDevice` the origin's storage too. The sealed device state is
+ * kept by a plain logout (the trust rule's pins must outlive it) and erased here as well when
+ * forgetting the device, in case the server's header did not come (an ended session).
+ */
+export async function logout(forgetDevice = false): Promise<void> {
   session = null;
   store?.detach();
   const c = client;
   client = null;
   store = null;
-  if (c !== null) await c.logout();
+  try {
+    if (c !== null) await c.logout({ forgetDevice });
+  } finally {
+    if (forgetDevice) await forgetThisDevice();
+  }
 }
 
 export async function sessions(): Promise<SessionInfo[]> {
@@ -331,26 +342,45 @@ export async function createNote(fileId: string, kind: NoteKind, content: NoteCo
   }, bytes));
 }
 
-/** Encrypts and uploads a file in chunks (streamed in the worker), reporting progress. */
+/** What an upload is doing: encrypting (bytes of the file read), then sending (bytes of the
+ * ciphertext the server acknowledged). */
+export type UploadPhase = "encrypting" | "sending";
+export type UploadProgress = (done: number, total: number, phase: UploadPhase) => void;
+
+/** The upload stopped: the connection kept failing after several resumed attempts. */
+export class UploadFailed extends Error {
+  constructor(cause: unknown) {
+    super("the upload kept failing", { cause });
+    this.name = "UploadFailed";
+  }
+}
+
+/**
+ * Encrypts a file in the worker (into a Blob spool), then uploads the ciphertext in
+ * resumable pieces: a dropped connection resumes from what the server acknowledged instead
+ * of starting over, and the sending progress counts only acknowledged bytes.
+ */
 export async function uploadDocument(fileId: string, kind: DocumentKind, file: File,
-  progress: Progress): Promise<RecordSummary> {
-  // TODO-SDK: upload progress and resuming; meanwhile progress counts the bytes the SDK
-  // reads to encrypt (it spools the ciphertext, then uploads it).
+  progress: UploadProgress): Promise<RecordSummary> {
   let done = 0;
-  progress(0, file.size);
+  progress(0, file.size, "encrypting");
   const counted = file.stream().pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       done += chunk.length;
-      progress(done, file.size);
+      progress(done, file.size, "encrypting");
       controller.enqueue(chunk);
     },
   }));
-  const info = await unlocked().records.create(fileId, scopeOf(kind), {
-    title: file.name, kind, content_type: file.type, size: file.size,
-    created_at: new Date().toISOString(), filename: file.name,
-  }, counted);
-  progress(file.size, file.size);
-  return summary(info);
+  try {
+    const info = await unlocked().records.create(fileId, scopeOf(kind), {
+      title: file.name, kind, content_type: file.type, size: file.size,
+      created_at: new Date().toISOString(), filename: file.name,
+    }, counted, { onProgress: (acknowledged, total) => progress(acknowledged, total, "sending") });
+    return summary(info);
+  } catch (error) {
+    if (error instanceof Unavailable) throw new UploadFailed(error);
+    throw error;
+  }
 }
 
 /** Downloads and decrypts a document as a stream (bounded memory). */

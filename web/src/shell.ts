@@ -46,28 +46,54 @@ export function link(path: string, label: MessageKey | string, props: Record<str
   return h("a", { href: path, "data-route": true, ...props }, text);
 }
 
-export async function logout(): Promise<void> {
+/**
+ * Plain logout keeps this browser's sealed device state (pins, bindings, rollback marks:
+ * sealed under the identity, useless without the passphrase), so the trust rule does not
+ * restart from first use at every login; `forgetDevice` (a shared computer) erases it too,
+ * with the service worker, its cache and the preferences (docs/web.md).
+ */
+export async function logout(forgetDevice = false): Promise<void> {
+  let forgotten = forgetDevice;
   try {
-    await sdk.logout();
+    await sdk.logout(forgetDevice);
+  } catch (error) {
+    if (!forgetDevice) throw error;
+    forgotten = false; // said on the next page: the person must not believe it was done
   } finally {
     keys.lock("logout");
-    flash("session.loggedOut");
+    flash(forgotten ? "session.forgotten" : forgetDevice ? "session.forgetFailed" : "session.loggedOut");
     go("/", true);
   }
 }
 
+/** Where an account of this role lives: the workspace, or the portal (patient, parent). */
+export function areaOf(role: sdk.Role): "pro" | "portail" {
+  return role === "practitioner" || role === "staff" ? "pro" : "portail";
+}
+
+/** The unlock page of the area on screen (the keys, and so the role, are gone by then). */
+function unlockPath(): string {
+  return location.pathname.startsWith("/portail") ? "/portail/deverrouiller" : "/pro/deverrouiller";
+}
+
+/** Each role sees its own navigation only: a parent is never offered the workspace. */
 function header(): HTMLElement {
-  const items: Child[] = [
-    h("li", {}, link("/", "nav.home")),
-    h("li", {}, link("/pro", "nav.pro")),
-    h("li", {}, link("/portail", "nav.portal")),
-  ];
+  const items: Child[] = [];
   if (keys.unlocked) {
-    items.push(h("li", {}, link("/pro/securite", "nav.settings")));
+    const area = areaOf(keys.get().role);
+    items.push(area === "pro"
+      ? h("li", {}, link("/pro/patients", "nav.patients"))
+      : h("li", {}, link("/portail/dossiers", "nav.files")));
+    items.push(h("li", {}, link(`/${area}/securite`, "nav.settings")));
     items.push(h("li", {}, h("button", { type: "button", class: "link",
-      onclick: () => { keys.lock("manual"); go("/pro/deverrouiller"); } }, t("nav.lock"))));
+      onclick: () => { keys.lock("manual"); go(`/${area}/deverrouiller`); } }, t("nav.lock"))));
     items.push(h("li", {}, h("button", { type: "button", class: "link",
       onclick: () => void logout() }, t("nav.logout"))));
+    items.push(h("li", {}, h("button", { type: "button", class: "link",
+      onclick: () => void logout(true) }, t("nav.forget"))));
+  } else {
+    items.push(h("li", {}, link("/", "nav.home")), h("li", {}, link("/pro", "nav.pro")),
+      h("li", {}, link("/portail", "nav.portal")));
   }
   const other = locale() === "fr" ? "en" : "fr";
   items.push(h("li", {}, h("button", {
@@ -102,7 +128,7 @@ export function section(title: string, ...content: Child[]): HTMLElement {
 /** Practitioner pages need unlocked keys: otherwise, to the login page. */
 export function requireUnlocked(): boolean {
   if (keys.unlocked) return true;
-  go("/pro/connexion", true);
+  go(location.pathname.startsWith("/portail") ? "/portail/connexion" : "/pro/connexion", true);
   return false;
 }
 
@@ -113,7 +139,7 @@ export function watchActivity(): void {
   keys.onLock((reason) => {
     if (reason === "idle") {
       flash("session.locked");
-      go("/pro/deverrouiller", true);
+      go(unlockPath(), true);
     }
   });
 }

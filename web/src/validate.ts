@@ -9,7 +9,7 @@ export function validEmail(text: string): boolean {
 
 /** The INS (NIR) as libs/e2ee's normalise_ins checks it: 13 characters and the 97-key. */
 export function validIns(text: string): boolean {
-  const cleaned = text.replace(/[\s.\-]/g, "").toUpperCase();
+  const cleaned = text.replace(/[\s.-]/g, "").toUpperCase();
   if (!/^[12378]\d{4}(?:\d{2}|2A|2B)\d{6}\d{2}$/.test(cleaned)) return false;
   const body = cleaned.slice(0, 13).replace("2A", "19").replace("2B", "18");
   return 97 - (Number(body) % 97) === Number(cleaned.slice(13));

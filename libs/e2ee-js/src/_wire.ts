@@ -27,6 +27,7 @@ export function fromUtf8(data: Uint8Array): string {
 
 /** ASCII bytes of a string; throws on a non-ASCII character (Python's `.encode("ascii")`). */
 export function ascii(text: string): Uint8Array {
+  // eslint-disable-next-line no-control-regex -- the ASCII range starts at NUL, on purpose
   if (!/^[\x00-\x7f]*$/.test(text)) throw new FormatError("expected ASCII text");
   return encoder.encode(text);
 }

@@ -52,7 +52,7 @@ export function normaliseName(name: string): string {
 
 /** The 13-character NIR (without its key); throws {@link FormatError}. */
 export function normaliseIns(ins: string): string {
-  const cleaned = ins.replace(/[\s.\-]/g, "").toUpperCase();
+  const cleaned = ins.replace(/[\s.-]/g, "").toUpperCase();
   if (!/^[12378]\d{4}(?:\d{2}|2A|2B)\d{6}\d{2}$/.test(cleaned)) {
     throw new FormatError("INS must be 13 characters and a 2-digit key");
   }

@@ -60,7 +60,9 @@ function scopeKeyMessage(key: ScopeKey): ScopeKeyMessage {
 
 export interface OffThreadOptions {
   /** Browser: the URL of the bundled worker module. Node: overrides `worker.ts`. */
-  workerUrl?: URL | string;
+  /** Also a Trusted Types `TrustedScriptURL` (a page whose CSP requires Trusted Types):
+   * passed to the Worker constructor as it is. */
+  workerUrl?: URL | string | { toString(): string };
   /** Run on the calling thread (no worker): tests and command-line tools only. */
   inline?: boolean;
 }
@@ -114,7 +116,7 @@ export class OffThread {
         };
       } | undefined;
     if (threads) {
-      const worker = new threads.Worker(options.workerUrl ?? new URL("./worker.ts", import.meta.url),
+      const worker = new threads.Worker(options.workerUrl as URL | string | undefined ?? new URL("./worker.ts", import.meta.url),
         { workerData: { [WORKER_NAME]: true } });
       const off = new OffThread(worker, null);
       worker.on("message", (m: Response) => off.#settle(m));
@@ -123,7 +125,7 @@ export class OffThread {
       return off;
     }
     if (options.workerUrl === undefined) throw new TypeError("in a browser, pass the bundled worker's URL as workerUrl");
-    const worker = new Worker(options.workerUrl, { type: "module", name: WORKER_NAME });
+    const worker = new Worker(options.workerUrl as URL | string, { type: "module", name: WORKER_NAME });
     const off = new OffThread(worker, null);
     // A module worker awaits libsodium before it listens: what is posted earlier is lost.
     // Nothing is sent before its READY message (worker.ts).

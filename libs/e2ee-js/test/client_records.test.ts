@@ -151,8 +151,14 @@ describe("record uploads", async () => {
             created = JSON.parse(String(init?.body));
             return Response.json({ created_at: "2026-01-01T00:00:00Z" }, { status: 201 });
           }
-          uploaded = new Uint8Array(await new Response(init?.body).arrayBuffer());
-          return new Response(null, { status: 204 });
+          if (path.endsWith("/content/uploads")) return Response.json({ upload_id: "u1" }, { status: 201 });
+          // The one-shot PUT, or the pieces of a resumable upload (over 1 MiB), in order.
+          const piece = new Uint8Array(await new Response(init?.body).arrayBuffer());
+          const before = init?.method === "PATCH" ? uploaded ?? new Uint8Array(0) : new Uint8Array(0);
+          uploaded = new Uint8Array(before.length + piece.length);
+          uploaded.set(before);
+          uploaded.set(piece, before.length);
+          return new Response(null, { status: 204, headers: { "upload-offset": String(uploaded.length) } });
         };
         const client = {
           profile: new Profile(new MemoryStore()), slow: inlineSlowCrypto, kdfProfile: "insecure-test" as const,

@@ -21,6 +21,11 @@ export function translate(locale: Locale, key: MessageKey,
     name in vars ? String(vars[name]) : whole);
 }
 
+/** Whether `key` names a message (keys built from server data: problem slugs). */
+export function isMessageKey(key: string): key is MessageKey {
+  return Object.hasOwn(dictionaries.fr, key);
+}
+
 export function t(key: MessageKey, vars: Record<string, string | number> = {}): string {
   return translate(current, key, vars);
 }
@@ -40,7 +45,7 @@ export function setLocale(next: Locale): void {
 }
 
 export function loadLocale(): void {
-  let saved: string | null = null;
+  let saved: string | null;
   try {
     saved = localStorage.getItem(STORAGE_KEY);
   } catch {

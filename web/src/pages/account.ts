@@ -6,7 +6,7 @@ import { h } from "../dom.ts";
 import { form, inputField, Invalid, selectField } from "../forms.ts";
 import { t } from "../i18n/index.ts";
 import * as sdk from "../sdk.ts";
-import { go, keys, link, page, section } from "../shell.ts";
+import { areaOf, go, keys, link, page, section } from "../shell.ts";
 import { MIN_PASSPHRASE, validEmail } from "../validate.ts";
 
 export type Area = "pro" | "portail";
@@ -84,7 +84,7 @@ export function loginPage(area: Area): void {
             totp.control.value.trim() || undefined);
           passphrase.control.value = "";
           keys.unlock(session);
-          go(home(area));
+          go(home(areaOf(session.role))); // a parent who came in by /pro lands in the portal
         } catch (error) {
           if (error instanceof sdk.SecondFactorNeeded) {
             totp.element.hidden = false;
@@ -108,7 +108,7 @@ export function unlockPage(area: Area): void {
         const session = await sdk.unlock(passphrase.control.value);
         passphrase.control.value = "";
         keys.unlock(session);
-        go(home(area));
+        go(home(areaOf(session.role)));
       },
     }),
     section(t("login.title"), h("p", {}, link(`/${area}/connexion`, "login.title"))));

@@ -88,16 +88,33 @@ function uploadForm(fileId: string, onSaved: () => void): HTMLFormElement {
       fileInput.setAttribute("aria-describedby", fileError.id);
     }
   };
+  // Encrypting, then sending: while sending, the bar shows what the server acknowledged (a
+  // dropped connection resumes from there, so the bar never goes back to zero).
   const progress = h("progress", { max: 100, value: 0, "aria-label": t("upload.progress") });
+  const phaseLine = h("p", { class: "muted upload-phase", "aria-live": "polite" });
+  let shown = "";
   return form({
-    fields: [kind, fileField], submit: "upload.submit", extra: [progress],
+    fields: [kind, fileField], submit: "upload.submit", extra: [progress, phaseLine],
     async onSubmit() {
       const file = fileInput.files?.[0];
       if (file === undefined) throw new Invalid({ file: t("error.required") });
       if (!ACCEPTED.split(",").includes(file.type)) throw new Invalid({ file: t("error.file") });
-      await sdk.uploadDocument(fileId, kind.control.value as sdk.DocumentKind, file, (done, total) => {
-        progress.value = Math.floor((100 * done) / Math.max(total, 1));
-      });
+      try {
+        await sdk.uploadDocument(fileId, kind.control.value as sdk.DocumentKind, file, (done, total, phase) => {
+          const percent = Math.floor((100 * done) / Math.max(total, 1));
+          progress.value = percent;
+          progress.dataset.phase = phase;
+          // Announced per 10 % step only, so that a screen reader is not flooded.
+          const text = t(phase === "sending" ? "upload.sending" : "upload.encrypting",
+            { percent: Math.floor(percent / 10) * 10 });
+          if (text !== shown) phaseLine.textContent = shown = text;
+        });
+      } catch (error) {
+        phaseLine.textContent = shown = "";
+        if (error instanceof sdk.UploadFailed) throw new Invalid({ file: t("upload.failed") });
+        throw error;
+      }
+      phaseLine.textContent = shown = "";
       fileInput.value = "";
       onSaved();
     },

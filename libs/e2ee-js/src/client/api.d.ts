@@ -913,6 +913,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/records/{record_id}/versions/{version}/content/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a resumable upload of a version's content (its author only); send the content with PATCH to the Location
+         * @description Open a resumable upload of a version's content (its author only); send the content with PATCH to the Location
+         */
+        post: operations["records.open_upload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/records/{record_id}/versions/{version}/content/uploads/{upload_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Abandon a resumable upload (its stored pieces are deleted)
+         * @description Abandon a resumable upload (its stored pieces are deleted)
+         */
+        delete: operations["records.cancel_upload"];
+        options?: never;
+        /**
+         * Where a resumable upload stands (Upload-Offset, Upload-Complete)
+         * @description Where a resumable upload stands (Upload-Offset, Upload-Complete)
+         */
+        head: operations["records.upload_offset"];
+        /**
+         * Append a piece at Upload-Offset; the piece with Upload-Complete: ?1 completes the content and commits the version
+         * @description Append a piece at Upload-Offset; the piece with Upload-Complete: ?1 completes the content and commits the version
+         */
+        patch: operations["records.append_upload"];
+        trace?: never;
+    };
     "/v1/records/{record_id}/versions/{version}/wrap": {
         parameters: {
             query?: never;
@@ -2100,6 +2148,18 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /** UploadSessionOut */
+        UploadSessionOut: {
+            /** Length */
+            length: number;
+            /** Offset */
+            offset: number;
+            /**
+             * Upload Id
+             * Format: uuid
+             */
+            upload_id: string;
+        };
         /**
          * ValidationIssue
          * @description One reason a request was refused with 422; the input is never echoed.
@@ -2881,16 +2941,21 @@ export interface operations {
     };
     "auth.logout": {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also clear this origin's storage in the browser (the sealed device state, the service worker): a shared computer */
+                forget_device?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description Session ended */
             204: {
                 headers: {
+                    /** @description `"cache", "cookies"`, or `"cache", "cookies", "storage"` with `forget_device` */
+                    "Clear-Site-Data"?: string;
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
@@ -2929,6 +2994,16 @@ export interface operations {
             };
             /** @description Conflicts with the current state (a taken id, a reused idempotency key) */
             409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request does not match the schema or fails a check (see `errors`) */
+            422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
@@ -8170,6 +8245,492 @@ export interface operations {
                 };
             };
             /** @description Wrong length or content for the header */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large */
+            431: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unavailable for now (a database or another service); see Retry-After */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "records.open_upload": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The content's length; if sent, must be the version's `content_length`. */
+                "Upload-Length"?: string | null;
+            };
+            path: {
+                /** @description The record's id (made by the client) */
+                record_id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    Location: components["headers"]["Location"];
+                    /** @description `?1` once the content is complete and the version committed, `?0` before (a structured-field boolean). */
+                    "Upload-Complete"?: string;
+                    /** @description The content's length, as the version's header states it. */
+                    "Upload-Length"?: string;
+                    /** @description `max-size` (the length), `min-append-size` (1 MiB: every piece but the last is a whole number of MiB) and `expires` (seconds this session is kept without an append). */
+                    "Upload-Limit"?: string;
+                    /** @description Bytes of the content stored so far (whole 1 MiB rows; the length once complete): where the next piece starts. */
+                    "Upload-Offset"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadSessionOut"];
+                };
+            };
+            /** @description Malformed request (cursor, idempotency key, path) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Read-only access to the scope, or a version someone else created */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, version or session, or not the caller's (never distinguished) */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The version's content is already uploaded */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The version's length is over the upload limit */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Upload-Length is not the version's length */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large */
+            431: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unavailable for now (a database or another service); see Retry-After */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "records.cancel_upload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The record's id (made by the client) */
+                record_id: string;
+                /** @description The upload session's id */
+                upload_id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (cursor, idempotency key, path) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed (role, second factor, read-only scope) */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, version or session, or not the caller's (never distinguished) */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (a taken id, a reused idempotency key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request does not match the schema or fails a check (see `errors`) */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large */
+            431: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unavailable for now (a database or another service); see Retry-After */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "records.upload_offset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The record's id (made by the client) */
+                record_id: string;
+                /** @description The upload session's id */
+                upload_id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    /** @description `?1` once the content is complete and the version committed, `?0` before (a structured-field boolean). */
+                    "Upload-Complete"?: string;
+                    /** @description The content's length, as the version's header states it. */
+                    "Upload-Length"?: string;
+                    /** @description `max-size` (the length), `min-append-size` (1 MiB: every piece but the last is a whole number of MiB) and `expires` (seconds this session is kept without an append). */
+                    "Upload-Limit"?: string;
+                    /** @description Bytes of the content stored so far (whole 1 MiB rows; the length once complete): where the next piece starts. */
+                    "Upload-Offset"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (cursor, idempotency key, path) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed (role, second factor, read-only scope) */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, version or session, or not the caller's (never distinguished) */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request does not match the schema or fails a check (see `errors`) */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request headers too large */
+            431: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unavailable for now (a database or another service); see Retry-After */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "records.append_upload": {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description `?1` on the piece that completes the content, `?0` on the others. */
+                "Upload-Complete": string;
+                /** @description Where this piece starts: the bytes the upload holds (HEAD says). */
+                "Upload-Offset": string;
+            };
+            path: {
+                /** @description The record's id (made by the client) */
+                record_id: string;
+                /** @description The upload session's id */
+                upload_id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        /** @description The piece's bytes (application/partial-upload, the draft's media type, is accepted too) */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    /** @description `?1` once the content is complete and the version committed, `?0` before (a structured-field boolean). */
+                    "Upload-Complete"?: string;
+                    /** @description The content's length, as the version's header states it. */
+                    "Upload-Length"?: string;
+                    /** @description `max-size` (the length), `min-append-size` (1 MiB: every piece but the last is a whole number of MiB) and `expires` (seconds this session is kept without an append). */
+                    "Upload-Limit"?: string;
+                    /** @description Bytes of the content stored so far (whole 1 MiB rows; the length once complete): where the next piece starts. */
+                    "Upload-Offset"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (cursor, idempotency key, path) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed (role, second factor, read-only scope) */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, version or session, or not the caller's (never distinguished) */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Upload-Offset is not where the stored content ends (mismatching-upload-offset, with Upload-Offset), or the version is committed */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not sent as application/octet-stream (or the draft's application/partial-upload) */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A piece that is not the last and not a whole number of MiB; past the length; a completed content whose length or digest does not match the header (the session ends) */
             422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

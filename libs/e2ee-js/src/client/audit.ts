@@ -30,6 +30,7 @@ const SCOPE_SOURCES: Record<string, string> = {
   "records-api": "/v1/records/audit?file_id={file_id}&scope={scope}",
 };
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- server JSON, every field checked where it is read
 type Json = Record<string, any>;
 
 export interface AuditChain {

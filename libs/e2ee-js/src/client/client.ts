@@ -341,11 +341,16 @@ export class EcrinClient {
     return identity;
   }
 
-  /** Revoke this session at the gateway and forget its tokens. */
-  async logout(): Promise<void> {
+  /**
+   * Revoke this session at the gateway and forget its tokens. In a browser the gateway's
+   * answer clears the HTTP cache and cookies; with `forgetDevice` (a shared computer) also
+   * the origin's storage: the sealed device state (pins, bindings, rollback marks) is gone.
+   */
+  async logout(options: { forgetDevice?: boolean } = {}): Promise<void> {
     if (this.transport.tokens === undefined) return;
+    const path = options.forgetDevice ? "/v1/auth/logout?forget_device=true" : "/v1/auth/logout";
     try {
-      await this.transport.request("POST", "/v1/auth/logout", { ok: [200, 204] });
+      await this.transport.request("POST", path, { ok: [200, 204] });
     } catch (error) {
       if (!(error instanceof AuthError)) throw error; // already revoked or expired
     }

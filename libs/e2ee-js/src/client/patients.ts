@@ -14,9 +14,12 @@ import { normaliseIns, normaliseName, ScopeKey, SearchKey, sealEntry, type Scope
 import { canonicalUuid, isUuid, utf8 } from "./encoding.ts";
 import { EcrinError, integrityFailure, IntegrityError, InvalidInput, NotFound } from "./errors.ts";
 import { checkIdentity, IDENTITY_KIND, type PatientIdentity } from "./metadata.ts";
+import { readIdentities, type IdentityRead } from "./identity-pages.ts";
 import { SCOPES, type Records } from "./records.ts";
 
 const PAGE = 200;
+/** Files whose identity is read the old way at once: bounded, for the gateway's sake. */
+const PARALLEL = 8;
 
 /** A patient file as this device sees it: the server's facts and the decrypted identity. */
 export interface Patient {
@@ -28,6 +31,7 @@ export interface Patient {
   identityRecordId?: string;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- server JSON, every field checked where it is read
 type Json = Record<string, any>;
 
 export function searchTokens(key: SearchKey, identity: PatientIdentity): string[] {
@@ -86,8 +90,12 @@ export class Patients {
     const checked = checkIdentity(identity);
     const me = this.records.identity;
     const fileId = crypto.randomUUID();
+    // Named in the file (not secret: the record's kind is encrypted), so that a page of
+    // patients is listed with one bulk read (identity-pages.ts).
+    const identityRecordId = crypto.randomUUID();
     await this.records.client.retrying(() => this.t.request("POST", "/v1/files", {
-      ok: [200, 201], json: { file_id: fileId, search_tokens: searchTokens(this.searchKey, checked) },
+      ok: [200, 201], json: { file_id: fileId, identity_record_id: identityRecordId,
+        search_tokens: searchTokens(this.searchKey, checked) },
     }));
     const keys = SCOPES.map((scope) => ScopeKey.generate(fileId, scope));
     // Owned here: only accounts this device grants a rotating role may hand it new keys.
@@ -103,7 +111,7 @@ export class Patients {
     const record = await this.records.create(fileId, "administrative", {
       title: "Identité du patient", kind: IDENTITY_KIND, content_type: "application/json", size: content.length,
       created_at: new Date().toISOString(),
-    }, content);
+    }, content, { recordId: identityRecordId });
     const patient: Patient = { fileId, relationship: "owner", identity: checked, identityRecordId: record.recordId };
     if (record.createdAt) patient.createdAt = record.createdAt;
     return patient;
@@ -120,6 +128,8 @@ export class Patients {
     }
   }
 
+  /** One file's patient, the old way: list its administrative records, read the latest
+   * identity (files whose identity record is not named in the file). */
   private async patient(file: Json): Promise<Patient> {
     const fileId = canonicalUuid(file.id, "patient file id");
     const patient: Patient = { fileId, relationship: String(file.relationship ?? "") };
@@ -145,13 +155,57 @@ export class Patients {
     return patient;
   }
 
+  /**
+   * Each file's patient, in the files' order: those whose file names its identity record in
+   * two requests per page of 200 (identity-pages.ts); the others (files made before that, or
+   * left out of the bulk answers) `PARALLEL` at a time, a few requests each.
+   */
+  private async patients(files: Json[]): Promise<Patient[]> {
+    const named = new Map<string, string>();
+    for (const f of files) {
+      if (typeof f.identity_record_id === "string" && f.identity_record_id !== "" && "administrative" in (f.scopes ?? {})) {
+        named.set(canonicalUuid(f.id, "patient file id"), canonicalUuid(f.identity_record_id, "identity record id"));
+      }
+    }
+    const read: IdentityRead = named.size > 0 ? await readIdentities(this.records, named) : new Map();
+    const out: Patient[] = new Array(files.length);
+    const slow: number[] = [];
+    files.forEach((file, i) => {
+      const fileId = canonicalUuid(file.id, "patient file id");
+      if (!read.has(fileId)) {
+        slow.push(i);
+        return;
+      }
+      const found = read.get(fileId);
+      const patient: Patient = { fileId, relationship: String(file.relationship ?? "") };
+      if (typeof file.created_at === "string") patient.createdAt = file.created_at;
+      if (found) {
+        patient.identity = found.identity;
+        patient.identityRecordId = found.recordId;
+      }
+      out[i] = patient;
+    });
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < slow.length) {
+        const i = slow[next++] as number;
+        out[i] = await this.patient(files[i] as Json);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, slow.length) }, lane));
+    return out;
+  }
+
   /** Every patient file I can open; with `search`, those whose identity matches. */
   async list(search?: string): Promise<Patient[]> {
-    if (search === undefined) return Promise.all((await this.files()).map((f) => this.patient(f)));
+    if (search === undefined) return this.patients(await this.files());
     const q = query(this.searchKey, search);
-    const found: Patient[] = [];
-    for (const f of await this.files(q.token)) found.push(await this.patient(f));
-    return found.filter((p) => matches(q, p.identity));
+    const indexed = await this.files(q.token);
+    // Files shared with me (a parent's, a colleague's) carry their owner's search tokens,
+    // not mine: those are searched here, after decryption.
+    const seen = new Set(indexed.map((f) => String(f.id)));
+    const shared = (await this.files()).filter((f) => f.relationship !== "owner" && !seen.has(String(f.id)));
+    return (await this.patients([...indexed, ...shared])).filter((p) => matches(q, p.identity));
   }
 
   /** A patient by file id, or by a search that matches exactly one patient. */
@@ -161,7 +215,7 @@ export class Patients {
       const id = canonicalUuid(text, "patient file id");
       const file = await this.t.json<Json>("GET", `/v1/files/${id}`);
       if (String(file.id) !== id) throw integrityFailure("the patient file");
-      return this.patient(file);
+      return (await this.patients([file]))[0] as Patient;
     }
     const found = await this.list(text);
     if (found.length === 0) throw new NotFound(`no patient matches ${JSON.stringify(text)}`);

@@ -9,8 +9,9 @@
  * *Uploads.* The header carries the digest of the whole content ciphertext and is sent with
  * the create, before the content. So content is first encrypted chunk by chunk into a spool
  * (a Blob in browsers, which they may page to disk; a temporary file in Node), then the
- * record is created and the spool streamed to `PUT .../content`. Memory stays at a few
- * chunks whatever the size. Small content travels inside the create (one request).
+ * record is created and the spool sent in resumable pieces (`upload.ts`; up to 1 MiB in one
+ * `PUT .../content`). Memory stays at a few chunks whatever the size. Small content travels
+ * inside the create (one request).
  *
  * *Reading.* A version opens only if its header names the record, version, file and scope
  * asked for, verifies against the author's (and re-wrapper's) identity and unwraps with a
@@ -34,6 +35,7 @@ import type { KdfProfile } from "./kdf-policy.ts";
 import type { SlowCrypto } from "./slow.ts";
 import type { Profile } from "./state.ts";
 import type { GatewayTransport } from "./transport.ts";
+import { resumableUpload, ROW_BYTES, type UploadProgress } from "./upload.ts";
 
 export const SCOPES: readonly Scope[] = ["clinical", "shared", "administrative"];
 /** Content read into memory (notes, identities) is at most this big; stream the rest. */
@@ -76,7 +78,7 @@ export interface Unreadable {
 /** Where a new version's content comes from. */
 export type Content = Uint8Array | Blob | ReadableStream<Uint8Array>;
 
-interface Opened {
+export interface Opened {
   info: RecordInfo;
   header: RecordHeader;
   metadataCiphertext: Uint8Array;
@@ -84,6 +86,7 @@ interface Opened {
 
 type Json = Record<string, unknown>;
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a field of server JSON, checked by its caller
 function field(obj: unknown, name: string): any {
   if (typeof obj !== "object" || obj === null || !(name in obj)) throw integrityFailure("the server's answer");
   return (obj as Json)[name];
@@ -145,6 +148,17 @@ export class Records {
       if (cached !== undefined) return cached;
     }
     const body = await this.t.json("GET", `/v1/keyrings/${fileId}/entries`, { params: { scope, version } });
+    return this.keyFromEntries(fileId, scope, version, body);
+  }
+
+  /**
+   * My key of `scope` (`version`, or the latest the answer names) from a kms answer listing
+   * my entries of one file (the single route's, or one item of `POST /v1/keyrings/batch`):
+   * the rollback check of the latest version, a trusted and entitled granter, the entry's
+   * binding. `marks`: the rollback mark is added there, for the caller to store with others.
+   */
+  async keyFromEntries(fileId: string, scope: Scope, version: number | undefined, body: unknown,
+    marks?: Record<string, number>): Promise<ScopeKey> {
     const newestSeen = await this.client.profile.seenVersion(keyMark(fileId, scope));
     if (version === undefined) {
       const latest = (field(body, "versions") as Json | null)?.[scope];
@@ -175,7 +189,8 @@ export class Records {
         throw integrityFailure("a keyring entry");
       }
       this.keys.set(`${fileId}:${scope}:${version}`, key);
-      await this.client.profile.rememberVersions({ [keyMark(fileId, scope)]: version });
+      if (marks === undefined) await this.client.profile.rememberVersions({ [keyMark(fileId, scope)]: version });
+      else marks[keyMark(fileId, scope)] = version;
       return key;
     }
     if (version === newestSeen && newestSeen > 0) {
@@ -187,7 +202,9 @@ export class Records {
 
   // -- opening what the server sends --------------------------------------------------------
 
-  private async open(raw: unknown, options: { record?: Json; expectRecord?: string; expectVersion?: number }): Promise<Opened> {
+  /** Check and decrypt one version's header and metadata (not its content); also for
+   * identity-pages.ts, which opens the items of a batch read as a single read does. */
+  async open(raw: unknown, options: { record?: Json; expectRecord?: string; expectVersion?: number }): Promise<Opened> {
     let header: RecordHeader;
     let metadataCiphertext: Uint8Array;
     let claimedVersion: number;
@@ -232,7 +249,7 @@ export class Records {
   }
 
   /** Everything needed to open a version, its header and metadata checked here. */
-  private async opening(header: RecordHeader, metadataCiphertext: Uint8Array): Promise<Opening> {
+  async opening(header: RecordHeader, metadataCiphertext: Uint8Array): Promise<Opening> {
     const scopeKey = await this.scopeKey(header.fileId, header.scope, header.keyVersion);
     const author = await this.identityOf(header.authorId, header.fileId);
     const wrapper = await this.identityOf(header.wrapperId, header.fileId);
@@ -243,7 +260,7 @@ export class Records {
     }
   }
 
-  private async checkNotOlder(recordId: string, version: number): Promise<void> {
+  async checkNotOlder(recordId: string, version: number): Promise<void> {
     if (version < (await this.client.profile.seenVersion(recordId))) {
       throw new IntegrityError(`the server serves version ${version} of record ${recordId}, older than one this ` +
         "device already saw: a rollback. Refusing it");
@@ -385,13 +402,15 @@ export class Records {
     await rotateBeforeWrite(this, fileId);
   }
 
-  /** A new record (version 1): encrypt, create (idempotent), upload, commit. */
-  async create(fileId: string, scope: Scope, metadata: RecordMetadata, content: Content): Promise<RecordInfo> {
+  /** A new record (version 1): encrypt, create (idempotent), upload, commit. `recordId`:
+   * chosen beforehand (a patient's identity record, named in its file). */
+  async create(fileId: string, scope: Scope, metadata: RecordMetadata, content: Content,
+    options: { recordId?: string; onProgress?: UploadProgress } = {}): Promise<RecordInfo> {
     const fid = canonicalUuid(fileId, "patient file id");
     checkMetadata(metadata);
     await this.rotateFirst(fid);
     const scopeKey = await this.scopeKey(fid, scopeOf(scope));
-    const rid = crypto.randomUUID();
+    const rid = options.recordId === undefined ? crypto.randomUUID() : canonicalUuid(options.recordId, "record id");
     const sealed = await this.sealed(fid, rid, 1, scopeKey, metadata, content);
     try {
       const payload = { record_id: rid, file_id: fid, scope: scopeKey.scope, ...sealed.versionBody() };
@@ -399,7 +418,8 @@ export class Records {
       const created = await this.client.retrying(() => this.t.json<Json>("POST", "/v1/records", {
         json: payload, ok: [201], headers: { "idempotency-key": key },
       }));
-      if (sealed.inline === undefined) await this.upload(rid, 1, sealed.blob);
+      if (sealed.inline === undefined) await this.upload(rid, 1, sealed.blob, options.onProgress);
+      else options.onProgress?.(sealed.length, sealed.length);
       await this.client.profile.rememberVersions({ [rid]: 1 });
       return written(sealed.header, metadata, created, 1);
     } finally {
@@ -408,7 +428,8 @@ export class Records {
   }
 
   /** A new version of a record (If-Match on the version this device last verified). */
-  async addVersion(recordId: string, metadata: RecordMetadata, content: Content): Promise<RecordInfo> {
+  async addVersion(recordId: string, metadata: RecordMetadata, content: Content,
+    options: { onProgress?: UploadProgress } = {}): Promise<RecordInfo> {
     const current = await this.get(recordId);
     checkMetadata(metadata);
     await this.rotateFirst(current.fileId);
@@ -419,7 +440,8 @@ export class Records {
       const created = await this.t.json<Json>("POST", `/v1/records/${current.recordId}/versions`, {
         ok: [201], headers: { "if-match": `"v${current.currentVersion}"` }, json: sealed.versionBody(),
       });
-      if (sealed.inline === undefined) await this.upload(current.recordId, version, sealed.blob);
+      if (sealed.inline === undefined) await this.upload(current.recordId, version, sealed.blob, options.onProgress);
+      else options.onProgress?.(sealed.length, sealed.length);
       await this.client.profile.rememberVersions({ [current.recordId]: version });
       return written(sealed.header, metadata, created, version);
     } finally {
@@ -453,10 +475,17 @@ export class Records {
     }
   }
 
-  private async upload(recordId: string, version: number, blob: Blob): Promise<void> {
+  /** Content over one server row goes up resumably (`upload.ts`: a cut connection costs one
+   * piece, progress counts what the server acknowledged); one row or less in one PUT. */
+  private async upload(recordId: string, version: number, blob: Blob, onProgress?: UploadProgress): Promise<void> {
+    if (blob.size > ROW_BYTES) {
+      await resumableUpload(this.t, recordId, version, blob, { onProgress });
+      return;
+    }
     await this.client.retrying(() => this.t.request("PUT", `/v1/records/${recordId}/versions/${version}/content`, {
       ok: [200, 204], body: blob, headers: { "content-type": "application/octet-stream" },
     }));
+    onProgress?.(blob.size, blob.size);
   }
 }
 

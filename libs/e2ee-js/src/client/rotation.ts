@@ -35,6 +35,7 @@ export interface Rotated {
   resumed: boolean;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- server JSON, every field checked where it is read
 type Json = Record<string, any>;
 
 export const permissions = (access: string): Set<Permission> =>

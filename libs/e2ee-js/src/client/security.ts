@@ -37,6 +37,7 @@ export interface SessionView {
   current: boolean;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- server JSON, every field checked where it is read
 type Json = Record<string, any>;
 
 function sessionView(raw: Json): SessionView {

@@ -52,6 +52,7 @@ export interface SharingOverview {
   invitations: InvitationView[];
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- server JSON, every field checked where it is read
 type Json = Record<string, any>;
 
 const text = (value: unknown): string | undefined => (value === null || value === undefined ? undefined : String(value));

@@ -74,6 +74,7 @@ export interface Accepted {
   safetyNumber: string;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- server JSON, every field checked where it is read
 type Json = Record<string, any>;
 
 

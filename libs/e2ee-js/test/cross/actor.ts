@@ -96,6 +96,26 @@ const commands: Record<string, (c: EcrinClient, a: Args) => Promise<unknown>> = 
     const patient = await (await session(c)).patients.create({ name: a.name, birth_date: a.birth_date });
     return { file_id: patient.fileId, identity_record_id: patient.identityRecordId };
   },
+  /** Every patient, and the requests the listing made (method and path): the fast path is
+   * two batch requests per page of files, not a few per file. */
+  async "list-patients"(c) {
+    const s = await session(c);
+    const requests: string[] = [];
+    const real = globalThis.fetch;
+    globalThis.fetch = (input, init) => {
+      requests.push(`${init?.method ?? "GET"} ${new URL(String(input)).pathname}`);
+      return real(input, init);
+    };
+    try {
+      const found = await s.patients.list();
+      return {
+        patients: found.map((p) => ({ file_id: p.fileId, name: p.identity?.name, identity_record_id: p.identityRecordId })),
+        unreadable: s.records.unreadable.length, requests,
+      };
+    } finally {
+      globalThis.fetch = real;
+    }
+  },
   async search(c, a) {
     const found = await (await session(c)).patients.list(a.text);
     return found.map((p) => ({ file_id: p.fileId, name: p.identity?.name, birth_date: p.identity?.birth_date }));

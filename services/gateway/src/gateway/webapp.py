@@ -7,9 +7,8 @@ app's own paths, and nothing at all when no build is configured: those paths the
 through to the ordinary 404 problem.
 
 ``SecurityHeaders`` puts the browser-facing headers on every response: the strict CSP on
-pages and their files, a deny-everything CSP on API answers, and ``Clear-Site-Data`` on a
-successful logout, so the browser forgets the session's cache, cookies and storage (the
-service worker's shell cache included).
+pages and their files, a deny-everything CSP on API answers. (``Clear-Site-Data`` on a
+successful logout is the logout route's own answer, gateway.auth.endpoints.)
 """
 
 from __future__ import annotations
@@ -29,9 +28,13 @@ log = logging.getLogger("ecrin.gateway.webapp")
 #: Paths the app's router owns (besides ``/``): the gateway answers them with index.html.
 APP_PREFIXES = ("/pro", "/portail")
 
-#: Pages and their files. 'wasm-unsafe-eval' lets libsodium compile its WebAssembly and
-#: nothing else; no inline script or style, no other origin, no framing.
-APP_CSP = "; ".join([
+#: The app's one Trusted Types policy (web/src/trusted-types.ts): it makes script URLs for
+#: the crypto worker and the service worker and nothing else, so no string reaches an HTML,
+#: script or script-URL sink; no other policy may be created, not even a second of this name.
+TRUSTED_TYPES_POLICY = "ecrin-worker"
+#: Swagger UI (/docs) and its files: a third-party UI that writes markup itself, so no
+#: Trusted Types there; it holds no keys and talks to /openapi.json only.
+DOCS_CSP = "; ".join([
     "default-src 'self'",
     "script-src 'self' 'wasm-unsafe-eval'",
     "style-src 'self'",
@@ -47,6 +50,14 @@ APP_CSP = "; ".join([
     "frame-src 'none'",
     "frame-ancestors 'none'",
 ])
+#: Pages and their files. 'wasm-unsafe-eval' lets libsodium compile its WebAssembly and
+#: nothing else; no inline script or style, no other origin, no framing; Trusted Types.
+APP_CSP = "; ".join([
+    DOCS_CSP,
+    "require-trusted-types-for 'script'",
+    f"trusted-types {TRUSTED_TYPES_POLICY}",
+])
+DOCS_PATHS = ("/docs/",)
 #: API answers are data, never a document: nothing may load from or frame them.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 COMMON_HEADERS = [
@@ -59,8 +70,6 @@ COMMON_HEADERS = [
     (b"permissions-policy",
      b"camera=(self), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"),
 ]
-CLEAR_SITE_DATA = b'"cache", "cookies", "storage"'
-LOGOUT_PATH = "/v1/auth/logout"
 API_PATHS = ("/v1/", "/openapi.json", "/healthz", "/readyz")
 
 MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -179,7 +188,8 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         api = path.startswith(API_PATHS)
-        logout = scope["method"] == "POST" and path == LOGOUT_PATH
+        csp = API_CSP if api else DOCS_CSP if path == "/docs" or path.startswith(DOCS_PATHS) \
+            else APP_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -187,10 +197,7 @@ class SecurityHeaders:
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() != b"content-security-policy"]
                 headers += [(k, v) for k, v in COMMON_HEADERS if k.decode() not in present]
-                headers.append((b"content-security-policy",
-                                (API_CSP if api else APP_CSP).encode()))
-                if logout and 200 <= message["status"] < 300:
-                    headers.append((b"clear-site-data", CLEAR_SITE_DATA))
+                headers.append((b"content-security-policy", csp.encode()))
                 message["headers"] = headers
             await send(message)
 

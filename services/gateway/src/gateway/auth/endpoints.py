@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import qrcode
 import qrcode.image.svg
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from ecrin_platform.deps import SessionDep
 from ecrin_platform.tokens import Principal
@@ -165,10 +165,27 @@ async def refresh(body: RefreshIn, service: Service, response: Response) -> Toke
     return await service.refresh(body.refresh_token)
 
 
-@router.post("/logout", status_code=204, summary="End the current session")
-async def logout(auth: Current, service: Service) -> Response:
+#: What a browser drops on logout (docs/web.md): its HTTP cache and cookies, always; the
+#: origin's storage (the sealed device state: pins, invitation bindings, rollback marks; the
+#: service worker and its shell) only when the user asks to forget this device. The device
+#: state is sealed under the identity, useless without the passphrase: wiping it at every
+#: logout would make the browser re-learn pins on first use, which is what a malicious
+#: server wants. Only on a successful logout: the bearer token (never a cookie) is what
+#: keeps another site from wiping a browser's state with a forged request.
+CLEAR_ON_LOGOUT = '"cache", "cookies"'
+CLEAR_ON_FORGET = '"cache", "cookies", "storage"'
+
+
+@router.post("/logout", status_code=204, summary="End the current session", responses={
+    204: {"description": "Session ended", "headers": {"Clear-Site-Data": {
+        "description": f"`{CLEAR_ON_LOGOUT}`, or `{CLEAR_ON_FORGET}` with `forget_device`",
+        "schema": {"type": "string"}}}}})
+async def logout(auth: Current, service: Service, forget_device: Annotated[bool, Query(
+        description="Also clear this origin's storage in the browser (the sealed device "
+                    "state, the service worker): a shared computer")] = False) -> Response:
     await service.logout(auth)
-    return Response(status_code=204)
+    clear = CLEAR_ON_FORGET if forget_device else CLEAR_ON_LOGOUT
+    return Response(status_code=204, headers={"Clear-Site-Data": clear})
 
 
 @router.get("/me", response_model=MeOut, summary="Who is logged in")
