@@ -9,12 +9,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ecrin_platform.conventions import IfNoneMatch, not_modified
-from ecrin_platform.db import read_only_session
 from ecrin_platform.openapi import ETAG, LOCATION
 from records_api.records.audit import (
     AUDIT,
-    DENIED,
-    audit_apart,
     file_chain,
     record_target,
     scope_chain,
@@ -43,8 +40,7 @@ from records_api.records.errors import (
     UnsupportedContentType,
     VersionCommitted,
 )
-from records_api.records.policy import REFUSALS, Write
-from records_api.records.repository import RecordsRepository
+from records_api.records.resumable import upload_target
 from records_api.records.schemas import (
     HEADERS_PAGE_MAX,
     HeaderPage,
@@ -281,26 +277,9 @@ async def download_content(record: ContentRecord, version: VersionNumber,
             summary="Upload a version's content ciphertext (streamed); commits the version")
 async def upload_content(record_id: RecordId, version: VersionNumber, request: Request,
                          caller: CallerDep, store: ContentStoreDep) -> Response:
-    # Look up in a read transaction closed before the body streams in: nothing is held
-    # open for the duration of a large upload.
-    async with read_only_session(request.app.state.engine) as session:
-        repo = RecordsRepository(session)
-        record = await repo.record(record_id)
-        row = await repo.version(record_id, version) if record is not None else None
-    if record is None:
-        raise RecordNotFound()
-    # Only the version's author uploads its content.
-    try:
-        await caller.may(Write.UPLOAD, record.file_id, record.scope,
-                         own=row is None or row.author == caller.account_id)
-    except REFUSALS:
-        await audit_apart(request.app.state.sessionmaker, actor=caller.account_id, events={
-            scope_chain(record.file_id, record.scope): [
-                ("record.content.write", record_target(record_id, version))]},
-            outcome=DENIED)
-        raise
-    if row is None:
-        raise RecordNotFound()
+    # Only the version's author uploads its content; looked up in a read transaction
+    # closed before the body streams in (nothing held open during a large upload).
+    _, row = await upload_target(request, caller, record_id, version)
     if row.committed:
         raise VersionCommitted("This version's content is already uploaded.")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -152,14 +152,14 @@ def _state(upload: ContentUpload, row: RecordVersion, offset: int, *, complete: 
                             f"min-append-size={CONTENT_ROW_BYTES}, expires={max(0, int(left))}"}
 
 
-async def _refused(request: Request, caller: Caller, record: Record, version: int) -> None:
+async def refused_upload(request: Request, caller: Caller, record: Record, version: int) -> None:
     await audit_apart(request.app.state.sessionmaker, actor=caller.account_id, events={
         scope_chain(record.file_id, record.scope): [
             ("record.content.write", record_target(record.id, version))]}, outcome=DENIED)
 
 
-async def _target(request: Request, caller: Caller, record_id: uuid.UUID, version: int, *,
-                  hide: bool = False) -> tuple[Record, RecordVersion]:
+async def upload_target(request: Request, caller: Caller, record_id: uuid.UUID, version: int,
+                        *, hide: bool = False) -> tuple[Record, RecordVersion]:
     """The record and version whose content the caller may upload (only the version's author
     does); a refusal on a record that exists is audited, and with ``hide`` answered as a 404
     (a session is its opener's: no one else learns that it exists). Read in a transaction
@@ -174,7 +174,7 @@ async def _target(request: Request, caller: Caller, record_id: uuid.UUID, versio
         await caller.may(Write.UPLOAD, record.file_id, record.scope,
                          own=row is None or row.author == caller.account_id)
     except REFUSALS:
-        await _refused(request, caller, record, version)
+        await refused_upload(request, caller, record, version)
         if hide:
             raise RecordNotFound() from None
         raise
@@ -186,13 +186,13 @@ async def _target(request: Request, caller: Caller, record_id: uuid.UUID, versio
 async def _session(request: Request, caller: Caller, store: ContentStore,
                    record_id: uuid.UUID, version: int,
                    upload_id: uuid.UUID) -> tuple[Record, RecordVersion, ContentUpload]:
-    record, row = await _target(request, caller, record_id, version, hide=True)
+    record, row = await upload_target(request, caller, record_id, version, hide=True)
     upload = await store.session(upload_id)
     if (upload is None or not upload.resumable or upload.record_id != record_id
             or upload.version != version):
         raise RecordNotFound()
     if upload.account_id != caller.account_id:
-        await _refused(request, caller, record, version)
+        await refused_upload(request, caller, record, version)
         raise RecordNotFound()
     return record, row, upload
 
@@ -213,7 +213,7 @@ def _keep_s(request: Request) -> int:
 async def open_upload(record_id: RecordId, version: VersionNumber, request: Request,
                       caller: CallerDep, store: ContentStoreDep,
                       upload_length: UploadLength = None) -> JSONResponse:
-    record, row = await _target(request, caller, record_id, version)
+    record, row = await upload_target(request, caller, record_id, version)
     if row.committed:
         raise VersionCommitted("This version's content is already uploaded.")
     if upload_length is not None and _offset(upload_length) != row.content_length:
