@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from ecrin_e2ee import EncryptedRecord
 from records_api.models import ContentChunk, ContentUpload
 from records_api.records.content import CONTENT_ROW_BYTES as ROW
+from records_api.records.content import delete_uploads
 from records_api.records.purge import purge
 from records_api.records.service import now
 from tests.records_api.conftest import Actor, Practice, stream
@@ -286,6 +287,26 @@ class TestRefusals:
         assert await rows_of(practice, upload.url) == 0
         # The right content still goes up afterwards.
         assert (await practice.upload(record)).status_code == 204
+
+    async def test_what_a_losing_request_discards_never_touches_the_committed_content(
+            self, practice: Practice):
+        """Two completions of one session at once (a client retrying a last piece whose
+        answer it lost): the loser's commit finds the version committed, and what it, a
+        cancel or the purge then discards must not be the upload the version adopted."""
+        record, data = await pending(practice)
+        upload = Session(practice, record)
+        await upload.open()
+        assert (await upload.patch(data, 0, complete=True)).status_code == 204
+        store = practice.app.state.content_store
+        upload_id = uuid.UUID(upload.url.rsplit("/", 1)[1])
+        await store.discard_quietly(upload_id)  # what the losing completion did
+        async with practice.app.state.sessionmaker() as session, session.begin():
+            await delete_uploads(session, [upload_id])  # a cancel, an abandoned-session purge
+        got = await download(practice, record)
+        assert got.status_code == 200 and got.content == data
+        again = await upload.patch(b"", len(data), complete=True)  # the retry itself
+        assert again.status_code == 409
+        assert (await download(practice, record)).content == data
 
     @pytest.mark.parametrize("forge", [False, True])
     async def test_the_digest_is_checked_by_reading_back_what_this_process_did_not_hash(

@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { GatewayTransport, PIECE_BYTES, resumableUpload, ROW_BYTES, Unavailable } from "../src/client/index.ts";
+import {
+  GatewayTransport, PIECE_BYTES, resumableUpload, ROW_BYTES, Unavailable, UploadProtocolError,
+} from "../src/client/index.ts";
 
 const SERVER = "https://ecrin.test";
 const RECORD = "66666666-6666-4666-8666-666666666666";
@@ -137,5 +139,59 @@ describe("resumable upload", () => {
     };
     await assert.rejects(resumableUpload(transport, RECORD, 1, blob, { attempts: 4, ...noPause }), Unavailable);
     assert.ok(calls <= 2 + 8, `${calls} requests`);
+  });
+});
+
+/** The fake, with every PATCH answer rewritten by `lie` (a malicious server). */
+function lying(server: FakeRecords, lie: (answer: Response, patch: number) => Response): GatewayTransport {
+  const honest = server.fetch;
+  server.fetch = async (input, init) => {
+    const answer = await honest(input, init);
+    return (init?.method ?? "GET") === "PATCH" ? lie(answer, server.patches) : answer;
+  };
+  return server.transport();
+}
+
+describe("resumable upload against a malicious server", () => {
+  it("a 204 that does not move the offset is a protocol error, not a reason to send again", async () => {
+    const blob = content(3 * ROW_BYTES);
+    const server = new FakeRecords(blob.size);
+    const transport = lying(server, () =>
+      new Response(null, { status: 204, headers: { "upload-offset": "0", "upload-complete": "?0" } }));
+    await assert.rejects(resumableUpload(transport, RECORD, 1, blob, { pieceBytes: ROW_BYTES, ...noPause }),
+      UploadProtocolError);
+    assert.equal(server.patches, 1);
+  });
+
+  it("a 'complete' on a piece that was not the last is refused", async () => {
+    const blob = content(2 * PIECE_BYTES + 5);
+    const server = new FakeRecords(blob.size);
+    const transport = lying(server, () => new Response(null, {
+      status: 204, headers: { "upload-offset": String(blob.size), "upload-complete": "?1" },
+    }));
+    await assert.rejects(resumableUpload(transport, RECORD, 1, blob, noPause), UploadProtocolError);
+    assert.equal(server.patches, 1);
+  });
+
+  it("an offset moved back and forth cannot renew the failure budget for ever", async () => {
+    const blob = content(4 * ROW_BYTES);
+    const server = new FakeRecords(blob.size);
+    const honest = server.fetch;
+    let heads = 0;
+    server.fetch = async (input, init) => {
+      const method = init?.method ?? "GET";
+      if (method === "PATCH") {
+        server.patches += 1;
+        return Response.json({ status: 503 }, { status: 503 });
+      }
+      if (method === "HEAD") {
+        heads += 1; // alternately "one row further" and "back to the start"
+        const offset = heads % 2 === 1 ? ROW_BYTES : 0;
+        return new Response(null, { status: 204, headers: { "upload-offset": String(offset), "upload-complete": "?0" } });
+      }
+      return honest(input, init);
+    };
+    await assert.rejects(resumableUpload(server.transport(), RECORD, 1, blob, { attempts: 4, ...noPause }), Unavailable);
+    assert.ok(server.patches <= 8, `${server.patches} pieces sent`);
   });
 });

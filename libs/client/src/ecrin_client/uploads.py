@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from ecrin_client.errors import EcrinError, ServerError, Unavailable
+from ecrin_client.errors import EcrinError, IntegrityError, ServerError, Unavailable
 from ecrin_client.transport import GatewayTransport
 
 #: The server's rows: every piece but the last is a whole number of them.
@@ -52,6 +52,30 @@ def _state(response: httpx.Response, offset: int, complete: bool) -> tuple[int, 
             complete if flag is None else flag.strip() == "?1")
 
 
+class UploadProtocolError(IntegrityError):
+    """The server's answers do not follow the resumable-upload protocol: it cannot be
+    trusted to hold the document (a server that would keep the device sending, or call a
+    partial upload complete)."""
+
+
+def _checked(state: tuple[int, bool], length: int, *, piece: tuple[int, int] | None = None
+             ) -> tuple[int, bool]:
+    """``state`` as the server stated it, if possible at all: an offset within the content,
+    on a row boundary or at its end, complete only at its end; after a stored piece
+    (``piece`` = its start and end), exactly that piece's end, complete only when it was
+    the last."""
+    offset, complete = state
+    if (offset > length or (offset % ROW_BYTES and offset != length)
+            or (complete and offset != length)):
+        raise UploadProtocolError(f"the server states an impossible upload state (offset "
+                                  f"{offset} of {length}, complete={complete})")
+    if piece is not None and (offset != piece[1] or complete != (piece[1] == length)):
+        raise UploadProtocolError(f"the server acknowledged the piece {piece[0]}-{piece[1]} "
+                                  f"of {length} bytes with offset {offset}, "
+                                  f"complete={complete}")
+    return offset, complete
+
+
 async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, path: Path,
                            length: int, acknowledged: Callable[[int], None] | None = None, *,
                            piece_bytes: int = PIECE_BYTES, attempts: int = ATTEMPTS,
@@ -62,6 +86,9 @@ async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, pa
     ack = acknowledged or (lambda n: None)
     piece = piece_bytes
     failures = 0
+    # The failure budget starts again only past the furthest offset ever acknowledged, so
+    # a server cannot keep the device sending by moving the offset back and forth.
+    furthest = 0
 
     async def failed(exc: EcrinError) -> None:
         nonlocal failures, piece
@@ -90,7 +117,8 @@ async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, pa
 
     async def ask() -> tuple[int, bool] | None:
         try:
-            return _state(await t.request("HEAD", url, ok=(200, 204)), offset, complete)
+            return _checked(_state(await t.request("HEAD", url, ok=(200, 204)), offset,
+                                   complete), length)
         except EcrinError as exc:
             await failed(exc)
             return None
@@ -104,8 +132,10 @@ async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, pa
                 headers={"content-type": "application/octet-stream",
                          "content-length": str(end - start), "upload-offset": str(start),
                          "upload-complete": "?1" if last else "?0"})
-            offset, complete = _state(response, end, last)
-            failures = 0
+            offset, complete = _checked(_state(response, end, last), length,
+                                        piece=(start, end))
+            if offset > furthest:
+                furthest, failures = offset, 0
             ack(offset)
             continue
         except EcrinError as exc:
@@ -121,8 +151,8 @@ async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, pa
         now = await ask()
         if now is None:
             continue
-        if now[0] > offset:
-            failures = 0  # progress made: the budget starts again
+        if now[0] > furthest:
+            furthest, failures = now[0], 0  # progress made: the budget starts again
         offset, complete = now
         ack(offset)
     ack(length)

@@ -11,7 +11,7 @@
  * never what left this device.
  */
 
-import { Conflict, EcrinError, ServerError, Unavailable } from "./errors.ts";
+import { Conflict, EcrinError, IntegrityError, ServerError, Unavailable } from "./errors.ts";
 import type { GatewayTransport } from "./transport.ts";
 
 /** Bytes the server acknowledged so far, of `total`. */
@@ -49,6 +49,26 @@ function stateOf(response: Response, fallback: State): State {
   };
 }
 
+/** The server's answers do not follow the resumable-upload protocol: it cannot be trusted to
+ * hold the document (one that would keep the device sending, or call a partial upload complete). */
+export class UploadProtocolError extends IntegrityError {}
+
+/** `state` as the server stated it, if possible at all: an offset within the content, on a row
+ * boundary or at its end, complete only at its end; after a stored piece (`piece`: its start
+ * and end), exactly that piece's end, complete only when it was the last. */
+function checked(state: State, total: number, piece?: [number, number]): State {
+  const { offset, complete } = state;
+  if (offset > total || (offset % ROW_BYTES !== 0 && offset !== total) || (complete && offset !== total)) {
+    throw new UploadProtocolError(`the server states an impossible upload state (offset ${offset} of ${total}, ` +
+      `complete=${complete})`);
+  }
+  if (piece !== undefined && (offset !== piece[1] || complete !== (piece[1] === total))) {
+    throw new UploadProtocolError(`the server acknowledged the piece ${piece[0]}-${piece[1]} of ${total} bytes ` +
+      `with offset ${offset}, complete=${complete}`);
+  }
+  return state;
+}
+
 /** Upload `blob` as the content of `recordId`'s `version` (its author only), resuming after
  * network errors; resolves once the version is committed. */
 export async function resumableUpload(t: GatewayTransport, recordId: string, version: number, blob: Blob,
@@ -62,6 +82,9 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
   const base = `/v1/records/${recordId}/versions/${version}/content/uploads`;
 
   let failures = 0;
+  // The failure budget starts again only past the furthest offset ever acknowledged, so a
+  // server cannot keep the device sending by moving the offset back and forth.
+  let furthest = 0;
   const failed = async (error: unknown): Promise<void> => {
     if (!(error instanceof Unavailable || error instanceof ServerError || slugOf(error) === MISMATCH)) throw error;
     failures += 1;
@@ -94,7 +117,7 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
   /** Where the server stands; `undefined` after a failure (counted, paused). */
   const ask = async (): Promise<State | undefined> => {
     try {
-      return stateOf(await t.request("HEAD", session, { ok: [200, 204] }), state);
+      return checked(stateOf(await t.request("HEAD", session, { ok: [200, 204] }), state), total);
     } catch (error) {
       await failed(error);
       return undefined;
@@ -113,8 +136,11 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
           "upload-complete": last ? "?1" : "?0",
         },
       });
-      state = stateOf(response, { offset: end, complete: last });
-      failures = 0;
+      state = checked(stateOf(response, { offset: end, complete: last }), total, [start, end]);
+      if (state.offset > furthest) {
+        furthest = state.offset;
+        failures = 0;
+      }
       progress(state.offset, total);
       continue;
     } catch (error) {
@@ -130,7 +156,10 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
     }
     const now = await ask();
     if (now === undefined) continue;
-    if (now.offset > state.offset) failures = 0; // progress made: the budget starts again
+    if (now.offset > furthest) {
+      furthest = now.offset; // progress made: the budget starts again
+      failures = 0;
+    }
     state = now;
     progress(state.offset, total);
   }

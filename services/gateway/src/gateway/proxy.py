@@ -50,7 +50,11 @@ STRIPPED_REQUEST = frozenset({b"authorization", b"cookie", b"forwarded", b"x-for
                               # The trace context is the gateway's own (tracing.py: the
                               # edge starts the trace; a client's is a link at most).
                               b"traceparent", b"tracestate", b"baggage"})
-STRIPPED_RESPONSE = frozenset({b"server", b"date", b"set-cookie", b"x-request-id"})
+#: Upstream answer headers never relayed. ``clear-site-data``: only the gateway's own logout
+#: may tell a browser to erase its storage (the sealed device state: pins, bindings,
+#: rollback marks), never a service behind it, compromised or not.
+STRIPPED_RESPONSE = frozenset({b"server", b"date", b"set-cookie", b"x-request-id",
+                               b"clear-site-data"})
 _BAD_PATH = re.compile(r"(%2f|%5c|%2e|%00|\\|/\.{1,2}(/|$)|//)", re.IGNORECASE)
 #: Methods forwarded to a service; any other gets the app's 405, never a signed token.
 PROXIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",

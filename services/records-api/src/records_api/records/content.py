@@ -344,8 +344,23 @@ def _retrieved(task: asyncio.Task[bytes]) -> None:
         task.exception()
 
 
-async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID]) -> None:
+async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID], *,
+                         finished_too: bool = False) -> None:
+    """Delete these uploads and their rows, in the caller's transaction. Only unfinished
+    ones unless ``finished_too`` (a purged record): an upload a version adopted is that
+    version's content, whatever a concurrent request (a second completion, a cancel, a
+    failed piece, the purge) decided before the commit. On PostgreSQL the uploads are
+    locked first, so a commit in progress either finishes before (and the upload is kept)
+    or finds it gone (``commit_upload`` refuses); SQLite writers are serialised anyway."""
     if not upload_ids:
         return
+    if not finished_too:
+        query = select(ContentUpload.id).where(ContentUpload.id.in_(upload_ids),
+                                               ContentUpload.finished_at.is_(None))
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            query = query.with_for_update()
+        upload_ids = list((await session.execute(query)).scalars())
+        if not upload_ids:
+            return
     await session.execute(delete(ContentChunk).where(ContentChunk.upload_id.in_(upload_ids)))
     await session.execute(delete(ContentUpload).where(ContentUpload.id.in_(upload_ids)))

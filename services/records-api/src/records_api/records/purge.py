@@ -51,7 +51,7 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             async with sessionmaker() as session, session.begin():
                 uploads = list((await session.execute(select(ContentUpload.id).where(
                     ContentUpload.record_id == record_id))).scalars())
-                await delete_uploads(session, uploads)
+                await delete_uploads(session, uploads, finished_too=True)
                 # Headers (with the wraps kept from re-keying) and metadata ciphertexts go
                 # too; the row stays as a tombstone so that the client-made id is never
                 # reused.

@@ -59,6 +59,7 @@ from records_api.records.errors import (
     RecordNotFound,
     UnsupportedContentType,
     VersionCommitted,
+    VersionConflict,
 )
 from records_api.records.policy import REFUSALS, Write
 from records_api.records.repository import RecordsRepository
@@ -188,11 +189,14 @@ async def _session(request: Request, caller: Caller, store: ContentStore,
                    upload_id: uuid.UUID) -> tuple[Record, RecordVersion, ContentUpload]:
     record, row = await upload_target(request, caller, record_id, version, hide=True)
     upload = await store.session(upload_id)
-    if (upload is None or not upload.resumable or upload.record_id != record_id
-            or upload.version != version):
+    if upload is None or not upload.resumable:
         raise RecordNotFound()
     if upload.account_id != caller.account_id:
+        # Another account's session, under its own record or under one the caller may
+        # write to: refused and audited alike.
         await refused_upload(request, caller, record, version)
+        raise RecordNotFound()
+    if upload.record_id != record_id or upload.version != version:
         raise RecordNotFound()
     return record, row, upload
 
@@ -296,7 +300,6 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
         # Only a completion may follow a stored last row (one cut before its commit).
         raise ContentLengthMismatch("The content is already whole: complete it with an empty "
                                     "piece.", expected=0)
-    await store.touch(upload.id)
     try:
         total = await store.append(upload.id, request.stream(), offset=offset,
                                    length=row.content_length, final=final)
@@ -312,6 +315,10 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
     except ClientDisconnect:
         raise UploadCut("The connection closed before the piece ended; HEAD the upload "
                         "for its offset.") from None
+    if total > offset:
+        # Only a piece that stored something keeps the session from the purge: empty
+        # pieces cannot hold an abandoned upload's rows forever.
+        await store.touch(upload.id)
     if not final:
         return Response(status_code=204, headers=_state(
             upload, row, total, complete=False, keep_s=_keep_s(request)))
@@ -326,6 +333,10 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
         await store.discard_quietly(upload.id)
         raise ContentLengthMismatch("The stored pieces are not the whole content; the upload "
                                     "is discarded.") from None
+    except (VersionCommitted, VersionConflict):
+        # Another completion of this session (a retry) committed it first, or another
+        # version did: nothing here to discard (a finished upload is never deleted).
+        raise
     except BaseException:
         await store.discard_quietly(upload.id)
         raise

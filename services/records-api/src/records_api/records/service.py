@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrin_platform.db import release
@@ -680,10 +681,15 @@ async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], actor: u
         if received.digest != parse_header(row.header).content_digest:
             raise ContentDigestMismatch("The content is not the one the header's digest names.")
         at = now()
-        row.committed, row.committed_at, row.content_upload_id = True, at, received.upload_id
-        upload = await session.get(ContentUpload, received.upload_id)
-        if upload is None:
+        # Locked (PostgreSQL) against a concurrent discard, which takes unfinished uploads
+        # only (content.delete_uploads): either it went first and the upload is gone, or
+        # it waits and then sees this upload finished.
+        upload = (await session.execute(
+            select(ContentUpload).where(ContentUpload.id == received.upload_id)
+            .with_for_update())).scalar_one_or_none()
+        if upload is None or upload.finished_at is not None:
             raise VersionConflict("The upload was discarded meanwhile.")
+        row.committed, row.committed_at, row.content_upload_id = True, at, received.upload_id
         upload.finished_at = at
         record.current_version, record.state, record.updated_at = version, "committed", at
         await audit(session, actor=actor, file_id=record.file_id, scope=record.scope,
