@@ -310,9 +310,10 @@ time are not comparable with the table above, CPU per operation and request coun
   system calls to PostgreSQL and the client, loopback delivery included), the login's
   and challenge's SQL and ORM work (`AuthService.login` 17 %, `.challenge` 13 %: 5 and 3
   statements), the relay 10 %, seven ASGI middlewares and FastAPI's routing (which walks
-  every route to compute its routes version on each request) most of the rest. **Not
-  met: 10 ms of server CPU** (14.7 at load 5-10; the figures on an idle machine are
-  lower but were not measurable in this session). Next: the login's SQL in fewer
+  every route to compute its routes version on each request) most of the rest. On an
+  idle machine the target is met: 8.1 ms (PostgreSQL) and 9.5 ms (SQLite) of service CPU
+  per login at load 0.9, 7.3 and 9.6 ms at load 1.8 after the next round (`make bench`,
+  2026-11-30); 14.7 at load 5-10 when this was written. Next: the login's SQL in fewer
   statements (the challenge spend, session and refresh token in one round trip), and
   read-only sessions without BEGIN/COMMIT in the kms as in the records API.
 - *Large documents* (not changed): a 50 MiB document through the SDK on SQLite at load 14:
@@ -350,18 +351,68 @@ time are not comparable with the table above, CPU per operation and request coun
   data-modifying statement on PostgreSQL, the authorisation ask over aiohttp as the
   gateway's relay, are the next steps).
 
-**Remains** (no target missed in the latest run; what is closest to its limit):
+- *A create's round trips on PostgreSQL, 11 -> 5* (brief A of issue 21): the idempotency
+  and id look-up also takes the audit chain's advisory lock (one more column of the same
+  query, `ecrin_platform.audit.CHAIN_LOCK_COLUMN`); the five INSERTs and the read of the
+  chain's end are then one statement (data-modifying CTEs with parameters, built once per
+  shape: `RecordsRepository.insert_then`), whose snapshot is taken after the lock, as the
+  separate read's was; then the audit INSERT and COMMIT. Counted on the engine (BEGIN,
+  statements, COMMIT) per create: 11 before, 5 after; SQLite unchanged (11: its writers are
+  serialised by BEGIN IMMEDIATE, no lock to take). A small read with its content inline
+  reads the version and its content row in one query (PostgreSQL: 10 -> 9 round trips).
+  On SQLite, read connections are now pooled (8 kept, up to 56 more in a burst): each read
+  used to open one, an aiosqlite thread, a file open and four PRAGMAs (in a cProfile of an
+  in-process read, `Thread.start` alone was 0.8 ms a read). In-process CPU per operation
+  (records-api and its in-process httpx client together, 400 operations, two or three
+  alternating rounds, load average 13-21, so +-30 % between rounds; the best):
+  PostgreSQL create 3.93 -> 3.59 ms, SQLite read 5.37 -> 4.33 ms. Whole stack, 16
+  clients, the same 8 s sections as `make bench`, one before/after pair in the quietest
+  minutes (load 2-4; authorisation cache at 4 s in both so that its misses do not follow
+  the throughput), CPU ms per operation before -> after: PostgreSQL raw create records-api
+  2.57 -> 2.12, PostgreSQL 0.70 -> 0.56, all processes 4.24 -> 3.60; SDK create
+  records-api 2.96 -> 2.09, PostgreSQL 1.00 -> 0.66, all 6.30 -> 4.61; SDK read
+  records-api 3.22 -> 2.95; SQLite SDK read records-api 5.82 -> 4.05 (reads/s 118 -> 148
+  against 155 and 138 creates/s). `make bench` on the quiet machine afterwards (23:07
+  UTC, load 1.8): PostgreSQL raw creates at 16 clients 337 -> 430/s, SDK creates 260 ->
+  329/s, SQLite SDK reads 137 -> 192/s (above its creates, 176/s), all with this round's
+  other changes.
+- *Large documents, round 3* (issue 21): the services never ran on uvloop (`_serve` used
+  `asyncio.run`, which ignores uvicorn's loop choice, whenever the metrics listener was
+  on: every deployment); the records API now writes a row while the next MiB arrives,
+  copies each row once, commits rows without waiting for their WAL flush on PostgreSQL
+  (the version's own synchronous commit flushes everything before it), reads the next row
+  ahead on download, and stores content `EXTERNAL` on PostgreSQL (no pglz attempt on
+  ciphertext: the backend's CPU for 100 x 1 MiB rows 0.37 -> 0.27 s); the SDK downloads
+  1 MiB batches, the next requested while the previous one is decrypted (client CPU about
+  35 % lower). Resumable sessions (issue 17) keep a running digest, so their completion
+  reads nothing back. Same-run A/B at load 2-8: SQLite up 0.057x -> 0.070x, down 0.109x ->
+  0.128x; PostgreSQL up 0.076x -> 0.095x, down 0.13x -> 0.19x of raw AEAD.
 
-- *Creations at 16 clients on PostgreSQL* pass with little margin on 2 cores: about 4.5
-  ms of CPU per create across the processes (records-api ~2.5, PostgreSQL ~0.7, gateway
-  ~0.6, load generator ~0.5, sharing ~0.2). A loaded machine drops it below 300/s. The
-  next savings: the create's five INSERTs and the audit INSERT in one statement on
-  PostgreSQL (tried with data-modifying CTEs built by `.values()`: slower, because the
-  statement was rebuilt per call; a parameterised form was not tried); authorisation
-  answers pushed by the sharing service rather than polled every 0.5 s.
-- *Reads cost twice a create* (a read is two requests, and each writes an audit event in
-  a transaction of its own before any byte is served, by design): about 150 reads/s at 16
-  clients on PostgreSQL. No target covers them.
+**Remains** (issue 21's targets still missed in the latest run, and why):
+
+- *Raw creates at 16 clients on PostgreSQL: 430/s against 500/s.* About 3.5 ms of CPU per
+  create across the processes (records-api 1.84, PostgreSQL 0.53, gateway 0.52, load
+  generator 0.39, sharing 0.20): two cores would allow about 570/s at perfect overlap,
+  and 16 clients queueing on them do not reach it. What remains per create in the records
+  API: BEGIN, the look-up with the chain's lock, the rows-and-chain-end statement, the
+  audit INSERT, COMMIT, plus FastAPI/pydantic and the internal token check. Next: the
+  audit event's hash computed by PostgreSQL (`sha256()`) inside the same statement, and
+  authorisation answers pushed by the sharing service rather than re-asked every 0.5 s.
+- *SDK reads at 16 clients on PostgreSQL: 304/s against 329 creates/s* (the target asks
+  reads >= creates). A read is one request, but its audit event is still a transaction
+  of its own (BEGIN, the chain's lock, its end, the INSERT, COMMIT: records-api 2.46 ms
+  per read against 1.98 per create). Next: the same single-statement append as the
+  create's.
+- *100 MiB through the SDK: up 0.06x, down 0.16-0.20x of raw AEAD* against 0.3x. The
+  upload's CPU per 100 MiB is about 0.95 s in all (client 0.27, gateway 0.06, records API
+  0.34-0.51, PostgreSQL 0.27): spread perfectly over both cores that is at most about
+  200 MB/s, 0.14x of this machine's 1 450 MB/s; the download's 0.53 s allows about 0.27x.
+  The client alone needs 0.27 s each way (stream AEAD, the SHA-256 content digest, file
+  I/O, h11's 64 KiB reads), so 0.3x is out of reach on two cores with content in
+  database rows and three Python processes on the path, whatever the server does. Each
+  content byte is also written twice by the database (WAL and heap). Next: content
+  outside the database (files or an object store, `sendfile` on download) and a client
+  HTTP stack with larger reads.
 - *SQLite at 16 and 64 clients*: one writer at a time by design (the embedded default,
   for one practice on one machine); reads are audited writes, so they queue too.
   PostgreSQL is the production backend.
