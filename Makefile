@@ -117,7 +117,7 @@ release-manifests: sync ## render overlays production, site-data, site-keys with
 	@test -n "$(DIGESTS)" || { echo "usage: make release-manifests DIGESTS=<file of '<image> sha256:...' lines>"; exit 2; }
 	@$(RUN) python deploy/release_manifests.py --digests "$(DIGESTS)" --out release
 
-restore-drill: sync ## pg_basebackup + WAL archive of four private PostgreSQL instances, point-in-time recovery into fresh ones, every record read back through the CLI (4-8 min; PostgreSQL server binaries, run as user postgres)
+restore-drill: sync ## pg_basebackup + WAL archive of four private PostgreSQL instances, point-in-time recovery into fresh ones, every record read back through the CLI (about 45 s on an idle machine; PostgreSQL server binaries, run as user postgres)
 	@$(RUN) python deploy/restore_drill.py
 
 # Adversarial suite (tests/adversarial, docs/security.md). Each starts a stack of its own,
