@@ -78,7 +78,7 @@ class RetriedCompletion(httpx.AsyncBaseTransport):
         if (request.method != "PATCH" or request.headers.get("upload-complete") != "?1"
                 or self.outcome):
             return await self.inner.handle_async_request(request)
-        body = b"".join([piece async for piece in request.stream])  # type: ignore[union-attr]
+        body = b"".join([piece async for piece in request.stream])  # type: ignore[union-attr]  # an httpx request built by httpx: an async stream
         self.outcome["record_id"] = request.url.path.split("/")[3]
         auth = {"authorization": request.headers["authorization"]}
         first = asyncio.ensure_future(_forward(self.inner, httpx.Request(
@@ -139,7 +139,7 @@ async def test_a_completion_racing_another_never_deletes_the_committed_content(
             await kine.unlocked(client)
             got = await client.transport._send(
                 "GET", f"/v1/records/{outcome['record_id']}/versions/1/content",
-                token=client.transport.tokens.access_token)  # type: ignore[union-attr]
+                token=client.transport.tokens.access_token)  # type: ignore[union-attr]  # logged in: tokens are set
         assert got.status_code == 200, (
             f"two completions of one session at once: A answered {outcome['first']}, B "
             f"{outcome['second']} ({outcome['second_body']!r}); the SDK "

@@ -40,7 +40,7 @@ OVERHEAD = 512 << 10
 def resumed(web_stack) -> dict:
     gateway = urlsplit(web_stack.url("gateway"))
     with cutting_proxy(gateway.hostname or "127.0.0.1", gateway.port or 80) as proxy:
-        driver = subprocess.Popen(  # noqa: S603
+        driver = subprocess.Popen(  # noqa: S603 (our own node script, argv list, no shell)
             [node(), str(ROOT / "tests" / "web" / "resume.mts"), proxy.url, str(CHROMIUM),
              str(MIB)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
