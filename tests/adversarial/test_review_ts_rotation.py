@@ -27,7 +27,7 @@ def run_revoke(tmp_path: Path, rotated_version: str) -> dict[str, object]:
     script = tmp_path / "revoke.ts"
     script.write_text(SCRIPT.replace("@SRC@", SRC.as_posix())
                       .replace("rotated_version: 1 }", f"rotated_version: {rotated_version} }}"))
-    done = subprocess.run([str(NODE), str(script)], capture_output=True, text=True,  # noqa: S603
+    done = subprocess.run([str(NODE), str(script)], capture_output=True, text=True,  # noqa: S603 (our own program, argv list, no shell)
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

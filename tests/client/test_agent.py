@@ -244,7 +244,7 @@ def ecrin(fake, tmp_path: Path, monkeypatch, agent_dir):
     created = run("account", "create", "--email", EMAIL, "--json",
                   env={"ECRIN_PASSPHRASE": PASSPHRASE})
     assert created.exit_code == 0, created.stderr
-    run.home = home  # type: ignore[attr-defined]
+    run.home = home  # type: ignore[attr-defined]  # a test's attribute on a function
     return run
 
 

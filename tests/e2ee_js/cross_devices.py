@@ -69,7 +69,7 @@ class TsDevice:
                 "ECRIN_PASSPHRASE": PASSPHRASE}
 
     def call(self, command: str, **args: Any) -> tuple[int, Any]:
-        done = subprocess.run([node(), str(ACTOR), command, json.dumps(args)],  # noqa: S603
+        done = subprocess.run([node(), str(ACTOR), command, json.dumps(args)],  # noqa: S603 (our own program, argv list, no shell)
                               capture_output=True, text=True, env=self._env(), timeout=300,
                               cwd=ROOT)
         if done.returncode not in (0, 3):

@@ -70,7 +70,7 @@ def table_count(backend: Backend, url: str) -> int:
     if backend.name == "postgres":
         rows = in_thread(asyncio.run, _postgres_query(
             url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return int(rows[0][0])  # type: ignore[call-overload]  # psql output parsed in a test
     path = make_url(url).database
     assert path
     with sqlite3.connect(path) as conn:

@@ -235,7 +235,7 @@ class TestAccessChangedRoute:
             self, practice: Practice, issuer):
         client: AccessClient = practice.app.state.access_client
         forgotten: list[uuid.UUID] = []
-        client.forget_file = forgotten.append  # type: ignore[method-assign]
+        client.forget_file = forgotten.append  # type: ignore[method-assign]  # a test spy
         body = {"file_ids": [str(practice.file_id)]}
         as_gateway = await practice.client.post("/internal/access-changed", json=body,
                                                 headers=practice.headers())

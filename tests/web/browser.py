@@ -41,7 +41,7 @@ def require_browser() -> None:
 
 def run_driver(script: str, stack: Stack, timeout: float = 300) -> dict[str, Any]:
     """Runs a tests/web/*.mts driver against the stack; returns the JSON it printed."""
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(  # noqa: S603 (our own program, argv list, no shell)
         [node(), str(ROOT / "tests" / "web" / script), stack.url("gateway"), str(CHROMIUM)],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -145,7 +145,7 @@ def start_agent(profile_home: Path, *, account_id: str, server_url: str, fingerp
     # Our own interpreter and module; the only variable argument is our socket path. `-P`
     # and cwd "/": the working directory (a shared folder, a cloned repository) is never
     # on the agent's import path, so no planted `ecrin_client` package receives the keys.
-    with subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(  # noqa: S603 (our interpreter and module, argv list, no shell)
             [sys.executable, "-P", "-m", "ecrin_client.agent", "--socket", str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, cwd="/", close_fds=True, start_new_session=True) as proc:

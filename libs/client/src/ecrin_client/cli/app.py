@@ -17,7 +17,7 @@ from ecrin_client.cli.runtime import Runtime
 # httpx imports its own command line (click, rich.syntax, pygments: 0.1 s of CPU) unless
 # that import fails; it then defines a stub instead. `None` in sys.modules is Python's way
 # to make an import fail. The `ecrin` CLI never runs httpx's command line.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None blocks the import (documented Python)
 
 # Every top-level command, the module that defines it and its one-line help. A command's
 # module is imported only when that command runs (or its own --help is asked), so that

@@ -86,7 +86,7 @@ class MemoryCounts(MemoryStorage):
         now = time.monotonic()
         if now - self._pruned_at >= self.PRUNE_EVERY_S:
             self._pruned_at = now
-            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]  # the parent's private hook; tested against upgrades
 
 
 class AuthRateLimiter:

@@ -198,8 +198,8 @@ def version_out(row: RecordVersion) -> VersionOut:
 def record_out(record: Record, row: RecordVersion, cls: type[RecordOut] = RecordOut
                ) -> RecordOut:
     return cls(record_id=record.id, file_id=record.file_id,
-               scope=record.scope,  # type: ignore[arg-type]
-               state=record.state,  # type: ignore[arg-type]
+               scope=record.scope,  # type: ignore[arg-type]  # a str column the schema's Literal validates
+               state=record.state,  # type: ignore[arg-type]  # a str column the schema's Literal validates
                created_at=utc(record.created_at), updated_at=utc(record.updated_at),
                created_by=record.created_by, current_version=record.current_version,
                version=version_out(row))
