@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.web.browser import CHROMIUM, require_browser
+
 pytestmark = [pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "libs" / "e2ee-js"
 VECTORS = ROOT / "tests" / "e2ee" / "data"
-REQUIRE_BROWSER = os.environ.get("ECRIN_TEST_REQUIRE_BROWSER") == "1"
-CHROMIUM = Path(os.environ.get("ECRIN_TEST_CHROMIUM", "/usr/bin/chromium"))
 ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
 PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
 
@@ -63,17 +63,8 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 def _require_tools() -> None:
-    missing = [what for what, present in (
-        (f"Chromium at {CHROMIUM}", CHROMIUM.exists()),
-        ("the npm workspace (esbuild, playwright-core): run `make js`",
-         ESBUILD.exists() and PLAYWRIGHT.exists()),
-    ) if not present]
-    if not missing:
-        return
-    message = "browser tests need " + " and ".join(missing)
-    if REQUIRE_BROWSER:
-        pytest.fail(f"ECRIN_TEST_REQUIRE_BROWSER=1 but {message}")
-    pytest.skip(message)
+    require_browser(("the npm workspace (esbuild, playwright-core): run `make js`",
+                     ESBUILD.exists() and PLAYWRIGHT.exists()))
 
 
 def _bundle(entry: Path, out: Path) -> None:

@@ -25,12 +25,14 @@ PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 
-def require_browser() -> None:
-    missing = [what for what, present in (
-        (f"Chromium at {CHROMIUM}", CHROMIUM.exists()),
-        ("the npm workspace (playwright-core, axe-core): run `make js`",
-         PLAYWRIGHT.exists() and AXE.exists()),
-    ) if not present]
+def require_browser(needs: tuple[str, bool] | None = None) -> None:
+    """Chromium and ``needs`` (what else the test runs: by default the web drivers' npm
+    packages) are there; else the test is skipped, or fails where CI requires a browser."""
+    if needs is None:
+        needs = ("the npm workspace (playwright-core, axe-core): run `make js`",
+                 PLAYWRIGHT.exists() and AXE.exists())
+    missing = [what for what, present in ((f"Chromium at {CHROMIUM}", CHROMIUM.exists()), needs)
+               if not present]
     if not missing:
         return
     message = "browser tests need " + " and ".join(missing)
