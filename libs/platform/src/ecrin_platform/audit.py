@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     DateTime,
+    Insert,
     Integer,
     String,
     and_,
@@ -35,8 +36,10 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    union_all,
 )
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -45,10 +48,13 @@ from ecrin_platform.observability import metrics_var, request_id_var
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))")
-#: The same lock as a column of another query (bound parameter ``chain``), so that a
-#: write path takes it without a round trip of its own (``AuditLog.append_many``, ``end``).
+#: The same lock as a column of another query (bound parameter ``chain``).
 CHAIN_LOCK_COLUMN = func.pg_advisory_xact_lock(
     func.hashtextextended(bindparam("chain", type_=String()), 0)).label("chain_locked")
+#: The same lock as a CTE, for statements that write only once they hold it
+#: (``AuditLog.insert_after_lock``, and the rows that the records API's create writes with
+#: its events): every row they write selects from it.
+CHAIN_LOCK_CTE = select(CHAIN_LOCK_COLUMN).cte("chain_lock")
 #: A chain's last (seq, hash): (0, GENESIS) for a chain with no event yet.
 ChainEnd = tuple[int, str]
 
@@ -81,6 +87,11 @@ def event_hash(event: dict[str, Any]) -> str:
 def _iso(value: datetime) -> str:
     value = value if value.tzinfo else value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _row(event: dict[str, Any]) -> dict[str, Any]:
+    """A sealed event as the columns of its row."""
+    return {**event, "time": datetime.fromisoformat(event["time"])}
 
 
 def as_dict(row: AuditEventColumns) -> dict[str, Any]:
@@ -137,6 +148,7 @@ class AuditLog:
                            .where(table.c.chain == bindparam("chain"))
                            .order_by(table.c.seq.desc()).limit(1))
         self._insert = insert(table)
+        self._after_lock: dict[int, Insert] = {}
 
     async def append(self, session: AsyncSession, *, chain: str, actor: str | uuid.UUID | None,
                      action: str, target: str | uuid.UUID, outcome: str = "ok",
@@ -147,6 +159,13 @@ class AuditLog:
                                           events=[(action, str(target))], outcome=outcome,
                                           when=when)
         return event
+
+    @staticmethod
+    async def lock(session: AsyncSession, chain: str) -> None:
+        """PostgreSQL: takes ``chain``'s lock in the caller's transaction (held until it
+        ends), in a statement of its own, so that the next statements read what the
+        previous holder committed. (SQLite's writers are serialised by BEGIN IMMEDIATE.)"""
+        await session.execute(_CHAIN_LOCK, {"c": chain})
 
     @property
     def chain_end(self) -> Any:
@@ -167,10 +186,9 @@ class AuditLog:
         transaction: one lock, one read of the chain's end and one insert, whatever their
         number (a batch of 500 re-keyed headers is 500 events).
 
-        ``end``: the caller already holds the chain's lock (``CHAIN_LOCK_COLUMN`` in an
-        earlier statement of this transaction, on PostgreSQL) and read the chain's end
-        (``chain_end``) in a later statement than the one that took it: the lock and the
-        read cost no round trip of their own (the records API's create)."""
+        ``end``: the caller already holds the chain's lock (``lock``, on PostgreSQL) and
+        read the chain's end (``chain_end``) in a later statement than the one that took
+        it, with other reads of its own (the records API's create, the locked way)."""
         if not events:
             return []
         if end is not None:
@@ -185,8 +203,22 @@ class AuditLog:
                 await session.execute(_CHAIN_LOCK, {"c": chain})
             seq, prev = self.end_of(
                 (await session.execute(self._chain_end, {"chain": chain})).one_or_none())
+        out = self.sealed(chain=chain, actor=actor, events=events, end=(seq, prev),
+                          outcome=outcome, when=when)
+        # Pending ORM changes first (they may be what these events record), then one
+        # INSERT for every event.
+        await session.flush()
+        await session.execute(self._insert, [_row(event) for event in out])
+        _count_on_commit(session, [(action, outcome) for action, _ in events])
+        return out
+
+    def sealed(self, *, chain: str, actor: str | uuid.UUID | None,
+               events: Sequence[tuple[str, str]], end: ChainEnd, outcome: str = "ok",
+               when: datetime | None = None) -> list[dict[str, Any]]:
+        """``(action, target)`` events as they are appended after ``end``: numbered, timed
+        and hashed, each on the one before."""
+        seq, prev = end
         out: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
         request_id = request_id_var.get() or "-"
         for action, target in events:
             seq += 1
@@ -198,13 +230,77 @@ class AuditLog:
                                      "prev_hash": prev}
             event["hash"] = prev = event_hash(event)
             out.append(event)
-            rows.append({**event, "time": datetime.fromisoformat(event["time"])})
-        # Pending ORM changes first (they may be what these events record), then one
-        # INSERT for every event.
-        await session.flush()
-        await session.execute(self._insert, rows)
-        _count_on_commit(session, [(action, outcome) for action, _ in events])
         return out
+
+    def insert_after_lock(self, count: int) -> Insert:
+        """PostgreSQL: an INSERT of ``count`` sealed events of one chain (parameters
+        ``after_lock_params``) that takes the chain's lock before it writes a row. Built
+        once per count.
+
+        This is how an append whose chain end was read *without* the lock is written
+        (``append_unlocked``, the records API's create): the lock makes it wait for a
+        locked appender that read the same end, and the chain's primary key (chain, seq)
+        then refuses it, so the events it sealed on a stale end are never written. Every
+        appender takes the lock before writing, so one that holds it (and read the end
+        after taking it) never meets a row it did not expect; and a statement that writes
+        other rows with its events writes them after the lock too (``CHAIN_LOCK_CTE``), so
+        that it never holds a row another appender waits for while it waits for the
+        lock."""
+        statement = self._after_lock.get(count)
+        if statement is None:
+            table = self.model.__table__
+            rows = [select(*(bindparam(f"e{i}_{column.key}", type_=column.type)
+                             .label(column.key) for column in table.columns))
+                    .select_from(CHAIN_LOCK_CTE) for i in range(count)]
+            statement = insert(table).from_select(
+                [column.key for column in table.columns],
+                rows[0] if count == 1 else union_all(*rows))
+            self._after_lock[count] = statement
+        return statement
+
+    @staticmethod
+    def after_lock_params(sealed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The parameters of ``insert_after_lock(len(sealed))``."""
+        params: dict[str, Any] = {"chain": sealed[0]["chain"]}
+        for i, event in enumerate(sealed):
+            params.update({f"e{i}_{key}": value for key, value in _row(event).items()})
+        return params
+
+    async def append_unlocked(self, session: AsyncSession, *, chain: str,
+                              actor: str | uuid.UUID | None,
+                              events: Sequence[tuple[str, str]],
+                              outcome: str = "ok") -> list[dict[str, Any]] | None:
+        """PostgreSQL, on a session outside any transaction block (``autocommit_session``,
+        ``read_only_session``): ``append_many`` in two round trips, the chain's end read
+        without the lock, then ``insert_after_lock``, which commits by itself. None when
+        another append came between the two: nothing was written, and the caller appends
+        the locked way (``append_many`` in a transaction)."""
+        if not events:
+            return []
+        end = self.end_of(
+            (await session.execute(self._chain_end, {"chain": chain})).one_or_none())
+        sealed = self.sealed(chain=chain, actor=actor, events=events, end=end,
+                             outcome=outcome)
+        return sealed if await self.write_sealed(session, sealed) else None
+
+    async def write_sealed(self, session: AsyncSession, sealed: Sequence[dict[str, Any]],
+                           statement: Any = None, params: Mapping[str, Any] | None = None
+                           ) -> bool:
+        """Runs ``insert_after_lock(len(sealed))`` (or ``statement``, which contains it:
+        the records API's create adds its rows to it as data-modifying CTEs, with their
+        ``params``) on a session outside any transaction block, where it commits by itself.
+        False when a unique key refused it (the chain's: another append came after the end
+        the events were sealed on; or one of ``statement``'s own): nothing was written."""
+        try:
+            await session.execute(
+                self.insert_after_lock(len(sealed)) if statement is None else statement,
+                {**self.after_lock_params(sealed), **(params or {})})
+        except IntegrityError:
+            await session.rollback()
+            return False
+        _count_on_commit(session, [(event["action"], event["outcome"]) for event in sealed])
+        await session.commit()
+        return True
 
     async def append_chains(self, session: AsyncSession, *, actor: str | uuid.UUID | None,
                             events: Mapping[str, Sequence[tuple[str, str]]],
@@ -242,7 +338,7 @@ class AuditLog:
                                          "request_id": request_id, "service": self.service,
                                          "prev_hash": prev}
                 event["hash"] = prev = event_hash(event)
-                rows.append({**event, "time": datetime.fromisoformat(event["time"])})
+                rows.append(_row(event))
                 counted.append((action, result))
         await session.flush()
         await session.execute(self._insert, rows)

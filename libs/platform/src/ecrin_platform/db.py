@@ -123,6 +123,26 @@ def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
     return cached
 
 
+@asynccontextmanager
+async def autocommit_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """PostgreSQL: a session outside any transaction block (same pool), where each
+    statement commits by itself, for a write that is one statement: no BEGIN and COMMIT
+    round trips around it. Only for statements that are whole on their own
+    (``AuditLog.append_unlocked``, the records API's create)."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError("autocommit sessions are for PostgreSQL")
+    bind = _AUTOCOMMIT_ENGINES.get(engine)
+    if bind is None:
+        bind = _AUTOCOMMIT_ENGINES[engine] = engine.execution_options(
+            isolation_level="AUTOCOMMIT")
+    async with AsyncSession(bind=bind, expire_on_commit=False) as session:
+        yield session
+
+
+_AUTOCOMMIT_ENGINES: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
+    weakref.WeakKeyDictionary())
+
+
 _READ_ONLY_ENGINES: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
     weakref.WeakKeyDictionary())
 

@@ -15,7 +15,7 @@ from ecrin_platform.problems import Unauthorized
 from ecrin_platform.tokens import HEADER
 from records_api.access import AccessDeciderDep
 from records_api.models import Record
-from records_api.records.audit import audit_apart, record_target, scope_chain
+from records_api.records.audit import AUDIT, audit_apart, record_target, scope_chain
 from records_api.records.content import ContentStore
 from records_api.records.policy import Write
 from records_api.records.repository import RecordsRepository
@@ -140,7 +140,19 @@ class ReadAuditor:
         """``targets``: scope -> what was read of it (one event in each scope's chain)."""
         if not targets:
             return
-        await release(self.read_session)
+        session = self.read_session
+        if len(targets) == 1 and session.bind is not None \
+                and session.bind.dialect.name == "postgresql":
+            # The read session is outside any transaction block on PostgreSQL: one event is
+            # two round trips there, where a transaction of its own takes five; when
+            # another append to the chain came between, it is written the locked way.
+            ((scope, target),) = targets.items()
+            written = await AUDIT.append_unlocked(session, chain=scope_chain(file_id, scope),
+                                                  actor=self.actor, events=[(action, target)])
+            await release(session)
+            if written is not None:
+                return
+        await release(session)
         await audit_apart(self.sessionmaker, actor=self.actor, events={
             scope_chain(file_id, scope): [(action, target)]
             for scope, target in targets.items()})

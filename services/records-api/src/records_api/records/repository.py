@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
+    Insert,
     Row,
     Select,
     Table,
@@ -20,10 +21,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ecrin_platform.audit import CHAIN_LOCK_COLUMN
+from ecrin_platform.audit import CHAIN_LOCK_CTE, GENESIS, ChainEnd
 from records_api.models import (
+    AuditEvent,
     Base,
     ContentChunk,
     IdempotencyKey,
@@ -31,6 +33,7 @@ from records_api.models import (
     RecordVersion,
     ReplacedWrap,
 )
+from records_api.records.audit import AUDIT
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
@@ -59,6 +62,16 @@ class KeptWrap(NamedTuple):
     cause: str
 
 
+class BeforeCreate(NamedTuple):
+    """What a create reads before it writes (``RecordsRepository.before_create``)."""
+
+    seen_digest: str | None
+    seen_response: dict[str, Any] | None
+    taken: bool
+    #: The audit chain's end, read without its lock (None: read after it, later).
+    end: ChainEnd | None
+
+
 class StoredWrap(NamedTuple):
     key_version: int
     header: bytes
@@ -71,24 +84,36 @@ _BEFORE_CREATE = select(
     select(IdempotencyKey.request_digest).where(_EARLIER).scalar_subquery(),
     select(IdempotencyKey.response).where(_EARLIER).scalar_subquery(),
     exists().where(Record.id == bindparam("record_id")))
-#: The same, taking the audit chain's lock on the way (PostgreSQL).
-_BEFORE_CREATE_LOCKING = _BEFORE_CREATE.add_columns(CHAIN_LOCK_COLUMN)
+#: The same, reading the audit chain's end without its lock (PostgreSQL, the unlocked
+#: create: ``insert_sealed``).
+_BEFORE_CREATE_WITH_END = _BEFORE_CREATE.add_columns(
+    AUDIT.chain_end.with_only_columns(AuditEvent.seq).scalar_subquery(),
+    AUDIT.chain_end.with_only_columns(AuditEvent.hash).scalar_subquery())
 #: PostgreSQL: the rows of ``insert`` and a query after them, as one statement.
-_BATCHES: dict[tuple[tuple[str, ...], int], Select[Any]] = {}
+_BATCHES: dict[tuple[tuple[str, ...], int, bool], Select[Any] | Insert] = {}
 
 
-def _batch(tables: Sequence[Table], then: Select[Any]) -> Select[Any]:
+def _batch(tables: Sequence[Table], then: Select[Any] | Insert, *,
+           after_lock: bool = False) -> Select[Any] | Insert:
     """``then`` preceded by one INSERT per table (data-modifying CTEs, parameters
     ``r<i>_<column>``): PostgreSQL runs them all, in one round trip, before the statement
-    ends (foreign keys are checked then too). Built once per shape."""
-    key = (tuple(t.name for t in tables), id(then))
+    ends (foreign keys are checked then too). ``after_lock``: each row is written only once
+    the statement holds the audit chain's lock (``CHAIN_LOCK_CTE``, parameter ``chain``).
+    Built once per shape."""
+    key = (tuple(t.name for t in tables), id(then), after_lock)
     statement = _BATCHES.get(key)
     if statement is None:
-        statement = then.add_cte(*(
-            insert(table).values({column.key: bindparam(f"r{i}_{column.key}",
-                                                        type_=column.type)
-                                  for column in table.columns}).cte(f"w{i}")
-            for i, table in enumerate(tables)))
+        writes = []
+        for i, table in enumerate(tables):
+            params = [bindparam(f"r{i}_{column.key}", type_=column.type).label(column.key)
+                      for column in table.columns]
+            if after_lock:
+                write = insert(table).from_select([column.key for column in table.columns],
+                                                  select(*params).select_from(CHAIN_LOCK_CTE))
+            else:
+                write = insert(table).values({p.name: p.element for p in params})
+            writes.append(write.cte(f"w{i}"))
+        statement = then.add_cte(*writes)
         _BATCHES[key] = statement
     return statement
 
@@ -258,23 +283,38 @@ class RecordsRepository:
     async def idempotency_key(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))
 
-    def _postgres(self) -> bool:
+    @property
+    def postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def engine(self) -> AsyncEngine:
         bind = self.session.bind
-        return bind is not None and bind.dialect.name == "postgresql"
+        assert isinstance(bind, AsyncEngine), "the session is bound to the service's engine"
+        return bind
 
     async def before_create(self, account_id: uuid.UUID, key: str, record_id: uuid.UUID,
-                            chain: str) -> tuple[str | None, dict[str, Any] | None, bool]:
+                            chain: str, *, locked: bool = True) -> BeforeCreate:
         """In one query: (request digest, response) of an earlier create with this
         idempotency key, if any, and whether a record (tombstones included) has this id.
-        On PostgreSQL the same query takes the lock of the audit ``chain`` the create will
-        append to (``ecrin_platform.audit.CHAIN_LOCK_COLUMN``); SQLite's writers are
-        serialised by BEGIN IMMEDIATE already."""
-        postgres = self._postgres()
-        row = (await self.session.execute(
-            _BEFORE_CREATE_LOCKING if postgres else _BEFORE_CREATE,
-            {"account_id": account_id, "key": key, "record_id": record_id,
-             **({"chain": chain} if postgres else {})})).one()
-        return row[0], row[1], bool(row[2])
+        On PostgreSQL, ``locked``: after taking the lock of the audit ``chain`` the create
+        will append to; not ``locked``: with that chain's end, read without the lock
+        (``insert_sealed``). SQLite's writers are serialised by BEGIN IMMEDIATE already."""
+        postgres = self.postgres
+        statement = _BEFORE_CREATE
+        if postgres and locked:
+            # a statement of its own: the look-up's snapshot must come after the lock, or it
+            # would miss a create with this idempotency key that committed while it waited
+            await AUDIT.lock(self.session, chain)
+        elif postgres:
+            statement = _BEFORE_CREATE_WITH_END
+        row = (await self.session.execute(statement, {
+            "account_id": account_id, "key": key, "record_id": record_id,
+            **({"chain": chain} if postgres and not locked else {})})).one()
+        end: ChainEnd | None = None
+        if postgres and not locked:
+            end = (0, GENESIS) if row[3] is None else (row[3], row[4])
+        return BeforeCreate(row[0], row[1], bool(row[2]), end)
 
     async def insert(self, *rows: Base) -> None:
         """New rows, in this order, as plain INSERTs (no unit-of-work bookkeeping: the
@@ -291,7 +331,7 @@ class RecordsRepository:
         """``insert(*rows)``, then ``then`` (with ``params``): its first row. On PostgreSQL
         one statement and one round trip (``_batch``) where it was a statement per row: the
         create path's five rows and its read of the audit chain's end."""
-        if not self._postgres():
+        if not self.postgres:
             await self.insert(*rows)
             return (await self.session.execute(then, params)).first()
         tables = [cast(Table, row.__table__) for row in rows]
@@ -299,6 +339,22 @@ class RecordsRepository:
         for i, row in enumerate(rows):
             values.update({f"r{i}_{k}": v for k, v in _values(row).items()})
         return (await self.session.execute(_batch(tables, then), values)).first()
+
+    async def insert_sealed(self, rows: Sequence[Base], sealed: Sequence[dict[str, Any]]
+                            ) -> bool:
+        """PostgreSQL, on an autocommit session: ``rows`` and the audit events ``sealed``
+        on a chain end read without its lock (``before_create(locked=False)``), as one
+        statement that takes the chain's lock before it writes an event and commits by
+        itself (``AuditLog.insert_after_lock``). Two round trips in all for a create,
+        where the locked way takes five. False when a unique key refused it (another append
+        to the chain came between, or a concurrent create with this idempotency key or
+        record id): nothing was written, and the caller creates the locked way."""
+        tables = [cast(Table, row.__table__) for row in rows]
+        values: dict[str, Any] = {}
+        for i, row in enumerate(rows):
+            values.update({f"r{i}_{k}": v for k, v in _values(row).items()})
+        statement = _batch(tables, AUDIT.insert_after_lock(len(sealed)), after_lock=True)
+        return await AUDIT.write_sealed(self.session, sealed, statement, values)
 
     async def delete_version(self, version: RecordVersion) -> None:
         await self.session.delete(version)
