@@ -268,17 +268,19 @@ class AuditLog:
 
     async def append_unlocked(self, session: AsyncSession, *, chain: str,
                               actor: str | uuid.UUID | None,
-                              events: Sequence[tuple[str, str]],
-                              outcome: str = "ok") -> list[dict[str, Any]] | None:
+                              events: Sequence[tuple[str, str]], outcome: str = "ok",
+                              end: ChainEnd | None = None) -> list[dict[str, Any]] | None:
         """PostgreSQL, on a session outside any transaction block (``autocommit_session``,
         ``read_only_session``): ``append_many`` in two round trips, the chain's end read
-        without the lock, then ``insert_after_lock``, which commits by itself. None when
-        another append came between the two: nothing was written, and the caller appends
-        the locked way (``append_many`` in a transaction)."""
+        without the lock (or ``end``, read so by the caller in a query of its own), then
+        ``insert_after_lock``, which commits by itself. None when another append came
+        after that end: nothing was written, and the caller appends the locked way
+        (``append_many`` in a transaction)."""
         if not events:
             return []
-        end = self.end_of(
-            (await session.execute(self._chain_end, {"chain": chain})).one_or_none())
+        if end is None:
+            end = self.end_of(
+                (await session.execute(self._chain_end, {"chain": chain})).one_or_none())
         sealed = self.sealed(chain=chain, actor=actor, events=events, end=end,
                              outcome=outcome)
         return sealed if await self.write_sealed(session, sealed) else None

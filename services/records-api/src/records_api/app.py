@@ -12,7 +12,6 @@ from ecrin_platform.app import build_service_app
 from ecrin_platform.service_info import service_info_router
 from records_api.access import AccessClient
 from records_api.access import internal as access_internal
-from records_api.no_store import NoStoreMiddleware
 from records_api.records.batch import router as batch_router
 from records_api.records.content import ContentStore
 from records_api.records.endpoints import router as records_router
@@ -62,5 +61,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_startup=[start],
         on_shutdown=[stop],
     )
-    app.add_middleware(NoStoreMiddleware, prefix="/v1/records")
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ecrin_platform.audit import ChainEnd
 from ecrin_platform.db import read_only_session, release
 from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
 from ecrin_platform.problems import Unauthorized
@@ -136,8 +137,11 @@ class ReadAuditor:
         self.actor = caller.account_id
         self.read_session = read_session
 
-    async def __call__(self, file_id: uuid.UUID, action: str, targets: dict[str, str]) -> None:
-        """``targets``: scope -> what was read of it (one event in each scope's chain)."""
+    async def __call__(self, file_id: uuid.UUID, action: str, targets: dict[str, str], *,
+                       end: ChainEnd | None = None) -> None:
+        """``targets``: scope -> what was read of it (one event in each scope's chain).
+        ``end``: the end of the one scope's chain, read (without its lock) by the query
+        that read the record."""
         if not targets:
             return
         session = self.read_session
@@ -148,7 +152,8 @@ class ReadAuditor:
             # another append to the chain came between, it is written the locked way.
             ((scope, target),) = targets.items()
             written = await AUDIT.append_unlocked(session, chain=scope_chain(file_id, scope),
-                                                  actor=self.actor, events=[(action, target)])
+                                                  actor=self.actor, events=[(action, target)],
+                                                  end=end)
             await release(session)
             if written is not None:
                 return

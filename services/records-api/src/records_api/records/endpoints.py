@@ -169,8 +169,9 @@ async def get_record(record: ReadableRecord, service: ReadService, audit_read: A
     # under the same version number): If-None-Match is answered once the version is read.
     out: RecordOut
     action = "record.read"
+    end = None
     if include == "content":
-        out = await service.latest_with_content(record)
+        out, end = await service.latest_with_content(record)
         if "content" in out.model_fields_set:
             action = "record.content.read"  # one event: the version and its content
     else:
@@ -180,7 +181,8 @@ async def get_record(record: ReadableRecord, service: ReadService, audit_read: A
     if unchanged is not None:
         return unchanged  # not audited: nothing released
     await audit_read(record.file_id, action,
-                     {record.scope: record_target(record.id, record.current_version)})
+                     {record.scope: record_target(record.id, record.current_version)},
+                     end=end)
     return out
 
 

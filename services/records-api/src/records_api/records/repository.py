@@ -72,11 +72,24 @@ class BeforeCreate(NamedTuple):
     end: ChainEnd | None
 
 
+class VersionWithContent(NamedTuple):
+    version: RecordVersion
+    #: Its whole content, when small enough to travel inline.
+    content: bytes | None
+    #: PostgreSQL: the end of the audit chain its read is recorded in, read without the
+    #: chain's lock (None on SQLite).
+    end: ChainEnd | None
+
+
 class StoredWrap(NamedTuple):
     key_version: int
     header: bytes
 
 
+#: The end (seq, hash) of the audit chain named by parameter ``chain``, as two columns of
+#: another query: read without the chain's lock (``AuditLog.insert_after_lock``).
+_CHAIN_END = (AUDIT.chain_end.with_only_columns(AuditEvent.seq).scalar_subquery(),
+              AUDIT.chain_end.with_only_columns(AuditEvent.hash).scalar_subquery())
 _EARLIER = ((IdempotencyKey.account_id == bindparam("account_id"))
             & (IdempotencyKey.key == bindparam("key")))
 #: Built once (a statement made per call is compiled from its cache key each time).
@@ -86,9 +99,18 @@ _BEFORE_CREATE = select(
     exists().where(Record.id == bindparam("record_id")))
 #: The same, reading the audit chain's end without its lock (PostgreSQL, the unlocked
 #: create: ``insert_sealed``).
-_BEFORE_CREATE_WITH_END = _BEFORE_CREATE.add_columns(
-    AUDIT.chain_end.with_only_columns(AuditEvent.seq).scalar_subquery(),
-    AUDIT.chain_end.with_only_columns(AuditEvent.hash).scalar_subquery())
+_BEFORE_CREATE_WITH_END = _BEFORE_CREATE.add_columns(*_CHAIN_END)
+_LIVE_RECORD = select(Record).where(Record.id == bindparam("record_id"),
+                                    Record.deleted_at.is_(None))
+_LIVE_RECORD_FOR_UPDATE = _LIVE_RECORD.with_for_update()
+_VERSION_WITH_CONTENT = (
+    select(RecordVersion, ContentChunk.data)
+    .outerjoin(ContentChunk, (ContentChunk.upload_id == RecordVersion.content_upload_id)
+               & (ContentChunk.seq == 0)
+               & (RecordVersion.content_length <= bindparam("inline_max")))
+    .where(RecordVersion.record_id == bindparam("record_id"),
+           RecordVersion.version == bindparam("version")))
+_VERSION_WITH_CONTENT_AND_END = _VERSION_WITH_CONTENT.add_columns(*_CHAIN_END)
 #: PostgreSQL: the rows of ``insert`` and a query after them, as one statement.
 _BATCHES: dict[tuple[tuple[str, ...], int, bool], Select[Any] | Insert] = {}
 
@@ -124,10 +146,9 @@ class RecordsRepository:
 
     async def record(self, record_id: uuid.UUID, *, for_update: bool = False) -> Record | None:
         """A record that is not tombstoned."""
-        query = select(Record).where(Record.id == record_id, Record.deleted_at.is_(None))
-        if for_update:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
+        query = _LIVE_RECORD_FOR_UPDATE if for_update else _LIVE_RECORD
+        return (await self.session.execute(query, {"record_id": record_id})
+                ).scalar_one_or_none()
 
     async def any_record(self, record_id: uuid.UUID) -> Record | None:
         """Including tombstones: a client-made id is never reused."""
@@ -142,20 +163,22 @@ class RecordsRepository:
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def version_with_content(self, record_id: uuid.UUID, version: int, *,
-                                   inline_max: int) -> tuple[RecordVersion, bytes | None] | None:
+                                   inline_max: int, chain: str) -> VersionWithContent | None:
         """A version and, when its content is at most ``inline_max`` bytes, its first
-        content row (the whole content of such a version), in one query."""
-        query = (select(RecordVersion, ContentChunk.data)
-                 .outerjoin(ContentChunk, (ContentChunk.upload_id
-                                           == RecordVersion.content_upload_id)
-                            & (ContentChunk.seq == 0)
-                            & (RecordVersion.content_length <= inline_max))
-                 .where(RecordVersion.record_id == record_id,
-                        RecordVersion.version == version))
-        row = (await self.session.execute(query)).first()
+        content row (the whole content of such a version), in one query; on PostgreSQL
+        with the end of the audit ``chain`` its read will be recorded in, read without the
+        chain's lock (``AuditLog.append_unlocked``)."""
+        postgres = self.postgres
+        row = (await self.session.execute(
+            _VERSION_WITH_CONTENT_AND_END if postgres else _VERSION_WITH_CONTENT,
+            {"record_id": record_id, "version": version, "inline_max": inline_max,
+             **({"chain": chain} if postgres else {})})).first()
         if row is None:
             return None
-        return row[0], None if row[1] is None else bytes(row[1])
+        end: ChainEnd | None = None
+        if postgres:
+            end = (0, GENESIS) if row[2] is None else (row[2], row[3])
+        return VersionWithContent(row[0], None if row[1] is None else bytes(row[1]), end)
 
     async def committed_versions(self, record_id: uuid.UUID, *, before: int | None,
                                  limit: int) -> list[RecordVersion]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import re
 import uuid
@@ -28,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrin_platform.audit import ChainEnd
 from ecrin_platform.db import autocommit_session, release
 from records_api.access import AccessDecider, FileAccess
 from records_api.models import ContentChunk, ContentUpload, IdempotencyKey, Record, RecordVersion
@@ -252,8 +252,17 @@ def current_target(record: Record) -> str:
 
 
 def request_digest(body: RecordIn) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 over every field of a create, each length-prefixed, in one fixed order: what
+    a replay under the same Idempotency-Key must repeat. The fields are hashed as they were
+    decoded (a canonical JSON dump re-encoded the inline content to base64 and cost more
+    than the hash)."""
+    digest = hashlib.sha256()
+    for part in (body.record_id.bytes, body.file_id.bytes, body.scope.encode(),
+                 body.header, body.metadata_ciphertext, b"%d" % body.content_length,
+                 b"-" if body.content is None else b"+" + body.content):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 class RecordsService:
@@ -306,24 +315,28 @@ class RecordsService:
     async def latest(self, record: Record) -> RecordOut:
         return record_out(record, await self.committed_version(record, record.current_version))
 
-    async def latest_with_content(self, record: Record) -> RecordWithContent:
+    async def latest_with_content(self, record: Record
+                                  ) -> tuple[RecordWithContent, ChainEnd | None]:
         """The latest version and, when small enough to travel inline, its content (read
-        in the same read session: one request, no second round of checks)."""
-        found = await self.repo.version_with_content(record.id, record.current_version,
-                                                     inline_max=INLINE_CONTENT_MAX)
-        if found is None or not found[0].committed:
+        in the same read session: one request, no second round of checks); and, on
+        PostgreSQL, the end of the scope's audit chain, read in the same query for the
+        read's event (``ReadAuditor``)."""
+        found = await self.repo.version_with_content(
+            record.id, record.current_version, inline_max=INLINE_CONTENT_MAX,
+            chain=scope_chain(record.file_id, record.scope))
+        if found is None or not found.version.committed:
             raise RecordNotFound()
-        row, data = found
+        row, data = found.version, found.content
         out = record_out(record, row, RecordWithContent)
         assert isinstance(out, RecordWithContent)
         if row.content_length > INLINE_CONTENT_MAX or row.content_upload_id is None:
-            return out
+            return out, found.end
         if data is None or len(data) != row.content_length:
             log.error("content row missing or altered",
                       extra={"upload_id": str(row.content_upload_id)})
             raise ContentUnavailable()
         out.content = data
-        return out
+        return out, found.end
 
     async def committed_version(self, record: Record, version: int) -> RecordVersion:
         row = await self.repo.version(record.id, version)
