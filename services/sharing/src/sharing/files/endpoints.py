@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ecrin_platform.conventions import IfNoneMatch, json_with_etag
+from ecrin_platform.db import read_only_session
 from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
 from ecrin_platform.openapi import DIGEST_ETAG, LOCATION
 from ecrin_platform.problems import Forbidden, NotFound
@@ -20,6 +22,17 @@ async def get_service(request: Request, session: SessionDep) -> FilesService:
 
 
 Service = Annotated[FilesService, Depends(get_service)]
+
+
+async def get_read_service(request: Request) -> AsyncIterator[FilesService]:
+    """For routes that only read: on PostgreSQL no BEGIN and ROLLBACK around their
+    queries (``read_only_session``). The access decision is asked on every cache miss of
+    the records API and the kms, so its round trips count."""
+    async with read_only_session(request.app.state.engine) as session:
+        yield FilesService(FilesRepository(session), request.app.state.clock.now())
+
+
+ReadService = Annotated[FilesService, Depends(get_read_service)]
 NO_STORE = {"Cache-Control": "no-store"}
 
 router = APIRouter(prefix="/v1/files", tags=["sharing"])
@@ -73,7 +86,7 @@ async def put_tokens(file_id: uuid.UUID, body: SearchTokensIn, user: CurrentUser
 
 @internal.get("/access/{file_id}/{account_id}", response_model=AccessOut)
 async def access(file_id: uuid.UUID, account_id: uuid.UUID, claims: InternalClaimsDep,
-                 request: Request, service: Service) -> AccessOut:
+                 request: Request, service: ReadService) -> AccessOut:
     """The decision point for records-api and kms. They forward the user's own token, so
     they can only ask about the user the gateway authenticated."""
     if claims.principal is None or claims.principal.account_id != str(account_id):
