@@ -196,6 +196,43 @@ class TestInlineRead:
             events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
         assert events[-1]["action"] == "record.read"  # no content was served
 
+    async def test_a_stranger_gets_nothing_and_is_audited(self, practice: Practice):
+        # the version and its content are read with the record, before the access check
+        record = practice.encrypt(b"note de seance")
+        assert (await practice.create(record, content=inline(record))).status_code == 201
+        stranger = practice.actor()
+        got = await practice.client.get(f"/v1/records/{record.header.record_id}",
+                                        headers=practice.headers(stranger),
+                                        params={"include": "content"})
+        assert got.status_code == 404 and inline(record) not in got.text
+        async with practice.app.state.sessionmaker() as session:
+            events = await AUDIT.chain(session, scope_chain(practice.file_id, "clinical"))
+        assert (events[-1]["actor"], events[-1]["action"], events[-1]["outcome"]) == (
+            str(stranger.id), "record.read", "denied")
+
+    async def test_the_latest_version_is_served_and_a_pending_record_is_not(
+            self, practice: Practice):
+        first = practice.encrypt(b"v1")
+        assert (await practice.create(first, content=inline(first))).status_code == 201
+        rid = first.header.record_id
+        second = practice.encrypt(b"v2 plus longue", record_id=rid, version=2)
+        body = {k: v for k, v in Practice.body(second).items()
+                if k in ("header", "metadata_ciphertext", "content_length")}
+        made = await practice.client.post(f"/v1/records/{rid}/versions",
+                                          json={**body, "content": inline(second)},
+                                          headers=practice.headers(**{"If-Match": '"v1"'}))
+        assert made.status_code == 201, made.text
+        got = await practice.client.get(f"/v1/records/{rid}", headers=practice.headers(),
+                                        params={"include": "content"})
+        assert got.json()["version"]["version"] == 2
+        assert got.json()["content"] == inline(second)
+        pending = practice.encrypt(b"pas encore")
+        assert (await practice.create(pending)).status_code == 201
+        got = await practice.client.get(f"/v1/records/{pending.header.record_id}",
+                                        headers=practice.headers(),
+                                        params={"include": "content"})
+        assert got.status_code == 404
+
     async def test_an_unknown_include_is_refused(self, practice: Practice):
         record = practice.encrypt(b"x")
         assert (await practice.create(record, content=inline(record))).status_code == 201

@@ -74,10 +74,12 @@ def path_version(request: Request) -> int | None:
     return int(raw)
 
 
-def readable(action: str, *, versioned: bool) -> Callable[..., Awaitable[Record]]:
+def readable(action: str, *, versioned: bool,
+             latest: bool = False) -> Callable[..., Awaitable[Record]]:
     """The dependency of a read route: a record the caller may read, a refusal audited
     as ``action`` on what the route would have read (the version in the path, or the
-    record itself, or else its latest version)."""
+    record itself, or else its latest version). ``latest``: with ``?include=content``,
+    the current version and its small content are read with the record, in one query."""
 
     async def readable_record(request: Request, record_id: RecordId, caller: CallerDep,
                               service: ReadService) -> Record:
@@ -88,7 +90,9 @@ def readable(action: str, *, versioned: bool) -> Callable[..., Awaitable[Record]
                 return current_target(record)
             return record_target(record.id, version)
 
-        return await service.readable(caller, record_id, action=action, target=target)
+        return await service.readable(
+            caller, record_id, action=action, target=target,
+            latest=latest and request.query_params.get("include") == "content")
 
     return readable_record
 
@@ -110,6 +114,10 @@ async def wrap_restorable_record(request: Request, record_id: RecordId, caller: 
 
 #: A committed, live record the caller may read (a refusal audited as the route's read).
 ReadableRecord = Annotated[Record, Depends(readable("record.read", versioned=True))]
+#: The same, for ``GET /v1/records/{id}``: with ``?include=content`` the version and its
+#: content are read with the record.
+LatestReadableRecord = Annotated[Record, Depends(readable("record.read", versioned=True,
+                                                          latest=True))]
 HistoryRecord = Annotated[Record, Depends(readable("record.history", versioned=False))]
 ContentRecord = Annotated[Record, Depends(readable("record.content.read", versioned=True))]
 #: Live, locked, and the caller may add a version / delete it / restore a wrap of it.

@@ -24,6 +24,7 @@ from records_api.records.deps import (
     ContentStoreDep,
     DeletableRecord,
     HistoryRecord,
+    LatestReadableRecord,
     ReadableRecord,
     ReadService,
     ReadSessionDep,
@@ -160,7 +161,7 @@ async def rekey(body: RekeyIn, caller: CallerDep, service: Service) -> RekeyOut:
 @router.get("/{record_id:uuid}", response_model=RecordWithContent,
             response_model_exclude_unset=True, responses={**_PROBLEMS, 200: ETAG},
             summary="A record and its latest committed version (ETag: \"v<version>\")")
-async def get_record(record: ReadableRecord, service: ReadService, audit_read: AuditRead,
+async def get_record(record: LatestReadableRecord, service: ReadService, audit_read: AuditRead,
                      response: Response, include: Annotated[Literal["content"] | None, Query(
                          description="content: add the version's content ciphertext when at "
                                      "most 256 KiB (a small record in one request)")] = None,

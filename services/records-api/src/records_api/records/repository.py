@@ -15,13 +15,14 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    func,
     insert,
     literal_column,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from ecrin_platform.audit import CHAIN_LOCK_CTE, GENESIS, ChainEnd
 from records_api.models import (
@@ -111,6 +112,22 @@ _VERSION_WITH_CONTENT = (
     .where(RecordVersion.record_id == bindparam("record_id"),
            RecordVersion.version == bindparam("version")))
 _VERSION_WITH_CONTENT_AND_END = _VERSION_WITH_CONTENT.add_columns(*_CHAIN_END)
+#: A live record, its current version and that version's content when small (outer joins:
+#: a pending record has no committed version yet), in one query; on PostgreSQL with the
+#: end of the record's audit chain (``records.audit.scope_chain``, made from its columns).
+_LIVE_RECORD_WITH_LATEST = (
+    select(Record, RecordVersion, ContentChunk.data)
+    .outerjoin(RecordVersion, (RecordVersion.record_id == Record.id)
+               & (RecordVersion.version == Record.current_version))
+    .outerjoin(ContentChunk, (ContentChunk.upload_id == RecordVersion.content_upload_id)
+               & (ContentChunk.seq == 0)
+               & (RecordVersion.content_length <= bindparam("inline_max")))
+    .where(Record.id == bindparam("record_id"), Record.deleted_at.is_(None)))
+_RECORD_CHAIN = func.concat("file:", Record.file_id, ":", Record.scope)
+_LIVE_RECORD_WITH_LATEST_AND_END = _LIVE_RECORD_WITH_LATEST.add_columns(*(
+    select(column).where(AuditEvent.chain == _RECORD_CHAIN)
+    .order_by(AuditEvent.seq.desc()).limit(1).scalar_subquery()
+    for column in (AuditEvent.seq, AuditEvent.hash)))
 #: PostgreSQL: the rows of ``insert`` and a query after them, as one statement.
 _BATCHES: dict[tuple[tuple[str, ...], int, bool], Select[Any] | Insert] = {}
 
@@ -161,6 +178,24 @@ class RecordsRepository:
         if for_update:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def record_with_latest(self, record_id: uuid.UUID, *, inline_max: int
+                                 ) -> tuple[Record, VersionWithContent | None] | None:
+        """``record`` and ``version_with_content`` of its current version, in one query (a
+        small record read whole: ``RecordsService.readable(latest=True)``)."""
+        postgres = self.postgres
+        row = (await self.session.execute(
+            _LIVE_RECORD_WITH_LATEST_AND_END if postgres else _LIVE_RECORD_WITH_LATEST,
+            {"record_id": record_id, "inline_max": inline_max})).first()
+        if row is None:
+            return None
+        if row[1] is None:
+            return row[0], None
+        end: ChainEnd | None = None
+        if postgres:
+            end = (0, GENESIS) if row[3] is None else (row[3], row[4])
+        return row[0], VersionWithContent(row[1], None if row[2] is None else bytes(row[2]),
+                                          end)
 
     async def version_with_content(self, record_id: uuid.UUID, version: int, *,
                                    inline_max: int, chain: str) -> VersionWithContent | None:
@@ -313,7 +348,9 @@ class RecordsRepository:
     @property
     def engine(self) -> AsyncEngine:
         bind = self.session.bind
-        assert isinstance(bind, AsyncEngine), "the session is bound to the service's engine"
+        if isinstance(bind, AsyncConnection):  # a test's session inside its transaction
+            return bind.engine
+        assert isinstance(bind, AsyncEngine), "sessions are bound to the service's engine"
         return bind
 
     async def before_create(self, account_id: uuid.UUID, key: str, record_id: uuid.UUID,

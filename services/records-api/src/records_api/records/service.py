@@ -74,6 +74,7 @@ from records_api.records.repository import (
     Position,
     RecordsRepository,
     ScopedRecord,
+    VersionWithContent,
 )
 from records_api.records.schemas import (
     INLINE_CONTENT_MAX,
@@ -270,6 +271,8 @@ class RecordsService:
                  refusals: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.repo = repository
         self.max_content_bytes = max_content_bytes
+        #: What ``readable(latest=True)`` read with the record it allowed.
+        self._latest: VersionWithContent | None = None
         #: Where refusals are audited (a transaction of their own); None: not audited.
         self.refusals = refusals
 
@@ -298,10 +301,19 @@ class RecordsService:
 
     async def readable(self, caller: Caller, record_id: uuid.UUID, *,
                        action: str = "record.read",
-                       target: Callable[[Record], str] = current_target) -> Record:
+                       target: Callable[[Record], str] = current_target,
+                       latest: bool = False) -> Record:
         """A committed, live record the caller may read; a refusal is audited as
-        ``action`` on ``target(record)``."""
-        record = await self.repo.record(record_id)
+        ``action`` on ``target(record)``. ``latest``: its current version and small
+        content are read in the same query, for ``latest_with_content`` (kept here, in
+        this request's service, once the caller may read them)."""
+        latest_found: VersionWithContent | None = None
+        if latest:
+            found = await self.repo.record_with_latest(record_id,
+                                                       inline_max=INLINE_CONTENT_MAX)
+            record, latest_found = found if found is not None else (None, None)
+        else:
+            record = await self.repo.record(record_id)
         if record is None or record.state != "committed":
             raise RecordNotFound()
         try:
@@ -310,6 +322,7 @@ class RecordsService:
             await self._refused(caller, {scope_chain(record.file_id, record.scope):
                                          [(action, target(record))]})
             raise
+        self._latest = latest_found
         return record
 
     async def latest(self, record: Record) -> RecordOut:
@@ -321,9 +334,12 @@ class RecordsService:
         in the same read session: one request, no second round of checks); and, on
         PostgreSQL, the end of the scope's audit chain, read in the same query for the
         read's event (``ReadAuditor``)."""
-        found = await self.repo.version_with_content(
-            record.id, record.current_version, inline_max=INLINE_CONTENT_MAX,
-            chain=scope_chain(record.file_id, record.scope))
+        found = self._latest
+        if found is None or found.version.record_id != record.id \
+                or found.version.version != record.current_version:
+            found = await self.repo.version_with_content(
+                record.id, record.current_version, inline_max=INLINE_CONTENT_MAX,
+                chain=scope_chain(record.file_id, record.scope))
         if found is None or not found.version.committed:
             raise RecordNotFound()
         row, data = found.version, found.content
