@@ -29,6 +29,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
+from ecrin_platform.db import read_only_engine
+
 log = logging.getLogger("ecrin.tracing")
 TRACER_NAME = "ecrin"
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -160,3 +162,6 @@ def instrument_engine(engine: Any) -> None:
 
     usage = get_meter(TRACER_NAME).create_up_down_counter("db.client.connections.usage")
     EngineTracer(tracer(), engine.sync_engine, usage, enable_commenter=False)
+    reader = read_only_engine(engine)
+    if reader.pool is not engine.pool:  # SQLite's readers are an engine of their own
+        EngineTracer(tracer(), reader.sync_engine, usage, enable_commenter=False)
