@@ -13,6 +13,7 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, TypeVar
 
+import httpcore
 import httpx
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +34,17 @@ M = TypeVar("M", bound=BaseModel)
 Body = bytes | Callable[[], AsyncIterable[bytes]]
 
 USER_AGENT = "ecrin-client/0.1"
+
+#: Bytes one socket read of a response may return (a download's ciphertext). httpcore asks
+#: for 64 KiB, a quarter of what the event loop's transport reads at once (256 KiB): each
+#: read was cut in four (a copy of the rest each time) and went four times through h11,
+#: httpcore and anyio, about a fifth of the SDK's CPU per downloaded MiB (docs/
+#: performance.md). httpcore has no per-client setting for it, only this class constant:
+#: raised here, for every httpx client of the process; a larger read changes no behaviour,
+#: only how many bytes one read may return (never more than the socket holds).
+RESPONSE_READ_BYTES = 256 << 10
+httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES, RESPONSE_READ_BYTES)
 
 
 def parse(model: type[M], response: httpx.Response) -> M:

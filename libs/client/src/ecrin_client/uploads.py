@@ -4,8 +4,9 @@ file (the records API's resumable uploads, docs/records.md; the TypeScript SDK's
 
 The ciphertext is already spooled to a file, so any part of it can be sent again. A session
 is opened (``POST …/content/uploads``), then the spool goes up in pieces (``PATCH`` with
-``Upload-Offset``; 8 MiB, a whole number of the server's 1 MiB rows). After a network error
-or a 5xx the SDK asks where the server stands (``HEAD``) and goes on from there, giving up
+``Upload-Offset``; a whole number of the server's 1 MiB rows: 8 MiB first, doubling up to
+32 MiB while each piece goes up in under a second, halved after a failure). After a network
+error or a 5xx the SDK asks where the server stands (``HEAD``) and goes on from there, giving up
 after a few attempts in a row that stored nothing new. Progress counts what the server
 acknowledged, not what left this device.
 """
@@ -13,6 +14,7 @@ acknowledged, not what left this device.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,8 +26,13 @@ from ecrin_client.transport import GatewayTransport
 
 #: The server's rows: every piece but the last is a whole number of them.
 ROW_BYTES = 1 << 20
-#: Bytes per PATCH: what a cut costs at most, and how often progress moves.
+#: Bytes of the first PATCH: what a cut costs at most at first, and how often progress moves.
 PIECE_BYTES = 8 * ROW_BYTES
+#: Pieces double up to this size while each one goes up in under ``QUICK_PIECE_S``: on a
+#: fast link fewer requests (each costs the records API its checks, and its row writes a
+#: pause), on a slow one a cut still costs about a second of sending at most.
+MAX_PIECE_BYTES = 32 * ROW_BYTES
+QUICK_PIECE_S = 1.0
 #: Failed attempts in a row, storing nothing new, before the upload gives up.
 ATTEMPTS = 6
 _READ = 1 << 20
@@ -78,10 +85,12 @@ def _checked(state: tuple[int, bool], length: int, *, piece: tuple[int, int] | N
 
 async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, path: Path,
                            length: int, acknowledged: Callable[[int], None] | None = None, *,
-                           piece_bytes: int = PIECE_BYTES, attempts: int = ATTEMPTS,
+                           piece_bytes: int = PIECE_BYTES,
+                           max_piece_bytes: int = MAX_PIECE_BYTES, attempts: int = ATTEMPTS,
                            sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Upload ``path`` (``length`` bytes) as the content of ``rid``'s ``version``; returns
-    once the version is committed. ``acknowledged(n)``: the server holds ``n`` bytes."""
+    once the version is committed. ``acknowledged(n)``: the server holds ``n`` bytes.
+    Pieces start at ``piece_bytes`` and grow to ``max_piece_bytes`` on a fast link."""
     base = f"/v1/records/{rid}/versions/{version}/content/uploads"
     ack = acknowledged or (lambda n: None)
     piece = piece_bytes
@@ -126,6 +135,7 @@ async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, pa
     while not complete:
         start, end = offset, min(offset + piece, length)
         last = end == length
+        sending = time.monotonic()
         try:
             response = await t.request(
                 "PATCH", url, ok=(204,), content=lambda s=start, e=end: _piece(path, s, e),
@@ -136,6 +146,8 @@ async def resumable_upload(t: GatewayTransport, rid: uuid.UUID, version: int, pa
                                         piece=(start, end))
             if offset > furthest:
                 furthest, failures = offset, 0
+            if time.monotonic() - sending < QUICK_PIECE_S:
+                piece = max(piece, min(max_piece_bytes, piece * 2))
             ack(offset)
             continue
         except EcrinError as exc:
