@@ -388,31 +388,80 @@ time are not comparable with the table above, CPU per operation and request coun
   reads nothing back. Same-run A/B at load 2-8: SQLite up 0.057x -> 0.070x, down 0.109x ->
   0.128x; PostgreSQL up 0.076x -> 0.095x, down 0.13x -> 0.19x of raw AEAD.
 
+- *Issue 21, round 4* (2026-12-01, another machine: `make bench` of the code this round
+  started from, `ac9b945`, was not run here, but the same sections run by hand at load
+  0.9 gave raw creates 350/s, SDK creates 276/s and SDK reads 247/s at 16 clients on
+  PostgreSQL, where the previous machine's `make bench` gave 430, 329 and 304/s: this one
+  does about a fifth less per second with the same code).
+  - *Audit appends without the lock's round trips* (PostgreSQL). An append read the
+    chain's end after taking the chain's advisory lock, in a transaction (a read's event
+    was BEGIN, lock, end, INSERT, COMMIT). Now a create and the read of one scope read the
+    end *without* the lock (the create in its idempotency look-up, a small read in the
+    query that reads the record), seal their events on it, and write them in one statement
+    that takes the lock before it writes any row and commits by itself
+    (`AuditLog.insert_after_lock`; the create's rows are written by the same statement,
+    after the lock too, so that it never holds a row another appender waits for). If
+    another append came between, the chain's primary key refuses the statement, nothing
+    is written, and the request appends the locked way. A create is 2 statements (5 round
+    trips before), a small read 2: the record, its version, its content and the chain's
+    end in one query, then the event (`GET /v1/records/{id}?include=content`; 7 round
+    trips before). Found on the way: concurrent retries of a create with one
+    `Idempotency-Key` answered `409` instead of the first one's answer (the look-up's
+    snapshot came before the lock it waited for); the locked way now takes the lock in a
+    statement of its own first (`tests/records_api/test_concurrency.py`, 3 of 4 replays
+    were `409` on the old code).
+  - *Smaller items*: the idempotency digest hashes the decoded fields (a canonical JSON
+    dump re-encoded the inline content to base64 and cost more than the hash); a second
+    `Cache-Control: no-store` middleware on `/v1/records` is gone (the platform's covers
+    every answer); the sharing service answers `/internal/access` in a read-only session
+    (no BEGIN/ROLLBACK); the gateway's session check and the records API's read queries
+    are statements built once.
+  - *Measured* (same minutes, 16 SDK clients on PostgreSQL, load 4.3-4.8, another
+    session's benchmark running beside): records-api CPU per read 2.66 ms before the
+    one-query read, 2.14-2.31 after; all processes 6.1 -> 5.0-5.4 ms per read. `make
+    bench` at the end (table above, load 1.2): SDK reads 299/s against 248 creates/s (the
+    read target is met), raw creates 329/s, SDK creates 248/s.
+  - *Large documents, round 4* (measured by a helper, 9 alternating runs per cell, load
+    4.5-5.5): a resumable piece (`PATCH`, every upload over 1 MiB) now writes a row while
+    the next MiB arrives, as the one-shot `PUT` did, each row copied once; the SDK's
+    pieces grow from 8 to 32 MiB while each goes up in under a second (5 `PATCH`es for 100
+    MiB instead of 13); httpcore's response reads are 256 KiB instead of 64 KiB (each
+    read of a download was cut in four and went four times through h11, httpcore and
+    anyio). CPU per 100 MiB, before -> after: upload records-api 0.46 -> 0.37 s
+    (PostgreSQL), 0.60 -> 0.48 s (SQLite); download SDK 0.35 -> 0.29 s (PostgreSQL), 0.39
+    -> 0.31 s (SQLite). Ratios to raw AEAD, PostgreSQL: up 0.061x -> 0.064x, down 0.110x
+    -> 0.139x (medians; wall-clock figures moved within the noise on SQLite).
+
 **Remains** (issue 21's targets still missed in the latest run, and why):
 
-- *Raw creates at 16 clients on PostgreSQL: 430/s against 500/s.* About 3.5 ms of CPU per
-  create across the processes (records-api 1.84, PostgreSQL 0.53, gateway 0.52, load
-  generator 0.39, sharing 0.20): two cores would allow about 570/s at perfect overlap,
-  and 16 clients queueing on them do not reach it. What remains per create in the records
-  API: BEGIN, the look-up with the chain's lock, the rows-and-chain-end statement, the
-  audit INSERT, COMMIT, plus FastAPI/pydantic and the internal token check. Next: the
-  audit event's hash computed by PostgreSQL (`sha256()`) inside the same statement, and
-  authorisation answers pushed by the sharing service rather than re-asked every 0.5 s.
-- *SDK reads at 16 clients on PostgreSQL: 304/s against 329 creates/s* (the target asks
-  reads >= creates). A read is one request, but its audit event is still a transaction
-  of its own (BEGIN, the chain's lock, its end, the INSERT, COMMIT: records-api 2.46 ms
-  per read against 1.98 per create). Next: the same single-statement append as the
-  create's.
-- *100 MiB through the SDK: up 0.06x, down 0.16-0.20x of raw AEAD* against 0.3x. The
-  upload's CPU per 100 MiB is about 0.95 s in all (client 0.27, gateway 0.06, records API
-  0.34-0.51, PostgreSQL 0.27): spread perfectly over both cores that is at most about
-  200 MB/s, 0.14x of this machine's 1 450 MB/s; the download's 0.53 s allows about 0.27x.
-  The client alone needs 0.27 s each way (stream AEAD, the SHA-256 content digest, file
-  I/O, h11's 64 KiB reads), so 0.3x is out of reach on two cores with content in
-  database rows and three Python processes on the path, whatever the server does. Each
-  content byte is also written twice by the database (WAL and heap). Next: content
-  outside the database (files or an object store, `sendfile` on download) and a client
-  HTTP stack with larger reads.
+- *SDK creates at 16 clients on PostgreSQL: 248/s against 300/s* (329/s on the previous
+  machine, same target met there). CPU per create, all processes: 5.9 ms (records-api
+  2.59, the SDK client 1.48, gateway 0.72, PostgreSQL 0.71, sharing 0.39); two cores
+  allow about 340/s at perfect overlap, and 16 clients whose every create crosses five
+  processes and a WAL flush keep them about 70 % busy. What a create still costs the
+  records API, by py-spy (649 samples at 100 Hz, 16 SDK clients): the middleware chain
+  and FastAPI about a fifth,
+  the internal token's Ed25519 check 7-8 % (a token is minted per request), asking
+  sharing on a cache miss 7-8 % (httpx; each client's answer lives 0.5 s, so about one
+  create in eight asks, and sharing spends about 2.3 ms of CPU per answer), its two SQL
+  statements 15 %. The SDK client's 1.48 ms is half httpx. Next: the authorisation ask
+  over aiohttp and in one query on the sharing side, the middlewares merged.
+- *Raw creates at 16 clients on PostgreSQL: 329/s against 500/s* (430/s on the previous
+  machine). About 4.5 ms of CPU per create across the processes (records-api 2.44,
+  gateway 0.67, PostgreSQL 0.61, load generator 0.46, sharing 0.27): two cores allow
+  about 450/s at perfect overlap: 500/s would need a tenth less CPU per create with the
+  cores fully busy, and about a third less at the 70-75 % they reach under this load. The
+  round trips are down to two statements; what remains is spread as above.
+- *100 MiB through the SDK: up 0.06x, down 0.16x (PostgreSQL) and 0.08x / 0.17x (SQLite)
+  of raw AEAD* against 0.3x. 0.3x is about 440-475 MB/s, 0.22 s per 100 MiB, 0.44
+  CPU-seconds on two cores; the upload needs about 0.95 s of CPU across the processes
+  (the SDK encrypting to its spool and hashing, about 0.27; the records API receiving,
+  hashing and writing 1 MiB rows, 0.37; PostgreSQL writing each byte twice, WAL and heap,
+  0.22; the gateway's relay, 0.09) and the download about 0.57 s: at perfect overlap on an
+  idle machine at most about 0.14x up and 0.23x down. The upload is also in two phases:
+  the create carries the digest of the whole ciphertext, so the SDK encrypts to a spool
+  before it sends a byte. Next: content outside the database (files or an object store,
+  `sendfile` on download).
 - *SQLite at 16 and 64 clients*: one writer at a time by design (the embedded default,
   for one practice on one machine); reads are audited writes, so they queue too.
   PostgreSQL is the production backend.
