@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,6 +113,45 @@ class ReceivedContent:
         return received
 
 
+
+async def _write_rows(body: AsyncIterator[bytes], seq: int,
+                      write: Callable[[int, bytes], Awaitable[None]],
+                      took: Callable[[bytes], None]) -> tuple[bytearray, int]:
+    """Reads ``body`` and writes each whole row as it fills (``write(seq, row)``, from
+    ``seq`` on), in order, one row in flight while the next MiB arrives: at most two rows
+    and a piece in memory, each row copied once out of the buffer. ``took(piece)`` sees
+    every piece first and may raise. Returns the partial row left over and its seq; the
+    row in flight has ended (written or failed) before this returns or raises."""
+    buffer = bytearray()
+    writing: asyncio.Task[None] | None = None
+    try:
+        async for piece in body:
+            if not piece:
+                continue
+            took(piece)
+            buffer += piece
+            if len(buffer) < CONTENT_ROW_BYTES:
+                continue
+            start = 0
+            while len(buffer) - start >= CONTENT_ROW_BYTES:
+                with memoryview(buffer) as view:
+                    row = view[start:start + CONTENT_ROW_BYTES].tobytes()
+                start += CONTENT_ROW_BYTES
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(write(seq, row))
+                seq += 1
+            del buffer[:start]
+        if writing is not None:
+            await writing
+            writing = None
+    except BaseException:
+        if writing is not None:  # the row being written ends (or fails) first
+            with contextlib.suppress(BaseException):
+                await writing
+        raise
+    return buffer, seq
+
 class ContentStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession],
                  engine: AsyncEngine) -> None:
@@ -132,41 +172,18 @@ class ContentStore:
             session.add(ContentUpload(id=upload_id, record_id=record_id, version=version,
                                       account_id=account_id, started_at=datetime.now(UTC)))
         received = ReceivedContent(upload_id)
-        buffer = bytearray()
-        seq = 0
-        # One row is written while the next MiB arrives: the body is read on while the
-        # database stores the previous row (at most two rows and a piece in memory).
-        writing: asyncio.Task[None] | None = None
+
+        def took(piece: bytes) -> None:
+            received.update(piece)
+            if received.length > max_length:
+                raise ContentTooLong()
+
         try:
-            async for piece in body:
-                if not piece:
-                    continue
-                received.update(piece)
-                if received.length > max_length:
-                    raise ContentTooLong()
-                buffer += piece
-                if len(buffer) < CONTENT_ROW_BYTES:
-                    continue
-                start = 0
-                while len(buffer) - start >= CONTENT_ROW_BYTES:
-                    with memoryview(buffer) as view:
-                        row = view[start:start + CONTENT_ROW_BYTES].tobytes()
-                    start += CONTENT_ROW_BYTES
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(self._write_row(upload_id, seq, row))
-                    seq += 1
-                del buffer[:start]
-            if writing is not None:
-                await writing
-                writing = None
-            if buffer:
-                await self._write_row(upload_id, seq, bytes(buffer))
-                buffer.clear()
+            rest, seq = await _write_rows(
+                body, 0, functools.partial(self._write_row, upload_id), took)
+            if rest:
+                await self._write_row(upload_id, seq, bytes(rest))
         except BaseException:
-            if writing is not None:  # the row being written ends (or fails) first
-                with contextlib.suppress(BaseException):
-                    await writing
             await self.discard_quietly(upload_id)
             raise
         return received
@@ -223,46 +240,22 @@ class ContentStore:
                 if piece:
                     raise ContentTooLong()
             return offset
-        seq = offset // CONTENT_ROW_BYTES
         total = offset
-        buffer = bytearray()
-        # As ``receive``: one row is written while the next MiB arrives (at most two rows
-        # and a piece in memory), each row copied once out of the buffer. Rows still go in
-        # order, one at a time, and the row being written ends before this returns or
-        # raises: what the session holds is settled when the request's answer goes out.
-        writing: asyncio.Task[None] | None = None
-        try:
-            async for piece in body:
-                if not piece:
-                    continue
-                total += len(piece)
-                if total > length:
-                    raise ContentTooLong()
-                buffer += piece
-                if len(buffer) < CONTENT_ROW_BYTES:
-                    continue
-                start = 0
-                while len(buffer) - start >= CONTENT_ROW_BYTES:
-                    with memoryview(buffer) as view:
-                        row = view[start:start + CONTENT_ROW_BYTES].tobytes()
-                    start += CONTENT_ROW_BYTES
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(self._append_row(upload_id, seq, row))
-                    seq += 1
-                del buffer[:start]
-            if writing is not None:
-                await writing
-                writing = None
-        except BaseException:
-            if writing is not None:  # the row being written ends (or fails) first
-                with contextlib.suppress(BaseException):
-                    await writing
-            raise
-        if buffer:
+
+        def took(piece: bytes) -> None:
+            nonlocal total
+            total += len(piece)
+            if total > length:
+                raise ContentTooLong()
+
+        # The row in flight has ended when this returns or raises: what the session holds
+        # is settled when the request's answer goes out.
+        rest, seq = await _write_rows(body, offset // CONTENT_ROW_BYTES,
+                                      functools.partial(self._append_row, upload_id), took)
+        if rest:
             if not final:
                 raise PieceMisaligned(seq * CONTENT_ROW_BYTES)
-            await self._append_row(upload_id, seq, bytes(buffer))
+            await self._append_row(upload_id, seq, bytes(rest))
         return total
 
     async def _append_row(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
