@@ -3,7 +3,9 @@
 The sharing service is the decision point. The records API forwards the internal token it
 received (audience records-api; sharing accepts it on ``/internal/access`` only) so that
 sharing can see the gateway vouched for this user, and caches each answer for
-``authz_cache_s`` (default 2 s): a revoked grant stops ciphertext reads within 5 s.
+``authz_cache_s`` (default 0.5 s). The sharing service says when a file's access changes
+(``POST /internal/access-changed``, below): its cached answers are dropped at once, and the
+time to live only bounds how long a lost message leaves a revoked grant working.
 """
 
 from __future__ import annotations
