@@ -438,7 +438,10 @@ time are not comparable with the table above, CPU per operation and request coun
   machine, same target met there). CPU per create, all processes: 5.9 ms (records-api
   2.59, the SDK client 1.48, gateway 0.72, PostgreSQL 0.71, sharing 0.39); two cores
   allow about 340/s at perfect overlap, and 16 clients whose every create crosses five
-  processes and a WAL flush keep them about 70 % busy. What a create still costs the
+  processes keep them about 70 % busy. Not the WAL flush: with the records database's
+  commits made asynchronous (an experiment, `ALTER DATABASE ... SET synchronous_commit =
+  off`, two alternating pairs at load 0.7), SDK creates at 16 clients were 272 and 273/s
+  against 273 and 266/s with it. What a create still costs the
   records API, by py-spy (649 samples at 100 Hz, 16 SDK clients): the middleware chain
   and FastAPI about a fifth,
   the internal token's Ed25519 check 7-8 % (a token is minted per request), asking
