@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -96,13 +98,18 @@ class TestUnlockedAppend:
     it: an append that came between must never leave two events with one seq, a fork, or
     a locked appender failing on a row it did not expect."""
 
-    async def test_unlocked_and_locked_appenders_at_once_form_one_unbroken_chain(
-            self, database_url_for):
+    @pytest.fixture
+    async def kms_log(self, database_url_for) -> AsyncIterator[tuple[Any, Any, AuditLog]]:
         engine = create_engine(database_url_for("kms"))
-        sessions = create_sessionmaker(engine)
-        log = AuditLog(AuditEvent, "kms")
+        try:
+            yield engine, create_sessionmaker(engine), AuditLog(AuditEvent, "kms")
+        finally:
+            await engine.dispose()
+
+    async def test_unlocked_and_locked_appenders_at_once_form_one_unbroken_chain(
+            self, kms_log):
+        engine, sessions, log = kms_log
         chain = f"file:{uuid.uuid4()}"
-        refused = 0
 
         async def locked(i: int) -> None:
             async with sessions() as session, session.begin():
@@ -110,12 +117,10 @@ class TestUnlockedAppend:
                                       events=[("x", f"l{i}"), ("y", f"l{i}")])
 
         async def unlocked(i: int) -> None:
-            nonlocal refused
             async with autocommit_session(engine) as session:
                 written = await log.append_unlocked(session, chain=chain, actor="a",
                                                     events=[("r", f"u{i}")])
             if written is None:  # what a caller does: append the locked way
-                refused += 1
                 async with sessions() as session, session.begin():
                     await log.append(session, chain=chain, actor="a", action="r",
                                      target=f"u{i}")
@@ -123,37 +128,31 @@ class TestUnlockedAppend:
         await asyncio.gather(*(locked(i) for i in range(10)), *(unlocked(i) for i in range(20)))
         async with sessions() as session:
             events = await log.chain(session, chain)
-        await engine.dispose()
         assert [e["seq"] for e in events] == list(range(1, 41))
         assert verify_chain(events)
         assert sorted(e["target"] for e in events if e["action"] == "r") == sorted(
             f"u{i}" for i in range(20))
 
     async def test_an_end_that_moved_while_waiting_for_the_lock_writes_nothing(
-            self, database_url_for):
-        engine = create_engine(database_url_for("kms"))
-        sessions = create_sessionmaker(engine)
-        log = AuditLog(AuditEvent, "kms")
+            self, kms_log):
+        engine, sessions, log = kms_log
         chain = f"file:{uuid.uuid4()}"
         async with sessions() as session, session.begin():
             await log.append(session, chain=chain, actor="a", action="x", target="first")
-        try:
-            async with sessions() as holder:
-                await holder.begin()
-                # holds the lock, its event not committed: the unlocked append reads the
-                # old end, then waits for the lock in its INSERT
-                await log.append(holder, chain=chain, actor="a", action="x", target="held")
-                async with autocommit_session(engine) as session:
-                    attempt = asyncio.create_task(log.append_unlocked(
-                        session, chain=chain, actor="b", events=[("r", "stale")]))
-                    await asyncio.sleep(0.3)
-                    assert not attempt.done(), "the INSERT did not wait for the lock"
-                    await holder.commit()
-                    assert await attempt is None
-            async with sessions() as session:
-                events = await log.chain(session, chain)
-        finally:
-            await engine.dispose()
+        async with sessions() as holder:
+            await holder.begin()
+            # holds the lock, its event not committed: the unlocked append reads the old
+            # end, then waits for the lock in its INSERT
+            await log.append(holder, chain=chain, actor="a", action="x", target="held")
+            async with autocommit_session(engine) as session:
+                attempt = asyncio.create_task(log.append_unlocked(
+                    session, chain=chain, actor="b", events=[("r", "stale")]))
+                await asyncio.sleep(0.3)
+                assert not attempt.done(), "the INSERT did not wait for the lock"
+                await holder.commit()
+                assert await attempt is None
+        async with sessions() as session:
+            events = await log.chain(session, chain)
         assert [e["target"] for e in events] == ["first", "held"]
         assert verify_chain(events)
 
