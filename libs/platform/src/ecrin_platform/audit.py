@@ -23,9 +23,10 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    CursorResult,
     DateTime,
     Insert,
     Integer,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     text,
     union_all,
@@ -51,10 +53,6 @@ _CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:c, 0))")
 #: The same lock as a column of another query (bound parameter ``chain``).
 CHAIN_LOCK_COLUMN = func.pg_advisory_xact_lock(
     func.hashtextextended(bindparam("chain", type_=String()), 0)).label("chain_locked")
-#: The same lock as a CTE, for statements that write only once they hold it
-#: (``AuditLog.insert_after_lock``, and the rows that the records API's create writes with
-#: its events): every row they write selects from it.
-CHAIN_LOCK_CTE = select(CHAIN_LOCK_COLUMN).cte("chain_lock")
 #: A chain's last (seq, hash): (0, GENESIS) for a chain with no event yet.
 ChainEnd = tuple[int, str]
 
@@ -149,6 +147,19 @@ class AuditLog:
                            .order_by(table.c.seq.desc()).limit(1))
         self._insert = insert(table)
         self._after_lock: dict[int, Insert] = {}
+        # The first sealed event follows an event that exists (or starts the chain): an end
+        # read from elsewhere, ahead of the chain or of another chain, writes nothing.
+        first_seq = bindparam("e0_seq", type_=Integer())
+        first_prev = bindparam("e0_prev_hash", type_=String())
+        follows = or_(and_(first_seq == 1, first_prev == GENESIS),
+                      select(table.c.seq).where(table.c.chain == bindparam("chain"),
+                                                table.c.seq == first_seq - 1,
+                                                table.c.hash == first_prev).exists())
+        #: The chain's lock as a CTE, taken only when the sealed events follow the chain's
+        #: end: the statements that write once they hold it (``insert_after_lock``, and the
+        #: rows the records API's create writes with its events) select every row from it,
+        #: so a refused end writes nothing at all.
+        self.after_lock_cte = select(CHAIN_LOCK_COLUMN).where(follows).cte("chain_lock")
 
     async def append(self, session: AsyncSession, *, chain: str, actor: str | uuid.UUID | None,
                      action: str, target: str | uuid.UUID, outcome: str = "ok",
@@ -243,7 +254,7 @@ class AuditLog:
         then refuses it, so the events it sealed on a stale end are never written. Every
         appender takes the lock before writing, so one that holds it (and read the end
         after taking it) never meets a row it did not expect; and a statement that writes
-        other rows with its events writes them after the lock too (``CHAIN_LOCK_CTE``), so
+        other rows with its events writes them after the lock too (``after_lock_cte``), so
         that it never holds a row another appender waits for while it waits for the
         lock."""
         statement = self._after_lock.get(count)
@@ -251,7 +262,7 @@ class AuditLog:
             table = self.model.__table__
             rows = [select(*(bindparam(f"e{i}_{column.key}", type_=column.type)
                              .label(column.key) for column in table.columns))
-                    .select_from(CHAIN_LOCK_CTE) for i in range(count)]
+                    .select_from(self.after_lock_cte) for i in range(count)]
             statement = insert(table).from_select(
                 [column.key for column in table.columns],
                 rows[0] if count == 1 else union_all(*rows))
@@ -291,13 +302,17 @@ class AuditLog:
         """Runs ``insert_after_lock(len(sealed))`` (or ``statement``, which contains it:
         the records API's create adds its rows to it as data-modifying CTEs, with their
         ``params``) on a session outside any transaction block, where it commits by itself.
-        False when a unique key refused it (the chain's: another append came after the end
-        the events were sealed on; or one of ``statement``'s own): nothing was written."""
+        False when nothing was written: a unique key refused it (the chain's: another
+        append came after the end the events were sealed on; or one of ``statement``'s
+        own), or the end they were sealed on is no event of this chain."""
         try:
-            await session.execute(
+            result = await session.execute(
                 self.insert_after_lock(len(sealed)) if statement is None else statement,
                 {**self.after_lock_params(sealed), **(params or {})})
         except IntegrityError:
+            await session.rollback()
+            return False
+        if cast(CursorResult[Any], result).rowcount != len(sealed):  # not on this chain's end
             await session.rollback()
             return False
         _count_on_commit(session, [(event["action"], event["outcome"]) for event in sealed])

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from ecrin_platform.audit import CHAIN_LOCK_CTE, GENESIS, ChainEnd
+from ecrin_platform.audit import GENESIS, ChainEnd
 from records_api.models import (
     AuditEvent,
     Base,
@@ -34,7 +34,7 @@ from records_api.models import (
     RecordVersion,
     ReplacedWrap,
 )
-from records_api.records.audit import AUDIT
+from records_api.records.audit import AUDIT, scope_chain
 
 #: Page position: (created_at, id) of the last record served.
 Position = tuple[datetime, uuid.UUID]
@@ -112,22 +112,22 @@ _VERSION_WITH_CONTENT = (
     .where(RecordVersion.record_id == bindparam("record_id"),
            RecordVersion.version == bindparam("version")))
 _VERSION_WITH_CONTENT_AND_END = _VERSION_WITH_CONTENT.add_columns(*_CHAIN_END)
-#: A live record, its current version and that version's content when small (outer joins:
-#: a pending record has no committed version yet), in one query; on PostgreSQL with the
-#: end of the record's audit chain (``records.audit.scope_chain``, made from its columns).
+#: A live record and its current version (outer join: a pending record has none yet), in
+#: one query; on PostgreSQL with the end of the record's audit chain, named from its
+#: columns as ``records.audit.scope_chain`` names it (the name is read too, and the end
+#: used only when the two agree). Not the content: it is read once the caller may read it.
 _LIVE_RECORD_WITH_LATEST = (
-    select(Record, RecordVersion, ContentChunk.data)
+    select(Record, RecordVersion)
     .outerjoin(RecordVersion, (RecordVersion.record_id == Record.id)
                & (RecordVersion.version == Record.current_version))
-    .outerjoin(ContentChunk, (ContentChunk.upload_id == RecordVersion.content_upload_id)
-               & (ContentChunk.seq == 0)
-               & (RecordVersion.content_length <= bindparam("inline_max")))
     .where(Record.id == bindparam("record_id"), Record.deleted_at.is_(None)))
 _RECORD_CHAIN = func.concat("file:", Record.file_id, ":", Record.scope)
 _LIVE_RECORD_WITH_LATEST_AND_END = _LIVE_RECORD_WITH_LATEST.add_columns(*(
     select(column).where(AuditEvent.chain == _RECORD_CHAIN)
     .order_by(AuditEvent.seq.desc()).limit(1).scalar_subquery()
-    for column in (AuditEvent.seq, AuditEvent.hash)))
+    for column in (AuditEvent.seq, AuditEvent.hash)), _RECORD_CHAIN)
+_INLINE_CONTENT = select(ContentChunk.data).where(ContentChunk.upload_id == bindparam("upload_id"),
+                                                  ContentChunk.seq == 0)
 #: PostgreSQL: the rows of ``insert`` and a query after them, as one statement.
 _BATCHES: dict[tuple[tuple[str, ...], int, bool], Select[Any] | Insert] = {}
 
@@ -137,7 +137,8 @@ def _batch(tables: Sequence[Table], then: Select[Any] | Insert, *,
     """``then`` preceded by one INSERT per table (data-modifying CTEs, parameters
     ``r<i>_<column>``): PostgreSQL runs them all, in one round trip, before the statement
     ends (foreign keys are checked then too). ``after_lock``: each row is written only once
-    the statement holds the audit chain's lock (``CHAIN_LOCK_CTE``, parameter ``chain``).
+    the statement holds the audit chain's lock (``AUDIT.after_lock_cte``: taken only when
+    the statement's sealed events follow the chain's end).
     Built once per shape."""
     key = (tuple(t.name for t in tables), id(then), after_lock)
     statement = _BATCHES.get(key)
@@ -148,7 +149,7 @@ def _batch(tables: Sequence[Table], then: Select[Any] | Insert, *,
                       for column in table.columns]
             if after_lock:
                 write = insert(table).from_select([column.key for column in table.columns],
-                                                  select(*params).select_from(CHAIN_LOCK_CTE))
+                                                  select(*params).select_from(AUDIT.after_lock_cte))
             else:
                 write = insert(table).values({p.name: p.element for p in params})
             writes.append(write.cte(f"w{i}"))
@@ -179,23 +180,29 @@ class RecordsRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def record_with_latest(self, record_id: uuid.UUID, *, inline_max: int
+    async def record_with_latest(self, record_id: uuid.UUID
                                  ) -> tuple[Record, VersionWithContent | None] | None:
-        """``record`` and ``version_with_content`` of its current version, in one query (a
-        small record read whole: ``RecordsService.readable(latest=True)``)."""
+        """``record`` and its current version (its ``content`` not read: None), in one
+        query (a small record read whole: ``RecordsService.readable(latest=True)``)."""
         postgres = self.postgres
         row = (await self.session.execute(
             _LIVE_RECORD_WITH_LATEST_AND_END if postgres else _LIVE_RECORD_WITH_LATEST,
-            {"record_id": record_id, "inline_max": inline_max})).first()
+            {"record_id": record_id})).first()
         if row is None:
             return None
-        if row[1] is None:
-            return row[0], None
+        record, version = row[0], row[1]
+        if version is None:
+            return record, None
         end: ChainEnd | None = None
-        if postgres:
-            end = (0, GENESIS) if row[3] is None else (row[3], row[4])
-        return row[0], VersionWithContent(row[1], None if row[2] is None else bytes(row[2]),
-                                          end)
+        if postgres and row[4] == scope_chain(record.file_id, record.scope):
+            end = (0, GENESIS) if row[2] is None else (row[2], row[3])
+        return record, VersionWithContent(version, None, end)
+
+    async def inline_content(self, upload_id: uuid.UUID) -> bytes | None:
+        """The first content row of an upload (the whole content of a small version)."""
+        data = (await self.session.execute(_INLINE_CONTENT, {"upload_id": upload_id})
+                ).scalar_one_or_none()
+        return None if data is None else bytes(data)
 
     async def version_with_content(self, record_id: uuid.UUID, version: int, *,
                                    inline_max: int, chain: str) -> VersionWithContent | None:

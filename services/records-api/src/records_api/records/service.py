@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -252,6 +253,15 @@ def current_target(record: Record) -> str:
     return record_target(record.id, record.current_version)
 
 
+def legacy_request_digest(body: RecordIn) -> str:
+    """The digest keys were stored with before ``request_digest``: a create retried across
+    that deploy (a rolling one lasts minutes, while the SDK retries) is still a replay.
+    Only compared when the new digest differs; remove once keys stored before it have
+    expired (``idempotency_ttl_s``, 24 h by default)."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def request_digest(body: RecordIn) -> str:
     """SHA-256 over every field of a create, each length-prefixed, in one fixed order: what
     a replay under the same Idempotency-Key must repeat. The fields are hashed as they were
@@ -304,13 +314,13 @@ class RecordsService:
                        target: Callable[[Record], str] = current_target,
                        latest: bool = False) -> Record:
         """A committed, live record the caller may read; a refusal is audited as
-        ``action`` on ``target(record)``. ``latest``: its current version and small
-        content are read in the same query, for ``latest_with_content`` (kept here, in
-        this request's service, once the caller may read them)."""
+        ``action`` on ``target(record)``. ``latest``: its current version (and, on
+        PostgreSQL, the end of its scope's audit chain) is read in the same query, for
+        ``latest_with_content`` (kept here, in this request's service, once the caller may
+        read it)."""
         latest_found: VersionWithContent | None = None
         if latest:
-            found = await self.repo.record_with_latest(record_id,
-                                                       inline_max=INLINE_CONTENT_MAX)
+            found = await self.repo.record_with_latest(record_id)
             record, latest_found = found if found is not None else (None, None)
         else:
             record = await self.repo.record(record_id)
@@ -335,8 +345,15 @@ class RecordsService:
         PostgreSQL, the end of the scope's audit chain, read in the same query for the
         read's event (``ReadAuditor``)."""
         found = self._latest
-        if found is None or found.version.record_id != record.id \
-                or found.version.version != record.current_version:
+        if found is not None and found.version.record_id == record.id \
+                and found.version.version == record.current_version:
+            # Read with the record, but without its content: the content is read only now
+            # that the caller may read it (a refused caller would otherwise time its size).
+            row = found.version
+            small = row.content_length <= INLINE_CONTENT_MAX
+            found = found._replace(content=await self.repo.inline_content(
+                row.content_upload_id) if small and row.content_upload_id else None)
+        else:
             found = await self.repo.version_with_content(
                 record.id, record.current_version, inline_max=INLINE_CONTENT_MAX,
                 chain=scope_chain(record.file_id, record.scope))
@@ -459,7 +476,7 @@ class RecordsService:
         seen = await repo.before_create(caller.account_id, key, body.record_id, chain,
                                         locked=locked)
         if seen.seen_digest is not None:
-            if seen.seen_digest != digest:
+            if seen.seen_digest != digest and seen.seen_digest != legacy_request_digest(body):
                 raise IdempotencyKeyReused("This Idempotency-Key was used with another body.")
             assert seen.seen_response is not None
             return seen.seen_response, True
