@@ -43,8 +43,10 @@ USER_AGENT = "ecrin-client/0.1"
 #: raised here, for every httpx client of the process; a larger read changes no behaviour,
 #: only how many bytes one read may return (never more than the socket holds).
 RESPONSE_READ_BYTES = 256 << 10
-httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
-    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES, RESPONSE_READ_BYTES)
+if isinstance(getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", None), int):
+    # (an httpcore without it reads as it does: slower, never wrong)
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
+        httpcore.AsyncHTTP11Connection.READ_NUM_BYTES, RESPONSE_READ_BYTES)
 
 
 def parse(model: type[M], response: httpx.Response) -> M:
