@@ -403,9 +403,10 @@ time are not comparable with the table above, CPU per operation and request coun
     after the lock too, so that it never holds a row another appender waits for). If
     another append came between, the chain's primary key refuses the statement, nothing
     is written, and the request appends the locked way. A create is 2 statements (5 round
-    trips before), a small read 2: the record, its version, its content and the chain's
-    end in one query, then the event (`GET /v1/records/{id}?include=content`; 7 round
-    trips before). Found on the way: concurrent retries of a create with one
+    trips before), a small read 3: the record, its version and the chain's end in one
+    query, the content once the caller may read it, then the event (`GET
+    /v1/records/{id}?include=content`; 7 round trips before). Found on the way:
+    concurrent retries of a create with one
     `Idempotency-Key` answered `409` instead of the first one's answer (the look-up's
     snapshot came before the lock it waited for); the locked way now takes the lock in a
     statement of its own first (`tests/records_api/test_concurrency.py`, 3 of 4 replays
@@ -416,11 +417,22 @@ time are not comparable with the table above, CPU per operation and request coun
     every answer); the sharing service answers `/internal/access` in a read-only session
     (no BEGIN/ROLLBACK); the gateway's session check and the records API's read queries
     are statements built once.
+  - *An attacker's review* of this round (`tests/records_api/test_review_audit_append.py`)
+    found no fork, gap, 5xx or deadlock under every write path at once, and three lesser
+    points, fixed: the lock is now taken only when the first sealed event follows an event
+    of the chain (an end ahead of the chain, or another chain's, used to write a gapped
+    chain: the read names its chain in SQL, the event in Python); the one-query read
+    fetched the content before the access check, so a refused caller could time its size
+    (5.56 against 4.93 ms median for 250 KiB against a few bytes, in process): the
+    content is read after the check now, one more statement per read; and a create
+    retried across the new idempotency digest's deploy is still a replay (the old digest
+    is compared too, until keys stored before it expire).
   - *Measured* (same minutes, 16 SDK clients on PostgreSQL, load 4.3-4.8, another
     session's benchmark running beside): records-api CPU per read 2.66 ms before the
-    one-query read, 2.14-2.31 after; all processes 6.1 -> 5.0-5.4 ms per read. `make
-    bench` at the end (table above, load 1.2): SDK reads 299/s against 248 creates/s (the
-    read target is met), raw creates 329/s, SDK creates 248/s.
+    one-query read, 2.14-2.31 after (before the content moved after the access check).
+    `make bench` before the review's fixes (`f911a08`, load 1.2): SDK reads 299/s against
+    248 creates/s; after them (the table above): 280/s against 251/s. The read target is
+    met in both.
   - *Large documents, round 4* (measured by a helper, 9 alternating runs per cell, load
     4.5-5.5): a resumable piece (`PATCH`, every upload over 1 MiB) now writes a row while
     the next MiB arrives, as the one-shot `PUT` did, each row copied once; the SDK's
@@ -434,9 +446,9 @@ time are not comparable with the table above, CPU per operation and request coun
 
 **Remains** (issue 21's targets still missed in the latest run, and why):
 
-- *SDK creates at 16 clients on PostgreSQL: 248/s against 300/s* (329/s on the previous
-  machine, same target met there). CPU per create, all processes: 5.9 ms (records-api
-  2.59, the SDK client 1.48, gateway 0.72, PostgreSQL 0.71, sharing 0.39); two cores
+- *SDK creates at 16 clients on PostgreSQL: 251/s against 300/s* (329/s on the previous
+  machine, same target met there). CPU per create, all processes: 5.8 ms (records-api
+  2.56, the SDK client 1.51, gateway 0.70, PostgreSQL 0.69, sharing 0.36); two cores
   allow about 340/s at perfect overlap, and 16 clients whose every create crosses five
   processes keep them about 70 % busy. Not the WAL flush: with the records database's
   commits made asynchronous (an experiment, `ALTER DATABASE ... SET synchronous_commit =
@@ -449,14 +461,15 @@ time are not comparable with the table above, CPU per operation and request coun
   create in eight asks, and sharing spends about 2.3 ms of CPU per answer), its two SQL
   statements 15 %. The SDK client's 1.48 ms is half httpx. Next: the authorisation ask
   over aiohttp and in one query on the sharing side, the middlewares merged.
-- *Raw creates at 16 clients on PostgreSQL: 329/s against 500/s* (430/s on the previous
-  machine). About 4.5 ms of CPU per create across the processes (records-api 2.44,
-  gateway 0.67, PostgreSQL 0.61, load generator 0.46, sharing 0.27): two cores allow
-  about 450/s at perfect overlap: 500/s would need a tenth less CPU per create with the
+- *Raw creates at 16 clients on PostgreSQL: 349/s against 500/s* (430/s on the previous
+  machine). About 4.3 ms of CPU per create across the processes (records-api 2.38,
+  gateway 0.62, PostgreSQL 0.59, load generator 0.41, sharing 0.26): two cores allow
+  about 460/s at perfect overlap: 500/s would need a tenth less CPU per create with the
   cores fully busy, and about a third less at the 70-75 % they reach under this load. The
   round trips are down to two statements; what remains is spread as above.
-- *100 MiB through the SDK: up 0.06x, down 0.16x (PostgreSQL) and 0.08x / 0.17x (SQLite)
-  of raw AEAD* against 0.3x. 0.3x is about 440-475 MB/s, 0.22 s per 100 MiB, 0.44
+- *100 MiB through the SDK: up 0.06x, down 0.13-0.16x (PostgreSQL) and 0.07-0.08x /
+  0.15-0.17x (SQLite) of raw AEAD* against 0.3x (the last two runs). 0.3x is about
+  440-475 MB/s, 0.22 s per 100 MiB, 0.44
   CPU-seconds on two cores; the upload needs about 0.95 s of CPU across the processes
   (the SDK encrypting to its spool and hashing, about 0.27; the records API receiving,
   hashing and writing 1 MiB rows, 0.37; PostgreSQL writing each byte twice, WAL and heap,
