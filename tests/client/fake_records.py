@@ -220,13 +220,21 @@ class FakeRecords(FakeEcrin):
 
     # -- resumable uploads (records.resumable): whole pieces, offsets checked -------------
 
-    def open_upload(self, account, rest):
+    def _uncommitted(self, account, rest) -> tuple[FakeRecord, FakeVersion] | httpx.Response:
+        """The record and version a content route names, or the problem it answers."""
         record = self.records.get(rest[0])
         if record is None or not self.owned(record.file_id, account):
             return problem(404, "not-found")
         version = record.versions.get(int(rest[2]))
         if version is None or version.content is not None:
             return problem(409, "version-committed")
+        return record, version
+
+    def open_upload(self, account, rest):
+        found = self._uncommitted(account, rest)
+        if isinstance(found, httpx.Response):
+            return found
+        record, version = found
         upload_id = str(uuid.uuid4())
         self.uploads[upload_id] = (record.id, int(rest[2]), bytearray())
         return httpx.Response(201, json={"upload_id": upload_id, "offset": 0,
@@ -270,12 +278,10 @@ class FakeRecords(FakeEcrin):
                                             "upload-complete": "?1" if complete else "?0"})
 
     def records_put(self, request, account, rest):
-        record = self.records.get(rest[0])
-        if record is None or not self.owned(record.file_id, account):
-            return problem(404, "not-found")
-        version = record.versions.get(int(rest[2]))
-        if version is None or version.content is not None:
-            return problem(409, "version-committed")
+        found = self._uncommitted(account, rest)
+        if isinstance(found, httpx.Response):
+            return found
+        record, version = found
         if len(request.content) != version.content_length:
             return problem(422, "content-length-mismatch")
         version.content = request.content
