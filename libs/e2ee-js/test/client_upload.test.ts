@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import {
-  GatewayTransport, PIECE_BYTES, resumableUpload, ROW_BYTES, Unavailable, UploadProtocolError,
+  GatewayTransport, MAX_PIECE_BYTES, PIECE_BYTES, resumableUpload, ROW_BYTES, Unavailable, UploadProtocolError,
 } from "../src/client/index.ts";
 
 const SERVER = "https://ecrin.test";
@@ -23,6 +23,8 @@ class FakeRecords {
   complete = false;
   patches = 0;
   received = 0;
+  /** Bytes of each PATCH body, as sent. */
+  pieces: number[] = [];
   heads = 0;
   cuts = new Map<number, number>();
   /** PATCHes whose answer is lost after the server stored the piece. */
@@ -59,6 +61,7 @@ class FakeRecords {
         { status: 409, headers: state() });
     }
     let body = new Uint8Array(await (init?.body as Blob).arrayBuffer());
+    this.pieces.push(body.length);
     const cut = this.cuts.get(this.patches);
     if (cut !== undefined) body = body.subarray(0, cut);
     this.received += body.length;
@@ -89,17 +92,51 @@ function content(size: number): Blob {
 }
 
 const noPause = { backoffMs: () => 0 };
+/** Every piece counts as quick, however loaded the machine running the tests. */
+const fast = { quickPieceMs: 60_000 };
 
 describe("resumable upload", () => {
   it("sends whole-MiB pieces and reports only acknowledged bytes", async () => {
     const blob = content(3 * PIECE_BYTES + 12_345);
     const server = new FakeRecords(blob.size);
     const seen: number[] = [];
-    await resumableUpload(server.transport(), RECORD, 1, blob, { onProgress: (n) => seen.push(n), ...noPause });
+    await resumableUpload(server.transport(), RECORD, 1, blob, { onProgress: (n) => seen.push(n), ...fast, ...noPause });
     assert.ok(server.complete);
     assert.deepEqual(server.stored, new Uint8Array(await blob.arrayBuffer()));
-    assert.equal(server.patches, 4);
+    // a fast link: each piece twice the last
+    assert.deepEqual(server.pieces, [PIECE_BYTES, 2 * PIECE_BYTES, 12_345]);
+    assert.deepEqual(seen, [0, PIECE_BYTES, 3 * PIECE_BYTES, blob.size, blob.size]);
+  });
+
+  it("pieces double up to the cap on a fast link", async () => {
+    const blob = content(12 * ROW_BYTES);
+    const server = new FakeRecords(blob.size);
+    await resumableUpload(server.transport(), RECORD, 1, blob,
+      { pieceBytes: ROW_BYTES, maxPieceBytes: 4 * ROW_BYTES, ...fast, ...noPause });
+    assert.deepEqual(server.pieces.map((n) => n / ROW_BYTES), [1, 2, 4, 4, 1]);
+    assert.ok(MAX_PIECE_BYTES > PIECE_BYTES && MAX_PIECE_BYTES % ROW_BYTES === 0);
+  });
+
+  it("pieces keep their first size on a slow link", async () => {
+    const blob = content(3 * PIECE_BYTES + 12_345);
+    const server = new FakeRecords(blob.size);
+    const seen: number[] = [];
+    await resumableUpload(server.transport(), RECORD, 1, blob,
+      { onProgress: (n) => seen.push(n), quickPieceMs: 0, ...noPause });
+    assert.deepEqual(server.pieces, [PIECE_BYTES, PIECE_BYTES, PIECE_BYTES, 12_345]);
     assert.deepEqual(seen, [0, PIECE_BYTES, 2 * PIECE_BYTES, 3 * PIECE_BYTES, blob.size, blob.size]);
+  });
+
+  it("a failed piece halves the next one", async () => {
+    const blob = content(16 * ROW_BYTES);
+    const server = new FakeRecords(blob.size);
+    server.cuts.set(2, 10); // the second piece (4 MiB) is cut before a row: nothing stored
+    await resumableUpload(server.transport(), RECORD, 1, blob,
+      { pieceBytes: 2 * ROW_BYTES, maxPieceBytes: 8 * ROW_BYTES, ...fast, ...noPause });
+    assert.ok(server.complete);
+    assert.deepEqual(server.stored, new Uint8Array(await blob.arrayBuffer()));
+    // 2 MiB, then 4 MiB cut off, then from 2 MiB again
+    assert.deepEqual(server.pieces.map((n) => n / ROW_BYTES), [2, 4, 2, 4, 8]);
   });
 
   it("a cut piece resumes from the server's offset, re-sending less than a piece", async () => {

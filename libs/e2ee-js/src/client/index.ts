@@ -22,4 +22,4 @@ export { inlineSlowCrypto, offThreadSlowCrypto, type SlowCrypto } from "./slow.t
 export { MemoryStore, Profile, type ClientStore, type ProfileSettings, type StoredTokens } from "./state.ts";
 export { GatewayTransport, type Fetch } from "./transport.ts";
 export { Trust, TrustStore, Untrusted, type Why } from "./trust.ts";
-export { PIECE_BYTES, resumableUpload, ROW_BYTES, type UploadOptions, type UploadProgress, UploadProtocolError } from "./upload.ts";
+export { MAX_PIECE_BYTES, PIECE_BYTES, QUICK_PIECE_MS, resumableUpload, ROW_BYTES, type UploadOptions, type UploadProgress, UploadProtocolError } from "./upload.ts";

@@ -4,7 +4,8 @@
  *
  * The ciphertext is already spooled (a Blob: `content.ts`), so any part of it can be sent
  * again. A session is opened (`POST …/content/uploads`), then the spool goes up in pieces
- * (`PATCH` with `Upload-Offset`, 8 MiB each, a whole number of the server's 1 MiB rows);
+ * (`PATCH` with `Upload-Offset`, a whole number of the server's 1 MiB rows: 8 MiB at first,
+ * doubling up to 32 MiB while each piece goes up in under a second, halved after a failure);
  * after a network error or a 5xx, the SDK asks where the server stands (`HEAD`) and goes on
  * from there, with a bounded number of attempts that store nothing new and a growing pause.
  * Progress counts only what the server acknowledged (the `Upload-Offset` of its answers),
@@ -19,13 +20,22 @@ export type UploadProgress = (acknowledged: number, total: number) => void;
 
 /** The server's rows: every piece but the last is a whole number of them. */
 export const ROW_BYTES = 1 << 20;
-/** Bytes per PATCH: what a cut costs at most, and how often progress moves. */
+/** Bytes of the first PATCH: what a cut costs at most, and how often progress moves. */
 export const PIECE_BYTES = 8 * ROW_BYTES;
+/** Pieces double up to this size while each one goes up in under `QUICK_PIECE_MS`: on a fast
+ * link fewer requests (a 100 MiB document in 5 instead of 13), on a slow one still small. */
+export const MAX_PIECE_BYTES = 32 * ROW_BYTES;
+export const QUICK_PIECE_MS = 1000;
 
 export interface UploadOptions {
   onProgress?: UploadProgress;
-  /** Bytes per piece, a multiple of `ROW_BYTES` (default `PIECE_BYTES`). */
+  /** Bytes of the first piece, a multiple of `ROW_BYTES` (default `PIECE_BYTES`). */
   pieceBytes?: number;
+  /** The largest piece, a multiple of `ROW_BYTES` (default `MAX_PIECE_BYTES`; never below
+   * the first piece). */
+  maxPieceBytes?: number;
+  /** A piece that went up faster than this (ms) makes the next one twice as big. */
+  quickPieceMs?: number;
   /** Failed attempts in a row, without the server storing anything new, before giving up. */
   attempts?: number;
   /** Pause before the n-th retry (ms); tests make it 0. */
@@ -79,6 +89,9 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
   const backoff = options.backoffMs ?? defaultBackoff;
   let piece = options.pieceBytes ?? PIECE_BYTES;
   if (piece < ROW_BYTES || piece % ROW_BYTES !== 0) throw new RangeError("pieceBytes must be a multiple of 1 MiB");
+  const maxPiece = Math.max(piece, options.maxPieceBytes ?? MAX_PIECE_BYTES);
+  if (maxPiece % ROW_BYTES !== 0) throw new RangeError("maxPieceBytes must be a multiple of 1 MiB");
+  const quickMs = options.quickPieceMs ?? QUICK_PIECE_MS;
   const base = `/v1/records/${recordId}/versions/${version}/content/uploads`;
 
   let failures = 0;
@@ -128,6 +141,7 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
     const start = state.offset;
     const end = Math.min(start + piece, total);
     const last = end === total;
+    const sending = performance.now();
     try {
       const response = await t.request("PATCH", session, {
         ok: [204], body: () => blob.slice(start, end),
@@ -141,6 +155,7 @@ export async function resumableUpload(t: GatewayTransport, recordId: string, ver
         furthest = state.offset;
         failures = 0;
       }
+      if (performance.now() - sending < quickMs) piece = Math.max(piece, Math.min(maxPiece, piece * 2));
       progress(state.offset, total);
       continue;
     } catch (error) {
