@@ -106,3 +106,36 @@ class TestInternalToken:
         for token in ("", "a.b.c", "not a token", "...."):
             with pytest.raises(InvalidInternalToken):
                 InternalTokenVerifier(keys[1], "kms").verify(token)
+
+    def test_our_signature_under_another_or_no_key_id_is_rejected(self, keys):
+        # With one key the token is verified before its key id is read: the id is still
+        # checked (a token must name the key it was signed with).
+        key = serialization.load_pem_private_key(keys[0], password=None)
+        now = int(time.time())
+        claims = {"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
+                  "exp": now + 30, "jti": "x"}
+        for headers in ({"kid": "0" * 16}, {}):
+            token = jwt.encode(claims, key, algorithm="EdDSA", headers=headers)
+            with pytest.raises(InvalidInternalToken):
+                InternalTokenVerifier(keys[1], "kms").verify(token)
+
+
+class TestKeyBundle:
+    """During a rotation a service verifies with the new key and the previous one."""
+
+    def test_either_key_verifies_its_own_tokens_only(self, keys):
+        old_private, old_public = generate_keypair_pem()
+        verifier = InternalTokenVerifier(keys[1] + old_public, "kms")
+        for private in (keys[0], old_private):  # both keys' honest tokens pass
+            assert verifier.verify(InternalTokenIssuer(private).issue("kms")).audience == "kms"
+        # signed with the old key, naming the new one
+        key = serialization.load_pem_private_key(old_private, password=None)
+        now = int(time.time())
+        token = jwt.encode({"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
+                            "exp": now + 30, "jti": "x"}, key, algorithm="EdDSA",
+                           headers={"kid": key_id(keys[1])})
+        with pytest.raises(InvalidInternalToken):
+            verifier.verify(token)
+        stranger, _ = generate_keypair_pem()
+        with pytest.raises(InvalidInternalToken):
+            verifier.verify(InternalTokenIssuer(stranger).issue("kms"))
