@@ -164,6 +164,64 @@ class TestTypeScriptRotatesPythonFollows:
         assert refused["error"] in ("PermissionDenied", "NotFound")
 
 
+class TestTypeScriptRotatesWhenItsWriteIsRefused:
+    """The TypeScript SDK writes in one request (no ``GET /v1/rotations`` first): a colleague's
+    write while a rotation is pending is refused by the records API (``rotation-pending``),
+    and the SDK then rotates and writes under the new key (issue 21)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def written(cls, stack, tmp_path_factory):
+        home = tmp_path_factory.mktemp("ts-rotates-on-refusal")
+        server = stack.url("gateway")
+        owner = PyDevice.signup(server, home / "owner")
+        colleague = TsDevice.signup(server, home / "colleague")
+        leaving = TsDevice.signup(server, home / "leaving")
+        pin_each_other(owner, colleague)
+        pin_each_other(owner, leaving)
+
+        async def share(records):
+            patient = await owner.patients(records).create(
+                PatientIdentity(name="Rotation Refus", birth_date=dt.date(1972, 1, 1)))
+            note = await records.create(patient.file_id, "clinical",
+                                        meta("Bilan", "bilan", len(NOTE)), NOTE.encode())
+            sharing = owner.sharing(records)
+            await sharing.grant(patient.file_id, colleague.account_id, "care_team")
+            grant = await sharing.grant(patient.file_id, leaving.account_id, "care_team")
+            # Revoked, not rotated: the rotation waits for a device of the care team.
+            await sharing.revoke(grant.grant_id, rotate=False)
+            return patient.file_id, note.record_id
+
+        file_id, note_id = owner.run(share)
+        written = colleague.run("create-record", file_id=file_id, scope="clinical",
+                                title="Séance", kind="session-note", text='{"notes":"refus"}')
+        return owner, colleague, leaving, file_id, note_id, written
+
+    def test_the_write_went_under_the_new_key(self, written):
+        *_, record = written
+        assert record["key_version"] == 2
+
+    def test_no_rotation_is_left_pending(self, written):
+        _, colleague, _, file_id, *_ = written
+        assert colleague.run("sync", file_id=file_id) == []
+
+    def test_python_reads_the_record_and_the_rekeyed_note(self, written):
+        owner, colleague, _, _, note_id, record = written
+
+        async def read(records):
+            return await records.read(record["record_id"]), await records.read(note_id)
+
+        (info, content), (note, _) = owner.run(read)
+        assert (info.key_version, info.author_id, content) == \
+            (2, colleague.account_id, b'{"notes":"refus"}')
+        assert note.key_version == 2
+
+    def test_the_revoked_member_reads_nothing(self, written):
+        _, _, leaving, _, _, record = written
+        refused = leaving.refused("read-record", record_id=record["record_id"])
+        assert refused["error"] in ("PermissionDenied", "NotFound")
+
+
 class TestPythonInvitesTypeScriptAccepts:
     @pytest.fixture(scope="class")
     @classmethod

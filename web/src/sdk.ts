@@ -358,19 +358,23 @@ export class UploadFailed extends Error {
 /**
  * Encrypts a file in the worker (into a Blob spool), then uploads the ciphertext in
  * resumable pieces: a dropped connection resumes from what the server acknowledged instead
- * of starting over, and the sending progress counts only acknowledged bytes.
+ * of starting over, and the sending progress counts only acknowledged bytes. The file is
+ * read anew each time the SDK encrypts it: once, unless the server refused the write for its
+ * key (the file's keys changed), when the SDK rotates or fetches the new key and encrypts again.
  */
 export async function uploadDocument(fileId: string, kind: DocumentKind, file: File,
   progress: UploadProgress): Promise<RecordSummary> {
-  let done = 0;
-  progress(0, file.size, "encrypting");
-  const counted = file.stream().pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      done += chunk.length;
-      progress(done, file.size, "encrypting");
-      controller.enqueue(chunk);
-    },
-  }));
+  const counted = (): ReadableStream<Uint8Array> => {
+    let done = 0;
+    progress(0, file.size, "encrypting");
+    return file.stream().pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        done += chunk.length;
+        progress(done, file.size, "encrypting");
+        controller.enqueue(chunk);
+      },
+    }));
+  };
   try {
     const info = await unlocked().records.create(fileId, scopeOf(kind), {
       title: file.name, kind, content_type: file.type, size: file.size,

@@ -13,6 +13,11 @@
  * `PUT .../content`). Memory stays at a few chunks whatever the size. Small content travels
  * inside the create (one request).
  *
+ * *Writing under the current key.* A write uses the scope's latest key this session knows and
+ * is one request in steady state: no `GET /v1/rotations` first. The records API refuses new
+ * content under a stale key version or while a rotation this member must do is pending; the
+ * SDK then rotates or fetches the latest key and encrypts again (`underCurrentKey`).
+ *
  * *Reading.* A version opens only if its header names the record, version, file and scope
  * asked for, verifies against the author's (and re-wrapper's) identity and unwraps with a
  * keyring entry signed by a granter entitled to hand this device that file's keys — every
@@ -29,7 +34,7 @@ import type { Directory } from "./trust.ts";
 import { Trust } from "./trust.ts";
 import { decryptChunks, encryptInto, memorySpool, type Opening, type Spool } from "./content.ts";
 import { b64d, b64e, canonicalUuid, fromUtf8, randomToken } from "./encoding.ts";
-import { EcrinError, integrityFailure, IntegrityError, InvalidInput, NotFound } from "./errors.ts";
+import { Conflict, EcrinError, integrityFailure, IntegrityError, InvalidInput, NotFound } from "./errors.ts";
 import { checkMetadata, type RecordMetadata } from "./metadata.ts";
 import type { KdfProfile } from "./kdf-policy.ts";
 import type { SlowCrypto } from "./slow.ts";
@@ -42,6 +47,10 @@ export const SCOPES: readonly Scope[] = ["clinical", "shared", "administrative"]
 export const MAX_IN_MEMORY = 4 << 20;
 /** Content ciphertext up to this size travels inside the create request. */
 export const INLINE_CONTENT_MAX = 256 << 10;
+/** A write refused for its key is encrypted again under the current key at most this often. */
+export const WRITE_ATTEMPTS = 3;
+/** The records API's problems for a write under a key that must not be used any more. */
+const STALE_KEY_PROBLEMS: ReadonlySet<string> = new Set(["rotation-pending", "key-version-not-current"]);
 const PAGE = 200;
 
 /** What `Records` needs of the client. */
@@ -75,8 +84,9 @@ export interface Unreadable {
   reason: string;
 }
 
-/** Where a new version's content comes from. */
-export type Content = Uint8Array | Blob | ReadableStream<Uint8Array>;
+/** Where a new version's content comes from. A stream is read once; a function returning a
+ * new stream each time lets a write refused for its key be encrypted again (`underCurrentKey`). */
+export type Content = Uint8Array | Blob | ReadableStream<Uint8Array> | (() => ReadableStream<Uint8Array>);
 
 export interface Opened {
   info: RecordInfo;
@@ -395,11 +405,38 @@ export class Records {
 
   // -- writes ------------------------------------------------------------------------------
 
-  /** New content never uses a key a revoked or expired member still holds: finish the file's
-   * pending rotations first (one request when nothing is pending). */
-  private async rotateFirst(fileId: string): Promise<void> {
-    const { rotateBeforeWrite } = await import("./rotation.ts"); // rotation builds on Records
-    await rotateBeforeWrite(this, fileId);
+  /**
+   * Run `write` with the scope's latest key this device knows: in steady state the write is one
+   * request (mirrors `_under_current_key` of `ecrin_client.records`). New content never uses a
+   * key a revoked or expired member still holds, and the records API enforces it: it refuses a
+   * header under another key version than the scope's current one (`key-version-not-current`:
+   * another device rotated; fetch the new key) and, from a member who rotates, any write while
+   * a rotation of the scope is pending (`rotation-pending`: finish the file's pending rotations
+   * here, then write under the new key). Nothing was stored by a refused attempt; each retry
+   * encrypts again, into a new spool. A `ReadableStream` can be read only once: its refusal is
+   * thrown once the rotation is done (or the stale key forgotten), so that calling again with
+   * the content goes through.
+   */
+  private async underCurrentKey<T>(fileId: string, scope: Scope, content: Content,
+    write: (scopeKey: ScopeKey) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const scopeKey = await this.scopeKey(fileId, scope);
+      try {
+        return await write(scopeKey);
+      } catch (error) {
+        if (!(error instanceof Conflict) || !STALE_KEY_PROBLEMS.has(error.slug ?? "") || attempt === WRITE_ATTEMPTS) throw error;
+        if (error.slug === "rotation-pending") {
+          // Rotate from the kms's latest versions, not this session's: adoptKeys then
+          // remembers the new ones, so the next attempt needs no key fetch.
+          for (const each of SCOPES) this.latest.delete(`${fileId}:${each}`);
+          const { rotateBeforeWrite } = await import("./rotation.ts"); // rotation builds on Records
+          await rotateBeforeWrite(this, fileId);
+        } else {
+          this.latest.delete(`${fileId}:${scope}`); // ask the kms for the latest
+        }
+        if (!(content instanceof Uint8Array || content instanceof Blob || typeof content === "function")) throw error;
+      }
+    }
   }
 
   /** A new record (version 1): encrypt, create (idempotent), upload, commit. `recordId`:
@@ -407,24 +444,25 @@ export class Records {
   async create(fileId: string, scope: Scope, metadata: RecordMetadata, content: Content,
     options: { recordId?: string; onProgress?: UploadProgress } = {}): Promise<RecordInfo> {
     const fid = canonicalUuid(fileId, "patient file id");
+    const checkedScope = scopeOf(scope);
     checkMetadata(metadata);
-    await this.rotateFirst(fid);
-    const scopeKey = await this.scopeKey(fid, scopeOf(scope));
     const rid = options.recordId === undefined ? crypto.randomUUID() : canonicalUuid(options.recordId, "record id");
-    const sealed = await this.sealed(fid, rid, 1, scopeKey, metadata, content);
-    try {
-      const payload = { record_id: rid, file_id: fid, scope: scopeKey.scope, ...sealed.versionBody() };
-      const key = randomToken(); // the same for every retry of this create
-      const created = await this.client.retrying(() => this.t.json<Json>("POST", "/v1/records", {
-        json: payload, ok: [201], headers: { "idempotency-key": key },
-      }));
-      if (sealed.inline === undefined) await this.upload(rid, 1, sealed.blob, options.onProgress);
-      else options.onProgress?.(sealed.length, sealed.length);
-      await this.client.profile.rememberVersions({ [rid]: 1 });
-      return written(sealed.header, metadata, created, 1);
-    } finally {
-      await sealed.discard();
-    }
+    return this.underCurrentKey(fid, checkedScope, content, async (scopeKey) => {
+      const sealed = await this.sealed(fid, rid, 1, scopeKey, metadata, content);
+      try {
+        const payload = { record_id: rid, file_id: fid, scope: scopeKey.scope, ...sealed.versionBody() };
+        const key = randomToken(); // the same for every resend of this encryption
+        const created = await this.client.retrying(() => this.t.json<Json>("POST", "/v1/records", {
+          json: payload, ok: [201], headers: { "idempotency-key": key },
+        }));
+        if (sealed.inline === undefined) await this.upload(rid, 1, sealed.blob, options.onProgress);
+        else options.onProgress?.(sealed.length, sealed.length);
+        await this.client.profile.rememberVersions({ [rid]: 1 });
+        return written(sealed.header, metadata, created, 1);
+      } finally {
+        await sealed.discard();
+      }
+    });
   }
 
   /** A new version of a record (If-Match on the version this device last verified). */
@@ -432,21 +470,21 @@ export class Records {
     options: { onProgress?: UploadProgress } = {}): Promise<RecordInfo> {
     const current = await this.get(recordId);
     checkMetadata(metadata);
-    await this.rotateFirst(current.fileId);
-    const scopeKey = await this.scopeKey(current.fileId, current.scope);
     const version = current.currentVersion + 1;
-    const sealed = await this.sealed(current.fileId, current.recordId, version, scopeKey, metadata, content);
-    try {
-      const created = await this.t.json<Json>("POST", `/v1/records/${current.recordId}/versions`, {
-        ok: [201], headers: { "if-match": `"v${current.currentVersion}"` }, json: sealed.versionBody(),
-      });
-      if (sealed.inline === undefined) await this.upload(current.recordId, version, sealed.blob, options.onProgress);
-      else options.onProgress?.(sealed.length, sealed.length);
-      await this.client.profile.rememberVersions({ [current.recordId]: version });
-      return written(sealed.header, metadata, created, version);
-    } finally {
-      await sealed.discard();
-    }
+    return this.underCurrentKey(current.fileId, current.scope, content, async (scopeKey) => {
+      const sealed = await this.sealed(current.fileId, current.recordId, version, scopeKey, metadata, content);
+      try {
+        const created = await this.t.json<Json>("POST", `/v1/records/${current.recordId}/versions`, {
+          ok: [201], headers: { "if-match": `"v${current.currentVersion}"` }, json: sealed.versionBody(),
+        });
+        if (sealed.inline === undefined) await this.upload(current.recordId, version, sealed.blob, options.onProgress);
+        else options.onProgress?.(sealed.length, sealed.length);
+        await this.client.profile.rememberVersions({ [current.recordId]: version });
+        return written(sealed.header, metadata, created, version);
+      } finally {
+        await sealed.discard();
+      }
+    });
   }
 
   /** Tombstone the record; If-Match on the latest version, verified first. */
@@ -464,7 +502,7 @@ export class Records {
     try {
       const { header, metadataCiphertext, length } = await encryptInto(spool, {
         fileId, recordId, recordVersion: version, scopeKey, author: this.identity, metadata,
-      }, content, await this.client.slow.worker?.());
+      }, typeof content === "function" ? content() : content, await this.client.slow.worker?.());
       const blob = await spool.finish();
       const inline = length <= INLINE_CONTENT_MAX ? new Uint8Array(await blob.arrayBuffer()) : undefined;
       return new Sealed(header, metadataCiphertext, length, blob, inline, () => spool.discard());

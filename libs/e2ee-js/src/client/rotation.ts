@@ -245,7 +245,8 @@ export class Rotations {
 }
 
 /** Hook for writers: finish a file's pending rotations so new content never uses a key a
- * revoked or expired member still holds (one request when nothing is pending). */
+ * revoked or expired member still holds. `Records` calls it when the records API refused a
+ * write with `rotation-pending`, not before every write (one request when nothing is pending). */
 export async function rotateBeforeWrite(records: Records, fileId: string): Promise<Rotated[]> {
   return new Rotations(records).sync(fileId);
 }
