@@ -19,8 +19,9 @@ import pytest
 from fastapi import FastAPI
 
 from ecrin_e2ee import EncryptedRecord, IdentityKeys, Scope, ScopeKey, encrypt_record
+from ecrin_platform.access import FileAccess
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
-from records_api.access import FileAccess, get_access_decider
+from records_api.access import get_access_decider
 from tests.support.apps import Caller, build_app, running
 
 

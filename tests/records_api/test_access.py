@@ -8,8 +8,8 @@ import uuid
 import httpx
 import pytest
 
+from ecrin_platform.access import AccessClient, SharingUnavailable
 from ecrin_platform.tokens import Principal
-from records_api.access import AccessClient, SharingUnavailable
 from records_api.app import create_app
 from records_api.settings import Settings
 from tests.records_api.conftest import Actor, Practice, b64
@@ -113,6 +113,11 @@ def sharing_transport(answers: list[httpx.Response], seen: list[httpx.Request]):
     return httpx.MockTransport(handler)
 
 
+def records_client(http: httpx.AsyncClient, base_url: str, **kwargs) -> AccessClient:
+    """The records API's access client, as its ``create_app`` builds it."""
+    return AccessClient(http, base_url, caller="records-api", **kwargs)
+
+
 class TestAccessClient:
     file_id = uuid.uuid4()
     account_id = uuid.uuid4()
@@ -127,7 +132,7 @@ class TestAccessClient:
         now = [100.0]
         answers = [self.grant(), httpx.Response(404)]
         async with httpx.AsyncClient(transport=sharing_transport(answers, seen)) as http:
-            client = AccessClient(http, "http://sharing:8003/", ttl_s=2.0, clock=lambda: now[0])
+            client = records_client(http, "http://sharing:8003/", ttl_s=2.0, clock=lambda: now[0])
             access = await client.access(self.file_id, self.account_id, token="tok",
                                          request_id="req-12345678")
             assert access is not None and access.relationship == "secretary"
@@ -149,7 +154,7 @@ class TestAccessClient:
         answers = [httpx.Response(200, json={**body, "key_versions": {"administrative": 2}}),
                    httpx.Response(200, json={**body, "key_versions": {"administrative": 3}})]
         async with httpx.AsyncClient(transport=sharing_transport(answers, seen)) as http:
-            client = AccessClient(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
+            client = records_client(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
             first = await client.access(self.file_id, self.account_id, token="t")
             assert first is not None and first.key_version("administrative") == 2
             assert first.key_version("clinical") == 1  # missing: version 1
@@ -169,7 +174,7 @@ class TestAccessClient:
                    httpx.Response(200, json={**body, "file_id": str(other)}),
                    httpx.Response(404)]
         async with httpx.AsyncClient(transport=sharing_transport(answers, seen)) as http:
-            client = AccessClient(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
+            client = records_client(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
             assert await client.access(self.file_id, self.account_id, token="t") is not None
             assert await client.access(other, self.account_id, token="t") is not None
             client.forget_file(self.file_id)  # the grant was revoked
@@ -188,7 +193,7 @@ class TestAccessClient:
             return httpx.Response(200, json=body)
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-            client = AccessClient(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
+            client = records_client(http, "http://sharing", ttl_s=2.0, clock=lambda: 0.0)
             await client.access(self.file_id, self.account_id, token="t")
             await client.access(self.file_id, self.account_id, token="t")
             assert client._cache == {}
@@ -197,7 +202,7 @@ class TestAccessClient:
         body = {**self.grant().json(), "pending_rotations": ["shared", "billing", 3]}
         async with httpx.AsyncClient(transport=sharing_transport(
                 [httpx.Response(200, json=body)], [])) as http:
-            client = AccessClient(http, "http://sharing", ttl_s=2.0)
+            client = records_client(http, "http://sharing", ttl_s=2.0)
             access = await client.access(self.file_id, self.account_id, token="t")
         assert access is not None and access.pending_rotations == frozenset({"shared"})
 
@@ -216,7 +221,7 @@ class TestAccessClient:
             body["key_versions"] = key_versions
         answers = [httpx.Response(200, json=body)]
         async with httpx.AsyncClient(transport=sharing_transport(answers, [])) as http:
-            client = AccessClient(http, "http://sharing", ttl_s=2.0)
+            client = records_client(http, "http://sharing", ttl_s=2.0)
             access = await client.access(self.file_id, self.account_id, token="t")
         assert access is not None and access.can_append("administrative")
         assert dict(access.key_versions) == expected
@@ -225,7 +230,7 @@ class TestAccessClient:
                                         httpx.Response(200, json={"nope": 1})])
     async def test_an_odd_answer_is_unavailable(self, answer):
         async with httpx.AsyncClient(transport=sharing_transport([answer], [])) as http:
-            client = AccessClient(http, "http://sharing", ttl_s=2.0)
+            client = records_client(http, "http://sharing", ttl_s=2.0)
             with pytest.raises(SharingUnavailable):
                 await client.access(self.file_id, self.account_id, token="t")
 
@@ -235,7 +240,7 @@ class TestAccessChangedRoute:
             self, practice: Practice, issuer):
         client: AccessClient = practice.app.state.access_client
         forgotten: list[uuid.UUID] = []
-        client.forget_file = forgotten.append  # type: ignore[method-assign]  # a test spy
+        client.forget_file = forgotten.append  # type: ignore[method-assign,assignment]  # spy
         body = {"file_ids": [str(practice.file_id)]}
         as_gateway = await practice.client.post("/internal/access-changed", json=body,
                                                 headers=practice.headers())

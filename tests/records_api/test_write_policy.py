@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from ecrin_e2ee import EncryptedRecord, RecordDecryptor, RecordHeader, Scope, ScopeKey
 from ecrin_e2ee.record_header import unwrap_dek
-from records_api.access import FileAccess
+from ecrin_platform.access import FileAccess
 from records_api.models import ReplacedWrap
 from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.errors import ReadOnlyScope, RecordNotFound, WriteNotPermitted

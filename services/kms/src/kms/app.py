@@ -6,11 +6,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ecrin_platform.access import AccessClient
+from ecrin_platform.access import AccessClient, access_changed_router
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
-from kms.access_changed import router as access_changed
 from kms.accounts.endpoints import directory, internal, keys
 from kms.keyrings.batch import router as keyrings_batch
 from kms.keyrings.endpoints import router as keyrings
@@ -26,8 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start(app: FastAPI) -> None:
         app.state.audit = AuditLog(AuditEvent, SERVICE)
-        app.state.access = AccessClient(app.state.http, settings.sharing_url, caller=SERVICE,
-                                        ttl_s=settings.authz_cache_s)
+        app.state.access_client = AccessClient(app.state.http, settings.sharing_url,
+                                               caller=SERVICE, ttl_s=settings.authz_cache_s)
     return build_service_app(
         service=SERVICE,
         title="Écrin KMS",
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         script_location=MIGRATIONS,
         routers=[service_info_router(SERVICE, "keys"), directory, keys, keyrings_batch,
-                 keyrings, internal, access_changed],
+                 keyrings, internal, access_changed_router],
         # The sharing service forwards the token it was called with to say which files'
         # cached access answers to drop (a revocation, an expiry, a rotation).
         forwarded_audiences={"/internal/access-changed": frozenset({"sharing"})},

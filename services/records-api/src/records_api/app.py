@@ -8,10 +8,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from ecrin_platform.access import AccessClient, access_changed_router
 from ecrin_platform.app import build_service_app
 from ecrin_platform.service_info import service_info_router
-from records_api.access import AccessClient
-from records_api.access import internal as access_internal
 from records_api.records.batch import router as batch_router
 from records_api.records.content import ContentStore
 from records_api.records.endpoints import router as records_router
@@ -28,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start(app: FastAPI) -> None:
         app.state.access_client = AccessClient(app.state.http, settings.sharing_url,
-                                               ttl_s=settings.authz_cache_s)
+                                               caller=SERVICE, ttl_s=settings.authz_cache_s)
         app.state.content_store = ContentStore(app.state.sessionmaker, app.state.engine)
         app.state.purge_task = None
         if settings.purge_interval_s > 0:
@@ -53,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         script_location=MIGRATIONS,
         # service-info first: its literal path must win over /v1/records/{record_id}.
         routers=[service_info_router(SERVICE, "records"), batch_router, records_router,
-                 resumable_router, access_internal],
+                 resumable_router, access_changed_router],
         # The sharing service forwards the token it was called with (a revocation; from
         # the kms, a rotation) to say which files' cached access answers to drop.
         forwarded_audiences={"/internal/access-changed": frozenset({"sharing", "kms"})},

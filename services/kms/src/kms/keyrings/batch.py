@@ -51,7 +51,7 @@ async def batch_entries(body: BatchEntriesIn, user: CurrentUser, token: RawInter
                         ) -> BatchEntriesOut:
     caller = uuid.UUID(user.account_id)
     files = list(dict.fromkeys(body.file_ids))
-    access = await client.access_many(files, caller, token)
+    access = await client.access_many(files, caller, token=token)
     allowed = [f for f in files if (a := access.get(f)) is not None
                and a.state == "active" and body.scope in a.scopes]
     versions = {row.file_id: row.version for row in (await session.execute(

@@ -42,12 +42,12 @@ class EntriesOut(BaseModel):
 
 
 async def get_access_client(request: Request) -> AccessClient:
-    return request.app.state.access
+    return request.app.state.access_client
 
 
 async def file_access(file_id: uuid.UUID, user: CurrentUser, token: RawInternalToken,
                       client: Annotated[AccessClient, Depends(get_access_client)]) -> FileAccess:
-    access = await client.access(file_id, uuid.UUID(user.account_id), token)
+    access = await client.access(file_id, uuid.UUID(user.account_id), token=token)
     if access is None:
         raise NotFound("No such keyring.")
     return access
@@ -59,7 +59,7 @@ Access = Annotated[FileAccess, Depends(file_access)]
 async def maybe_file_access(file_id: uuid.UUID, user: CurrentUser, token: RawInternalToken,
                             client: Annotated[AccessClient, Depends(get_access_client)]
                             ) -> FileAccess | None:
-    return await client.access(file_id, uuid.UUID(user.account_id), token)
+    return await client.access(file_id, uuid.UUID(user.account_id), token=token)
 
 
 MaybeAccess = Annotated[FileAccess | None, Depends(maybe_file_access)]
@@ -93,8 +93,8 @@ async def create_initial(file_id: uuid.UUID, body: EntriesIn, access: Access,
     service = KeyringService(session)
     created = await service.create_initial(access, body.entries)
     await session.commit()  # the keyring is durable before the file is activated
-    status = await client.post(f"/internal/files/{file_id}/activate", token)
-    if status != 204:
+    activated = await client.send("POST", f"/internal/files/{file_id}/activate", token)
+    if activated.status_code != 204:
         raise ServiceUnavailable("The file could not be activated; retry the same request.",
                                  headers={"Retry-After": "2"})
     client.forget(file_id, access.account_id)
@@ -150,7 +150,7 @@ async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
         raise NotFound("No such keyring.")
     if access.relationship not in ROTATORS:
         raise Forbidden("Only the owner or the care team rotate a scope.")
-    members = await client.get_json(f"/internal/files/{file_id}/members", token)
+    members = await client.ask("GET", f"/internal/files/{file_id}/members", token)
     if members is None:
         raise NotFound("No such keyring.")
     service = KeyringService(session)
@@ -165,7 +165,7 @@ async def add_entries(file_id: uuid.UUID, body: EntriesIn, access: Access,
         # only to it); the rotation is done once the rotating device re-keyed the records.
         # Best effort: a rotation the sharing service missed stays pending, and the next
         # sync rotates again.
-        await client.post(f"/internal/rotations/{file_id}/{scope}/rotated", token,
+        await client.send("POST", f"/internal/rotations/{file_id}/{scope}/rotated", token,
                           json={"version": version})
     response.headers["Location"] = f"/v1/keyrings/{file_id}/entries"
     return {"stored": stored, **{f"{s}_version": v for s, v in service.rotated.items()}}
@@ -179,7 +179,7 @@ async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
                       request: Request, response: Response,
                       client: Annotated[AccessClient, Depends(get_access_client)]
                       ) -> dict[str, int]:
-    grant = await client.get_json(f"/internal/grants/{grant_id}", token)
+    grant = await client.ask("GET", f"/internal/grants/{grant_id}", token)
     if grant is None or grant["file_id"] != str(file_id):
         raise NotFound("No such grant.")
     caller = uuid.UUID(user.account_id)
@@ -187,8 +187,8 @@ async def store_grant(file_id: uuid.UUID, grant_id: uuid.UUID, body: EntriesIn,
     await request.app.state.audit.append(session, chain=file_chain(file_id), actor=caller,
                                          action="keys.grant", target=str(grant_id))
     await session.commit()  # the entries are durable before the grant turns active
-    status = await client.post(f"/internal/grants/{grant_id}/activate", token)
-    if status != 204:
+    activated = await client.send("POST", f"/internal/grants/{grant_id}/activate", token)
+    if activated.status_code != 204:
         raise ServiceUnavailable("The grant could not be activated; retry the same request.",
                                  headers={"Retry-After": "2"})
     # What the entries made: the grant, now active (the grantee reads the entries at

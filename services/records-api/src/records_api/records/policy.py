@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from records_api.access import FileAccess
+from ecrin_platform.access import FileAccess
 from records_api.records.errors import (
     KeyVersionNotCurrent,
     ReadOnlyScope,

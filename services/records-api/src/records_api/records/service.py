@@ -28,9 +28,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrin_platform.access import AccessDecider, FileAccess
 from ecrin_platform.audit import ChainEnd
 from ecrin_platform.db import autocommit_session, release
-from records_api.access import AccessDecider, FileAccess
 from records_api.models import ContentChunk, ContentUpload, IdempotencyKey, Record, RecordVersion
 from records_api.records.audit import (
     AUDIT,
