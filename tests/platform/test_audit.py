@@ -18,7 +18,7 @@ from ecrin_platform.db import autocommit_session, create_engine, create_sessionm
 from kms.app import create_app
 from kms.models import AuditEvent
 from kms.settings import Settings
-from tests.support.databases import POSTGRES, POSTGRES_URL
+from tests.support.databases import POSTGRES, POSTGRES_URL, rolled_back
 
 
 class TestAuditChain:
@@ -155,6 +155,59 @@ class TestUnlockedAppend:
             events = await log.chain(session, chain)
         assert [e["target"] for e in events] == ["first", "held"]
         assert verify_chain(events)
+
+    async def test_a_lost_race_is_no_failed_statement(self, kms_log, database_url_for):
+        """An unlocked append that another append overtook writes nothing and returns None
+        without a failed statement: no ERROR in the server's log for an operator to alarm
+        on, no rolled-back transaction in its counters."""
+        engine, sessions, log = kms_log
+        chain = f"file:{uuid.uuid4()}"
+        async with sessions() as session, session.begin():
+            await log.append(session, chain=chain, actor="a", action="x", target="first")
+        await engine.dispose()
+        before = await rolled_back(database_url_for("kms"))
+        lost = 0
+
+        async def unlocked(session: Any, target: str) -> None:
+            nonlocal lost
+            if await log.append_unlocked(session, chain=chain, actor="b",
+                                         events=[("r", target), ("r2", target)]) is None:
+                lost += 1
+                async with sessions() as locked, locked.begin():
+                    await log.append_many(locked, chain=chain, actor="b",
+                                          events=[("r", target), ("r2", target)])
+
+        # two unlocked appenders seal on the end a locked one is about to move: both wait
+        # for the lock, then find their first seq taken
+        async with sessions() as holder:
+            await holder.begin()
+            await log.append(holder, chain=chain, actor="a", action="x", target="held")
+            async with autocommit_session(engine) as one, autocommit_session(engine) as two:
+                racing = [asyncio.create_task(unlocked(s, f"stale{i}"))
+                          for i, s in enumerate((one, two))]
+                await asyncio.sleep(0.3)
+                await holder.commit()
+                await asyncio.gather(*racing)
+        assert lost == 2
+
+        async def locked(i: int) -> None:
+            async with sessions() as session, session.begin():
+                await log.append(session, chain=chain, actor="a", action="x", target=f"l{i}")
+
+        async def unlocked_apart(i: int) -> None:
+            async with autocommit_session(engine) as session:
+                await unlocked(session, f"u{i}")
+
+        await asyncio.gather(*(locked(i) for i in range(8)),
+                             *(unlocked_apart(i) for i in range(16)))
+        await engine.dispose()
+        assert await rolled_back(database_url_for("kms")) == before, "a statement failed"
+        assert lost > 2
+        async with autocommit_session(engine) as session:
+            events = await log.chain(session, chain)
+        assert verify_chain(events) and len(events) == 2 + 8 + 2 * 18
+        assert sorted(e["target"] for e in events if e["action"] == "r2") == sorted(
+            [f"stale{i}" for i in range(2)] + [f"u{i}" for i in range(16)])
 
 
 class TestSignedHead:

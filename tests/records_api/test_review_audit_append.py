@@ -22,7 +22,7 @@ from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.schemas import RecordIn
 from records_api.records.service import request_digest
 from tests.records_api.conftest import Practice, b64, unb64
-from tests.support.databases import POSTGRES, POSTGRES_URL
+from tests.support.databases import POSTGRES, POSTGRES_URL, rolled_back
 
 
 def inline(record) -> str:
@@ -336,3 +336,49 @@ class TestUnlockedCreateMeetsAnUncommittedRow:
         assert verify_chain(events)
         made = [e for e in events if e["action"] == "record.create"]
         assert len(made) == (1 if expected == 201 else 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs ECRIN_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("backend", [POSTGRES], indirect=True, ids=["postgres"])
+class TestOvertakenCreate:
+    """An unlocked create whose chain end another append moved writes nothing, and no
+    statement of it fails (no ERROR with the statement in PostgreSQL's log, no rolled-back
+    transaction): it is then made the locked way."""
+
+    async def test_no_failed_statement(self, practice: Practice, database_url_for,
+                                       monkeypatch):
+        first = practice.encrypt(b"first")
+        assert (await practice.create(first, content=inline(first))).status_code == 201
+        engine, url = practice.app.state.engine, database_url_for("records-api")
+        written: list[bool] = []
+        write_sealed = AUDIT.write_sealed
+
+        async def spied(*args, **kwargs) -> bool:
+            written.append(await write_sealed(*args, **kwargs))
+            return written[-1]
+
+        monkeypatch.setattr(AUDIT, "write_sealed", spied)
+        await engine.dispose()
+        before = await rolled_back(url)
+        records = [practice.encrypt(b"overtaken %d" % i) for i in range(2)]
+        async with practice.app.state.sessionmaker() as holder:
+            await holder.begin()
+            # a locked append holds the chain's lock: both creates read the end it is about
+            # to move, then wait for the lock in their one statement
+            await AUDIT.append(holder, chain=scope_chain(practice.file_id, "clinical"),
+                               actor=practice.owner.id, action="record.read",
+                               target="record:held")
+            attempts = [asyncio.create_task(practice.create(r, content=inline(r)))
+                        for r in records]
+            await asyncio.sleep(0.5)
+            assert not any(attempt.done() for attempt in attempts)
+            await holder.commit()
+            answers = await asyncio.gather(*attempts)
+        assert [answer.status_code for answer in answers] == [201, 201]
+        assert written == [False, False]  # both overtaken: made the locked way
+        await engine.dispose()
+        assert await rolled_back(url) == before, "a statement failed"
+        events = await chain_of(practice, practice.file_id)
+        assert verify_chain(events)
+        assert [e["action"] for e in events].count("record.create") == 3

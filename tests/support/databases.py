@@ -128,3 +128,30 @@ def drop_created_databases() -> None:
             in_thread(asyncio.run, _drop_created())
         except Exception:  # noqa: BLE001 - cleanup must never fail the run
             pass
+
+
+async def rolled_back(database_url: str) -> int:
+    """PostgreSQL: ``pg_stat_database.xact_rollback`` of the database at ``database_url``
+    (transactions rolled back, a failed statement's included), read once no other client is
+    connected to it: a backend reports its counters before it leaves (the caller disposes
+    its engines first), so the figure is complete, where a connected one may report late."""
+    import asyncpg
+
+    url = make_url(database_url)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                 password=url.password, database=url.database, timeout=10)
+    try:
+        for _ in range(200):
+            others = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+            if not others:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("another client stayed connected to the database")
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(await conn.fetchval(
+            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()"))
+    finally:
+        await conn.close()

@@ -23,13 +23,13 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    CursorResult,
+    CompoundSelect,
     DateTime,
-    Insert,
     Integer,
+    Select,
     String,
     and_,
     bindparam,
@@ -41,6 +41,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -146,7 +147,7 @@ class AuditLog:
                            .where(table.c.chain == bindparam("chain"))
                            .order_by(table.c.seq.desc()).limit(1))
         self._insert = insert(table)
-        self._after_lock: dict[int, Insert] = {}
+        self._after_lock: dict[int, CompoundSelect | Select[Any]] = {}
         # The first sealed event follows an event that exists (or starts the chain): an end
         # read from elsewhere, ahead of the chain or of another chain, writes nothing.
         first_seq = bindparam("e0_seq", type_=Integer())
@@ -156,10 +157,28 @@ class AuditLog:
                                                 table.c.seq == first_seq - 1,
                                                 table.c.hash == first_prev).exists())
         #: The chain's lock as a CTE, taken only when the sealed events follow the chain's
-        #: end: the statements that write once they hold it (``insert_after_lock``, and the
-        #: rows the records API's create writes with its events) select every row from it,
-        #: so a refused end writes nothing at all.
+        #: end (``first_event_cte`` selects its row from it).
         self.after_lock_cte = select(CHAIN_LOCK_COLUMN).where(follows).cte("chain_lock")
+        #: The first sealed event, inserted once the statement holds the lock, and only
+        #: when its seq is free (ON CONFLICT DO NOTHING: another append that came after the
+        #: end it was sealed on is a row fewer, not a failed statement): RETURNING its seq.
+        #: Every other row of the statement (``insert_after_lock``'s next events, the rows
+        #: the records API's create writes with its events) is selected from it, so a
+        #: refused end or a lost race writes nothing at all.
+        self.first_event_cte = (
+            pg_insert(table).from_select(self._columns, self._event_row(0)
+                                         .select_from(self.after_lock_cte))
+            .on_conflict_do_nothing(index_elements=[table.c.chain, table.c.seq])
+            .returning(table.c.seq).cte("first_event"))
+
+    @property
+    def _columns(self) -> list[str]:
+        return [column.key for column in self.model.__table__.columns]
+
+    def _event_row(self, i: int) -> Select[Any]:
+        """The columns of sealed event ``i`` as bound parameters (``after_lock_params``)."""
+        return select(*(bindparam(f"e{i}_{column.key}", type_=column.type).label(column.key)
+                        for column in self.model.__table__.columns))
 
     async def append(self, session: AsyncSession, *, chain: str, actor: str | uuid.UUID | None,
                      action: str, target: str | uuid.UUID, outcome: str = "ok",
@@ -243,29 +262,40 @@ class AuditLog:
             out.append(event)
         return out
 
-    def insert_after_lock(self, count: int) -> Insert:
-        """PostgreSQL: an INSERT of ``count`` sealed events of one chain (parameters
-        ``after_lock_params``) that takes the chain's lock before it writes a row. Built
-        once per count.
+    def insert_after_lock(self, count: int) -> CompoundSelect | Select[Any]:
+        """PostgreSQL: a statement that inserts ``count`` sealed events of one chain
+        (parameters ``after_lock_params``), taking the chain's lock before it writes a row,
+        and returns the seq of each event it wrote (all or none). Built once per count.
 
         This is how an append whose chain end was read *without* the lock is written
         (``append_unlocked``, the records API's create): the lock makes it wait for a
-        locked appender that read the same end, and the chain's primary key (chain, seq)
-        then refuses it, so the events it sealed on a stale end are never written. Every
-        appender takes the lock before writing, so one that holds it (and read the end
-        after taking it) never meets a row it did not expect; and a statement that writes
-        other rows with its events writes them after the lock too (``after_lock_cte``), so
-        that it never holds a row another appender waits for while it waits for the
-        lock."""
+        locked appender that read the same end; its first event is then inserted only if
+        its (chain, seq) is free (``first_event_cte``), and the others only if it was. So
+        the events it sealed on a stale end are never written, and losing that race is no
+        error (no failed statement, no ERROR in the server's log): no row is returned.
+
+        The check is the primary key's, not a read: every statement of a transaction
+        block, or every CTE of one statement, reads one snapshot, taken before it waited
+        for the lock, where the rows of the appender it waited for are not. No appender
+        writes without the lock, so the unique check does not wait either: the insert
+        that took the seq has committed when the lock is free. Every appender takes the
+        lock before writing, so one that holds it (and read the end after taking it) never
+        meets a row it did not expect; and a statement that writes other rows with its
+        events writes them after the first event (``first_event_cte``), so that it never
+        holds a row another appender waits for while it waits for the lock. The next
+        events are plain inserts: a seq after a free one is free (chains have no gap), and
+        were it not, the statement would fail whole rather than write a gapped chain."""
         statement = self._after_lock.get(count)
         if statement is None:
             table = self.model.__table__
-            rows = [select(*(bindparam(f"e{i}_{column.key}", type_=column.type)
-                             .label(column.key) for column in table.columns))
-                    .select_from(self.after_lock_cte) for i in range(count)]
-            statement = insert(table).from_select(
-                [column.key for column in table.columns],
-                rows[0] if count == 1 else union_all(*rows))
+            first = self.first_event_cte
+            statement = select(first.c.seq)
+            if count > 1:
+                rows = [self._event_row(i).select_from(first) for i in range(1, count)]
+                following = (insert(table).from_select(
+                    self._columns, rows[0] if count == 2 else union_all(*rows))
+                    .returning(table.c.seq).cte("next_events"))
+                statement = union_all(statement, select(following.c.seq))
             self._after_lock[count] = statement
         return statement
 
@@ -302,9 +332,10 @@ class AuditLog:
         """Runs ``insert_after_lock(len(sealed))`` (or ``statement``, which contains it:
         the records API's create adds its rows to it as data-modifying CTEs, with their
         ``params``) on a session outside any transaction block, where it commits by itself.
-        False when nothing was written: a unique key refused it (the chain's: another
-        append came after the end the events were sealed on; or one of ``statement``'s
-        own), or the end they were sealed on is no event of this chain."""
+        False when nothing was written: another append came after the end the events were
+        sealed on (no row returned, no error), the end is no event of this chain (no row
+        either), or a unique key of ``statement``'s own rows refused it (an error: a
+        concurrent create with the same idempotency key or record id, rare)."""
         try:
             result = await session.execute(
                 self.insert_after_lock(len(sealed)) if statement is None else statement,
@@ -312,7 +343,7 @@ class AuditLog:
         except IntegrityError:
             await session.rollback()
             return False
-        if cast(CursorResult[Any], result).rowcount != len(sealed):  # not on this chain's end
+        if len(result.all()) != len(sealed):  # overtaken, or not on this chain's end
             await session.rollback()
             return False
         _count_on_commit(session, [(event["action"], event["outcome"]) for event in sealed])

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
-    Insert,
+    CompoundSelect,
     Row,
     Select,
     Table,
@@ -129,16 +129,17 @@ _LIVE_RECORD_WITH_LATEST_AND_END = _LIVE_RECORD_WITH_LATEST.add_columns(*(
 _INLINE_CONTENT = select(ContentChunk.data).where(ContentChunk.upload_id == bindparam("upload_id"),
                                                   ContentChunk.seq == 0)
 #: PostgreSQL: the rows of ``insert`` and a query after them, as one statement.
-_BATCHES: dict[tuple[tuple[str, ...], int, bool], Select[Any] | Insert] = {}
+_BATCHES: dict[tuple[tuple[str, ...], int, bool], Select[Any] | CompoundSelect] = {}
 
 
-def _batch(tables: Sequence[Table], then: Select[Any] | Insert, *,
-           after_lock: bool = False) -> Select[Any] | Insert:
+def _batch(tables: Sequence[Table], then: Select[Any] | CompoundSelect, *,
+           after_lock: bool = False) -> Select[Any] | CompoundSelect:
     """``then`` preceded by one INSERT per table (data-modifying CTEs, parameters
     ``r<i>_<column>``): PostgreSQL runs them all, in one round trip, before the statement
     ends (foreign keys are checked then too). ``after_lock``: each row is written only once
-    the statement holds the audit chain's lock (``AUDIT.after_lock_cte``: taken only when
-    the statement's sealed events follow the chain's end).
+    the statement wrote its first audit event (``AUDIT.first_event_cte``: after taking the
+    audit chain's lock, only when the statement's sealed events follow the chain's end and
+    no other append took their place), so that a refused end or a lost race writes nothing.
     Built once per shape."""
     key = (tuple(t.name for t in tables), id(then), after_lock)
     statement = _BATCHES.get(key)
@@ -149,7 +150,7 @@ def _batch(tables: Sequence[Table], then: Select[Any] | Insert, *,
                       for column in table.columns]
             if after_lock:
                 write = insert(table).from_select([column.key for column in table.columns],
-                                                  select(*params).select_from(AUDIT.after_lock_cte))
+                                                  select(*params).select_from(AUDIT.first_event_cte))
             else:
                 write = insert(table).values({p.name: p.element for p in params})
             writes.append(write.cte(f"w{i}"))
@@ -413,9 +414,11 @@ class RecordsRepository:
         on a chain end read without its lock (``before_create(locked=False)``), as one
         statement that takes the chain's lock before it writes an event and commits by
         itself (``AuditLog.insert_after_lock``). Two round trips in all for a create,
-        where the locked way takes five. False when a unique key refused it (another append
-        to the chain came between, or a concurrent create with this idempotency key or
-        record id): nothing was written, and the caller creates the locked way."""
+        where the locked way takes five. False when nothing was written, and the caller
+        creates the locked way: another append to the chain came between (the statement
+        writes no row, without an error), or a unique key of ``rows`` refused it (a
+        concurrent create with this idempotency key or record id: a failed statement,
+        rare)."""
         tables = [cast(Table, row.__table__) for row in rows]
         values: dict[str, Any] = {}
         for i, row in enumerate(rows):
