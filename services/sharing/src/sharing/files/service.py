@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from ecrin_platform.problems import Conflict, Forbidden, NotFound, ServiceError
 from sharing.files.repository import FilesRepository
@@ -75,21 +77,29 @@ class FilesService:
 
     async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *,
                      include_pending: bool = False) -> AccessOut:
-        file = await self.repo.file(file_id)
-        if file is None or file.deleted_at is not None:
+        found = await self.accesses([file_id], account_id, include_pending=include_pending)
+        if not found:
             raise NotFound("No such file.")
-        if file.state != "active" and not include_pending:
-            raise NotFound("No such file.")
-        grant = await self.repo.live_grant(file_id, account_id, self.now)
-        if grant is None:
-            raise NotFound("No such file.")
-        pending = (await self.repo.pending_rotations(file_id)
-                   if grant.relationship in ROTATORS else [])
-        return AccessOut(file_id=file_id, account_id=account_id, relationship=grant.relationship,
-                         scopes=grant.scopes, state=file.state,
-                         valid_until=_aware(grant.valid_until) if grant.valid_until else None,
-                         key_versions=dict(file.key_versions or {}),
-                         pending_rotations=pending)
+        return found[0]
+
+    async def accesses(self, file_ids: Sequence[uuid.UUID], account_id: uuid.UUID, *,
+                       include_pending: bool = False) -> list[AccessOut]:
+        """The decision for each of ``file_ids`` the account may access, in their order
+        (the others are left out), in one statement: a live grant (the newest wins) on a
+        file not deleted, active unless ``include_pending`` (the kms, finishing the
+        file's saga); pending rotations only for members who rotate."""
+        newest: dict[uuid.UUID, Any] = {}  # file -> its row
+        for row in await self.repo.access_rows(account_id, file_ids, self.now,
+                                               include_pending=include_pending,
+                                               rotators=ROTATORS):
+            newest.setdefault(row[0], row)  # newest first
+        return [AccessOut(file_id=file_id, account_id=account_id, relationship=relationship,
+                          scopes=scopes, state=state,
+                          valid_until=_aware(valid_until) if valid_until else None,
+                          key_versions=dict(key_versions or {}),
+                          pending_rotations=sorted(set(pending.split(","))) if pending else [])
+                for file_id, state, key_versions, relationship, scopes, valid_until, pending
+                in (newest[f] for f in file_ids if f in newest)]
 
     async def activate(self, file_id: uuid.UUID, owner: uuid.UUID) -> None:
         file = await self.repo.file(file_id)
