@@ -439,6 +439,56 @@ class TestDecryptToFile:
         assert list(tmp_path.iterdir()) == []
 
 
+class TestDecryptToFileSyncsEarly:
+    """Data syncs run while the file is written, so the fsync before the rename is short;
+    the file is still synced last, and a failed sync still leaves nothing."""
+
+    @staticmethod
+    def _decryptor(sample: EncryptedRecord, key: ScopeKey, alice: IdentityKeys
+                   ) -> RecordDecryptor:
+        return RecordDecryptor(sample.header, sample.metadata_ciphertext, scope_key=key,
+                               author=alice.public_identity())
+
+    def test_syncs_run_before_the_final_fsync(
+        self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import os
+
+        import ecrin_e2ee.records as records_module
+
+        events: list[str] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(records_module, "_EARLY_SYNC_BYTES", 1)
+        monkeypatch.setattr(records_module, "_datasync", lambda fd: events.append("early"))
+
+        def fsync(fd: int) -> None:
+            events.append("final")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        decrypt_to_file(self._decryptor(sample, clinical_key, alice), sample.chunks,
+                        tmp_path / "out.bin")
+        assert (tmp_path / "out.bin").read_bytes() == bytes(range(256)) * 1000
+        assert events[0] == "early" and events[-1] == "final" and events.count("final") == 1
+
+    def test_a_failed_sync_fails_and_leaves_nothing(
+        self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import ecrin_e2ee.records as records_module
+
+        def broken(fd: int) -> None:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(records_module, "_EARLY_SYNC_BYTES", 1)
+        monkeypatch.setattr(records_module, "_datasync", broken)
+        with pytest.raises(OSError, match="disk gone"):
+            decrypt_to_file(self._decryptor(sample, clinical_key, alice), sample.chunks,
+                            tmp_path / "out.bin")
+        assert list(tmp_path.iterdir()) == []
+
+
 class TestLifecycle:
     def test_abandoned_streams_stop_their_digest_thread(
         self, clinical_key: ScopeKey, alice: IdentityKeys
