@@ -444,40 +444,83 @@ time are not comparable with the table above, CPU per operation and request coun
     -> 0.31 s (SQLite). Ratios to raw AEAD, PostgreSQL: up 0.061x -> 0.064x, down 0.110x
     -> 0.139x (medians; wall-clock figures moved within the noise on SQLite).
 
-**Remains** (issue 21's targets still missed in the latest run, and why):
+- *Issue 21, round 5* (2026-12-01, another machine again: an Intel Xeon at 2.1 GHz whose
+  raw AEAD runs at 986 MB/s where the last round's did 1593 MB/s, Argon2id MODERATE 0.51
+  s against 0.37: about 1.5x slower per core; its speed also moved by a third from one
+  minute to the next, the 16-client SDK creates of one unchanged commit gave 130-194/s
+  within an hour).
+  - *The access decision in one statement.* The sharing service answered
+    `/internal/access` with three ORM statements (the file, the newest live grant, the
+    pending rotations for a member who rotates) and the batch route had its own two-query
+    copy of the rules. One Core statement, built once per kind, now answers both, the
+    pending rotations through a correlated aggregate. Sharing CPU per answer, 2000
+    sequential asks on the real stack (a helper, medians of 3, load 7-9): PostgreSQL 3.85
+    -> 2.08 ms, SQLite 4.41 -> 2.80 ms. Under 16 SDK clients on PostgreSQL (five
+    alternating pairs against this round's starting commit, load 1.0-2.5): sharing CPU
+    per create 1.10 -> 0.58 ms (medians), CPU per create across all processes 10.9 ->
+    9.9 ms, creates 140 -> 150/s (medians; the pairs ranged 130-168 and 140-188/s).
+  - *Internal tokens parsed once.* PyJWT 2.15 checks every character of every segment on
+    each parse, and the verifier parsed each token twice (the header for its key id,
+    then the decode): with one verifying key it now decodes once and checks the key id
+    after the signature (1.42 M -> 0.76 M Python calls per 1000 verifications); a key
+    bundle (a rotation) still picks the key by id first.
+  - *A lost audit race is no failed statement.* The unlocked append's first event is
+    inserted `ON CONFLICT (chain, seq) DO NOTHING` after the lock, and the other rows of
+    the statement select from it: an overtaken append writes nothing and returns no row,
+    where it used to be a unique violation, an `ERROR` with its statement in PostgreSQL's
+    log (226-383 per 8-second run of 16 clients on one file; none now). Throughput moved
+    within the noise.
+  - *One access client* (`ecrin_platform.access`) for the records API and the kms, with
+    the stricter behaviour where the two copies differed.
+  - *The TypeScript SDK* writes in one request as the Python SDK does (no
+    `GET /v1/rotations` before each note or document; the records API's refusals make it
+    rotate or fetch the key and encrypt again), and its resumable pieces grow from 8 to
+    32 MiB on a fast link.
+  - *Large documents.* A download to a file syncs it in the background every 16 MiB, so
+    the final fsync before the rename waits for the last few MiB only: 44-56 ms -> 2-3 ms,
+    100 MiB download medians 0.52 -> 0.465 s on PostgreSQL (a helper, 10 alternating runs
+    each, load 1.3-1.8), no change on SQLite. Checked and dropped (no gain in wall time):
+    a 256 KiB gateway relay, the records API reading rows without the ORM session (15 %
+    less of its CPU, same download time), 1 MiB pieces for the digest thread. The
+    download is bound by the client: decrypting 100 MiB costs about 0.2 CPU-s in memory,
+    0.31 s to a file, and making the servers' side cheaper shortened a plain fetch through
+    the gateway (1.02 -> 0.75 s) but not the SDK download.
 
-- *SDK creates at 16 clients on PostgreSQL: 251/s against 300/s* (329/s on the previous
-  machine, same target met there). CPU per create, all processes: 5.8 ms (records-api
-  2.56, the SDK client 1.51, gateway 0.70, PostgreSQL 0.69, sharing 0.36); two cores
-  allow about 340/s at perfect overlap, and 16 clients whose every create crosses five
-  processes keep them about 70 % busy. Not the WAL flush: with the records database's
-  commits made asynchronous (an experiment, `ALTER DATABASE ... SET synchronous_commit =
-  off`, two alternating pairs at load 0.7), SDK creates at 16 clients were 272 and 273/s
-  against 273 and 266/s with it. What a create still costs the
-  records API, by py-spy (649 samples at 100 Hz, 16 SDK clients): the middleware chain
-  and FastAPI about a fifth,
-  the internal token's Ed25519 check 7-8 % (a token is minted per request), asking
-  sharing on a cache miss 7-8 % (httpx; each client's answer lives 0.5 s, so about one
-  create in eight asks, and sharing spends about 2.3 ms of CPU per answer), its two SQL
-  statements 15 %. The SDK client's 1.48 ms is half httpx. Next: the authorisation ask
-  over aiohttp and in one query on the sharing side, the middlewares merged.
-- *Raw creates at 16 clients on PostgreSQL: 349/s against 500/s* (430/s on the previous
-  machine). About 4.3 ms of CPU per create across the processes (records-api 2.38,
-  gateway 0.62, PostgreSQL 0.59, load generator 0.41, sharing 0.26): two cores allow
-  about 460/s at perfect overlap: 500/s would need a tenth less CPU per create with the
-  cores fully busy, and about a third less at the 70-75 % they reach under this load. The
-  round trips are down to two statements; what remains is spread as above.
-- *100 MiB through the SDK: up 0.06x, down 0.13-0.16x (PostgreSQL) and 0.07-0.08x /
-  0.15-0.17x (SQLite) of raw AEAD* against 0.3x (the last two runs). 0.3x is about
-  440-475 MB/s, 0.22 s per 100 MiB, 0.44
-  CPU-seconds on two cores; the upload needs about 0.95 s of CPU across the processes
-  (the SDK encrypting to its spool and hashing, about 0.27; the records API receiving,
-  hashing and writing 1 MiB rows, 0.37; PostgreSQL writing each byte twice, WAL and heap,
-  0.22; the gateway's relay, 0.09) and the download about 0.57 s: at perfect overlap on an
-  idle machine at most about 0.14x up and 0.23x down. The upload is also in two phases:
-  the create carries the digest of the whole ciphertext, so the SDK encrypts to a spool
-  before it sends a byte. Next: content outside the database (files or an object store,
-  `sendfile` on download).
+**Remains** (issue 21's targets missed in the latest run, and why). The run above is of
+this round's last commit on a machine about twice as slow as the last round's for the
+Python services (the same code's login cost its gateway 6.1 ms of CPU there, 14-15 ms
+here), so the absolute targets that held there (login, SDK creates) are missed here:
+
+- *Login: 19.6 / 20.5 ms of service CPU against 10 ms* (8.1 / 8.9 ms in the last round's
+  run, same three requests). Not this round's code: the login benchmark alone, run four
+  times alternately on this round's starting commit (`2114a3a`) and its last, right after
+  the run above (SQLite, 100 logins each, two measures per run), gave gateway CPU per
+  login 14.3, 10.7, 15.0, 16.9 ms (start) against 15.2, 15.6, 12.2, 14.9 ms (end), kms
+  4.3-5.7 against 4.7-5.6 ms. Where it goes is as profiled when the login became three
+  requests (above: socket writes, the login's and challenge's SQL and ORM work, the
+  relay, the middlewares); on this machine each item is about twice as dear.
+- *SDK creates at 16 clients on PostgreSQL: 133/s against 300/s* (251/s in the last
+  round's run, 329/s on the machine before). CPU per create across the processes: 12.5 ms
+  in this run (records-api 4.93, the SDK client 3.23, gateway 1.61, PostgreSQL 1.04,
+  sharing 0.70), 5.8 ms in the last round's: two cores allow about 160/s here at perfect
+  overlap. This round took sharing's answer to one statement (its CPU per create about
+  halved) and the internal token's parse to one; the rest is spread as profiled in round
+  4 (records API: middlewares and FastAPI about a fifth, two SQL statements 15 %, the
+  token check 7-8 %; the SDK client half httpx). Reaching 300/s on this machine would need
+  the CPU per create cut by more than half: fewer Python processes on the path (the
+  gateway's hop, the records API's framework), not another few percent.
+- *Raw creates at 16 clients on PostgreSQL: 171/s against 500/s* (349/s in the last
+  round's run). 9.8 ms of CPU per create across the processes here (4.3 there).
+- *100 MiB through the SDK: up 0.07x, down 0.15x (PostgreSQL), 0.08x / 0.17x (SQLite) of
+  raw AEAD* against 0.3x. Raw AEAD here is 1051 MB/s, so 0.3x is 315 MB/s, 0.33 s per
+  100 MiB. The upload is in two phases (the create carries the digest of the whole
+  ciphertext, so the SDK encrypts to its spool before it sends a byte; overlapping them
+  needs a protocol change), and its sending is bound by the database: 100 rows of 1 MiB
+  inserted straight through asyncpg, one transaction each, took 1.2-1.8 s even into an
+  unlogged table on this machine under load (a helper's measurement; `STORAGE EXTERNAL`
+  on the rows changed nothing). The download is bound by the client's decryption (0.31
+  CPU-s for 100 MiB to a file). Next: content outside the database (files or an object
+  store), which also removes PostgreSQL's share of the upload.
 - *SQLite at 16 and 64 clients*: one writer at a time by design (the embedded default,
   for one practice on one machine); reads are audited writes, so they queue too.
   PostgreSQL is the production backend.
