@@ -38,7 +38,7 @@ cli: ## run the ecrin CLI against the `make run` stack: make cli ARGS="account c
 	@ECRIN_SERVER=$${ECRIN_SERVER:-http://127.0.0.1:8000} .venv/bin/ecrin $(ARGS)
 
 test: sync deploy-tools js ## run every test (also on PostgreSQL when ECRIN_TEST_POSTGRES_URL is set), Python then TypeScript
-	@$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	@$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 	@$(NPM) test --workspaces
 
 js: sync node_modules/.package-lock.json ## install the npm workspace from package-lock.json

@@ -31,29 +31,42 @@ def _cheap_kdf() -> None:
     kdf_env()
 
 
+def _trio(stack, home, owner_device, colleague_device, leaving_device):
+    """An owner, a colleague and a member about to leave, each on its own device (Python or
+    TypeScript), the owner and each of the others pinned to each other."""
+    server = stack.url("gateway")
+    owner = owner_device.signup(server, home / "owner")
+    colleague = colleague_device.signup(server, home / "colleague")
+    leaving = leaving_device.signup(server, home / "leaving")
+    pin_each_other(owner, colleague)
+    pin_each_other(owner, leaving)
+    return owner, colleague, leaving
+
+
+def _care_team_file(stack, home, colleague_device, leaving_device, name: str, year: int):
+    """A Python owner's file with a note, shared with a colleague and a member about to
+    leave (both care team): (owner, colleague, leaving, file id, note id, leaving's grant)."""
+    owner, colleague, leaving = _trio(stack, home, PyDevice, colleague_device, leaving_device)
+
+    async def share(records):
+        patient = await owner.patients(records).create(
+            PatientIdentity(name=name, birth_date=dt.date(year, 1, 1)))
+        note = await records.create(patient.file_id, "clinical",
+                                    meta("Bilan", "bilan", len(NOTE)), NOTE.encode())
+        sharing = owner.sharing(records)
+        await sharing.grant(patient.file_id, colleague.account_id, "care_team")
+        grant = await sharing.grant(patient.file_id, leaving.account_id, "care_team")
+        return patient.file_id, note.record_id, grant.grant_id
+
+    return (owner, colleague, leaving, *owner.run(share))
+
+
 class TestPythonRotatesTypeScriptFollows:
     @pytest.fixture(scope="class")
     @classmethod
     def rotated(cls, stack, tmp_path_factory):
-        home = tmp_path_factory.mktemp("py-rotates")
-        server = stack.url("gateway")
-        owner = PyDevice.signup(server, home / "owner")
-        colleague = TsDevice.signup(server, home / "colleague")
-        leaving = PyDevice.signup(server, home / "leaving")
-        pin_each_other(owner, colleague)
-        pin_each_other(owner, leaving)
-
-        async def share(records):
-            patient = await owner.patients(records).create(
-                PatientIdentity(name="Rotation Py", birth_date=dt.date(1970, 1, 1)))
-            note = await records.create(patient.file_id, "clinical",
-                                        meta("Bilan", "bilan", len(NOTE)), NOTE.encode())
-            sharing = owner.sharing(records)
-            await sharing.grant(patient.file_id, colleague.account_id, "care_team")
-            grant = await sharing.grant(patient.file_id, leaving.account_id, "care_team")
-            return patient.file_id, note.record_id, grant.grant_id
-
-        file_id, note_id, grant_id = owner.run(share)
+        owner, colleague, _, file_id, note_id, grant_id = _care_team_file(
+            stack, tmp_path_factory.mktemp("py-rotates"), TsDevice, PyDevice, "Rotation Py", 1970)
         before = colleague.run("read-record", record_id=note_id)
 
         async def revoke(records):
@@ -103,13 +116,8 @@ class TestTypeScriptRotatesPythonFollows:
     @pytest.fixture(scope="class")
     @classmethod
     def rotated(cls, stack, tmp_path_factory):
-        home = tmp_path_factory.mktemp("ts-rotates")
-        server = stack.url("gateway")
-        owner = TsDevice.signup(server, home / "owner")
-        colleague = PyDevice.signup(server, home / "colleague")
-        leaving = TsDevice.signup(server, home / "leaving")
-        pin_each_other(owner, colleague)
-        pin_each_other(owner, leaving)
+        owner, colleague, leaving = _trio(stack, tmp_path_factory.mktemp("ts-rotates"),
+                                          TsDevice, PyDevice, TsDevice)
         file_id = owner.run("create-patient", name="Rotation Ts",
                             birth_date="1971-01-01")["file_id"]
         note_id = owner.run("create-record", file_id=file_id, scope="clinical", title="Bilan",
@@ -172,27 +180,15 @@ class TestTypeScriptRotatesWhenItsWriteIsRefused:
     @pytest.fixture(scope="class")
     @classmethod
     def written(cls, stack, tmp_path_factory):
-        home = tmp_path_factory.mktemp("ts-rotates-on-refusal")
-        server = stack.url("gateway")
-        owner = PyDevice.signup(server, home / "owner")
-        colleague = TsDevice.signup(server, home / "colleague")
-        leaving = TsDevice.signup(server, home / "leaving")
-        pin_each_other(owner, colleague)
-        pin_each_other(owner, leaving)
+        owner, colleague, leaving, file_id, note_id, grant_id = _care_team_file(
+            stack, tmp_path_factory.mktemp("ts-rotates-on-refusal"), TsDevice, TsDevice,
+            "Rotation Refus", 1972)
 
-        async def share(records):
-            patient = await owner.patients(records).create(
-                PatientIdentity(name="Rotation Refus", birth_date=dt.date(1972, 1, 1)))
-            note = await records.create(patient.file_id, "clinical",
-                                        meta("Bilan", "bilan", len(NOTE)), NOTE.encode())
-            sharing = owner.sharing(records)
-            await sharing.grant(patient.file_id, colleague.account_id, "care_team")
-            grant = await sharing.grant(patient.file_id, leaving.account_id, "care_team")
+        async def revoke(records):
             # Revoked, not rotated: the rotation waits for a device of the care team.
-            await sharing.revoke(grant.grant_id, rotate=False)
-            return patient.file_id, note.record_id
+            await owner.sharing(records).revoke(grant_id, rotate=False)
 
-        file_id, note_id = owner.run(share)
+        owner.run(revoke)
         written = colleague.run("create-record", file_id=file_id, scope="clinical",
                                 title="Séance", kind="session-note", text='{"notes":"refus"}')
         return owner, colleague, leaving, file_id, note_id, written

@@ -21,7 +21,7 @@ class TestAccessChanged:
         async with running(app) as client:
             access: AccessClient = app.state.access_client
             forgotten: list[uuid.UUID] = []
-            access.forget_file = forgotten.append  # type: ignore[method-assign,assignment]
+            access.forget_file = forgotten.append  # type: ignore[method-assign,assignment]  # spy
             told = await client.post("/internal/access-changed", json=body,
                                      headers=Caller(issuer, "sharing").headers(principal))
             assert told.status_code == 204

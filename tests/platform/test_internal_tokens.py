@@ -24,6 +24,15 @@ def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
+def _signed(private_pem: bytes, headers: dict, *, issued: int = 0, life: int = 30) -> str:
+    """An EdDSA token for the kms signed with ``private_pem``, issued ``issued`` seconds
+    from now, living ``life`` seconds, with the JOSE ``headers`` given (a kid or none)."""
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    now = int(time.time()) + issued
+    return jwt.encode({"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
+                       "exp": now + life, "jti": "x"}, key, algorithm="EdDSA", headers=headers)
+
+
 @pytest.fixture
 def keys() -> tuple[bytes, bytes]:
     return generate_keypair_pem()
@@ -51,29 +60,17 @@ class TestInternalToken:
 
     def test_forged_with_our_kid_but_another_key_is_rejected(self, keys):
         other_private, _ = generate_keypair_pem()
-        key = serialization.load_pem_private_key(other_private, password=None)
-        now = int(time.time())
-        token = jwt.encode({"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
-                            "exp": now + 30, "jti": "x"}, key, algorithm="EdDSA",
-                           headers={"kid": key_id(keys[1])})
+        token = _signed(other_private, {"kid": key_id(keys[1])})
         with pytest.raises(InvalidInternalToken):
             InternalTokenVerifier(keys[1], "kms").verify(token)
 
     def test_expired_is_rejected(self, keys):
-        key = serialization.load_pem_private_key(keys[0], password=None)
-        now = int(time.time()) - 120
-        token = jwt.encode({"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
-                            "exp": now + 30, "jti": "x"}, key, algorithm="EdDSA",
-                           headers={"kid": key_id(keys[1])})
+        token = _signed(keys[0], {"kid": key_id(keys[1])}, issued=-120)
         with pytest.raises(InvalidInternalToken):
             InternalTokenVerifier(keys[1], "kms").verify(token)
 
     def test_lifetime_over_60_seconds_is_rejected(self, keys):
-        key = serialization.load_pem_private_key(keys[0], password=None)
-        now = int(time.time())
-        token = jwt.encode({"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
-                            "exp": now + 3600, "jti": "x"}, key, algorithm="EdDSA",
-                           headers={"kid": key_id(keys[1])})
+        token = _signed(keys[0], {"kid": key_id(keys[1])}, life=3600)
         with pytest.raises(InvalidInternalToken):
             InternalTokenVerifier(keys[1], "kms").verify(token)
 
@@ -110,14 +107,9 @@ class TestInternalToken:
     def test_our_signature_under_another_or_no_key_id_is_rejected(self, keys):
         # With one key the token is verified before its key id is read: the id is still
         # checked (a token must name the key it was signed with).
-        key = serialization.load_pem_private_key(keys[0], password=None)
-        now = int(time.time())
-        claims = {"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
-                  "exp": now + 30, "jti": "x"}
         for headers in ({"kid": "0" * 16}, {}):
-            token = jwt.encode(claims, key, algorithm="EdDSA", headers=headers)
             with pytest.raises(InvalidInternalToken):
-                InternalTokenVerifier(keys[1], "kms").verify(token)
+                InternalTokenVerifier(keys[1], "kms").verify(_signed(keys[0], headers))
 
 
 class TestKeyBundle:
@@ -128,14 +120,8 @@ class TestKeyBundle:
         verifier = InternalTokenVerifier(keys[1] + old_public, "kms")
         for private in (keys[0], old_private):  # both keys' honest tokens pass
             assert verifier.verify(InternalTokenIssuer(private).issue("kms")).audience == "kms"
-        # signed with the old key, naming the new one
-        key = serialization.load_pem_private_key(old_private, password=None)
-        now = int(time.time())
-        token = jwt.encode({"iss": "ecrin-gateway", "aud": "kms", "iat": now, "nbf": now,
-                            "exp": now + 30, "jti": "x"}, key, algorithm="EdDSA",
-                           headers={"kid": key_id(keys[1])})
-        with pytest.raises(InvalidInternalToken):
-            verifier.verify(token)
+        with pytest.raises(InvalidInternalToken):  # signed with the old key, naming the new
+            verifier.verify(_signed(old_private, {"kid": key_id(keys[1])}))
         stranger, _ = generate_keypair_pem()
         with pytest.raises(InvalidInternalToken):
             verifier.verify(InternalTokenIssuer(stranger).issue("kms"))

@@ -32,7 +32,7 @@ async def _stored(practice: Practice) -> tuple[ContentStore, uuid.UUID, bytes]:
 
 async def _all_checked_in(store: ContentStore) -> bool:
     for _ in range(100):
-        if store.engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+        if store.engine.pool.checkedout() == 0:  # type: ignore[attr-defined]  # QueuePool has it, Pool does not
             return True
         await asyncio.sleep(0.01)
     return False

@@ -93,7 +93,7 @@ class World:
 @pytest.fixture
 async def world(service_app, issuer) -> AsyncIterator[World]:
     async with service_app("sharing", rollback=False) as client:
-        app = client._transport.app  # type: ignore[attr-defined]
+        app = client._transport.app  # type: ignore[attr-defined]  # httpx ASGITransport
         yield World(client, app, issuer)
 
 

@@ -16,9 +16,10 @@ import { IdentityKeys } from "../src/identity.ts";
 import { ScopeKey, sealEntry } from "../src/keyring.ts";
 import { OffThread } from "../src/offthread.ts";
 import { RecordEncryptor } from "../src/records.ts";
-import { GatewayTransport, inlineSlowCrypto, IntegrityError, MemoryStore, Profile, type SlowCrypto } from "../src/client/index.ts";
+import { inlineSlowCrypto, IntegrityError, type SlowCrypto } from "../src/client/index.ts";
 import { Records } from "../src/client/records.ts";
 import { downloadToFile } from "../src/client/node-files.ts";
+import { fakeClient } from "./support/fake-client.ts";
 
 const FILE = "55555555-5555-4555-8555-555555555555";
 const RECORD = "66666666-6666-4666-8666-666666666666";
@@ -41,15 +42,7 @@ async function fixture(slow: SlowCrypto, alter: (content: Uint8Array) => Uint8Ar
     [`/v1/keyrings/${FILE}/entries`]: () => Response.json({ versions: { clinical: 1 }, entries: [entry.toJSON()] }),
     [`/v1/records/${RECORD}/versions/1/content`]: () => new Response(new Blob([alter(content) as Uint8Array<ArrayBuffer>]).stream()),
   };
-  const profile = new Profile(new MemoryStore());
-  const transport = new GatewayTransport("https://ecrin.test", {
-    tokens: { access_token: "a", refresh_token: "r", session_id: "s" },
-    fetch: async (url) => answers[new URL(url).pathname]!(), onTokens: async () => undefined,
-  });
-  const client = {
-    profile, transport, slow, kdfProfile: "insecure-test" as const, retrying: <T>(call: () => Promise<T>) => call(),
-    getDirectory: async () => me.publicIdentity(), directoryIdentity: async () => me.publicIdentity(),
-  };
+  const client = fakeClient(me, async (url) => answers[new URL(url).pathname]!(), slow);
   return { records: new Records(client, me), plain };
 }
 
@@ -160,15 +153,7 @@ describe("record uploads", async () => {
           uploaded.set(piece, before.length);
           return new Response(null, { status: 204, headers: { "upload-offset": String(uploaded.length) } });
         };
-        const client = {
-          profile: new Profile(new MemoryStore()), slow: inlineSlowCrypto, kdfProfile: "insecure-test" as const,
-          transport: new GatewayTransport("https://ecrin.test", {
-            tokens: { access_token: "a", refresh_token: "r", session_id: "s" }, fetch, onTokens: async () => undefined,
-          }),
-          retrying: <T>(call: () => Promise<T>) => call(),
-          getDirectory: async () => me.publicIdentity(), directoryIdentity: async () => me.publicIdentity(),
-        };
-        const records = new Records(client, me, { spool });
+        const records = new Records(fakeClient(me, fetch), me, { spool });
         const plain = new Uint8Array(size).map((_, i) => (i * 7) & 0xff);
         const info = await records.create(FILE, "clinical", {
           title: "scan", kind: "imaging", content_type: "application/pdf", size, created_at: new Date().toISOString(),

@@ -21,10 +21,11 @@ import { b64d } from "../src/_wire.ts";
 import { IdentityKeys } from "../src/identity.ts";
 import { ScopeKey, sealEntry } from "../src/keyring.ts";
 import { RecordDecryptor, RecordHeader } from "../src/index.ts";
-import { Conflict, GatewayTransport, inlineSlowCrypto, MemoryStore, Profile } from "../src/client/index.ts";
+import { Conflict } from "../src/client/index.ts";
 import { memorySpool, type Spool } from "../src/client/content.ts";
 import { nodeFileSpool } from "../src/client/node-files.ts";
 import { Records, WRITE_ATTEMPTS, type Content } from "../src/client/records.ts";
+import { fakeClient } from "./support/fake-client.ts";
 
 const FILE = "77777777-7777-4777-8777-777777777777";
 const WRITES = new Set(["POST /v1/records", "POST /v1/records/{id}/versions"]);
@@ -102,14 +103,7 @@ function server(options: { keys: ScopeKey[]; pending?: boolean; refuse?: (n: num
     }
     return problem(404, "not-found");
   };
-  const client = {
-    profile: new Profile(new MemoryStore()), slow: inlineSlowCrypto, kdfProfile: "insecure-test" as const,
-    transport: new GatewayTransport("https://ecrin.test", {
-      tokens: { access_token: "a", refresh_token: "r", session_id: "s" }, fetch, onTokens: async () => undefined,
-    }),
-    retrying: <T>(call: () => Promise<T>) => call(),
-    getDirectory: async () => me.publicIdentity(), directoryIdentity: async () => me.publicIdentity(),
-  };
+  const client = fakeClient(me, fetch);
   return { me, state, client, records: (spool?: () => Spool) => new Records(client, me, spool ? { spool } : {}) };
 }
 
