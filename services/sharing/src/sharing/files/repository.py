@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import Row, Select, and_, bindparam, case, delete, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from sharing.models import Grant, PatientFile, Rotation, SearchToken
 
 
-def live_grant(now: datetime | BindParameter[Any]):  # type: ignore[no-untyped-def]
+def live_grant(now: datetime | BindParameter[Any]) -> ColumnElement[bool]:
     return and_(Grant.status == "active",
                 or_(Grant.valid_from.is_(None), Grant.valid_from <= now),
                 or_(Grant.valid_until.is_(None), Grant.valid_until > now))
