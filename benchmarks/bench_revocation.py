@@ -4,7 +4,12 @@ keys (kms, ``GET /v1/keyrings/{file}/entries``) and ciphertext (records-api,
 revocation, so both services hold a fresh authorisation answer in their cache when the
 owner's ``DELETE /v1/grants/{id}`` returns; the clock starts then. The sharing service
 tells both services when a grant ends, so the first request after the revocation should be
-refused: the time measured is then that one request's latency."""
+refused: the time measured is then that one request's latency.
+
+The warming reads stop (and their last answers arrive) just before the revocation is sent,
+so that a read still in flight is not counted as part of the revocation; each run checks
+that the denial came within the services' cache lifetime of the last allowed read, so that
+it can only be the sharing service's message, not an expired cache, that denied it."""
 
 from __future__ import annotations
 
@@ -16,9 +21,15 @@ import httpx
 
 from benchmarks.actors import Practitioner, upload
 from benchmarks.services import BenchStack
+from kms.settings import Settings as KmsSettings
+from records_api.settings import Settings as RecordsSettings
 
 POLL_S = 0.01
 GIVE_UP_S = 10.0
+#: The authorisation caches' lifetime, records API and kms (``authz_cache_s``): a denial
+#: later than this after the last allowed read would prove nothing about the push.
+CACHE_S = min(RecordsSettings.model_fields["authz_cache_s"].default,
+              KmsSettings.model_fields["authz_cache_s"].default)
 
 
 async def measure(bs: BenchStack, repeats: int = 3) -> dict[str, Any]:
@@ -41,19 +52,24 @@ async def measure(bs: BenchStack, repeats: int = 3) -> dict[str, Any]:
             stop_warming = asyncio.Event()
 
             async def warm(path: str, headers: dict[str, str] = headers,
-                           stop: asyncio.Event = stop_warming) -> None:
+                           stop: asyncio.Event = stop_warming) -> int:
+                status = 0
                 while not stop.is_set():
-                    await http.get(bs.gateway + path, headers=headers)
+                    status = (await http.get(bs.gateway + path, headers=headers)).status_code
                     await asyncio.sleep(POLL_S)
+                return status
 
             warmers = [asyncio.create_task(warm(p)) for p in targets.values()]
             await asyncio.sleep(0.3)
+            stop_warming.set()
+            last = await asyncio.gather(*warmers)
+            last_allowed = time.perf_counter()
+            if any(status != 200 for status in last):
+                raise RuntimeError(f"reads before revocation: HTTP {last}")
             started = time.perf_counter()
             revoked = await http.delete(f"{bs.gateway}/v1/grants/{grant_id}",
                                         headers=owner.headers)
             revoked_at = time.perf_counter()
-            stop_warming.set()
-            await asyncio.gather(*warmers)
             if revoked.status_code != 200:
                 raise RuntimeError(f"revoke: HTTP {revoked.status_code}: {revoked.text[:120]}")
 
@@ -71,7 +87,12 @@ async def measure(bs: BenchStack, repeats: int = 3) -> dict[str, Any]:
                 return float("inf"), sent
 
             denied = await asyncio.gather(*(until_denied(p) for p in targets.values()))
+            since_allowed = max(revoked_at + secs for secs, _ in denied) - last_allowed
+            if since_allowed >= CACHE_S:
+                raise RuntimeError(f"denied {since_allowed:.3f} s after the last allowed read, "
+                                   f"not within the {CACHE_S} s cache: the push is not shown")
             runs.append({"revoke_request_ms": round((revoked_at - started) * 1e3, 1),
+                         "since_last_allowed_ms": round(since_allowed * 1e3, 1),
                          **{name: round(s, 3) for name, (s, _) in zip(targets, denied,
                                                                       strict=True)},
                          "requests_until_denied": {name: n for name, (_, n) in zip(

@@ -122,8 +122,11 @@ It takes about {duration} here.
   same whatever the servers do): requests per login and each process's CPU per login; the
   target counts the four services' CPU (PostgreSQL's is listed beside it).
 - **Revocation** (`benchmarks/bench_revocation.py`): a grantee reads keys (kms) and a
-  record (records-api) every 10 ms; the owner revokes; time until both answer 404, and
-  how many requests it took (1: the first request after the revocation was refused).
+  record (records-api) every 10 ms, and stops (its last reads answered) just before the
+  owner revokes; time from the revocation's answer until both answer 404, and how many
+  requests it took (1: the first request after the revocation was refused). A run fails
+  if the denial came later than the services' authorisation cache lifetime (0.5 s) after
+  the last allowed read: only the sharing service's message can then have denied it.
 
 The load generator runs on the same two cores as the four services and PostgreSQL, so
 throughput figures are lower bounds for a deployment with one host per service.
