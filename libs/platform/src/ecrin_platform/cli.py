@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Callable, Generator
+import importlib
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
 
 
 def service_main(service: str, settings_cls: type[ServiceSettings], migrations: Path,
-                 create_app: Callable[..., Any], default_port: int) -> None:
+                 create_app: str, default_port: int) -> None:
+    """``create_app`` is ``"package.module:function"``, imported by ``serve`` only:
+    ``migrate`` (run before every start) loads Alembic and the models, not the web stack."""
     parser = argparse.ArgumentParser(prog=service)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="run the database migrations to head")
@@ -85,5 +88,7 @@ def service_main(service: str, settings_cls: type[ServiceSettings], migrations: 
     if metrics_port is None:
         metrics_port = (settings.metrics_port if settings.metrics_port is not None
                         else args.port + METRICS_PORT_OFFSET)
-    _serve(create_app(settings), args.host, args.port, args.metrics_host or args.host,
-           metrics_port, server_options(settings))
+    module, _, name = create_app.partition(":")
+    app = getattr(importlib.import_module(module), name)(settings)
+    _serve(app, args.host, args.port, args.metrics_host or args.host, metrics_port,
+           server_options(settings))

@@ -116,9 +116,16 @@ class Stack:
         return env
 
     def migrate(self) -> None:
-        for service, (package, _, _) in SERVICES.items():
-            subprocess.run([sys.executable, "-m", package, "migrate"],  # noqa: S603
-                           env=self.env(service), check=True)
+        """Every service's database to head. Each service has a database of its own, so the
+        four migrations run at once (most of each is the service's start-up)."""
+        running = {service: subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", package, "migrate"], env=self.env(service))
+            for service, (package, _, _) in SERVICES.items()}
+        failed = [(service, process.args) for service, process in running.items()
+                  if process.wait() != 0]
+        if failed:
+            service, args = failed[0]
+            raise subprocess.CalledProcessError(running[service].returncode, args)
 
     def start(self, service: str) -> None:
         package = SERVICES[service][0]

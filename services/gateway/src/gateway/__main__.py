@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ecrin_platform.cli import service_main
-from gateway.app import MIGRATIONS, SERVICE, create_app
+from gateway import MIGRATIONS, SERVICE
 from gateway.settings import Settings
 
 if __name__ == "__main__":
-    service_main(SERVICE, Settings, MIGRATIONS, create_app, default_port=8000)
+    service_main(SERVICE, Settings, MIGRATIONS, "gateway.app:create_app", default_port=8000)

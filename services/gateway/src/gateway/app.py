@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -14,6 +13,7 @@ from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.tls import client_context
 from ecrin_platform.tokens import InternalTokenIssuer
+from gateway import MIGRATIONS, SERVICE
 from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
 from gateway.auth.principal import PrincipalCache, resolve_principal
@@ -29,8 +29,6 @@ from gateway.proxy import Proxy, ProxyDispatch, not_proxied, upstream_session
 from gateway.settings import Settings
 from gateway.webapp import SecurityHeaders, WebApp, WebAppFiles, docs_page
 
-SERVICE = "gateway"
-MIGRATIONS = Path(__file__).parent / "migrations"
 #: Content uploads: the one-shot PUT and the pieces of a resumable upload (PATCH).
 UPLOAD_PATHS = [r"^/v1/records/[^/]+/versions/[^/]+/content(/uploads/[^/]+)?$"]
 #: Every method, so that the owning service answers 405 with its own Allow header (the

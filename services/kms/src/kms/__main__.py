@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ecrin_platform.cli import service_main
-from kms.app import MIGRATIONS, SERVICE, create_app
+from kms import MIGRATIONS, SERVICE
 from kms.settings import Settings
 
 if __name__ == "__main__":
-    service_main(SERVICE, Settings, MIGRATIONS, create_app, default_port=8002)
+    service_main(SERVICE, Settings, MIGRATIONS, "kms.app:create_app", default_port=8002)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from ecrin_platform.access import AccessClient, access_changed_router
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
+from kms import MIGRATIONS, SERVICE
 from kms.accounts.endpoints import directory, internal, keys
 from kms.keyrings.batch import router as keyrings_batch
 from kms.keyrings.endpoints import router as keyrings
 from kms.models import AuditEvent
 from kms.settings import Settings
-
-SERVICE = "kms"
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,0 +1,7 @@
+"""The records-api service. Its name and migrations are here, so that ``migrate`` loads
+neither the app nor its web stack."""
+
+from pathlib import Path
+
+SERVICE = "records-api"
+MIGRATIONS = Path(__file__).parent / "migrations"

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 from fastapi import FastAPI
 
 from ecrin_platform.access import AccessClient, access_changed_router
 from ecrin_platform.app import build_service_app
 from ecrin_platform.service_info import service_info_router
+from records_api import MIGRATIONS, SERVICE
 from records_api.records.batch import router as batch_router
 from records_api.records.content import ContentStore
 from records_api.records.endpoints import router as records_router
 from records_api.records.purge import purge_forever
 from records_api.records.resumable import router as resumable_router
 from records_api.settings import Settings
-
-SERVICE = "records-api"
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

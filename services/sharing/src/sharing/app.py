@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -14,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
+from sharing import MIGRATIONS, SERVICE
 from sharing.clock import Clock
 from sharing.files.batch_access import internal as batch_access
 from sharing.files.endpoints import internal, router
@@ -22,8 +22,6 @@ from sharing.models import AuditEvent, Rotation
 from sharing.notify import AccessNotifier
 from sharing.settings import Settings
 
-SERVICE = "sharing"
-MIGRATIONS = Path(__file__).parent / "migrations"
 ROTATIONS_GAUGE_INTERVAL_S = 15.0
 
 
