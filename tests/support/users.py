@@ -34,10 +34,20 @@ def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+#: Seconds before a step ends within which its previous step is no longer offered: the
+#: gateway must still find it within the drift window when the request reaches it.
+TOTP_MARGIN_S = 5
+
+
 def next_totp_code(secret: str, last_step: int) -> tuple[str, int]:
-    """(code, step) for the first step after ``last_step`` the gateway accepts now: the
-    current one, else the next (clock drift), else wait for a later one."""
-    step = max(int(time.time()) // 30, last_step + 1)
+    """(code, step) for the first step after ``last_step`` the gateway accepts now. The
+    gateway allows one step of drift either side of now and takes each step once, so the
+    previous, the current and the next step give three codes at once; a fourth waits for
+    the next step."""
+    now = time.time()
+    current = int(now) // 30
+    earliest = current - 1 if now % 30 < 30 - TOTP_MARGIN_S else current
+    step = max(earliest, last_step + 1)
     while step > int(time.time()) // 30 + 1:
         time.sleep(0.5)
     return pyotp.TOTP(secret).at(step * 30), step

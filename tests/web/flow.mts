@@ -18,15 +18,12 @@ const [base, executablePath] = process.argv.slice(2) as [string, string];
 const PASSPHRASE = "une phrase de passe assez longue pour Argon2";
 export const PLANTED = { patient: "Jeanne Planteroux", exercise: "Pont fessier planté", motif: "Entorse plantée" };
 
-/** RFC 6238 code for a step (the authenticator app's job), never a step used before. */
-let lastStep = -1;
-function totp(secret: string): string {
+/** RFC 6238 code of one time step (the authenticator app's job). */
+function totpAt(secret: string, step: number): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   let bits = "";
   for (const c of secret.replace(/=+$/, "").toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
   const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((b) => parseInt(b, 2)));
-  const step = Math.max(Math.floor(Date.now() / 30000), lastStep + 1);
-  lastStep = step;
   const counter = Buffer.alloc(8);
   counter.writeBigUInt64BE(BigInt(step));
   const mac = createHmac("sha1", key).update(counter).digest();
@@ -34,12 +31,22 @@ function totp(secret: string): string {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1e6).padStart(6, "0");
 }
 
-/** A code for the next unused step, once that step has come: the gateway accepts the
- * current step (one either side) and each step once, so three logins within 30 s must wait. */
+/** The last step this flow sent: the gateway takes each step once. */
+let lastStep = -1;
+
+/** A code of the first step the gateway takes now that this flow has not used. The gateway
+ * allows one step of drift either side of now, so three codes are at hand at once (the
+ * previous step, unless it leaves the window within 5 s, the current and the next); a
+ * fourth waits until its step is the next one. */
 async function freshTotp(secret: string): Promise<string> {
-  const wait = (lastStep + 1) * 30000 - Date.now();
+  const now = Date.now();
+  const current = Math.floor(now / 30000);
+  const earliest = now % 30000 < 25000 ? current - 1 : current;
+  const step = Math.max(earliest, lastStep + 1);
+  const wait = (step - 1) * 30000 - Date.now();
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait + 250));
-  return totp(secret);
+  lastStep = step;
+  return totpAt(secret, step);
 }
 
 const report: Record<string, unknown> = { violations: [], errors: [], policy_violations: [] };
@@ -246,7 +253,7 @@ async function main(): Promise<void> {
     await desk.getByRole("button", { name: "Activer le second facteur" }).click();
     const secret = (await step(desk, "totp", () => desk.waitForSelector(".totp-secret"))).textContent();
     report.totp_secret = await secret;
-    await desk.getByLabel("Code du second facteur").fill(totp(report.totp_secret as string));
+    await desk.getByLabel("Code du second facteur").fill(await freshTotp(report.totp_secret as string));
     await desk.getByRole("button", { name: "Confirmer" }).click();
     await step(desk, "totp confirm", () => desk.waitForSelector("text=Second facteur activé"));
 
