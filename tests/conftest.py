@@ -18,6 +18,12 @@ from tests.support.databases import (
 
 pytest_plugins = ["tests.support.apps", "tests.support.stack"]
 
+#: The SDK in this process derives keys with the test stacks' cheap Argon2id, as the CLI
+#: runs and the stacks' own settings do (tests.support.stack.TEST_ENV): MODERATE costs
+#: 1.3 s per derivation on a CI machine, two or three per account a test signs up. Tests
+#: of the profiles themselves set it (monkeypatch) and get it back afterwards.
+os.environ.setdefault("ECRIN_KDF_PROFILE", "insecure-test")
+
 
 @pytest.fixture(scope="session")
 def internal_keys() -> tuple[bytes, bytes]:
