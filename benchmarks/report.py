@@ -489,41 +489,66 @@ time are not comparable with the table above, CPU per operation and request coun
     0.31 s to a file, and making the servers' side cheaper shortened a plain fetch through
     the gateway (1.02 -> 0.75 s) but not the SDK download.
 
-**Remains** (issue 21's targets missed in the latest run, and why). The run above is of
-this round's last commit on a machine about twice as slow as the last round's for the
-Python services (the same code's login cost its gateway 6.1 ms of CPU there, 14-15 ms
-here), so the absolute targets that held there (login, SDK creates) are missed here:
+- *Issue 21, round 6* (2026-12-01, a third machine in two days: an AMD EPYC whose raw AEAD
+  runs at 871-925 MB/s, Argon2id MODERATE 0.64 s; its Python services are slower still
+  than round 5's: 8.3 ms of records-API CPU per SDK create against 4.9).
+  - *Revocation timed from the revocation.* The benchmark's warming reads ran until the
+    revoke had answered and the probe waited for them, so a read in flight counted in
+    the revocation's time (59-60 ms on PostgreSQL in this round's first run). They now
+    stop just before the revoke, and a run fails unless the denial came within the
+    authorisation cache's lifetime (0.5 s) of the last allowed read, so that only the
+    sharing service's message can have denied it: 33-41 ms in the run above.
+  - *The memory sampler* listed each service's children (a scan of every process of the
+    machine) ten times a second, in a thread of the load generator: one-client SDK
+    operations on PostgreSQL, two alternating rounds, load generator CPU per operation
+    5.0-6.3 ms with the old sampler, 3.8-4.6 ms with the new (children listed every 2 s).
+  - *Where a small read's CPU goes* (one SDK client reading 10 KiB records on
+    PostgreSQL). The records API (py-spy): uvloop's own time (the loop, socket reads and
+    writes) 23 % of its samples, the ORM's execute 12 % (asyncpg 9 %), the internal
+    token's check 4 %, the audit append 4 %, logging 2 %, the rest spread over
+    Starlette, FastAPI's dependency solving and the platform's six middlewares. The SDK
+    client (cProfile): httpx and httpcore about 60 % of a read's time, opening the record
+    (decryption, signature check) 17 %. Nothing dominates: the cost is Python's per
+    request in each of three processes.
+  - *Start-up, for the tests and `make run`:* `make sync` did not compile bytecode, and
+    the CI machines set `PYTHONDONTWRITEBYTECODE`, so every service start, migration and
+    `ecrin` command compiled all it imported (importing the gateway's app: 6.1-6.5 s of
+    CPU without bytecode, 2.1-2.2 s with); the four services' migrations now run at once
+    and without loading the web stack (a test stack's migrations: 16.2 s -> 3.9 s).
 
-- *Login: 19.6 / 20.5 ms of service CPU against 10 ms* (8.1 / 8.9 ms in the last round's
-  run, same three requests). Not this round's code: the login benchmark alone, run four
-  times alternately on this round's starting commit (`2114a3a`) and its last, right after
-  the run above (SQLite, 100 logins each, two measures per run), gave gateway CPU per
-  login 14.3, 10.7, 15.0, 16.9 ms (start) against 15.2, 15.6, 12.2, 14.9 ms (end), kms
-  4.3-5.7 against 4.7-5.6 ms. Where it goes is as profiled when the login became three
-  requests (above: socket writes, the login's and challenge's SQL and ORM work, the
-  relay, the middlewares); on this machine each item is about twice as dear.
-- *SDK creates at 16 clients on PostgreSQL: 133/s against 300/s* (251/s in the last
-  round's run, 329/s on the machine before). CPU per create across the processes: 12.5 ms
-  in this run (records-api 4.93, the SDK client 3.23, gateway 1.61, PostgreSQL 1.04,
-  sharing 0.70), 5.8 ms in the last round's: two cores allow about 160/s here at perfect
-  overlap. This round took sharing's answer to one statement (its CPU per create about
-  halved) and the internal token's parse to one; the rest is spread as profiled in round
-  4 (records API: middlewares and FastAPI about a fifth, two SQL statements 15 %, the
-  token check 7-8 %; the SDK client half httpx). Reaching 300/s on this machine would need
-  the CPU per create cut by more than half: fewer Python processes on the path (the
-  gateway's hop, the records API's framework), not another few percent.
-- *Raw creates at 16 clients on PostgreSQL: 171/s against 500/s* (349/s in the last
-  round's run). 9.8 ms of CPU per create across the processes here (4.3 there).
-- *100 MiB through the SDK: up 0.07x, down 0.15x (PostgreSQL), 0.08x / 0.17x (SQLite) of
-  raw AEAD* against 0.3x. Raw AEAD here is 1051 MB/s, so 0.3x is 315 MB/s, 0.33 s per
-  100 MiB. The upload is in two phases (the create carries the digest of the whole
-  ciphertext, so the SDK encrypts to its spool before it sends a byte; overlapping them
-  needs a protocol change), and its sending is bound by the database: 100 rows of 1 MiB
-  inserted straight through asyncpg, one transaction each, took 1.2-1.8 s even into an
-  unlogged table on this machine under load (a helper's measurement; `STORAGE EXTERNAL`
-  on the rows changed nothing). The download is bound by the client's decryption (0.31
-  CPU-s for 100 MiB to a file). Next: content outside the database (files or an object
-  store), which also removes PostgreSQL's share of the upload.
+**Remains** (issue 21's targets missed in the latest run, and why). The run above is of
+this round's last commit on the slowest machine of the three rounds: the same targets held
+two machines ago (SDK creates 329/s, login 8.1-8.9 ms of service CPU, one-client read p50
+7.2-9.6 ms), and every miss here is CPU per operation on two shared cores:
+
+- *SDK creates at 16 clients on PostgreSQL: 88/s against 300/s* (133/s in round 5's run,
+  251/s and 329/s on the machines before). CPU per create across the processes: 18.4 ms
+  (records-api 8.27, the SDK client 4.37, gateway 2.69, PostgreSQL 1.61, sharing 1.47),
+  so two cores allow about 109/s at perfect overlap. Reaching 300/s here would need that
+  cut to a third: fewer Python processes on the path (the gateway's hop, the records
+  API's framework), not another few percent; the profile above finds no single item
+  worth more than a few percent.
+- *Raw creates at 16 clients on PostgreSQL: 84/s against 500/s*: 18.2 ms of CPU per
+  create across the processes, the same spread.
+- *One-client SDK read p50: 16.3 ms (PostgreSQL), 18.6 ms (SQLite) against 10 ms*: the
+  request is one, as required, but its CPU is spent in series: client 5.3, gateway 2.7,
+  records-api 7.9, PostgreSQL 1.2 ms, about the p50 itself.
+- *Login: 26.4 ms (PostgreSQL), 34.1 ms (SQLite) of service CPU against 10 ms*, in three
+  requests: where it goes is as profiled when the login became three requests (socket
+  writes, the login's and challenge's SQL and ORM work, the relay, the middlewares).
+- *Rotation: 0.665 / 0.699 ms per record against 0.5 ms* (0.40 / 0.46 in round 5's
+  run): the client's CPU alone is 0.56 ms per record (the re-wrapping).
+- *The gateway's overhead at one client: 1.55x (SQLite), 1.37x (PostgreSQL) against
+  1.3x* (0.99x and 1.22x in round 5's run): the gateway adds the same work per request,
+  and on this machine that work is 4-6 ms of a 10 ms read.
+- *100 MiB through the SDK: up 0.04x, down 0.13x (PostgreSQL), 0.06x / 0.16x (SQLite) of
+  raw AEAD* against 0.3x. The upload is in two phases (the create carries the digest of
+  the whole ciphertext, so the SDK encrypts to its spool before it sends a byte;
+  overlapping them needs a protocol change), and its sending is bound by the database
+  (round 5: 100 rows of 1 MiB through asyncpg took 1.2-1.8 s even into an unlogged
+  table). The download is bound by the client's decryption. Next: content outside the
+  database (files or an object store), which also removes PostgreSQL's share of the
+  upload.
 - *SQLite at 16 and 64 clients*: one writer at a time by design (the embedded default,
   for one practice on one machine); reads are audited writes, so they queue too.
   PostgreSQL is the production backend.
