@@ -292,30 +292,43 @@ check "kms -> kms-db, without TLS" refused "$(in_ns kms env PGPASSWORD="${PASSWO
 
 # 0 if a TCP connection from host to addr:port opens within 3 s.
 connects() { in_ns "$1" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; }
-edge() {  # edge expected-word src dst port
-  local got=blocked
-  connects "$2" "${ADDR[$3]}" "$4" && got=open
-  check "$(printf '%-12s -> %-11s :%s' "$2" "$3" "$4")" "$1" "$got"
+# edges "expected src dst port"...: every probe at once (a blocked one waits out its 3 s),
+# then each checked in order.
+edges() {
+  local i=0 pids=() edge want src dst port
+  for edge in "$@"; do
+    read -r want src dst port <<<"$edge"
+    { connects "$src" "${ADDR[$dst]}" "$port" && echo open || echo blocked; } \
+      >"$WORK/edge.$i" &
+    pids+=($!); i=$((i + 1))
+  done
+  wait "${pids[@]}"
+  i=0
+  for edge in "$@"; do
+    read -r want src dst port <<<"$edge"
+    check "$(printf '%-12s -> %-11s :%s' "$src" "$dst" "$port")" "$want" "$(cat "$WORK/edge.$i")"
+    i=$((i + 1))
+  done
 }
 
 step "edges: allowed ones open, forbidden ones blocked"
-edge open kms kms-db 5432
-edge blocked records-api kms-db 5432
-edge blocked records-api kms 8002
-edge blocked gateway kms-db 5432
-edge open gateway kms 8002
-edge blocked client kms 8002
-edge blocked client records-api 8001
-edge blocked client sharing 8003
-edge blocked client gateway-db 5432
-edge blocked sharing kms 8002
-edge open records-api sharing 8003
-edge open sharing records-api 8001
+edges "open kms kms-db 5432" \
+  "blocked records-api kms-db 5432" \
+  "blocked records-api kms 8002" \
+  "blocked gateway kms-db 5432" \
+  "open gateway kms 8002" \
+  "blocked client kms 8002" \
+  "blocked client records-api 8001" \
+  "blocked client sharing 8003" \
+  "blocked client gateway-db 5432" \
+  "blocked sharing kms 8002" \
+  "open records-api sharing 8003" \
+  "open sharing records-api 8001"
 # Blocked at the destination too: with the records-api host's own output rules gone, the
 # kms-db host's input rules still drop it.
 in_ns records-api nft delete table inet ecrin
 say "  (records-api host's own rules removed: kms-db's input rules alone)"
-edge blocked records-api kms-db 5432
+edges "blocked records-api kms-db 5432"
 in_ns records-api nft -f "$WORK/records-api.nft"
 
 printf '\nnetns e2e: all checks passed\n'
