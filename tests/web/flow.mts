@@ -348,10 +348,12 @@ async function main(): Promise<void> {
     await step(desk, "revoke", () => desk.waitForSelector("text=Accès révoqué", { timeout: 120000 }));
 
     // The parent's page, shown again in the app, is refused.
-    await phone.waitForTimeout(6000); // revocation is effective within 5 s
+    // The sharing service tells the other services at once; their 0.5 s cache of access
+    // answers is the fallback if that message were lost: wait it out, then show the page.
+    await phone.waitForTimeout(1000);
     await phone.evaluate((path) => { history.pushState(null, "", path); dispatchEvent(new PopStateEvent("popstate")); },
       `/portail/dossiers/${report.file_id}`);
-    await phone.waitForTimeout(4000);
+    await step(phone, "refused after revocation", () => phone.waitForSelector("main :text('Introuvable')", { timeout: 30000 }));
     report.parent_after_revoke = await phone.textContent("main");
 
     // F4: the device state outlives a reload, sealed. The practitioner's browser is reloaded
