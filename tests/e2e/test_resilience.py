@@ -145,6 +145,50 @@ def test_a_rotation_cut_short_stays_pending_and_sync_finishes_it(stack, tmp_path
     asyncio.run(scenario())
 
 
+def test_a_busy_server_during_re_keying_is_waited_out(stack, tmp_path):
+    """The first listing of headers and the first re-keying batch are each answered 503
+    (Retry-After), the batch after the server applied it: the device retries both, as
+    their answer told it, and the revocation finishes at once, every record re-keyed."""
+    async def scenario() -> None:
+        gateway = stack.url("gateway")
+        kine = await new_practitioner(gateway, tmp_path / "kine")
+        colleague = await new_practitioner(gateway, tmp_path / "colleague")
+        async with kine.client() as kc:
+            records, patients = await kine.unlocked(kc)
+            fid = (await patients.create(PatientIdentity(
+                name="Occupée Lefort", birth_date=date(1982, 2, 2)))).file_id
+            for i in range(3):
+                await records.create(fid, "clinical", meta(f"note {i}", note(str(i))),
+                                     note(str(i)))
+            kc.pin(colleague.account_id,
+                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+            granted = await Sharing(records).grant(fid, colleague.account_id, "care_team")
+
+        busy: list[str] = []
+
+        def once_busy(exchange: Exchange) -> None:
+            what = f"{exchange.method} {exchange.path}"
+            if what in ("GET /v1/records/headers", "POST /v1/records/rekey") \
+                    and what not in busy:
+                busy.append(what)
+                exchange.status = 503
+                exchange.headers["retry-after"] = "1"
+                exchange.set_json({"type": "about:blank", "title": "busy", "status": 503})
+
+        async with kine.client(MaliciousServer(once_busy)) as kc:
+            records = Records(kc, await kc.unlock(PASSPHRASE))
+            _, _, rotations = await Sharing(records).revoke(granted.grant_id)
+            clinical = next(r for r in rotations if r.scope == "clinical")
+            assert clinical.rekeyed == 3 and clinical.skipped == 0
+        assert busy == ["GET /v1/records/headers", "POST /v1/records/rekey"]
+        async with kine.client() as kc:
+            records = Records(kc, await kc.unlock(PASSPHRASE))
+            assert await Sharing(records).pending(fid) == []
+            assert {r.key_version for r in await records.list(fid, "clinical")} == {2}
+
+    asyncio.run(scenario())
+
+
 def _scopes_pending(sharing: Sharing, fid: str) -> Any:
     async def get() -> set[str]:
         return {p["scope"] for p in await sharing.pending(fid)}

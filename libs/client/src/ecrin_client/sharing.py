@@ -736,7 +736,8 @@ class Sharing:
                            ) -> tuple[list[Any], str | None]:
         """One page of ``GET /v1/records/headers``: (items, next cursor)."""
         started = time.perf_counter()
-        page = (await self._t.request("GET", "/v1/records/headers", params=params)).json()
+        page = (await self.client._retrying(lambda: self._t.request(
+            "GET", "/v1/records/headers", params=params))).json()
         stats.list_s += time.perf_counter() - started
         items = page.get("items") if isinstance(page, dict) else None
         cursor = page.get("next_cursor") if isinstance(page, dict) else None
@@ -786,7 +787,11 @@ class Sharing:
 
     async def _post_rekey(self, batch: list[dict[str, Any]], stats: RekeyStats) -> None:
         started = time.perf_counter()
-        await self._t.request("POST", "/v1/records/rekey", json={"items": batch})
+        # A batch is all or nothing and applying it twice changes nothing: a busy server's
+        # 503 is waited out as it says (Retry-After), not turned into a revocation left
+        # to `sync`.
+        await self.client._retrying(lambda: self._t.request(
+            "POST", "/v1/records/rekey", json={"items": batch}))
         stats.post_s += time.perf_counter() - started
 
 
