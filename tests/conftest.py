@@ -75,11 +75,21 @@ def database_url_for(backend: Backend, tmp_path_factory: pytest.TempPathFactory,
 E2E_GROUPS = max(1, int(os.environ.get("ECRIN_TEST_E2E_GROUPS", "2")))
 
 
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """The test uses a module-scoped fixture (a stack over TLS, a web build, a Redis
+    server): spread over the workers, each would set it up again."""
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Before xdist reads the groups: "e2e" becomes "e2e-<k>", k fixed per module."""
     for item in items:
         marker = item.get_closest_marker("xdist_group")
+        if marker is None and _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
         if marker is None or marker.args[:1] != ("e2e",):
             continue
         module = item.nodeid.split("::", 1)[0]
