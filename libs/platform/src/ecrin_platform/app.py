@@ -21,6 +21,7 @@ from ecrin_platform.guards import (
     NoStoreMiddleware,
 )
 from ecrin_platform.health import ReadinessCheck, health_router
+from ecrin_platform.keepalive import CLIENT_IDLE_S
 from ecrin_platform.migrations import upgrade_to_head
 from ecrin_platform.observability import (
     Metrics,
@@ -84,7 +85,8 @@ def build_service_app(
         app.state.http = httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=5.0),
             transport=TracingTransport(httpx.AsyncHTTPTransport(
-                verify=client_context(settings))))
+                verify=client_context(settings),
+                limits=httpx.Limits(keepalive_expiry=CLIENT_IDLE_S))))
         # Background tasks the hooks start copy this context: the audit events they write
         # (a grant expiry swept outside any request) reach the domain counters too.
         metrics_var.set(metrics)

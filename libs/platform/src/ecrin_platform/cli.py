@@ -28,10 +28,12 @@ def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
     """
     import uvicorn
 
+    from ecrin_platform.keepalive import SERVER_IDLE_S
     from ecrin_platform.observability import metrics_app
 
     common: dict[str, Any] = {"log_config": None, "access_log": False,
-                              "server_header": False, "proxy_headers": False}
+                              "server_header": False, "proxy_headers": False,
+                              "timeout_keep_alive": SERVER_IDLE_S}
     # The public listener over (mutual) TLS when the settings name the files
     # (ecrin_platform.tls); the metrics listener stays plain, on its own port.
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **common, **(tls or {})))

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
 from ecrin_platform.guards import caused_by_body_limit
+from ecrin_platform.keepalive import CLIENT_IDLE_S
 from ecrin_platform.problems import ServiceError, problem_response
 from ecrin_platform.tokens import HEADER as INTERNAL_HEADER
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
@@ -90,7 +91,7 @@ def upstream_session(timeout_s: float,
     https upstreams (ecrin_platform.tls.client_context)."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=60,
-                                       ssl=tls),
+                                       ssl=tls, keepalive_timeout=CLIENT_IDLE_S),
         timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=timeout_s),
         auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=_NO_AUTO_HEADERS)
