@@ -26,7 +26,7 @@ from ecrin_e2ee import (
 )
 from ecrin_e2ee.record_header import unwrap_dek
 from tests.adversarial.world import StoredRecord, add_record, share
-from tests.support.users import ApiUser, b64, sign_up, unb64
+from tests.support.users import HTTP, ApiUser, b64, sign_up, unb64
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -125,8 +125,8 @@ class TestPatientDeletes:
     def test_the_practitioners_record_is_refused_and_stays(self, practice):
         record = add_record(practice.kine, practice.file_id, practice.keys, "shared",
                             b"ordonnance")
-        response = httpx.delete(f"{practice.patient.gateway}/v1/records/{record.record_id}",
-                                headers={**practice.patient.headers, "If-Match": '"v1"'})
+        response = HTTP.delete(f"{practice.patient.gateway}/v1/records/{record.record_id}",
+                               headers={**practice.patient.headers, "If-Match": '"v1"'})
         assert response.status_code == 403, response.text
         assert response.json()["type"].endswith("/write-not-permitted")
         assert read(practice, record) == b"ordonnance"
@@ -140,15 +140,15 @@ class TestPatientDeletes:
                                    scope_key=practice.keys[Scope.SHARED],
                                    author=practice.patient.identity)
         content = b"".join(encrypted.chunks)
-        created = httpx.post(f"{practice.patient.gateway}/v1/records", headers={
+        created = HTTP.post(f"{practice.patient.gateway}/v1/records", headers={
             **practice.patient.headers, "Idempotency-Key": uuid.uuid4().hex}, json={
             "record_id": str(record_id), "file_id": str(practice.file_id), "scope": "shared",
             "header": b64(encrypted.header.to_bytes()),
             "metadata_ciphertext": b64(encrypted.metadata_ciphertext),
             "content_length": len(content), "content": b64(content)})
         assert created.status_code == 201, created.text
-        response = httpx.delete(f"{practice.patient.gateway}/v1/records/{record_id}",
-                                headers={**practice.patient.headers, "If-Match": '"v1"'})
+        response = HTTP.delete(f"{practice.patient.gateway}/v1/records/{record_id}",
+                               headers={**practice.patient.headers, "If-Match": '"v1"'})
         assert response.status_code == 204, response.text
         assert practice.kine.get(f"/v1/records/{record_id}").status_code == 404
 

@@ -29,7 +29,7 @@ from ecrin_e2ee import (
     wrap_identity,
 )
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal
-from tests.support.users import ApiUser, TotpDevice, b64, sign_up, unb64
+from tests.support.users import HTTP, ApiUser, TotpDevice, b64, sign_up, unb64
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -43,15 +43,15 @@ def slug(response: httpx.Response) -> str:
 
 
 def current_salt(user: ApiUser) -> str:
-    challenge = httpx.post(f"{user.gateway}/v1/auth/challenge", json={"email": user.email})
+    challenge = HTTP.post(f"{user.gateway}/v1/auth/challenge", json={"email": user.email})
     return challenge.json()["kdf"]["salt"]
 
 
 def current_kdf(user: ApiUser) -> tuple[str, KeyEncryptionKey]:
     """The current salt (b64) and KEK, from one challenge (they are rate-limited per
     account)."""
-    challenge = httpx.post(f"{user.gateway}/v1/auth/challenge",
-                           json={"email": user.email}).json()
+    challenge = HTTP.post(f"{user.gateway}/v1/auth/challenge",
+                          json={"email": user.email}).json()
     salt = challenge["kdf"]["salt"]
     return salt, derive_account_keys(user.passphrase, unb64(salt),
                                      KdfParams.from_json(challenge["kdf"]["params"])).kek
@@ -113,8 +113,8 @@ class TestAnAccessTokenAloneChangesNoIdentity:
         principal = Principal(str(victim.account_id), "patient", second_factor=True)
         for extra in ({}, {"system": True}, {"step_up": "passphrase"}, {"step_up": True}):
             token = issuer.issue("kms", principal=principal, **extra)
-            response = httpx.put(f"{stack.url('kms')}/internal/accounts/{victim.account_id}"
-                                 "/identity", json=body, headers={HEADER: token})
+            response = HTTP.put(f"{stack.url('kms')}/internal/accounts/{victim.account_id}"
+                                "/identity", json=body, headers={HEADER: token})
             assert response.status_code == 403, (extra, response.text)
         assert_account_intact(victim)
 
@@ -122,8 +122,8 @@ class TestAnAccessTokenAloneChangesNoIdentity:
 class TestAnAccessTokenAloneKeepsTheCurrentWrap:
     def test_deleting_the_wrap_of_the_current_passphrase_is_refused(self, victim):
         salt = current_salt(victim)
-        response = httpx.delete(f"{victim.gateway}/v1/keys/me/wraps/passphrase/{salt}",
-                                headers=victim.headers)
+        response = HTTP.delete(f"{victim.gateway}/v1/keys/me/wraps/passphrase/{salt}",
+                               headers=victim.headers)
         assert response.status_code == 409, response.text
         assert slug(response) == "current-passphrase-wrap"
         assert_account_intact(victim)
@@ -131,8 +131,8 @@ class TestAnAccessTokenAloneKeepsTheCurrentWrap:
     def test_a_percent_encoded_salt_is_the_same_salt(self, victim):
         salt = current_salt(victim)
         encoded = "".join(f"%{ord(c):02X}" for c in salt)
-        response = httpx.delete(f"{victim.gateway}/v1/keys/me/wraps/passphrase/{encoded}",
-                                headers=victim.headers)
+        response = HTTP.delete(f"{victim.gateway}/v1/keys/me/wraps/passphrase/{encoded}",
+                               headers=victim.headers)
         assert response.status_code == 409, response.text
         assert_account_intact(victim)
 
@@ -153,7 +153,7 @@ class TestAnAccessTokenAloneKeepsTheCurrentWrap:
         wrap = wrap_identity(victim.identity, current_kdf(victim)[1]).to_json()
         path = f"/v1/keys/me/wraps/passphrase/{new_salt}"
         assert victim.put(path, json=wrap).status_code == 204
-        assert httpx.delete(victim.gateway + path, headers=victim.headers).status_code == 204
+        assert HTTP.delete(victim.gateway + path, headers=victim.headers).status_code == 204
         assert_account_intact(victim)
 
 
@@ -161,8 +161,8 @@ def identity_change_body(user: ApiUser, *, new: IdentityKeys, statement: KeyChan
                          action: str = "identity", signer: bytes | None = None,
                          totp: bool = True) -> dict:
     """The step-up as the real client makes it: a fresh challenge signed by the login key."""
-    challenge = httpx.post(f"{user.gateway}/v1/auth/challenge",
-                           json={"email": user.email, "action": action}).json()
+    challenge = HTTP.post(f"{user.gateway}/v1/auth/challenge",
+                          json={"email": user.email, "action": action}).json()
     keys = derive_account_keys(user.passphrase, unb64(challenge["kdf"]["salt"]),
                                KdfParams.from_json(challenge["kdf"]["params"]))
     signing = keys.login_signing_key

@@ -25,7 +25,7 @@ from ecrin_e2ee.keyring import seal_entry
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal
 from tests.adversarial.routes import every_route
 from tests.adversarial.world import World
-from tests.support.users import ApiUser, b64
+from tests.support.users import HTTP, ApiUser, b64
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -146,8 +146,8 @@ def pending_upload(world: World) -> dict[str, str]:
                 "header": b64(encrypted.header.to_bytes()),
                 "metadata_ciphertext": b64(encrypted.metadata_ciphertext),
                 "content_length": sum(len(c) for c in encrypted.chunks)}
-        created = httpx.post(f"{world.gateway}/v1/records", json=body,
-                             headers={**world.kine_a.headers,
+        created = HTTP.post(f"{world.gateway}/v1/records", json=body,
+                            headers={**world.kine_a.headers,
                                       "Idempotency-Key": uuid.uuid4().hex})
         assert created.status_code == 201, created.text
         opened = world.kine_a.post(f"/v1/records/{record_id}/versions/1/content/uploads")
@@ -159,8 +159,8 @@ def pending_upload(world: World) -> dict[str, str]:
 
 def upload_session_intact(world: World) -> None:
     ids = pending_upload(world)
-    got = httpx.head(f"{world.gateway}/v1/records/{ids['record_id']}/versions/1/content/"
-                     f"uploads/{ids['upload_id']}", headers=world.kine_a.headers)
+    got = HTTP.head(f"{world.gateway}/v1/records/{ids['record_id']}/versions/1/content/"
+                    f"uploads/{ids['upload_id']}", headers=world.kine_a.headers)
     assert got.status_code == 204, got.text
     assert got.headers["upload-offset"] == "0" and got.headers["upload-complete"] == "?0"
 
@@ -208,8 +208,8 @@ def kine_a_account_intact(world: World) -> None:
 def own_wrap(world: World, attacker: ApiUser) -> dict:
     from ecrin_e2ee import WrappedIdentity  # noqa: F401  (the shape the kms expects)
 
-    challenge = httpx.post(f"{world.gateway}/v1/auth/challenge",
-                           json={"email": attacker.email}).json()
+    challenge = HTTP.post(f"{world.gateway}/v1/auth/challenge",
+                          json={"email": attacker.email}).json()
     return attacker.get(f"/v1/keys/me/wraps/passphrase/{challenge['kdf']['salt']}").json()
 
 
@@ -442,7 +442,7 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
 
 @pytest.fixture(scope="module")
 def routes(stack) -> dict[tuple[str, str], set[str]]:
-    merged = httpx.get(stack.url("gateway") + "/openapi.json").json()
+    merged = HTTP.get(stack.url("gateway") + "/openapi.json").json()
     assert "x-ecrin-unavailable" not in merged.get("info", {})
     return every_route(merged)
 
@@ -508,7 +508,7 @@ def _call(user: ApiUser, method: str, path: str, probe: Probe, world: World
         sent += json.dumps(body)
     elif probe.raw_body is not None:
         kwargs["content"] = probe.raw_body(world)
-    return httpx.request(method, world.gateway + path, timeout=30, **kwargs), sent
+    return HTTP.request(method, world.gateway + path, timeout=30, **kwargs), sent
 
 
 PROBED = sorted(k for k, v in COVERAGE.items() if isinstance(v, Probe))
@@ -544,7 +544,7 @@ class TestInternalRoutes:
         path = template.format(**probe.fill(world))
         user = world.kine_b
         for candidate in (path, "/v1" + path, f"/v1/files/..{path}", f"/v1/files/%2e%2e{path}"):
-            response = httpx.request(method, world.gateway + candidate, headers=user.headers)
+            response = HTTP.request(method, world.gateway + candidate, headers=user.headers)
             assert response.status_code in {400, 404, 405}, (candidate, response.text)
             assert_no_leak(response, world.secrets(), candidate, candidate)
 
@@ -560,7 +560,7 @@ class TestInternalRoutes:
             for audience in probe.audiences:
                 token = issuer.issue(audience, principal=principal)
                 for caller in ({}, {"x-ecrin-caller": audience}):
-                    response = httpx.request(
+                    response = HTTP.request(
                         method, stack.url(probe.service) + path,
                         headers={HEADER: token, **caller},
                         json=probe.body(world) if probe.body else None)
@@ -580,8 +580,8 @@ class TestListings:
         assert isinstance(probe, ListProbe)
         for label, user in world.outsiders.items():
             params = probe.query(world, user) if probe.query else None
-            response = httpx.request(method, world.gateway + template, params=params,
-                                     headers=user.headers)
+            response = HTTP.request(method, world.gateway + template, params=params,
+                                    headers=user.headers)
             assert response.status_code < 500, response.text
             assert_no_leak(response, world.secrets(), json.dumps(params or {}),
                            f"{template} as {label}")
@@ -613,8 +613,8 @@ class TestSelfScopedIds:
         path = template.format(**probe.fill(world))
         for label, user in world.outsiders.items():
             body = probe.body(world, user) if probe.body else None
-            response = httpx.request(method, world.gateway + path, json=body,
-                                     headers=user.headers)
+            response = HTTP.request(method, world.gateway + path, json=body,
+                                    headers=user.headers)
             assert response.status_code < 500, response.text
             assert_no_leak(response, world.secrets() - {world.kine_a_salt}, json.dumps(body),
                            label)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from ecrin_e2ee import (
     GrantTerms,
     InvitationCode,
@@ -30,7 +28,7 @@ from ecrin_e2ee import (
     encrypt_record,
     grant_scope_keys,
 )
-from tests.support.users import ApiUser, b64, sign_up
+from tests.support.users import HTTP, ApiUser, b64, sign_up
 
 READ = frozenset({Permission.READ})
 APPEND = frozenset({Permission.READ, Permission.APPEND})
@@ -80,11 +78,11 @@ def add_record(owner: ApiUser, file_id: uuid.UUID, keys: dict[Scope, ScopeKey], 
             "header": b64(encrypted.header.to_bytes()),
             "metadata_ciphertext": b64(encrypted.metadata_ciphertext),
             "content_length": len(content)}
-    created = httpx.post(f"{owner.gateway}/v1/records", json=body,
-                         headers={**owner.headers, "Idempotency-Key": uuid.uuid4().hex})
+    created = HTTP.post(f"{owner.gateway}/v1/records", json=body,
+                        headers={**owner.headers, "Idempotency-Key": uuid.uuid4().hex})
     assert created.status_code == 201, created.text
-    uploaded = httpx.put(f"{owner.gateway}/v1/records/{record_id}/versions/1/content",
-                         content=content, headers={**owner.headers,
+    uploaded = HTTP.put(f"{owner.gateway}/v1/records/{record_id}/versions/1/content",
+                        content=content, headers={**owner.headers,
                                                    "Content-Type": "application/octet-stream"})
     assert uploaded.status_code == 204, uploaded.text
     return StoredRecord(record_id, scope, body["header"], body["metadata_ciphertext"], content)
@@ -170,8 +168,8 @@ def build_world(gateway: str) -> World:
     share(kine_a, expired_parent, file_a, keys_a, "parent", {"shared": "append"},
           valid_until=soon)
     assert revoked.get(f"/v1/keyrings/{file_a}/entries").status_code == 200
-    assert httpx.delete(f"{gateway}/v1/grants/{grant_revoked}",
-                        headers=kine_a.headers).status_code == 200
+    assert HTTP.delete(f"{gateway}/v1/grants/{grant_revoked}",
+                       headers=kine_a.headers).status_code == 200
 
     code, payload, verifier = create_invitation([keys_a[Scope.SHARED]], inviter=kine_a.identity,
                                                 params=KdfParams.insecure_for_tests())
@@ -182,7 +180,7 @@ def build_world(gateway: str) -> World:
         "payload": payload.to_json(), "verifier": verifier.to_json()})
     assert invited.status_code == 201, invited.text
 
-    challenge = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": kine_a.email}).json()
+    challenge = HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": kine_a.email}).json()
     search_token = kine_a.get(f"/v1/files/{file_a}").json()
     world = World(gateway, kine_a, kine_b, patient_a, patient_b, secretary_a, revoked,
                   expired_replacement, expired_parent, file_a, file_b, keys_a, keys_b,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from ecrin_client.audit import AuditTrail, collect
 from ecrin_client.profile import Profile, StoredTokens
@@ -26,7 +25,7 @@ from ecrin_client.transport import GatewayTransport
 
 from ecrin_e2ee import Scope, ScopeKey
 from tests.adversarial.world import StoredRecord, add_record, share
-from tests.support.users import ApiUser, sign_up
+from tests.support.users import HTTP, ApiUser, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -126,12 +125,12 @@ class TestRefusedAccessesAreAudited:
         until = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
         grant_id = share(file.owner, parent, file.file_id, file.keys, "parent",
                          {"shared": "read"}, valid_until=until)
-        assert httpx.delete(f"{gateway}/v1/grants/{grant_id}",
-                            headers=file.owner.headers).status_code == 200
+        assert HTTP.delete(f"{gateway}/v1/grants/{grant_id}",
+                           headers=file.owner.headers).status_code == 200
         assert read(outsider, file.clinical) == [404, 404]
         assert read(parent, file.shared) == [404, 404]
-        refused = httpx.delete(f"{gateway}/v1/records/{file.shared.record_id}",
-                               headers={**file.patient.headers, "If-Match": '"v1"'})
+        refused = HTTP.delete(f"{gateway}/v1/records/{file.shared.record_id}",
+                              headers={**file.patient.headers, "If-Match": '"v1"'})
         assert refused.status_code == 403, refused.text
         assert outsider.get(f"/v1/keyrings/{file.file_id}/entries").status_code == 404
         # An id that names no record is not audited (no amplification for guessing).

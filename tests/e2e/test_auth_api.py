@@ -9,14 +9,13 @@ import json
 import time
 import uuid
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ecrin_e2ee import KdfParams, create_account
 from ecrin_platform.tokens import generate_keypair_pem
-from tests.support.users import b64, sign_up, signup_payload
+from tests.support.users import HTTP, b64, sign_up, signup_payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -35,9 +34,9 @@ class TestEnumeration:
     def test_unknown_and_known_email_get_the_same_shape(self, stack):
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        known = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": user.email})
-        unknown = httpx.post(f"{gateway}/v1/auth/challenge",
-                             json={"email": "nobody-" + user.email})
+        known = HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": user.email})
+        unknown = HTTP.post(f"{gateway}/v1/auth/challenge",
+                            json={"email": "nobody-" + user.email})
         assert known.status_code == unknown.status_code == 200
         assert _shape(known.json()) == _shape(unknown.json())
         assert set(known.headers) - {"date", "x-request-id", "content-length"} == \
@@ -45,17 +44,17 @@ class TestEnumeration:
 
     def test_unknown_email_gets_a_stable_fake_salt(self, stack):
         gateway = stack.url("gateway")
-        first = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": "ghost@example.fr"})
-        second = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": "ghost@example.fr"})
+        first = HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": "ghost@example.fr"})
+        second = HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": "ghost@example.fr"})
         assert first.json()["kdf"] == second.json()["kdf"]
         assert first.json()["challenge_id"] != second.json()["challenge_id"]
 
     def test_login_for_unknown_email_is_the_generic_401(self, stack):
         gateway = stack.url("gateway")
-        challenge = httpx.post(f"{gateway}/v1/auth/challenge",
-                               json={"email": "ghost2@example.fr"}).json()
-        response = httpx.post(f"{gateway}/v1/auth/login",
-                              json={"challenge_id": challenge["challenge_id"],
+        challenge = HTTP.post(f"{gateway}/v1/auth/challenge",
+                              json={"email": "ghost2@example.fr"}).json()
+        response = HTTP.post(f"{gateway}/v1/auth/login",
+                             json={"challenge_id": challenge["challenge_id"],
                                     "signature": b64(bytes(64))})
         assert response.status_code == 401
         assert response.json()["type"].endswith("/invalid-credentials")
@@ -65,7 +64,7 @@ class TestLogin:
     def test_replayed_signature_is_rejected(self, stack):
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        challenge = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": user.email}).json()
+        challenge = HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": user.email}).json()
         from ecrin_e2ee import derive_account_keys
         from tests.support.users import unb64
 
@@ -74,15 +73,15 @@ class TestLogin:
         body = {"challenge_id": challenge["challenge_id"],
                 "signature": b64(keys.login_signing_key.sign(
                     unb64(challenge["challenge"])).signature)}
-        assert httpx.post(f"{gateway}/v1/auth/login", json=body).status_code == 200
-        replay = httpx.post(f"{gateway}/v1/auth/login", json=body)
+        assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 200
+        replay = HTTP.post(f"{gateway}/v1/auth/login", json=body)
         assert replay.status_code == 401
 
     def test_challenge_binds_host_and_action(self, stack):
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        challenge = httpx.post(f"{gateway}/v1/auth/challenge",
-                               json={"email": user.email, "action": "recover"}).json()
+        challenge = HTTP.post(f"{gateway}/v1/auth/challenge",
+                              json={"email": user.email, "action": "recover"}).json()
         text = base64.urlsafe_b64decode(challenge["challenge"] + "==").decode()
         label, host, action, cid, _nonce, expires = text.split("\n")
         assert (label, action, cid) == ("ecrin-auth-v1", "recover", challenge["challenge_id"])
@@ -106,17 +105,17 @@ class TestRefreshAndSessions:
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
         old = user.tokens["refresh_token"]
-        first = httpx.post(f"{gateway}/v1/auth/refresh", json={"refresh_token": old})
+        first = HTTP.post(f"{gateway}/v1/auth/refresh", json={"refresh_token": old})
         assert first.status_code == 200
         new_tokens = first.json()
         assert new_tokens["refresh_token"] != old
-        reuse = httpx.post(f"{gateway}/v1/auth/refresh", json={"refresh_token": old})
+        reuse = HTTP.post(f"{gateway}/v1/auth/refresh", json={"refresh_token": old})
         assert reuse.status_code == 401
         assert reuse.json()["type"].endswith("/refresh-token-reused")
         # The whole family is gone: the newest refresh and access tokens too.
-        assert httpx.post(f"{gateway}/v1/auth/refresh",
-                          json={"refresh_token": new_tokens["refresh_token"]}).status_code == 401
-        assert httpx.get(f"{gateway}/v1/auth/me", headers={
+        assert HTTP.post(f"{gateway}/v1/auth/refresh",
+                         json={"refresh_token": new_tokens["refresh_token"]}).status_code == 401
+        assert HTTP.get(f"{gateway}/v1/auth/me", headers={
             "Authorization": f"Bearer {new_tokens['access_token']}"}).status_code == 401
 
     def test_revoking_a_session_stops_its_access_token_at_once(self, stack):
@@ -129,7 +128,7 @@ class TestRefreshAndSessions:
         target = next(s for s in sessions if not s["current"])
         assert user.revoke_session(target["id"]).status_code == 204
         stale = {"Authorization": f"Bearer {other_device['access_token']}"}
-        assert httpx.get(f"{gateway}/v1/auth/me", headers=stale).status_code == 401
+        assert HTTP.get(f"{gateway}/v1/auth/me", headers=stale).status_code == 401
         assert user.get("/v1/auth/me").status_code == 200
 
     def test_logout_ends_the_session(self, stack):
@@ -158,7 +157,7 @@ class TestRefreshAndSessions:
         user = sign_up(gateway, "patient")
         path = f"{gateway}/v1/directory/{user.account_id}"
         ended = {"Authorization": f"Bearer {user.tokens['access_token']}"}
-        assert httpx.get(path, headers=ended).status_code == 200  # checked, now remembered
+        assert HTTP.get(path, headers=ended).status_code == 200  # checked, now remembered
         if how == "logout":
             assert user.post("/v1/auth/logout").status_code == 204
         elif how == "revoke":
@@ -170,11 +169,11 @@ class TestRefreshAndSessions:
             assert first == ended["Authorization"].split()[1]
         else:
             old = user.tokens["refresh_token"]
-            assert httpx.post(f"{gateway}/v1/auth/refresh",
-                              json={"refresh_token": old}).status_code == 200
-            assert httpx.post(f"{gateway}/v1/auth/refresh",
-                              json={"refresh_token": old}).status_code == 401
-        assert httpx.get(path, headers=ended).status_code == 401
+            assert HTTP.post(f"{gateway}/v1/auth/refresh",
+                             json={"refresh_token": old}).status_code == 200
+            assert HTTP.post(f"{gateway}/v1/auth/refresh",
+                             json={"refresh_token": old}).status_code == 401
+        assert HTTP.get(path, headers=ended).status_code == 401
 
 
 def _forge(claims: dict, *, alg: str, key: bytes | None, kid: str | None = None) -> str:
@@ -210,8 +209,8 @@ class TestAccessTokenAttacks:
         return jwt.get_unverified_header(victim.tokens["access_token"])["kid"]
 
     def _me(self, stack, token: str) -> int:
-        return httpx.get(stack.url("gateway") + "/v1/auth/me",
-                         headers={"Authorization": f"Bearer {token}"}).status_code
+        return HTTP.get(stack.url("gateway") + "/v1/auth/me",
+                        headers={"Authorization": f"Bearer {token}"}).status_code
 
     def test_genuine_token_works(self, stack, victim):
         assert self._me(stack, victim.tokens["access_token"]) == 200
@@ -267,10 +266,10 @@ class TestRateLimit:
     def test_challenge_per_account_limit_is_429_with_retry_after(self, stack):
         gateway = stack.url("gateway")
         email = f"flood-{uuid.uuid4().hex[:8]}@example.fr"
-        statuses = [httpx.post(f"{gateway}/v1/auth/challenge", json={"email": email}).status_code
+        statuses = [HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": email}).status_code
                     for _ in range(12)]
         assert statuses[:10] == [200] * 10
-        last = httpx.post(f"{gateway}/v1/auth/challenge", json={"email": email})
+        last = HTTP.post(f"{gateway}/v1/auth/challenge", json={"email": email})
         assert last.status_code == 429
         assert int(last.headers["retry-after"]) >= 1
         assert last.headers["content-type"] == "application/problem+json"
@@ -318,32 +317,32 @@ class TestSignupSaga:
     def test_retry_with_same_key_is_idempotent(self, stack):
         gateway = stack.url("gateway")
         body, key = self._payload(), uuid.uuid4().hex
-        first = httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
-        again = httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
+        first = HTTP.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
+        again = HTTP.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
         assert first.status_code == again.status_code == 202
         assert first.json() == again.json()
 
     def test_same_key_other_body_is_409(self, stack):
         gateway = stack.url("gateway")
         body, key = self._payload(), uuid.uuid4().hex
-        httpx.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
+        HTTP.post(f"{gateway}/v1/auth/signup", json=body, headers={"Idempotency-Key": key})
         body["role"] = "representative"
-        response = httpx.post(f"{gateway}/v1/auth/signup", json=body,
-                              headers={"Idempotency-Key": key})
+        response = HTTP.post(f"{gateway}/v1/auth/signup", json=body,
+                             headers={"Idempotency-Key": key})
         assert response.status_code == 409
 
     def test_weak_kdf_is_refused(self, stack):
         body = self._payload()
         body["kdf"]["params"]["memlimit"] = 4096
-        response = httpx.post(stack.url("gateway") + "/v1/auth/signup", json=body,
-                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        response = HTTP.post(stack.url("gateway") + "/v1/auth/signup", json=body,
+                             headers={"Idempotency-Key": uuid.uuid4().hex})
         assert response.status_code == 422
 
     def test_bad_self_signature_is_refused(self, stack):
         body = self._payload()
         body["identity"]["self_signature"] = b64(bytes(64))
-        response = httpx.post(stack.url("gateway") + "/v1/auth/signup", json=body,
-                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        response = HTTP.post(stack.url("gateway") + "/v1/auth/signup", json=body,
+                             headers={"Idempotency-Key": uuid.uuid4().hex})
         assert response.status_code == 422
 
     def test_kms_down_leaves_no_account_and_the_retry_succeeds(self, stack):
@@ -351,19 +350,19 @@ class TestSignupSaga:
         body, key = self._payload(), uuid.uuid4().hex
         stack.stop("kms")
         try:
-            down = httpx.post(f"{gateway}/v1/auth/signup", json=body,
-                              headers={"Idempotency-Key": key})
+            down = HTTP.post(f"{gateway}/v1/auth/signup", json=body,
+                             headers={"Idempotency-Key": key})
             assert down.status_code == 503
             assert down.headers["retry-after"]
-            challenge = httpx.post(f"{gateway}/v1/auth/challenge",
-                                   json={"email": body["email"]}).json()
+            challenge = HTTP.post(f"{gateway}/v1/auth/challenge",
+                                  json={"email": body["email"]}).json()
             # No account: the answer carries the fake salt, not the account's.
             assert challenge["kdf"]["salt"] != body["kdf"]["salt"]
         finally:
             stack.start("kms")
             stack.wait_ready(services=["kms"])
-        again = httpx.post(f"{gateway}/v1/auth/signup", json=body,
-                           headers={"Idempotency-Key": key})
+        again = HTTP.post(f"{gateway}/v1/auth/signup", json=body,
+                          headers={"Idempotency-Key": key})
         assert again.status_code == 202
 
 

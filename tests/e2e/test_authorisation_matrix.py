@@ -20,7 +20,7 @@ import pytest
 
 from ecrin_e2ee import Scope, ScopeKey, encrypt_record
 from tests.e2e.test_sharing_api import share, whole_seconds
-from tests.support.users import ApiUser, b64, sign_up
+from tests.support.users import HTTP, ApiUser, b64, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -74,9 +74,9 @@ def put_record(user: ApiUser, file_id: uuid.UUID, key: ScopeKey, content: bytes
                             record_id=record_id, record_version=1, scope_key=key,
                             author=user.identity)
     body = b"".join(sealed.chunks)
-    created = httpx.post(f"{user.gateway}/v1/records",
-                         headers={**user.headers, "Idempotency-Key": uuid.uuid4().hex},
-                         json={"record_id": str(record_id), "file_id": str(file_id),
+    created = HTTP.post(f"{user.gateway}/v1/records",
+                        headers={**user.headers, "Idempotency-Key": uuid.uuid4().hex},
+                        json={"record_id": str(record_id), "file_id": str(file_id),
                               "scope": key.scope.value, "header": b64(sealed.header.to_bytes()),
                               "metadata_ciphertext": b64(sealed.metadata_ciphertext),
                                "content_length": len(body)})
@@ -85,9 +85,9 @@ def put_record(user: ApiUser, file_id: uuid.UUID, key: ScopeKey, content: bytes
                 "/rotation-pending"):
             return 409, "rotation-pending"
         return created.status_code, str(record_id)
-    uploaded = httpx.put(f"{user.gateway}/v1/records/{record_id}/versions/1/content",
-                         headers={**user.headers, "content-type": "application/octet-stream"},
-                         content=body)
+    uploaded = HTTP.put(f"{user.gateway}/v1/records/{record_id}/versions/1/content",
+                        headers={**user.headers, "content-type": "application/octet-stream"},
+                        content=body)
     assert uploaded.status_code in (200, 204), uploaded.text
     return 201, str(record_id)
 
@@ -123,8 +123,8 @@ def world(stack) -> World:
                     HOLDS["patient"])
     share(actors["owner"], actors["expired"], own.file_id, own.keys, "replacement",
           HOLDS["replacement"], valid_until=soon)
-    assert httpx.delete(f"{gateway}/v1/grants/{revoked}",
-                        headers=actors["owner"].headers).status_code == 200
+    assert HTTP.delete(f"{gateway}/v1/grants/{revoked}",
+                       headers=actors["owner"].headers).status_code == 200
     for practice in (own, other):
         for name in actors:
             grant_id = str(uuid.uuid4())
@@ -217,8 +217,8 @@ def test_matrix(world: World, name: str, practice_name: str) -> None:
             got = attempt(world, actor, practice, scope, action)
             if not equivalent(got, want):
                 wrong.append(f"{scope}/{action}: got {got}, expected {want}")
-    revoke = httpx.delete(f"{actor.gateway}/v1/grants/{practice.revoke_targets[name]}",
-                          headers=actor.headers).status_code
+    revoke = HTTP.delete(f"{actor.gateway}/v1/grants/{practice.revoke_targets[name]}",
+                         headers=actor.headers).status_code
     if (revoke == 200) != (role == "owner"):
         wrong.append(f"revoke: got {revoke}")
     for path in (f"/v1/files/{practice.file_id}/audit",

@@ -20,7 +20,7 @@ from ecrin_client.sharing import Sharing
 
 from ecrin_e2ee import RecordEncryptor, Scope
 from tests.e2e.records_support import new_practitioner
-from tests.support.users import b64, sign_up
+from tests.support.users import HTTP, b64, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -183,6 +183,6 @@ def test_the_gateway_never_forwards_the_access_change_route(stack, tmp_path):
     for path in ("/internal/access-changed", "/v1/internal/access-changed",
                  "/v1/files/../internal/access-changed",
                  "/v1/records/%2e%2e/internal/access-changed"):
-        response = httpx.post(gateway + path, headers=user.headers,
-                              json={"file_ids": [str(uuid.uuid4())]})
+        response = HTTP.post(gateway + path, headers=user.headers,
+                             json={"file_ids": [str(uuid.uuid4())]})
         assert response.status_code in {400, 404, 405}, (path, response.status_code)

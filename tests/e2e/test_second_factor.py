@@ -13,14 +13,14 @@ import pytest
 
 from ecrin_e2ee import KdfParams, derive_account_keys, new_salt, wrap_identity
 from tests.e2e.records_support import database_dumps
-from tests.support.users import ApiUser, b64, sign_up, unb64
+from tests.support.users import HTTP, ApiUser, b64, sign_up, unb64
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 
 def _signed_challenge(user: ApiUser, action: str = "login") -> dict[str, str]:
-    challenge = httpx.post(f"{user.gateway}/v1/auth/challenge",
-                           json={"email": user.email, "action": action}).json()
+    challenge = HTTP.post(f"{user.gateway}/v1/auth/challenge",
+                          json={"email": user.email, "action": action}).json()
     keys = derive_account_keys(user.passphrase, unb64(challenge["kdf"]["salt"]),
                                KdfParams.from_json(challenge["kdf"]["params"]))
     signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
@@ -48,11 +48,11 @@ class TestTotpIsAcceptedOnce:
     def test_the_same_code_on_a_second_login_is_refused(self, stack):
         user = sign_up(stack.url("gateway"), "practitioner")
         code = _fresh_code(user)
-        first = httpx.post(f"{user.gateway}/v1/auth/login",
-                           json={**_signed_challenge(user), "totp_code": code})
+        first = HTTP.post(f"{user.gateway}/v1/auth/login",
+                          json={**_signed_challenge(user), "totp_code": code})
         assert first.status_code == 200
-        replay = httpx.post(f"{user.gateway}/v1/auth/login",
-                            json={**_signed_challenge(user), "totp_code": code})
+        replay = HTTP.post(f"{user.gateway}/v1/auth/login",
+                           json={**_signed_challenge(user), "totp_code": code})
         assert replay.status_code == 401
         assert _slug(replay) == "second-factor-required"
 
@@ -61,8 +61,8 @@ class TestTotpIsAcceptedOnce:
         enrolment = user.post("/v1/auth/2fa/totp").json()
         code = pyotp.TOTP(enrolment["secret"]).now()
         assert user.post("/v1/auth/2fa/totp/confirm", json={"code": code}).status_code == 200
-        replay = httpx.post(f"{user.gateway}/v1/auth/login",
-                            json={**_signed_challenge(user), "totp_code": code})
+        replay = HTTP.post(f"{user.gateway}/v1/auth/login",
+                           json={**_signed_challenge(user), "totp_code": code})
         assert replay.status_code == 401
 
 
@@ -71,11 +71,11 @@ class TestOneChallengeIsOneGuess:
         user = sign_up(stack.url("gateway"), "practitioner")
         signed = _signed_challenge(user)
         login = f"{user.gateway}/v1/auth/login"
-        first = httpx.post(login, json={**signed, "totp_code": _wrong_code(user)})
+        first = HTTP.post(login, json={**signed, "totp_code": _wrong_code(user)})
         assert first.status_code == 401
         assert _slug(first) == "second-factor-required"
-        second = httpx.post(login, json={**signed, "totp_code": _wrong_code(user)})
-        third = httpx.post(login, json={**signed, "totp_code": _fresh_code(user)})
+        second = HTTP.post(login, json={**signed, "totp_code": _wrong_code(user)})
+        third = HTTP.post(login, json={**signed, "totp_code": _fresh_code(user)})
         assert (second.status_code, _slug(second)) == (401, "invalid-credentials")
         assert (third.status_code, _slug(third)) == (401, "invalid-credentials")
 
@@ -84,8 +84,8 @@ class TestOneChallengeIsOneGuess:
         signed = _signed_challenge(user)
         login = f"{user.gateway}/v1/auth/login"
         forged = {**signed, "signature": b64(bytes(64))}
-        assert httpx.post(login, json=forged).status_code == 401
-        assert httpx.post(login, json=signed).status_code == 401
+        assert HTTP.post(login, json=forged).status_code == 401
+        assert HTTP.post(login, json=signed).status_code == 401
 
 
 class TestSecretsAtRest:
@@ -114,8 +114,8 @@ class TestStepUp:
     def test_revoking_another_session_with_a_token_alone_is_refused(self, stack):
         user = sign_up(stack.url("gateway"), "patient")
         target = _other_session(user)
-        refused = httpx.delete(f"{user.gateway}/v1/auth/sessions/{target}",
-                               headers=user.headers)
+        refused = HTTP.delete(f"{user.gateway}/v1/auth/sessions/{target}",
+                              headers=user.headers)
         assert refused.status_code == 403
         assert _slug(refused) == "step-up-required"
         assert target in {s["id"] for s in user.get("/v1/auth/sessions").json()}
@@ -139,8 +139,8 @@ class TestStepUp:
 
     def test_one_s_own_session_still_ends_with_the_token(self, stack):
         user = sign_up(stack.url("gateway"), "patient")
-        assert httpx.delete(f"{user.gateway}/v1/auth/sessions/{user.tokens['session_id']}",
-                            headers=user.headers).status_code == 204
+        assert HTTP.delete(f"{user.gateway}/v1/auth/sessions/{user.tokens['session_id']}",
+                           headers=user.headers).status_code == 204
         assert user.get("/v1/auth/me").status_code == 401
 
     @pytest.mark.parametrize("totp", ["missing", "wrong"])
@@ -178,9 +178,9 @@ class TestRefusalsAreAudited:
         user = sign_up(stack.url("gateway"), "practitioner")
         login = f"{user.gateway}/v1/auth/login"
         forged = {**_signed_challenge(user), "signature": b64(bytes(64))}
-        assert httpx.post(login, json=forged).status_code == 401
+        assert HTTP.post(login, json=forged).status_code == 401
         wrong = {**_signed_challenge(user), "totp_code": _wrong_code(user)}
-        assert httpx.post(login, json=wrong).status_code == 401
+        assert HTTP.post(login, json=wrong).status_code == 401
         target = _other_session(user)
         proof = {**_signed_challenge(user, "sessions"), "totp_code": _fresh_code(user)}
         assert user.post(f"/v1/auth/sessions/{target}/revoke", json=proof).status_code == 204

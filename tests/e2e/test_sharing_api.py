@@ -26,7 +26,7 @@ from ecrin_e2ee import (
     rotate_scope,
 )
 from ecrin_e2ee._wire import b64e
-from tests.support.users import ApiUser, sign_up
+from tests.support.users import HTTP, ApiUser, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -167,8 +167,8 @@ class TestRevocation:
         share(kine, colleague, file_id, keys, "care_team",
               {"clinical": "append", "shared": "append", "administrative": "append"})
         assert patient.get(f"/v1/keyrings/{file_id}/entries").status_code == 200
-        assert httpx.delete(f"{gateway}/v1/grants/{grant_id}",
-                            headers=kine.headers).status_code == 200
+        assert HTTP.delete(f"{gateway}/v1/grants/{grant_id}",
+                           headers=kine.headers).status_code == 200
         elapsed = wait_until(
             lambda: patient.get(f"/v1/keyrings/{file_id}/entries").status_code == 404)
         print(f"revocation to denied key release: {elapsed:.2f} s")
@@ -402,8 +402,8 @@ class TestStaleInvitation:
         file_id, keys = kine.create_file()
         code, invitation_id = invite(kine, file_id, keys)
         grant_id = share(kine, patient, file_id, keys, "patient", {"shared": "read"})
-        assert httpx.delete(f"{gateway}/v1/grants/{grant_id}",
-                            headers=kine.headers).status_code == 200
+        assert HTTP.delete(f"{gateway}/v1/grants/{grant_id}",
+                           headers=kine.headers).status_code == 200
         identity = kine.identity.public_identity()
         rotation = rotate_scope(keys[Scope.SHARED],
                                 [Member(identity, GrantTerms(Relationship.OWNER, APPEND))],

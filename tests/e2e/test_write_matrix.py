@@ -19,7 +19,7 @@ import pytest
 from ecrin_e2ee import RecordDecryptor, RecordHeader, Scope, ScopeKey, encrypt_record
 from ecrin_e2ee.record_header import unwrap_dek
 from tests.adversarial.world import StoredRecord, add_record, share
-from tests.support.users import ApiUser, b64, sign_up, unb64
+from tests.support.users import HTTP, ApiUser, b64, sign_up, unb64
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -84,8 +84,8 @@ def team(stack) -> Team:
 
 
 def delete(user: ApiUser, record_id: uuid.UUID) -> httpx.Response:
-    return httpx.delete(f"{user.gateway}/v1/records/{record_id}",
-                        headers={**user.headers, "If-Match": '"v1"'})
+    return HTTP.delete(f"{user.gateway}/v1/records/{record_id}",
+                       headers={**user.headers, "If-Match": '"v1"'})
 
 
 def new_version(user: ApiUser, team: Team, record: StoredRecord) -> httpx.Response:
@@ -94,8 +94,8 @@ def new_version(user: ApiUser, team: Team, record: StoredRecord) -> httpx.Respon
                                record_version=2, scope_key=team.keys[Scope(record.scope)],
                                author=user.identity)
     content = b"".join(encrypted.chunks)
-    return httpx.post(f"{user.gateway}/v1/records/{record.record_id}/versions",
-                      headers={**user.headers, "If-Match": '"v1"'},
+    return HTTP.post(f"{user.gateway}/v1/records/{record.record_id}/versions",
+                     headers={**user.headers, "If-Match": '"v1"'},
                        json={"header": b64(encrypted.header.to_bytes()),
                             "metadata_ciphertext": b64(encrypted.metadata_ciphertext),
                             "content_length": len(content), "content": b64(content)})
@@ -136,7 +136,7 @@ def attempt(team: Team, relationship: str, route: str) -> tuple[httpx.Response, 
                                    record_id=record_id, record_version=1,
                                    scope_key=team.keys[Scope(scope)], author=user.identity)
         content = b"".join(encrypted.chunks)
-        response = httpx.post(f"{user.gateway}/v1/records", headers={
+        response = HTTP.post(f"{user.gateway}/v1/records", headers={
             **user.headers, "Idempotency-Key": uuid.uuid4().hex}, json={
             "record_id": str(record_id), "file_id": str(team.file_id), "scope": scope,
             "header": b64(encrypted.header.to_bytes()),

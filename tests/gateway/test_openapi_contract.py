@@ -26,6 +26,7 @@ from ecrin_client.patients import PatientIdentity
 from ecrin_client.sharing import Sharing
 
 from tests.e2e.records_support import PASSPHRASE, session_note, session_note_meta
+from tests.support.users import HTTP
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -147,7 +148,7 @@ async def practice_day(server: str, homes: tuple[Path, Path],
 
 @pytest.fixture(scope="module")
 def day(stack, tmp_path_factory) -> tuple[Contract, Recorder, dict[str, str]]:
-    doc = httpx.get(stack.url("gateway") + "/openapi.json").json()
+    doc = HTTP.get(stack.url("gateway") + "/openapi.json").json()
     recorder = Recorder()
     homes = (tmp_path_factory.mktemp("device"), tmp_path_factory.mktemp("patient-device"))
     ids = asyncio.run(practice_day(stack.url("gateway"), homes, recorder))
@@ -193,7 +194,7 @@ class TestWhatTheSdkSaw:
 class TestRequiredRequestHeaders:
     def _call(self, stack, contract, method, path, token, **kwargs) -> Exchange:
         headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
-        response = httpx.request(method, stack.url("gateway") + path, headers=headers, **kwargs)
+        response = HTTP.request(method, stack.url("gateway") + path, headers=headers, **kwargs)
         exchange = Exchange(method.lower(), path.split("?")[0], response.status_code,
                             response.headers)
         assert contract.drift(exchange) == []
@@ -245,15 +246,15 @@ class TestRequiredRequestHeaders:
         gateway = stack.url("gateway")
 
         def reads() -> int:
-            chain = httpx.get(gateway + "/v1/records/audit", headers=auth,
-                              params={"file_id": ids["file_id"], "scope": "clinical"}).json()
+            chain = HTTP.get(gateway + "/v1/records/audit", headers=auth,
+                             params={"file_id": ids["file_id"], "scope": "clinical"}).json()
             return sum(1 for e in chain["events"] if e["action"] == action)
 
         path = read.format(**ids)
         before = reads()
-        etag = httpx.get(gateway + path, headers=auth).headers["etag"]
+        etag = HTTP.get(gateway + path, headers=auth).headers["etag"]
         assert reads() == before + 1
-        unchanged = httpx.get(gateway + path, headers={**auth, "If-None-Match": etag})
+        unchanged = HTTP.get(gateway + path, headers={**auth, "If-None-Match": etag})
         assert unchanged.status_code == 304 and unchanged.content == b""
         assert reads() == before + 1
 
@@ -261,7 +262,7 @@ class TestRequiredRequestHeaders:
 class TestConventions:
     def test_401_names_the_bearer_scheme(self, stack, day):
         contract, _, _ = day
-        response = httpx.get(stack.url("gateway") + "/v1/files")
+        response = HTTP.get(stack.url("gateway") + "/v1/files")
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert contract.drift(Exchange("get", "/v1/files", 401, response.headers)) == []
@@ -271,16 +272,16 @@ class TestConventions:
     def test_405_allows_every_method_of_the_path(self, stack, day, template):
         contract, _, ids = day
         path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), template)
-        response = httpx.patch(stack.url("gateway") + path,
-                               headers={"Authorization": f"Bearer {ids['access_token']}"})
+        response = HTTP.patch(stack.url("gateway") + path,
+                              headers={"Authorization": f"Bearer {ids['access_token']}"})
         assert response.status_code == 405
         allowed = {m.strip() for m in response.headers["allow"].split(",")} - {"HEAD"}
         assert allowed == contract.methods(template)
 
     def test_validation_problems_carry_errors(self, stack, day):
         _, _, ids = day
-        response = httpx.post(stack.url("gateway") + "/v1/grants", json={"file_id": "x"},
-                              headers={"Authorization": f"Bearer {ids['access_token']}"})
+        response = HTTP.post(stack.url("gateway") + "/v1/grants", json={"file_id": "x"},
+                             headers={"Authorization": f"Bearer {ids['access_token']}"})
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/problem+json"
         body = response.json()
@@ -308,9 +309,9 @@ class TestDeclaredErrorsAndExamples:
         """The route declared without 403 really has no such refusal: an ordinary session
         reaching it gets its 404 (no wrap of that key id), not a 403."""
         contract, _, ids = day
-        response = httpx.get(stack.url("gateway") + "/v1/keys/me/wraps/passphrase/"
-                             "bm90LWEta2V5LWlkLW9mLWFueS13cmFw",
-                             headers={"Authorization": f"Bearer {ids['access_token']}"})
+        response = HTTP.get(stack.url("gateway") + "/v1/keys/me/wraps/passphrase/"
+                            "bm90LWEta2V5LWlkLW9mLWFueS13cmFw",
+                            headers={"Authorization": f"Bearer {ids['access_token']}"})
         assert response.status_code == 404
         exchange = Exchange("get", "/v1/keys/me/wraps/passphrase/x", 404, response.headers)
         assert contract.drift(exchange) == []

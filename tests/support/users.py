@@ -25,6 +25,10 @@ from ecrin_e2ee import (
 )
 from ecrin_e2ee.keyring import seal_entry
 
+#: One pooled client for the whole test process. ``httpx.get`` and the like build a client,
+#: an SSL context and a connection for each call: 52 ms of CPU per request against 3 ms on
+#: a kept-alive connection, and the server-side tests send thousands of requests.
+HTTP = httpx.Client()
 
 def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -94,8 +98,8 @@ class ApiUser:
     def step_up(self, action: str) -> dict[str, str]:
         """A fresh proof for one sensitive action: a challenge for it signed by the login
         key, and a TOTP code when enrolled."""
-        challenge = httpx.post(f"{self.gateway}/v1/auth/challenge",
-                               json={"email": self.email, "action": action}).json()
+        challenge = HTTP.post(f"{self.gateway}/v1/auth/challenge",
+                              json={"email": self.email, "action": action}).json()
         keys = derive_account_keys(self.passphrase, unb64(challenge["kdf"]["salt"]),
                                    KdfParams.from_json(challenge["kdf"]["params"]))
         signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
@@ -109,36 +113,36 @@ class ApiUser:
                          json=self.step_up("sessions"))
 
     def login(self, **extra: Any) -> httpx.Response:
-        challenge = httpx.post(f"{self.gateway}/v1/auth/challenge",
-                               json={"email": self.email}).json()
+        challenge = HTTP.post(f"{self.gateway}/v1/auth/challenge",
+                              json={"email": self.email}).json()
         keys = derive_account_keys(self.passphrase, unb64(challenge["kdf"]["salt"]),
                                    KdfParams.from_json(challenge["kdf"]["params"]))
         signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
         if self.totp_secret and "totp_code" not in extra:
             extra["totp_code"] = self.totp_code()
-        response = httpx.post(f"{self.gateway}/v1/auth/login",
-                              json={"challenge_id": challenge["challenge_id"],
+        response = HTTP.post(f"{self.gateway}/v1/auth/login",
+                             json={"challenge_id": challenge["challenge_id"],
                                     "signature": b64(signature), **extra})
         if response.status_code == 200:
             self.tokens = response.json()
         return response
 
     def enable_totp(self) -> list[str]:
-        enrolment = httpx.post(f"{self.gateway}/v1/auth/2fa/totp", headers=self.headers).json()
+        enrolment = HTTP.post(f"{self.gateway}/v1/auth/2fa/totp", headers=self.headers).json()
         self.totp_secret = enrolment["secret"]
-        response = httpx.post(f"{self.gateway}/v1/auth/2fa/totp/confirm", headers=self.headers,
-                              json={"code": self.totp_code()})
+        response = HTTP.post(f"{self.gateway}/v1/auth/2fa/totp/confirm", headers=self.headers,
+                             json={"code": self.totp_code()})
         response.raise_for_status()
         return response.json()["recovery_codes"]
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(self.gateway + path, headers=self.headers, **kwargs)
+        return HTTP.get(self.gateway + path, headers=self.headers, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.post(self.gateway + path, headers=self.headers, **kwargs)
+        return HTTP.post(self.gateway + path, headers=self.headers, **kwargs)
 
     def put(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.put(self.gateway + path, headers=self.headers, **kwargs)
+        return HTTP.put(self.gateway + path, headers=self.headers, **kwargs)
 
     def create_file(self, name: str = "Dupont") -> tuple[uuid.UUID, dict[Scope, ScopeKey]]:
         file_id = uuid.uuid4()
@@ -171,8 +175,8 @@ def sign_up(gateway: str, role: str = "practitioner", *, totp: bool | None = Non
     account_id = uuid.uuid4()
     email = f"{role}-{account_id.hex[:10]}@example.fr"
     setup = create_account(account_id, passphrase, KdfParams.insecure_for_tests())
-    response = httpx.post(f"{gateway}/v1/auth/signup", json=signup_payload(setup, email, role),
-                          headers={"Idempotency-Key": uuid.uuid4().hex})
+    response = HTTP.post(f"{gateway}/v1/auth/signup", json=signup_payload(setup, email, role),
+                         headers={"Idempotency-Key": uuid.uuid4().hex})
     response.raise_for_status()
     user = ApiUser(gateway, email, passphrase, role, account_id, setup.identity_keys,
                    setup.recovery_key.to_text())
