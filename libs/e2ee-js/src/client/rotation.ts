@@ -178,7 +178,7 @@ export class Rotations {
     let rekeyed = 0;
     let skipped = 0;
     for (;;) {
-      const page = await this.t.json<Json>("GET", "/v1/records/headers", { params });
+      const page = await this.records.client.retrying(() => this.t.json<Json>("GET", "/v1/records/headers", { params }));
       const items = page?.items;
       const cursor = page?.next_cursor;
       if (!Array.isArray(items) || !(cursor === null || cursor === undefined || typeof cursor === "string")) {
@@ -228,19 +228,25 @@ export class Rotations {
         }
         batch.push({ record_id: recordId, version, header: b64e(rekeyedHeader.toBytes()) });
         if (batch.length === REKEY_BATCH) {
-          await this.t.request("POST", "/v1/records/rekey", { json: { items: batch } });
+          await this.post(batch);
           rekeyed += batch.length;
           batch = [];
         }
       }
       if (batch.length) {
-        await this.t.request("POST", "/v1/records/rekey", { json: { items: batch } });
+        await this.post(batch);
         rekeyed += batch.length;
       }
       if (!cursor) break;
       params.cursor = cursor;
     }
     return { rekeyed, skipped };
+  }
+
+  /** One batch: all or nothing on the server, and applying it twice changes nothing, so a
+   * busy server's 503 is waited out (Retry-After), not left to the next sync. */
+  private async post(batch: Json[]): Promise<void> {
+    await this.records.client.retrying(() => this.t.request("POST", "/v1/records/rekey", { json: { items: batch } }));
   }
 }
 
