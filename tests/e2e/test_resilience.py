@@ -103,21 +103,27 @@ def test_one_record_that_does_not_open_blocks_nothing(stack, tmp_path):
     asyncio.run(scenario())
 
 
+async def _three_notes_shared(stack: Any, tmp_path: Any, name: str) -> tuple[Any, str, str]:
+    """A practitioner's patient with three clinical notes, shared with a colleague (care
+    team). -> (the practitioner, the file id, the grant id)"""
+    gateway = stack.url("gateway")
+    kine = await new_practitioner(gateway, tmp_path / "kine")
+    colleague = await new_practitioner(gateway, tmp_path / "colleague")
+    async with kine.client() as kc:
+        records, patients = await kine.unlocked(kc)
+        fid = (await patients.create(PatientIdentity(
+            name=name, birth_date=date(1980, 8, 8)))).file_id
+        for i in range(3):
+            await records.create(fid, "clinical", meta(f"note {i}", note(str(i))), note(str(i)))
+        kc.pin(colleague.account_id,
+               (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+        granted = await Sharing(records).grant(fid, colleague.account_id, "care_team")
+    return kine, fid, granted.grant_id
+
+
 def test_a_rotation_cut_short_stays_pending_and_sync_finishes_it(stack, tmp_path):
     async def scenario() -> None:
-        gateway = stack.url("gateway")
-        kine = await new_practitioner(gateway, tmp_path / "kine")
-        colleague = await new_practitioner(gateway, tmp_path / "colleague")
-        async with kine.client() as kc:
-            records, patients = await kine.unlocked(kc)
-            fid = (await patients.create(PatientIdentity(
-                name="Interrompue Durand", birth_date=date(1980, 8, 8)))).file_id
-            for i in range(3):
-                await records.create(fid, "clinical", meta(f"note {i}", note(str(i))),
-                                     note(str(i)))
-            kc.pin(colleague.account_id,
-                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
-            granted = await Sharing(records).grant(fid, colleague.account_id, "care_team")
+        kine, fid, grant_id = await _three_notes_shared(stack, tmp_path, "Interrompue Durand")
 
         def cut(exchange: Exchange) -> None:
             if exchange.method == "POST" and exchange.path == "/v1/records/rekey":
@@ -129,7 +135,7 @@ def test_a_rotation_cut_short_stays_pending_and_sync_finishes_it(stack, tmp_path
         async with kine.client(MaliciousServer(cut)) as kc:
             records = Records(kc, await kc.unlock(PASSPHRASE))
             with pytest.raises(EcrinError):  # the server's refusal, as the device saw it
-                await Sharing(records).revoke(granted.grant_id)
+                await Sharing(records).revoke(grant_id)
         async with kine.client() as kc:
             records = Records(kc, await kc.unlock(PASSPHRASE))
             sharing = Sharing(records)
@@ -150,19 +156,7 @@ def test_a_busy_server_during_re_keying_is_waited_out(stack, tmp_path):
     (Retry-After), the batch after the server applied it: the device retries both, as
     their answer told it, and the revocation finishes at once, every record re-keyed."""
     async def scenario() -> None:
-        gateway = stack.url("gateway")
-        kine = await new_practitioner(gateway, tmp_path / "kine")
-        colleague = await new_practitioner(gateway, tmp_path / "colleague")
-        async with kine.client() as kc:
-            records, patients = await kine.unlocked(kc)
-            fid = (await patients.create(PatientIdentity(
-                name="Occupée Lefort", birth_date=date(1982, 2, 2)))).file_id
-            for i in range(3):
-                await records.create(fid, "clinical", meta(f"note {i}", note(str(i))),
-                                     note(str(i)))
-            kc.pin(colleague.account_id,
-                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
-            granted = await Sharing(records).grant(fid, colleague.account_id, "care_team")
+        kine, fid, grant_id = await _three_notes_shared(stack, tmp_path, "Occupée Lefort")
 
         busy: list[str] = []
 
@@ -177,7 +171,7 @@ def test_a_busy_server_during_re_keying_is_waited_out(stack, tmp_path):
 
         async with kine.client(MaliciousServer(once_busy)) as kc:
             records = Records(kc, await kc.unlock(PASSPHRASE))
-            _, _, rotations = await Sharing(records).revoke(granted.grant_id)
+            _, _, rotations = await Sharing(records).revoke(grant_id)
             clinical = next(r for r in rotations if r.scope == "clinical")
             assert clinical.rekeyed == 3 and clinical.skipped == 0
         assert busy == ["GET /v1/records/headers", "POST /v1/records/rekey"]
