@@ -516,32 +516,57 @@ time are not comparable with the table above, CPU per operation and request coun
     CPU without bytecode, 2.1-2.2 s with); the four services' migrations now run at once
     and without loading the web stack (a test stack's migrations: 16.2 s -> 3.9 s).
 
-**Remains** (issue 21's targets missed in the latest run, and why). The run above is of
-this round's last commit on the slowest machine of the three rounds: the same targets held
-two machines ago (SDK creates 329/s, login 8.1-8.9 ms of service CPU, one-client read p50
-7.2-9.6 ms), and every miss here is CPU per operation on two shared cores:
+- *Issue 21, round 7* (2026-12-02, an Intel Xeon: raw AEAD 879 MB/s, Argon2id MODERATE
+  0.65 s; its Python services faster than round 6's: 4.87 ms of records-API CPU per
+  one-client SDK create on PostgreSQL against 8.3). The one-client SDK read (p50 9.6 ms
+  on SQLite, 9.8 ms on PostgreSQL), the rotation (0.489 / 0.455 ms per record) and the
+  gateway's one-client overhead (1.21x / 1.08x) pass again, with no change on their paths
+  since round 6: round 6's misses there were the machine's.
+  - *A keep-alive race between the services.* A full test run on this machine got a 503
+    from the kms: its access check to the sharing service had failed with
+    `RemoteProtocolError`. uvicorn closed an idle connection after 5 s while the
+    services' httpx pool reused one for 5 s and the gateway's aiohttp pool for 15 s, so a
+    call could go out on a connection being closed. Every service now keeps an idle
+    connection 75 s and the internal clients reuse one for 30 s at most
+    (`ecrin_platform.keepalive`); a test holds a connection idle for 6 s and sends on it
+    again (it failed before).
+  - *Re-keying on a busy server.* The revocation's re-keying (both SDKs) listed headers and
+    posted batches without retrying: one 503 failed the revoke and left the rotation to
+    the next sync. Both calls are idempotent and now wait out a 503 as its Retry-After
+    says.
+  - *The test suite on two cores* (fresh clone, `CI=true .ci/run`): pytest 863 s -> 673 s,
+    the whole run 15m10s -> 12m10s. The server-side tests built an httpx client (and an
+    SSL context) per request, 52 ms of CPU against 3 ms on a pooled connection; checkov
+    started once per overlay (11.1 s of CPU each; 18.4 s for all four at once); the
+    four-host run waited out ten blocked-edge timeouts one after another; the browser
+    flow slept 10 s after a revocation that is pushed in 50 ms; a module's module-scoped
+    fixture (a TLS stack, a web build) was set up on both workers.
 
-- *SDK creates at 16 clients on PostgreSQL: 88/s against 300/s* (133/s in round 5's run,
-  251/s and 329/s on the machines before). CPU per create across the processes: 18.4 ms
-  (records-api 8.27, the SDK client 4.37, gateway 2.69, PostgreSQL 1.61, sharing 1.47),
-  so two cores allow about 109/s at perfect overlap. Reaching 300/s here would need that
-  cut to a third: fewer Python processes on the path (the gateway's hop, the records
-  API's framework), not another few percent; the profile above finds no single item
-  worth more than a few percent.
-- *Raw creates at 16 clients on PostgreSQL: 84/s against 500/s*: 18.2 ms of CPU per
-  create across the processes, the same spread.
-- *One-client SDK read p50: 16.3 ms (PostgreSQL), 18.6 ms (SQLite) against 10 ms*: the
-  request is one, as required, but its CPU is spent in series: client 5.3, gateway 2.7,
-  records-api 7.9, PostgreSQL 1.2 ms, about the p50 itself.
-- *Login: 26.4 ms (PostgreSQL), 34.1 ms (SQLite) of service CPU against 10 ms*, in three
-  requests: where it goes is as profiled when the login became three requests (socket
-  writes, the login's and challenge's SQL and ORM work, the relay, the middlewares).
-- *Rotation: 0.665 / 0.699 ms per record against 0.5 ms* (0.40 / 0.46 in round 5's
-  run): the client's CPU alone is 0.56 ms per record (the re-wrapping).
-- *The gateway's overhead at one client: 1.55x (SQLite), 1.37x (PostgreSQL) against
-  1.3x* (0.99x and 1.22x in round 5's run): the gateway adds the same work per request,
-  and on this machine that work is 4-6 ms of a 10 ms read.
-- *100 MiB through the SDK: up 0.04x, down 0.13x (PostgreSQL), 0.06x / 0.16x (SQLite) of
+**Remains** (issue 21's targets missed in the latest run, and why). Every miss is CPU
+per operation on two shared cores; nothing in the profiles (rounds 5 and 6) is worth more
+than a few percent on its own:
+
+- *SDK creates at 16 clients on PostgreSQL: 115/s against 300/s* (88/s in round 6's run,
+  251/s and 329/s on earlier machines). CPU per create across the processes: 13.9 ms
+  (records-api 6.26, the SDK client 3.32, gateway 2.08, PostgreSQL 1.27, sharing 0.97),
+  so two cores allow about 144/s at perfect overlap. Reaching 300/s here would need that
+  cut by half: fewer Python processes on the path (the gateway's hop, the records API's
+  framework), not another few percent.
+- *Raw creates at 16 clients on PostgreSQL: 146/s against 500/s*: 10.1 ms of CPU per
+  create across the processes (about 197/s at perfect overlap), the same spread.
+- *Login: 24.1 ms (PostgreSQL), 24.5 ms (SQLite) of service CPU against 10 ms*, in three
+  requests: the gateway spends 17.7-17.9 ms of it, the kms 6.3-6.5 ms. Where the
+  gateway's goes is as profiled in round 6 (py-spy, SQLite logins: uvloop's own time 39 %
+  of its samples, the aiosqlite thread 15 %, the rest spread over the challenge's and the
+  login's SQL, the relay and the middlewares).
+- *The gateway's overhead at 32 clients on PostgreSQL: 1.36x against 1.3x* (1.19x on
+  SQLite, and 1.21x / 1.08x at one client). At 32 clients both cores are saturated and
+  the direct and gateway rounds queue; this ratio was within the target in round 6's run.
+- *SQLite at 16 clients: reads 101/s, creates 102/s*: equal within the noise (round 6:
+  55 and 54). On SQLite a read is an audited write, and one writer at a time is the
+  embedded default's design (one practice on one machine); PostgreSQL, the production
+  backend, reads 126/s against 115/s creates.
+- *100 MiB through the SDK: up 0.09x, down 0.24x (SQLite), 0.06x / 0.15x (PostgreSQL) of
   raw AEAD* against 0.3x. The upload is in two phases (the create carries the digest of
   the whole ciphertext, so the SDK encrypts to its spool before it sends a byte;
   overlapping them needs a protocol change), and its sending is bound by the database
@@ -549,7 +574,6 @@ two machines ago (SDK creates 329/s, login 8.1-8.9 ms of service CPU, one-client
   table). The download is bound by the client's decryption. Next: content outside the
   database (files or an object store), which also removes PostgreSQL's share of the
   upload.
-- *SQLite at 16 and 64 clients*: one writer at a time by design (the embedded default,
-  for one practice on one machine); reads are audited writes, so they queue too.
-  PostgreSQL is the production backend.
+- *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
+  they queue too.
 """
