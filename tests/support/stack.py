@@ -34,14 +34,48 @@ def start_stack(backend_name: str, state: Path, worker: str, **extra_env: str) -
                                            f"ecrin_e2e_{worker}_{service.replace('-', '_')}",
                                            state)
     clock = {"ECRIN_SHARING_CLOCK_OFFSET_FILE": str(state / "clock-offset")}
-    stack = Stack(state=state, database_urls=urls,
-                  ports={s: free_port() for s in SERVICES},
-                  metrics_ports={s: free_port() for s in SERVICES},
-                  extra_env={**TEST_ENV, **clock, **extra_env},
-                  log_dir=state / "logs")
-    in_thread(stack.migrate)
-    stack.start_all()
-    return stack
+    for attempt in range(1, START_ATTEMPTS + 1):
+        stack = Stack(state=state, database_urls=urls,
+                      ports={s: free_port() for s in SERVICES},
+                      metrics_ports={s: free_port() for s in SERVICES},
+                      extra_env={**TEST_ENV, **clock, **extra_env},
+                      log_dir=state / "logs")
+        if attempt == 1:
+            in_thread(stack.migrate)
+        logged = _log_sizes(stack)
+        try:
+            stack.start_all()  # stops what it started if a service cannot start
+        except RuntimeError:
+            if attempt == START_ATTEMPTS or not _port_was_taken(stack, logged):
+                raise
+            continue
+        return stack
+    raise AssertionError("unreachable")
+
+
+#: free_port() names a port free at that moment: another program (an outgoing connection's
+#: ephemeral port, another stack) may bind it before the service does. Only then is the
+#: stack started again, on other ports.
+START_ATTEMPTS = 3
+
+
+def _log_sizes(stack: Stack) -> dict[str, int]:
+    assert stack.log_dir is not None
+    return {s: (stack.log_dir / f"{s}.log").stat().st_size
+            if (stack.log_dir / f"{s}.log").exists() else 0 for s in SERVICES}
+
+
+def _port_was_taken(stack: Stack, logged: dict[str, int]) -> bool:
+    """A service logged, since ``logged``, that its port was already in use."""
+    assert stack.log_dir is not None
+    for service, size in logged.items():
+        path = stack.log_dir / f"{service}.log"
+        if path.exists():
+            with path.open("rb") as log:
+                log.seek(size)
+                if b"address already in use" in log.read():
+                    return True
+    return False
 
 
 @pytest.fixture(scope="session", params=[b.name for b in available_backends()])

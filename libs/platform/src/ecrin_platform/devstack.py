@@ -138,9 +138,15 @@ class Stack:
             env=self.env(service), stdout=out, stderr=subprocess.STDOUT if out else None)
 
     def start_all(self) -> None:
-        for service in SERVICES:
-            self.start(service)
-        self.wait_ready()
+        """Every service, ready; if one cannot start (its port taken, a bad setting), the
+        others are stopped before the error is raised, not left holding their ports."""
+        try:
+            for service in SERVICES:
+                self.start(service)
+            self.wait_ready()
+        except BaseException:
+            self.stop_all()
+            raise
 
     def wait_ready(self, timeout: float = 60.0, services: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
