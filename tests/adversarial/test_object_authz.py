@@ -148,7 +148,7 @@ def pending_upload(world: World) -> dict[str, str]:
                 "content_length": sum(len(c) for c in encrypted.chunks)}
         created = HTTP.post(f"{world.gateway}/v1/records", json=body,
                             headers={**world.kine_a.headers,
-                                      "Idempotency-Key": uuid.uuid4().hex})
+                                     "Idempotency-Key": uuid.uuid4().hex})
         assert created.status_code == 201, created.text
         opened = world.kine_a.post(f"/v1/records/{record_id}/versions/1/content/uploads")
         assert opened.status_code == 201, opened.text

@@ -83,7 +83,7 @@ def add_record(owner: ApiUser, file_id: uuid.UUID, keys: dict[Scope, ScopeKey], 
     assert created.status_code == 201, created.text
     uploaded = HTTP.put(f"{owner.gateway}/v1/records/{record_id}/versions/1/content",
                         content=content, headers={**owner.headers,
-                                                   "Content-Type": "application/octet-stream"})
+                                                  "Content-Type": "application/octet-stream"})
     assert uploaded.status_code == 204, uploaded.text
     return StoredRecord(record_id, scope, body["header"], body["metadata_ciphertext"], content)
 

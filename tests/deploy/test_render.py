@@ -102,17 +102,13 @@ def checkov_reports(rendered: dict[str, Path], released: dict[str, Path]) -> dic
     outcomes = ("passed_checks", "failed_checks", "skipped_checks")
     scanned = {Path(c["file_abs_path"]) for outcome in outcomes for c in results[outcome]}
     assert scanned == set(files.values()), "a result for no overlay, or an overlay unscanned"
-    reports = {}
-    for overlay, path in files.items():
-        skipped_here = SKIPPED_CHECKS.get(overlay, {})
+    def of(outcome: str, overlay: str) -> list[dict]:
+        return [c for c in results[outcome] if Path(c["file_abs_path"]) == files[overlay]
+                and c["check_id"] not in SKIPPED_CHECKS.get(overlay, {})]
 
-        def of(outcome: str, path: Path = path, skipped_here: dict = skipped_here) -> list:
-            return [c for c in results[outcome] if Path(c["file_abs_path"]) == path
-                    and c["check_id"] not in skipped_here]
-
-        reports[overlay] = {"failed": of("failed_checks"), "skipped": of("skipped_checks"),
-                            "passed": len(of("passed_checks"))}
-    return reports
+    return {overlay: {"failed": of("failed_checks", overlay),
+                      "skipped": of("skipped_checks", overlay),
+                      "passed": len(of("passed_checks", overlay))} for overlay in files}
 
 
 class TestCheckov:

@@ -55,7 +55,7 @@ class TestEnumeration:
                               json={"email": "ghost2@example.fr"}).json()
         response = HTTP.post(f"{gateway}/v1/auth/login",
                              json={"challenge_id": challenge["challenge_id"],
-                                    "signature": b64(bytes(64))})
+                                   "signature": b64(bytes(64))})
         assert response.status_code == 401
         assert response.json()["type"].endswith("/invalid-credentials")
 

@@ -79,7 +79,7 @@ def put_record(user: ApiUser, file_id: uuid.UUID, key: ScopeKey, content: bytes
                         json={"record_id": str(record_id), "file_id": str(file_id),
                               "scope": key.scope.value, "header": b64(sealed.header.to_bytes()),
                               "metadata_ciphertext": b64(sealed.metadata_ciphertext),
-                               "content_length": len(body)})
+                              "content_length": len(body)})
     if created.status_code != 201:
         if created.status_code == 409 and str(created.json().get("type", "")).endswith(
                 "/rotation-pending"):

@@ -152,5 +152,8 @@ def _response(conn: socket.socket) -> tuple[bytes, bytes]:
     length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                   if line.lower().startswith(b"content-length:"))
     while len(body) < length:
-        body += conn.recv(65536)
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b"", b""
+        body += chunk
     return head, body

@@ -30,6 +30,7 @@ from ecrin_e2ee.keyring import seal_entry
 #: a kept-alive connection, and the server-side tests send thousands of requests.
 HTTP = httpx.Client()
 
+
 def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -122,7 +123,7 @@ class ApiUser:
             extra["totp_code"] = self.totp_code()
         response = HTTP.post(f"{self.gateway}/v1/auth/login",
                              json={"challenge_id": challenge["challenge_id"],
-                                    "signature": b64(signature), **extra})
+                                   "signature": b64(signature), **extra})
         if response.status_code == 200:
             self.tokens = response.json()
         return response
