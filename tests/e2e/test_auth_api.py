@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import json
 import time
 import uuid
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ecrin_e2ee import KdfParams, create_account
 from ecrin_platform.tokens import generate_keypair_pem
+from tests.e2e.records_support import ServiceDatabase
 from tests.support.users import HTTP, b64, sign_up, signup_payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -60,6 +63,19 @@ class TestEnumeration:
         assert response.json()["type"].endswith("/invalid-credentials")
 
 
+def _signed_login(gateway: str, user, action: str) -> dict[str, str]:
+    """A login body for a fresh ``action`` challenge, signed with the user's login key."""
+    from ecrin_e2ee import derive_account_keys
+    from tests.support.users import unb64
+
+    challenge = HTTP.post(f"{gateway}/v1/auth/challenge",
+                          json={"email": user.email, "action": action}).json()
+    keys = derive_account_keys(user.passphrase, unb64(challenge["kdf"]["salt"]),
+                               KdfParams.from_json(challenge["kdf"]["params"]))
+    return {"challenge_id": challenge["challenge_id"],
+            "signature": b64(keys.login_signing_key.sign(unb64(challenge["challenge"])).signature)}
+
+
 class TestLogin:
     def test_replayed_signature_is_rejected(self, stack):
         gateway = stack.url("gateway")
@@ -76,6 +92,45 @@ class TestLogin:
         assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 200
         replay = HTTP.post(f"{gateway}/v1/auth/login", json=body)
         assert replay.status_code == 401
+
+    def test_one_signed_challenge_sent_at_once_opens_one_session(self, stack):
+        """A captured login body raced against its owner's: the challenge is spent by
+        exactly one of them, whatever their order in the database."""
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        body = _signed_login(gateway, user, "login")
+        with httpx.Client() as one, httpx.Client() as other, \
+                concurrent.futures.ThreadPoolExecutor(8) as pool:
+            clients = [one, other] * 4
+            statuses = sorted(pool.map(
+                lambda c: c.post(f"{gateway}/v1/auth/login", json=body).status_code, clients))
+        assert statuses == [200] + [401] * 7
+        assert len(user.get("/v1/auth/sessions").json()) == 2  # the sign-up's, and one
+
+    def test_a_wrong_signature_spends_the_challenge(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        body = _signed_login(gateway, user, "login")
+        wrong = {**body, "signature": b64(bytes(64))}
+        assert HTTP.post(f"{gateway}/v1/auth/login", json=wrong).status_code == 401
+        assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
+
+    def test_a_recovery_challenge_does_not_log_in(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        body = _signed_login(gateway, user, "recover")
+        assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
+
+    def test_an_expired_challenge_does_not_log_in(self, stack):
+        gateway = stack.url("gateway")
+        user = sign_up(gateway, "patient")
+        body = _signed_login(gateway, user, "login")
+        db = ServiceDatabase(stack.database_urls["gateway"])
+        past = ("now() - interval '1 hour'" if db.postgres
+                else "'2000-01-01 00:00:00.000000'")
+        db.execute(f"UPDATE login_challenges SET expires_at = {past} WHERE id = ?",  # noqa: S608 (a constant of this test)
+                   uuid.UUID(body["challenge_id"]))
+        assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
 
     def test_challenge_binds_host_and_action(self, stack):
         gateway = stack.url("gateway")

@@ -2,12 +2,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import Account, LoginChallenge, RefreshToken, Session
+
+
+class ChallengeFacts(NamedTuple):
+    """What a challenge answer needs of an account, without loading the account."""
+
+    id: uuid.UUID
+    status: str
+    kdf_salt: bytes
+    kdf_params: dict[str, Any]
+
+
+class SpentChallenge(NamedTuple):
+    account_id: uuid.UUID | None
+    payload: bytes
+    expires_at: datetime
 
 
 class SessionFacts(NamedTuple):
@@ -27,6 +42,26 @@ _SESSION_FACTS = (
            Session.expires_at, Session.revoked_at, Account.role, Account.status)
     .join(Account, Account.id == Session.account_id)
     .where(Session.id == bindparam("session_id")))
+
+#: The login path's statements, built once (each runs on every challenge or login).
+#: populate_existing: a step-up's account, loaded before the lock, is read again under it.
+_ACCOUNT_FOR_UPDATE = (select(Account).where(Account.id == bindparam("account_id"))
+                       .with_for_update().execution_options(populate_existing=True))
+_NEW_SESSION = insert(cast(Table, Session.__table__))
+_NEW_REFRESH_TOKEN = insert(cast(Table, RefreshToken.__table__))
+_CHALLENGE_FACTS = select(Account.id, Account.status, Account.kdf_salt, Account.kdf_params
+                          ).where(Account.email == bindparam("email"))
+_challenges = cast(Table, LoginChallenge.__table__)
+_NEW_CHALLENGE = insert(_challenges)
+#: Spends an unused challenge for one action and says what it was, in one statement. On
+#: PostgreSQL the UPDATE locks the row: a concurrent spend of the same challenge waits,
+#: then finds it used and matches nothing.
+_SPEND_CHALLENGE = (
+    update(_challenges)
+    .where(_challenges.c.id == bindparam("spend_id"), _challenges.c.used_at.is_(None),
+           _challenges.c.action == bindparam("spend_action"))
+    .values(used_at=bindparam("spent_at"))
+    .returning(_challenges.c.account_id, _challenges.c.payload, _challenges.c.expires_at))
 
 
 class AuthRepository:
@@ -52,10 +87,18 @@ class AuthRepository:
     async def account_for_update(self, account_id: uuid.UUID) -> Account | None:
         """The account row, locked to the end of the transaction (its second factor's
         last accepted step changes under this lock)."""
-        row = await self.session.execute(
-            select(Account).where(Account.id == account_id).with_for_update()
-            .execution_options(populate_existing=True))
+        row = await self.session.execute(_ACCOUNT_FOR_UPDATE, {"account_id": account_id})
         return row.scalar_one_or_none()
+
+    async def add_session(self, **row: Any) -> None:
+        await self.session.execute(_NEW_SESSION, row)
+
+    async def add_refresh_token(self, token_hash: str, session_id: uuid.UUID,
+                                issued_at: datetime) -> None:
+        """After the session's row (``add_session``, or a session already stored)."""
+        await self.session.execute(_NEW_REFRESH_TOKEN, {
+            "token_hash": token_hash, "session_id": session_id, "issued_at": issued_at,
+            "used_at": None})
 
     async def kdf_salt(self, account_id: uuid.UUID) -> bytes | None:
         row = await self.session.execute(select(Account.kdf_salt).where(Account.id == account_id))
@@ -68,10 +111,25 @@ class AuthRepository:
     async def delete_account(self, account_id: uuid.UUID) -> None:
         await self.session.execute(delete(Account).where(Account.id == account_id))
 
-    async def challenge_for_update(self, challenge_id: uuid.UUID) -> LoginChallenge | None:
-        row = await self.session.execute(
-            select(LoginChallenge).where(LoginChallenge.id == challenge_id).with_for_update())
-        return row.scalar_one_or_none()
+    async def challenge_facts(self, email: str) -> ChallengeFacts | None:
+        row = (await self.session.execute(_CHALLENGE_FACTS, {"email": email})).one_or_none()
+        return None if row is None else ChallengeFacts(*row)
+
+    async def add_challenge(self, challenge_id: uuid.UUID, account_id: uuid.UUID | None,
+                            action: str, payload: bytes, expires_at: datetime) -> None:
+        """One INSERT, without the unit of work (nothing reads the row back here)."""
+        await self.session.execute(_NEW_CHALLENGE, {
+            "id": challenge_id, "account_id": account_id, "action": action,
+            "payload": payload, "expires_at": expires_at, "used_at": None})
+
+    async def spend_challenge(self, challenge_id: uuid.UUID, action: str, now: datetime
+                              ) -> SpentChallenge | None:
+        """Marks the challenge used if it was not and is for ``action``; None otherwise.
+        Expiry and the account are the caller's to check: a refusal that rolls back
+        leaves the challenge as it was."""
+        row = (await self.session.execute(_SPEND_CHALLENGE, {
+            "spend_id": challenge_id, "spend_action": action, "spent_at": now})).one_or_none()
+        return None if row is None else SpentChallenge(*row)
 
     async def purge_challenges(self, before: datetime) -> None:
         await self.session.execute(delete(LoginChallenge).where(LoginChallenge.expires_at < before))

@@ -59,7 +59,7 @@ from gateway.auth.second_factor import (
     seal_totp_secret,
 )
 from gateway.auth.tokens import AccessClaims, AccessTokens, hash_token
-from gateway.models import Account, LoginChallenge, RefreshToken, Session
+from gateway.models import Account, Session
 from gateway.settings import Settings
 
 log = logging.getLogger("ecrin.gateway.auth")
@@ -225,7 +225,7 @@ class AuthService:
 
     async def challenge(self, email: str, action: str, host: str) -> ChallengeOut:
         email = email.lower()
-        account = await self.repo.account_by_email(email)
+        account = await self.repo.challenge_facts(email)
         now = utcnow()
         if self.ctx.challenge_purge_due():
             await self.repo.purge_challenges(now - timedelta(minutes=10))
@@ -238,9 +238,7 @@ class AuthService:
         payload = "\n".join([CHALLENGE_LABEL, host, action, str(challenge_id),
                              b64encode(secrets.token_bytes(32)),
                              str(int(expires.timestamp()))]).encode()
-        self.repo.add(LoginChallenge(id=challenge_id, account_id=account_id, action=action,
-                                     payload=payload, expires_at=expires))
-        await self.repo.flush()
+        await self.repo.add_challenge(challenge_id, account_id, action, payload, expires)
         return ChallengeOut(challenge_id=challenge_id, challenge=b64encode(payload),
                             expires_at=expires, kdf=KdfOut(salt=b64encode(salt), params=params))
 
@@ -257,15 +255,16 @@ class AuthService:
         """The account whose key signed this unused, unexpired challenge for ``action``;
         the challenge is spent whatever the outcome. The account row is locked, so two
         requests never both accept one TOTP step."""
-        challenge = await self.repo.challenge_for_update(challenge_id)
         now = utcnow()
-        if (challenge is None or challenge.used_at is not None or challenge.action != action
-                or _aware(challenge.expires_at) < now or challenge.account_id is None):
+        # Spent in the statement that reads it; a refusal before ``_refuse`` rolls the
+        # spend back, as the lookup it replaces left the challenge unspent.
+        challenge = await self.repo.spend_challenge(challenge_id, action, now)
+        if (challenge is None or _aware(challenge.expires_at) < now
+                or challenge.account_id is None):
             raise InvalidCredentials("The credentials are not valid.")
         account = await self.repo.account_for_update(challenge.account_id)
         if account is None or account.status != "active":
             raise InvalidCredentials("The credentials are not valid.")
-        challenge.used_at = now
         key = account.recovery_public_key if recovery_key else account.login_public_key
         try:
             VerifyKey(key).verify(challenge.payload, b64decode(signature))
@@ -325,24 +324,23 @@ class AuthService:
         now = utcnow()
         ttl = (RECOVERY_SESSION_TTL if recovery
                else timedelta(seconds=self.ctx.settings.refresh_token_ttl_s))
-        session = Session(id=uuid.uuid4(), account_id=account.id,
-                          kind="recovery" if recovery else "normal",
-                          device_name=body.device_name, second_factor_verified=verified,
-                          created_at=now, last_used_at=now, expires_at=now + ttl)
-        self.repo.add(session)  # flushed with its refresh token row, by ``_issue``
+        session_id = uuid.uuid4()
         await self._log(account.id, "auth.recover" if recovery else "auth.login",
-                        target=session.id)
-        return await self._issue(account, session)
+                        target=session_id)
+        # Two INSERTs without the unit of work: nothing reads these rows back here.
+        await self.repo.add_session(
+            id=session_id, account_id=account.id, kind="recovery" if recovery else "normal",
+            device_name=body.device_name, second_factor_verified=verified, created_at=now,
+            last_used_at=now, expires_at=now + ttl)
+        return await self._issue(account, session_id, verified)
 
-    async def _issue(self, account: Account, session: Session) -> TokenPair:
+    async def _issue(self, account: Account, session_id: uuid.UUID,
+                     second_factor_verified: bool) -> TokenPair:
         refresh = secrets.token_urlsafe(32)
-        self.repo.add(RefreshToken(token_hash=hash_token(refresh), session_id=session.id,
-                                   issued_at=utcnow()))
-        await self.repo.flush()
-        return TokenPair(access_token=self.ctx.tokens.issue(account.id, session.id, account.role),
+        await self.repo.add_refresh_token(hash_token(refresh), session_id, utcnow())
+        return TokenPair(access_token=self.ctx.tokens.issue(account.id, session_id, account.role),
                          refresh_token=refresh, expires_in=self.ctx.tokens.ttl_s,
-                         session_id=session.id,
-                         second_factor_verified=session.second_factor_verified,
+                         session_id=session_id, second_factor_verified=second_factor_verified,
                          account=account_out(account))
 
     async def refresh(self, token: str) -> TokenPair:
@@ -363,7 +361,7 @@ class AuthService:
         session.last_used_at = now
         account = await self.repo.account(session.account_id)
         assert account is not None
-        return await self._issue(account, session)
+        return await self._issue(account, session.id, session.second_factor_verified)
 
     # -- the authenticated user -------------------------------------------------------------
 
