@@ -542,6 +542,48 @@ time are not comparable with the table above, CPU per operation and request coun
     flow slept 10 s after a revocation that is pushed in 50 ms; a module's module-scoped
     fixture (a TLS stack, a web build) was set up on both workers.
 
+- *Issue 21, round 8* (2026-12-02, another machine of the same kind; single benchmarks
+  run alone, not a full `make bench`, and every comparison made in alternating runs).
+  - *This machine's speed moves by half within the hour.* The same code, `bench_login`
+    on SQLite, 100 logins: 23.9 ms of service CPU per login (gateway 17.7, kms 6.0), then
+    13.1 ms (gateway 9.4, kms 3.7) in a later run; the load generator's own CPU per login
+    halved with it (14.8 -> 7.5 ms), so the machine changed, not the services. A target
+    in milliseconds measured here passes or fails by the hour; ratios and A/B do not.
+  - *The kms's share of a login is cold caches, not its queries.* The unlock request
+    costs the kms 2.3 ms when a client repeats it on one connection, 4.0 ms when each
+    request comes on a new client connection (the kms work is the same; the gateway's
+    0.9 -> 2.0 ms), and 4.0-4.4 ms inside a login. A Python process on a shared core pays
+    for whatever ran between its requests.
+  - *Login: fewer statements, no unit of work on the gateway.* The challenge reads the
+    account's four columns it needs rather than its ORM row, and inserts its own row in
+    one Core statement. The login spends the challenge in the statement that reads it
+    (`UPDATE ... WHERE used_at IS NULL AND action = ... RETURNING`; on PostgreSQL the row
+    lock makes a concurrent spend wait, then match nothing; a refusal that rolls back
+    leaves the challenge unspent, as the lookup it replaces did), inserts the session and
+    refresh-token rows in two Core statements, and builds the account's locked read once.
+    Gateway CPU per request, one connection, keys derived once, against `a1623a3`:
+    challenge 2.9-4.9 -> 2.3-3.2 ms (SQLite), 3.1-3.8 -> 2.1-3.3 ms (PostgreSQL) over
+    five alternations; the login request alone 7.7-8.5 -> 4.5-6.1 ms (SQLite), 6.3-6.9 ->
+    3.7-4.8 ms (PostgreSQL) over two. Through the SDK (`bench_login`, 150 logins, two
+    alternations per backend): gateway 12.3-13.1 -> 10.3-10.8 ms and services 16.9-17.6
+    -> 14.5-15.3 ms (SQLite); gateway 11.3-12.9 -> 9.5-9.7 ms and services 15.4-17.3 ->
+    13.5-13.8 ms (PostgreSQL); still three requests. Tests, as an attacker of the spend
+    (`tests/e2e/test_auth_api.py`): one signed login body sent eight times at once opens
+    one session; a wrong signature spends the challenge; a recovery or an expired
+    challenge does not log in; a spend without its `used_at` condition fails three of
+    them.
+  - *The 100 MiB download is CPU-bound across the processes.* On SQLite the SDK download
+    ran at 194-316 MB/s in single runs (raw AEAD 1 217-1 343 MB/s here), the same content
+    streamed through the gateway without decryption at 445 MB/s. CPU per download: the
+    records API 0.16-0.27 s, the gateway 0.06-0.09 s, the client about 0.24 s (its event
+    loop 0.11 s, decryption 0.13 s): about half a second over two cores, so about
+    0.25 s (400 MB/s) at perfect overlap, and the download runs at about 80 % of that.
+    Four client variants, A/B in one stack (five rounds of two downloads each): a
+    four-batch prefetch, the digest in the decrypting thread, both, a 0.5 ms GIL switch
+    interval: medians 278-299 MB/s against 280 MB/s unchanged, within the noise; none
+    kept. The upload: the records API spends 0.77-0.99 s of CPU per 100 MiB (its SQLite
+    thread 0.35 s writing, its event loop 0.41 s receiving and cutting rows).
+
 **Remains** (issue 21's targets missed in the latest run, and why). Every miss is CPU
 per operation on two shared cores; nothing in the profiles (rounds 5 and 6) is worth more
 than a few percent on its own:
@@ -554,11 +596,18 @@ than a few percent on its own:
   framework), not another few percent.
 - *Raw creates at 16 clients on PostgreSQL: 146/s against 500/s*: 10.1 ms of CPU per
   create across the processes (about 197/s at perfect overlap), the same spread.
-- *Login: 24.1 ms (PostgreSQL), 24.5 ms (SQLite) of service CPU against 10 ms*, in three
-  requests: the gateway spends 17.7-17.9 ms of it, the kms 6.3-6.5 ms. Where the
-  gateway's goes is as profiled in round 6 (py-spy, SQLite logins: uvloop's own time 39 %
-  of its samples, the aiosqlite thread 15 %, the rest spread over the challenge's and the
-  login's SQL, the relay and the middlewares).
+- *Login: 13.5-15.3 ms of service CPU in round 8's runs (24.1 / 24.5 ms in round 7's)
+  against 10 ms*, in three requests: the gateway 9.5-10.8 ms, the kms 3.9-4.4 ms. After
+  round 8's cut of the login's SQL, py-spy of the gateway (PostgreSQL logins, GIL-holding
+  samples) finds 69 % of its time outside the auth handlers (uvicorn, eight ASGI
+  middlewares, FastAPI's routing, the relay of the unlock request) and, inside the
+  login's handler, the audit event 41 % (the chain's lock, its end and the insert: three
+  statements on PostgreSQL; sealing it 15 %), the challenge spend 15 % (with the
+  transaction's BEGIN), the access token 16 % (PyJWT 8 %), the session and refresh-token
+  inserts 12 %, the locked account read 6 %. Next: the login's audit event appended
+  without the lock's round trips (`append_unlocked`, as the records API's create), and
+  the unlock bundle in the login's answer (two requests, the gateway asking the kms), a
+  protocol change in both SDKs.
 - *The gateway's overhead at 32 clients on PostgreSQL: 1.36x against 1.3x* (1.19x on
   SQLite, and 1.21x / 1.08x at one client). At 32 clients both cores are saturated and
   the direct and gateway rounds queue; this ratio was within the target in round 6's run.
@@ -571,9 +620,10 @@ than a few percent on its own:
   the whole ciphertext, so the SDK encrypts to its spool before it sends a byte;
   overlapping them needs a protocol change), and its sending is bound by the database
   (round 5: 100 rows of 1 MiB through asyncpg took 1.2-1.8 s even into an unlogged
-  table). The download is bound by the client's decryption. Next: content outside the
-  database (files or an object store), which also removes PostgreSQL's share of the
-  upload.
+  table). The download is bound by CPU across the three processes (round 8: about half a
+  second of CPU per 100 MiB over two cores, at about 80 % of perfect overlap). Next:
+  content outside the database (files or an object store), which also removes
+  PostgreSQL's share of the upload, and fewer hops for content (the gateway's relay).
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 """
