@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrin_platform.deps import get_session
+from ecrin_platform.deps import get_read_session, get_session
 from ecrin_platform.tokens import HEADER, InternalTokenIssuer, Principal, generate_keypair_pem
 
 ACCESS_KEY = generate_keypair_pem()[0]
@@ -66,7 +66,9 @@ async def running(app: FastAPI, *, rollback: bool = True) -> AsyncIterator[httpx
                 async with session.begin_nested():
                     yield session
 
+            # Routes that only read see the test's writes too (they run in its transaction).
             app.dependency_overrides[get_session] = override
+            app.dependency_overrides[get_read_session] = override
             stack.push_async_callback(outer.rollback)
             stack.push_async_callback(session.close)
         transport = httpx.ASGITransport(app=app)

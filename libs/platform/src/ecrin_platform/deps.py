@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrin_platform.db import transaction
+from ecrin_platform.db import read_only_session, transaction
 from ecrin_platform.problems import Forbidden, Unauthorized
 from ecrin_platform.tokens import InternalClaims, Principal
 
@@ -21,6 +21,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the transaction commits before the response is sent, so an
 # acknowledged write is a committed write.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For routes that only read (``read_only_session``): on SQLite no write lock (WAL lets
+    them run beside a writer), on PostgreSQL no BEGIN and ROLLBACK around their queries,
+    so each statement reads its own snapshot: what must agree is read in one statement."""
+    async with read_only_session(request.app.state.engine) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 async def get_internal_claims(request: Request) -> InternalClaims:

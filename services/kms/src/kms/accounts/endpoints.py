@@ -11,6 +11,7 @@ from ecrin_platform.deps import (
     CurrentUser,
     GatewaySystem,
     InternalClaimsDep,
+    ReadSessionDep,
     SessionDep,
 )
 from ecrin_platform.tokens import Principal
@@ -39,6 +40,15 @@ async def get_service(session: SessionDep) -> AccountKeysService:
 
 
 Service = Annotated[AccountKeysService, Depends(get_service)]
+
+
+async def get_read_service(session: ReadSessionDep) -> AccountKeysService:
+    """For routes that only read, each answer from one statement (no transaction block
+    on PostgreSQL)."""
+    return AccountKeysService(AccountKeysRepository(session))
+
+
+ReadService = Annotated[AccountKeysService, Depends(get_read_service)]
 KeyId = Annotated[str, Path(min_length=8, max_length=64, pattern="^[A-Za-z0-9_-]+$",
                             description="The KDF salt (b64) that the wrapping KEK came from")]
 
@@ -98,7 +108,7 @@ async def get_passphrase_wrap(key_id: KeyId, user: CurrentUser,
 @keys.get("/unlock/{key_id}", response_model=UnlockOut,
           summary="Fetch one's identity keys wrapped under a KEK and one's own directory "
                   "entry, in one request (login, unlock)")
-async def get_unlock(key_id: KeyId, user: CurrentUser, service: Service) -> UnlockOut:
+async def get_unlock(key_id: KeyId, user: CurrentUser, service: ReadService) -> UnlockOut:
     wrap, entry, changes = await service.unlock(uuid.UUID(user.account_id), key_id)
     return UnlockOut(wrap=wrap, directory=_out(entry, changes))
 

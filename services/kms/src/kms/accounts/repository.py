@@ -3,10 +3,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kms.models import DirectoryEntry, KeyChangeRow, WrappedKey
+
+#: One row per key change (one row with none when there is none), each with the wrap and
+#: the entry; built once: it runs on every login and unlock.
+_UNLOCK_BUNDLE = (
+    select(WrappedKey.wrap, DirectoryEntry, KeyChangeRow)
+    .join(DirectoryEntry, DirectoryEntry.account_id == WrappedKey.account_id)
+    .outerjoin(KeyChangeRow, KeyChangeRow.account_id == WrappedKey.account_id)
+    .where(WrappedKey.account_id == bindparam("account_id"),
+           WrappedKey.purpose == "passphrase", WrappedKey.key_id == bindparam("key_id"))
+    .order_by(KeyChangeRow.seq))
 
 
 class AccountKeysRepository:
@@ -33,16 +43,16 @@ class AccountKeysRepository:
             WrappedKey.account_id == account_id, WrappedKey.purpose == "passphrase",
             WrappedKey.key_id != keep))
 
-    async def passphrase_wrap_and_entry(self, account_id: uuid.UUID, key_id: str
-                                        ) -> tuple[dict[str, Any], DirectoryEntry] | None:
-        """The passphrase wrap for ``key_id`` and the directory entry, in one query (the
-        unlock answer); None when either is missing."""
-        row = (await self.session.execute(
-            select(WrappedKey.wrap, DirectoryEntry)
-            .join(DirectoryEntry, DirectoryEntry.account_id == WrappedKey.account_id)
-            .where(WrappedKey.account_id == account_id, WrappedKey.purpose == "passphrase",
-                   WrappedKey.key_id == key_id))).one_or_none()
-        return None if row is None else (row[0], row[1])
+    async def unlock_bundle(self, account_id: uuid.UUID, key_id: str
+                            ) -> tuple[dict[str, Any], DirectoryEntry, list[KeyChangeRow]] | None:
+        """The passphrase wrap for ``key_id``, the directory entry and its key changes in
+        order, in one statement (one snapshot, even outside a transaction: the unlock
+        answer); None when the wrap or the entry is missing."""
+        rows = (await self.session.execute(_UNLOCK_BUNDLE, {
+            "account_id": account_id, "key_id": key_id})).all()
+        if not rows:
+            return None
+        return rows[0][0], rows[0][1], [row[2] for row in rows if row[2] is not None]
 
     async def wrap(self, account_id: uuid.UUID, purpose: str, key_id: str) -> WrappedKey | None:
         return await self.session.get(WrappedKey, (account_id, purpose, key_id))

@@ -162,10 +162,10 @@ class AccountKeysService:
                      ) -> tuple[dict[str, Any], DirectoryEntry, list[KeyChangeRow]]:
         """The passphrase wrap, the directory entry and its key changes: what a device
         reads to unlock, opens and checks itself."""
-        found = await self.repo.passphrase_wrap_and_entry(account_id, key_id)
+        found = await self.repo.unlock_bundle(account_id, key_id)
         if found is None:
             raise NotFound("No such wrapped key.")
-        return found[0], found[1], await self.repo.key_changes(account_id)
+        return found
 
     async def delete_wrap(self, account_id: uuid.UUID, key_id: str) -> None:
         await self.repo.delete_wrap(account_id, "passphrase", key_id)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrin_platform.audit import ChainEnd
-from ecrin_platform.db import read_only_session, release
-from ecrin_platform.deps import CurrentUser, InternalClaimsDep, SessionDep
+from ecrin_platform.db import release
+from ecrin_platform.deps import CurrentUser, InternalClaimsDep, ReadSessionDep, SessionDep
 from ecrin_platform.problems import Unauthorized
 from ecrin_platform.tokens import HEADER
 from records_api.access import AccessDeciderDep
@@ -21,15 +21,6 @@ from records_api.records.content import ContentStore
 from records_api.records.policy import Write
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import Caller, RecordsService, current_target
-
-
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Reads never take SQLite's write lock (WAL lets them run beside a writer)."""
-    async with read_only_session(request.app.state.engine) as session:
-        yield session
-
-
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 def _max_content(request: Request) -> int:
