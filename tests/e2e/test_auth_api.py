@@ -114,6 +114,9 @@ class TestLogin:
         wrong = {**body, "signature": b64(bytes(64))}
         assert HTTP.post(f"{gateway}/v1/auth/login", json=wrong).status_code == 401
         assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
+        db = ServiceDatabase(stack.database_urls["gateway"])
+        assert db.rows("SELECT used_at IS NOT NULL FROM login_challenges WHERE id = ?",
+                       uuid.UUID(body["challenge_id"])) in ([(True,)], [(1,)])
 
     def test_a_recovery_challenge_does_not_log_in(self, stack):
         gateway = stack.url("gateway")
@@ -131,6 +134,9 @@ class TestLogin:
         db.execute(f"UPDATE login_challenges SET expires_at = {past} WHERE id = ?",  # noqa: S608 (a constant of this test)
                    uuid.UUID(body["challenge_id"]))
         assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
+        # refused before its signature was checked: left as it was, not spent
+        assert db.rows("SELECT used_at FROM login_challenges WHERE id = ?",
+                       uuid.UUID(body["challenge_id"])) == [(None,)]
 
     def test_challenge_binds_host_and_action(self, stack):
         gateway = stack.url("gateway")

@@ -90,8 +90,15 @@ class AuthRepository:
         row = await self.session.execute(_ACCOUNT_FOR_UPDATE, {"account_id": account_id})
         return row.scalar_one_or_none()
 
-    async def add_session(self, **row: Any) -> None:
-        await self.session.execute(_NEW_SESSION, row)
+    async def add_session(self, session_id: uuid.UUID, account_id: uuid.UUID, *, kind: str,
+                          device_name: str | None, second_factor_verified: bool,
+                          now: datetime, expires_at: datetime) -> None:
+        """A new session's row: every column named, none left to a default."""
+        await self.session.execute(_NEW_SESSION, {
+            "id": session_id, "account_id": account_id, "kind": kind,
+            "device_name": device_name, "second_factor_verified": second_factor_verified,
+            "created_at": now, "last_used_at": now, "expires_at": expires_at,
+            "revoked_at": None, "revoked_reason": None})
 
     async def add_refresh_token(self, token_hash: str, session_id: uuid.UUID,
                                 issued_at: datetime) -> None:

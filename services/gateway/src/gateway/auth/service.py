@@ -252,9 +252,11 @@ class AuthService:
 
     async def _consume_challenge(self, challenge_id: uuid.UUID, signature: str, action: str,
                                  *, recovery_key: bool = False) -> Account:
-        """The account whose key signed this unused, unexpired challenge for ``action``;
-        the challenge is spent whatever the outcome. The account row is locked, so two
-        requests never both accept one TOTP step."""
+        """The account whose key signed this unused, unexpired challenge for ``action``.
+        A signature checked, right or wrong, spends the challenge (a wrong one commits the
+        spend: one challenge, one guess); a challenge refused before that (unknown,
+        expired, another action's, an inactive account) is left as it was. The account
+        row is locked, so two requests never both accept one TOTP step."""
         now = utcnow()
         # Spent in the statement that reads it; a refusal before ``_refuse`` rolls the
         # spend back, as the lookup it replaces left the challenge unspent.
@@ -329,9 +331,9 @@ class AuthService:
                         target=session_id)
         # Two INSERTs without the unit of work: nothing reads these rows back here.
         await self.repo.add_session(
-            id=session_id, account_id=account.id, kind="recovery" if recovery else "normal",
-            device_name=body.device_name, second_factor_verified=verified, created_at=now,
-            last_used_at=now, expires_at=now + ttl)
+            session_id, account.id, kind="recovery" if recovery else "normal",
+            device_name=body.device_name, second_factor_verified=verified, now=now,
+            expires_at=now + ttl)
         return await self._issue(account, session_id, verified)
 
     async def _issue(self, account: Account, session_id: uuid.UUID,
