@@ -542,8 +542,9 @@ time are not comparable with the table above, CPU per operation and request coun
     flow slept 10 s after a revocation that is pushed in 50 ms; a module's module-scoped
     fixture (a TLS stack, a web build) was set up on both workers.
 
-- *Issue 21, round 8* (2026-12-02, another machine of the same kind; single benchmarks
-  run alone, not a full `make bench`, and every comparison made in alternating runs).
+- *Issue 21, round 8* (2026-12-02, another machine of the same kind, an AMD EPYC: raw
+  AEAD 1 266-1 350 MB/s, Argon2id MODERATE 0.40-0.48 s; single benchmarks run alone,
+  every comparison made in alternating runs, then three `make bench` runs).
   - *This machine's speed moves by half within the hour.* The same code, `bench_login`
     on SQLite, 100 logins: 23.9 ms of service CPU per login (gateway 17.7, kms 6.0), then
     13.1 ms (gateway 9.4, kms 3.7) in a later run; the load generator's own CPU per login
@@ -572,6 +573,28 @@ time are not comparable with the table above, CPU per operation and request coun
     one session; a wrong signature spends the challenge; a recovery or an expired
     challenge does not log in; a spend without its `used_at` condition fails three of
     them.
+  - *The kms's unlock answer in one statement.* The wrap, the directory entry and its
+    key changes come from one query (a left join on the changes, in order) on a
+    read-only session: on PostgreSQL no BEGIN and COMMIT around it, and still one
+    snapshot (the two queries before could mix two under READ COMMITTED). The read-only
+    session dependency is now one, in `ecrin_platform.deps` (the records API's and the
+    kms's), and the in-process test apps run it in the test's transaction. kms CPU per
+    SDK login, A/B against the commit before: 3.1-3.7 -> 2.3 ms (SQLite), 2.9-4.1 ->
+    2.5-3.1 ms (PostgreSQL). A helper's attacker review of the two changes (probes on
+    both backends: 12 logins at once with one body, cross-action challenges, refusals
+    and what they leave in the database, a step-up's account read again under its lock,
+    a refresh's writes, key changes stored out of order) found no regression; its three
+    small findings (a session insert that left columns to defaults, a docstring, the
+    tests not checking the database) are fixed.
+  - *Three `make bench` runs within half an hour* show the machine's swing on every
+    row: at 11:43 (`82e1e66`) login cost 11.0 / 11.4 ms of service CPU (SQLite /
+    PostgreSQL), the records API 4.48 ms per SDK create on SQLite, and four targets
+    missed; at 11:55 (`6719285`, the kms change added) login 15.4 / 15.3 ms, the records
+    API 7.92 ms per SDK create on SQLite, and eight missed, among them the gateway's
+    one-client overhead on PostgreSQL (1.83x) and the one-client SDK read on SQLite
+    (p50 11.1 ms), which passed in the run before and in round 7; at 12:09 (`34105b8`,
+    the table above) login 11.8 / 9.8 ms, the PostgreSQL one meeting its target, and
+    five missed.
   - *The 100 MiB download is CPU-bound across the processes.* On SQLite the SDK download
     ran at 194-316 MB/s in single runs (raw AEAD 1 217-1 343 MB/s here), the same content
     streamed through the gateway without decryption at 445 MB/s. CPU per download: the
@@ -585,45 +608,47 @@ time are not comparable with the table above, CPU per operation and request coun
     thread 0.35 s writing, its event loop 0.41 s receiving and cutting rows).
 
 **Remains** (issue 21's targets missed in the latest run, and why). Every miss is CPU
-per operation on two shared cores; nothing in the profiles (rounds 5 and 6) is worth more
-than a few percent on its own:
+per operation on two shared cores, whose speed moves by half within the hour (round 8);
+nothing in the profiles is worth more than a few percent on its own:
 
-- *SDK creates at 16 clients on PostgreSQL: 115/s against 300/s* (88/s in round 6's run,
-  251/s and 329/s on earlier machines). CPU per create across the processes: 13.9 ms
-  (records-api 6.26, the SDK client 3.32, gateway 2.08, PostgreSQL 1.27, sharing 0.97),
-  so two cores allow about 144/s at perfect overlap. Reaching 300/s here would need that
-  cut by half: fewer Python processes on the path (the gateway's hop, the records API's
-  framework), not another few percent.
-- *Raw creates at 16 clients on PostgreSQL: 146/s against 500/s*: 10.1 ms of CPU per
-  create across the processes (about 197/s at perfect overlap), the same spread.
-- *Login: 13.5-15.3 ms of service CPU in round 8's runs (24.1 / 24.5 ms in round 7's)
-  against 10 ms*, in three requests: the gateway 9.5-10.8 ms, the kms 3.9-4.4 ms. After
-  round 8's cut of the login's SQL, py-spy of the gateway (PostgreSQL logins, GIL-holding
-  samples) finds 69 % of its time outside the auth handlers (uvicorn, eight ASGI
-  middlewares, FastAPI's routing, the relay of the unlock request) and, inside the
-  login's handler, the audit event 41 % (the chain's lock, its end and the insert: three
-  statements on PostgreSQL; sealing it 15 %), the challenge spend 15 % (with the
-  transaction's BEGIN), the access token 16 % (PyJWT 8 %), the session and refresh-token
-  inserts 12 %, the locked account read 6 %. Next: the login's audit event appended
-  without the lock's round trips (`append_unlocked`, as the records API's create), and
-  the unlock bundle in the login's answer (two requests, the gateway asking the kms), a
-  protocol change in both SDKs.
-- *The gateway's overhead at 32 clients on PostgreSQL: 1.36x against 1.3x* (1.19x on
-  SQLite, and 1.21x / 1.08x at one client). At 32 clients both cores are saturated and
-  the direct and gateway rounds queue; this ratio was within the target in round 6's run.
-- *SQLite at 16 clients: reads 101/s, creates 102/s*: equal within the noise (round 6:
-  55 and 54). On SQLite a read is an audited write, and one writer at a time is the
-  embedded default's design (one practice on one machine); PostgreSQL, the production
-  backend, reads 126/s against 115/s creates.
-- *100 MiB through the SDK: up 0.09x, down 0.24x (SQLite), 0.06x / 0.15x (PostgreSQL) of
+- *SDK creates at 16 clients on PostgreSQL: 209/s against 300/s* (227/s and 199/s in
+  round 8's two runs before; 115/s in round 7's). CPU per create across the processes:
+  6.9 ms (records-api 3.23, the SDK client 1.55, gateway 0.95, PostgreSQL 0.79, sharing
+  0.36), so two cores allow about 290/s at perfect overlap. Reaching 300/s here needs
+  that cut by a third: fewer Python processes on the path (the gateway's hop, the
+  records API's framework), not another few percent.
+- *Raw creates at 16 clients on PostgreSQL: 312/s against 500/s*: 4.5 ms of CPU per
+  create across the processes (about 440/s at perfect overlap), the same spread.
+- *Login on SQLite: 11.8 ms of service CPU against 10 ms* (gateway 8.7, kms 3.1), in
+  three requests; on PostgreSQL 9.8 ms in the same run, within the target (11.4 and
+  15.3 ms in the two runs before). py-spy of the gateway after round 8's cut (PostgreSQL
+  logins, GIL-holding samples) finds 69 % of its time outside the auth handlers
+  (uvicorn, eight ASGI middlewares, FastAPI's routing, the relay of the unlock request)
+  and, inside the login's handler, the audit event 41 % (the chain's lock, its end and
+  the insert: three statements on PostgreSQL; sealing it 15 %), the access token 16 %
+  (PyJWT 8 %), the challenge spend 15 % (with the transaction's BEGIN), the session and
+  refresh-token inserts 12 %, the locked account read 6 %. Next: the login's rows
+  written as data-modifying CTEs of its audit event's insert, outside a transaction
+  block (as the records API's create), and the unlock bundle in the login's answer (two
+  requests, the gateway asking the kms), a protocol change in both SDKs.
+- *The gateway's overhead at one client on SQLite: 1.38x against 1.3x* (p50 6.2 ->
+  8.6 ms; 1.04x in round 8's first run, 1.21x in round 7's). At a 6 ms p50 two
+  milliseconds of noise are the whole margin; at 32 clients 0.94x (SQLite) and 1.08x
+  (PostgreSQL).
+- *SQLite at 16 clients: reads 146/s, creates 150/s*: equal within the noise (176 and
+  166 in round 8's first run). On SQLite a read is an audited write, and one writer at a
+  time is the embedded default's design (one practice on one machine); PostgreSQL, the
+  production backend, reads 257/s against 209/s creates.
+- *100 MiB through the SDK: up 0.08x, down 0.26x (SQLite), 0.07x / 0.19x (PostgreSQL) of
   raw AEAD* against 0.3x. The upload is in two phases (the create carries the digest of
   the whole ciphertext, so the SDK encrypts to its spool before it sends a byte;
   overlapping them needs a protocol change), and its sending is bound by the database
   (round 5: 100 rows of 1 MiB through asyncpg took 1.2-1.8 s even into an unlogged
-  table). The download is bound by CPU across the three processes (round 8: about half a
-  second of CPU per 100 MiB over two cores, at about 80 % of perfect overlap). Next:
-  content outside the database (files or an object store), which also removes
-  PostgreSQL's share of the upload, and fewer hops for content (the gateway's relay).
+  table; round 8: the records API spends 0.77-0.99 s of CPU per 100 MiB on SQLite). The
+  download is bound by CPU across the three processes (round 8: about half a second of
+  CPU per 100 MiB over two cores, at about 80 % of perfect overlap). Next: content
+  outside the database (files or an object store), which also removes PostgreSQL's
+  share of the upload, and fewer hops for content (the gateway's relay).
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 """
