@@ -193,6 +193,32 @@ class TestSeenVersions:
         assert all(p.wait(60) == 0 for p in procs)
         assert Profile(home).seen_version("r") == 399
 
+    def test_a_command_waits_for_another_writing_before_the_database_is_in_wal(
+            self, tmp_path: Path):
+        """Two commands of one profile starting together: the other one holds the write
+        lock of a state.db not yet in WAL. SQLite refuses the switch to WAL at once
+        ("database is locked", without its busy timeout); this one waits instead (it
+        failed as "state.db is unreadable" one run in 10 to 40 of the test above)."""
+        import subprocess
+        import sys
+
+        home = tmp_path / "p"
+        home.mkdir(mode=0o700)
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], "
+            "isolation_level=None); db.execute('CREATE TABLE IF NOT EXISTS seen (key TEXT "
+            "PRIMARY KEY, version INTEGER NOT NULL)'); db.execute('BEGIN IMMEDIATE'); "
+            "db.execute(\"INSERT INTO seen VALUES ('other', 1)\"); print('held', flush=True); "
+            "time.sleep(0.4); db.execute('COMMIT')"), str(home / "state.db")],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            profile = Profile(home)
+            profile.remember_versions({"r": 1})
+        finally:
+            assert holder.wait(60) == 0
+        assert (profile.seen_version("r"), profile.seen_version("other")) == (1, 1)
+
 
 def test_another_connection_in_this_process_does_not_break_the_database(tmp_path: Path):
     """Opening a second profile on the same folder (a new client) must not drop the

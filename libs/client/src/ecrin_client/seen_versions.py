@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +29,28 @@ FILE_MODE = 0o600
 _SCHEMA = "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, version INTEGER NOT NULL)"
 _RAISE = ("INSERT INTO seen (key, version) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
           "SET version = MAX(version, excluded.version) WHERE excluded.version > version")
+
+
+#: How long a process waits for another to finish turning a new ``state.db`` to WAL.
+WAL_WAIT_S = 30.0
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """WAL mode, waiting for the exclusive lock it takes. SQLite answers "database is
+    locked" at once, without its busy timeout, when another process holds the database
+    while this one asks for the change: two commands of one profile starting together
+    on a new ``state.db``. Once the file is in WAL, asking again only reads the mode."""
+    deadline = time.monotonic() + WAL_WAIT_S
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 class SeenVersions:
@@ -57,11 +80,12 @@ class SeenVersions:
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                  check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
         except sqlite3.Error as exc:
-            raise InvalidInput(f"{self.path} is unreadable ({exc.__class__.__name__})") from None
+            raise InvalidInput(f"{self.path} is unreadable ({exc.__class__.__name__}: "
+                               f"{exc})") from None
         self._db = db
         self._adopt_legacy(db)
         return db
