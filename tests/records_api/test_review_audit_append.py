@@ -22,7 +22,7 @@ from records_api.records.audit import AUDIT, scope_chain
 from records_api.records.schemas import RecordIn
 from records_api.records.service import request_digest
 from tests.records_api.conftest import Practice, b64, unb64
-from tests.support.databases import POSTGRES, POSTGRES_URL, rolled_back
+from tests.support.databases import POSTGRES, POSTGRES_URL, rolled_back, waiting_for_locks
 
 
 def inline(record) -> str:
@@ -371,7 +371,7 @@ class TestOvertakenCreate:
                                target="record:held")
             attempts = [asyncio.create_task(practice.create(r, content=inline(r)))
                         for r in records]
-            await asyncio.sleep(0.5)
+            await waiting_for_locks(url, 2)  # both read the end, both wait: not a sleep
             assert not any(attempt.done() for attempt in attempts)
             await holder.commit()
             answers = await asyncio.gather(*attempts)

@@ -130,6 +130,30 @@ def drop_created_databases() -> None:
             pass
 
 
+async def waiting_for_locks(database_url: str, count: int, timeout_s: float = 30.0) -> None:
+    """PostgreSQL: returns once ``count`` clients of the database at ``database_url`` wait
+    for a lock (a heavy-weight one: a row, a table, an advisory lock), rather than after a
+    sleep a slow machine may outlast; fails the test after ``timeout_s``."""
+    import asyncpg
+
+    url = make_url(database_url)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                 password=url.password, database=url.database, timeout=10)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+            if waiting >= count:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"{waiting} of {count} clients came to wait for a lock")
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
 async def rolled_back(database_url: str) -> int:
     """PostgreSQL: ``pg_stat_database.xact_rollback`` of the database at ``database_url``
     (transactions rolled back, a failed statement's included), read once no other client is
