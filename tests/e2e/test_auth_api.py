@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import jwt
@@ -63,19 +64,6 @@ class TestEnumeration:
         assert response.json()["type"].endswith("/invalid-credentials")
 
 
-def _signed_login(gateway: str, user, action: str) -> dict[str, str]:
-    """A login body for a fresh ``action`` challenge, signed with the user's login key."""
-    from ecrin_e2ee import derive_account_keys
-    from tests.support.users import unb64
-
-    challenge = HTTP.post(f"{gateway}/v1/auth/challenge",
-                          json={"email": user.email, "action": action}).json()
-    keys = derive_account_keys(user.passphrase, unb64(challenge["kdf"]["salt"]),
-                               KdfParams.from_json(challenge["kdf"]["params"]))
-    return {"challenge_id": challenge["challenge_id"],
-            "signature": b64(keys.login_signing_key.sign(unb64(challenge["challenge"])).signature)}
-
-
 class TestLogin:
     def test_replayed_signature_is_rejected(self, stack):
         gateway = stack.url("gateway")
@@ -98,7 +86,7 @@ class TestLogin:
         exactly one of them, whatever their order in the database."""
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        body = _signed_login(gateway, user, "login")
+        body = user.step_up("login")  # a signed challenge, as a login sends it
         with httpx.Client() as one, httpx.Client() as other, \
                 concurrent.futures.ThreadPoolExecutor(8) as pool:
             clients = [one, other] * 4
@@ -110,7 +98,7 @@ class TestLogin:
     def test_a_wrong_signature_spends_the_challenge(self, stack):
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        body = _signed_login(gateway, user, "login")
+        body = user.step_up("login")
         wrong = {**body, "signature": b64(bytes(64))}
         assert HTTP.post(f"{gateway}/v1/auth/login", json=wrong).status_code == 401
         assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
@@ -121,17 +109,18 @@ class TestLogin:
     def test_a_recovery_challenge_does_not_log_in(self, stack):
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        body = _signed_login(gateway, user, "recover")
+        body = user.step_up("recover")
         assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
 
     def test_an_expired_challenge_does_not_log_in(self, stack):
         gateway = stack.url("gateway")
         user = sign_up(gateway, "patient")
-        body = _signed_login(gateway, user, "login")
+        body = user.step_up("login")
         db = ServiceDatabase(stack.database_urls["gateway"])
-        past = ("now() - interval '1 hour'" if db.postgres
-                else "'2000-01-01 00:00:00.000000'")
-        db.execute(f"UPDATE login_challenges SET expires_at = {past} WHERE id = ?",  # noqa: S608 (a constant of this test)
+        # SQLite keeps the column as naive UTC text; asyncpg binds an aware datetime
+        past = (datetime(2000, 1, 1, tzinfo=UTC) if db.postgres
+                else "2000-01-01 00:00:00.000000")
+        db.execute("UPDATE login_challenges SET expires_at = ? WHERE id = ?", past,
                    uuid.UUID(body["challenge_id"]))
         assert HTTP.post(f"{gateway}/v1/auth/login", json=body).status_code == 401
         # refused before its signature was checked: left as it was, not spent

@@ -14,6 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -130,15 +131,20 @@ def drop_created_databases() -> None:
             pass
 
 
+async def _connect(database_url: str) -> Any:
+    """An asyncpg connection to the PostgreSQL database at ``database_url``."""
+    import asyncpg
+
+    url = make_url(database_url)
+    return await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                 password=url.password, database=url.database, timeout=10)
+
+
 async def waiting_for_locks(database_url: str, count: int, timeout_s: float = 30.0) -> None:
     """PostgreSQL: returns once ``count`` clients of the database at ``database_url`` wait
     for a lock (a heavy-weight one: a row, a table, an advisory lock), rather than after a
     sleep a slow machine may outlast; fails the test after ``timeout_s``."""
-    import asyncpg
-
-    url = make_url(database_url)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                 password=url.password, database=url.database, timeout=10)
+    conn = await _connect(database_url)
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
@@ -159,11 +165,7 @@ async def rolled_back(database_url: str) -> int:
     (transactions rolled back, a failed statement's included), read once no other client is
     connected to it: a backend reports its counters before it leaves (the caller disposes
     its engines first), so the figure is complete, where a connected one may report late."""
-    import asyncpg
-
-    url = make_url(database_url)
-    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username,
-                                 password=url.password, database=url.database, timeout=10)
+    conn = await _connect(database_url)
     try:
         for _ in range(200):
             others = await conn.fetchval(
