@@ -84,6 +84,7 @@ class FakeEcrin:
         self.down_times = 0  # answer 503 this many times
         self.down_paths: set[str] = set()  # only for these paths (empty: every path)
         self.rate_limited = False
+        self.login_unlock = True  # the login's answer carries the unlock bundle when asked
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -227,7 +228,19 @@ class FakeEcrin:
             return problem(401, "invalid-credentials")
         if not self.second_factor_ok(account, body):
             return problem(401, "second-factor-required")
-        return self.issue(account, body.get("device_name"), verified=account.totp_enabled)
+        issued = self.issue(account, body.get("device_name"), verified=account.totp_enabled)
+        if not body.get("unlock"):
+            return issued
+        # As the gateway: the unlock answer for the new session, or null when the kms
+        # would not give it (``login_unlock`` off: the kms down).
+        answer = json.loads(issued.content)
+        unlocked = (self.route_keys_me_unlock_get(
+            httpx.Request("GET", "/", headers={"authorization": "Bearer "
+                                               + answer["access_token"]}),
+            None, [account.salt]) if self.login_unlock else None)
+        answer["unlock"] = (unlocked.json() if unlocked is not None
+                            and unlocked.status_code == 200 else None)
+        return httpx.Response(200, json=answer)
 
     def route_auth_recover_post(self, request, body, _):
         challenge = self.use_challenge(body, "recover")

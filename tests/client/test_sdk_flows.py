@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import httpx
 import pytest
 from ecrin_client import (
     Conflict,
@@ -15,6 +16,7 @@ from ecrin_client import (
     NotLoggedIn,
     RateLimited,
     SecondFactorRequired,
+    ServerError,
     SessionRevoked,
     Unavailable,
 )
@@ -129,14 +131,39 @@ class TestLogin:
         assert device_b.tokens() is None
         assert not any(s.live for s in fake.sessions.values())
 
-    async def test_three_requests_the_wrap_and_the_directory_entry_in_one(
+    async def test_two_requests_the_keys_come_with_the_login(
             self, fake, open_client, device_a, device_b):
         await signed_up(open_client, device_a)
+        fake.calls.clear()
+        result = await open_client(device_b).login(EMAIL, PASSPHRASE)
+        assert fake.calls == [("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/login")]
+        assert device_b.pinned(result.account.id) is not None
+
+    async def test_without_the_keys_in_the_answer_the_device_asks_for_them(
+            self, fake, open_client, device_a, device_b):
+        """An older gateway, or a kms that did not answer it: the keys come in a third
+        request, which says why if they cannot come at all."""
+        await signed_up(open_client, device_a)
+        fake.login_unlock = False
         fake.calls.clear()
         await open_client(device_b).login(EMAIL, PASSPHRASE)
         salt = fake.accounts[EMAIL].salt
         assert fake.calls == [("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/login"),
                               ("GET", f"/v1/keys/me/unlock/{salt}")]
+
+    async def test_a_malformed_bundle_in_the_login_answer_is_refused(
+            self, fake, open_client, device_a, device_b, monkeypatch):
+        await signed_up(open_client, device_a)
+        route = fake.route_auth_login_post
+
+        def malformed(request, body, params):
+            answer = route(request, body, params).json()
+            answer["unlock"] = {"wrap": "not a wrap"}
+            return httpx.Response(200, json=answer)
+
+        monkeypatch.setattr(fake, "route_auth_login_post", malformed)
+        with pytest.raises(ServerError, match="does not follow the API"):
+            await open_client(device_b).login(EMAIL, PASSPHRASE)
 
     async def test_a_swapped_own_directory_entry_fails_the_login(
             self, fake, open_client, device_a, device_b):

@@ -150,6 +150,69 @@ class TestLogin:
             assert b"canary-passphrase-3141" not in db.read_bytes()
 
 
+class TestLoginWithTheKeys:
+    """``unlock: true``: the login's answer carries what ``GET /v1/keys/me/unlock/{salt}``
+    gives the new session, one request fewer; never to a login that is refused."""
+
+    @staticmethod
+    def _salt(user) -> str:
+        return HTTP.post(f"{user.gateway}/v1/auth/challenge",
+                         json={"email": user.email}).json()["kdf"]["salt"]
+
+    def test_the_answer_carries_what_the_session_would_fetch(self, stack):
+        user = sign_up(stack.url("gateway"), "practitioner")
+        answer = user.login(unlock=True)
+        assert answer.status_code == 200
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["ratelimit-policy"]  # the login's own headers, as without
+        given = answer.json()["unlock"]
+        assert given["wrap"]["account_id"] == str(user.account_id)
+        assert given == user.get(f"/v1/keys/me/unlock/{self._salt(user)}").json()
+        assert user.get("/v1/auth/me").json()["session_id"] == answer.json()["session_id"]
+
+    def test_not_asked_for_not_given(self, stack):
+        user = sign_up(stack.url("gateway"), "patient")
+        answer = user.login()
+        assert answer.status_code == 200
+        assert answer.json()["unlock"] is None
+
+    def test_a_wrong_passphrase_gets_no_keys(self, stack):
+        user = sign_up(stack.url("gateway"), "patient")
+        user.passphrase = "not the passphrase"
+        answer = user.login(unlock=True)
+        assert answer.status_code == 401
+        assert "wrap" not in answer.text
+
+    def test_the_passphrase_without_the_second_factor_gets_no_keys(self, stack):
+        """Someone who knows the passphrase (so could open the wrap) but not the TOTP code
+        is refused before the kms is asked."""
+        user = sign_up(stack.url("gateway"), "practitioner")
+        user.totp_secret = None
+        answer = user.login(unlock=True)
+        assert answer.status_code == 401
+        assert answer.json()["type"].endswith("/second-factor-required")
+        assert "wrap" not in answer.text
+
+    def test_a_recovery_login_cannot_ask_for_them(self, stack):
+        user = sign_up(stack.url("gateway"), "patient")
+        body = {**user.step_up("recover"), "unlock": True}
+        answer = HTTP.post(f"{user.gateway}/v1/auth/recover", json=body)
+        assert answer.status_code == 422
+        assert answer.headers["content-type"] == "application/problem+json"
+
+    def test_with_the_kms_down_the_login_still_opens_without_them(self, stack):
+        user = sign_up(stack.url("gateway"), "patient")
+        stack.stop("kms")
+        try:
+            answer = user.login(unlock=True)
+            assert answer.status_code == 200
+            assert answer.json()["unlock"] is None
+            assert user.get("/v1/auth/me").status_code == 200
+        finally:
+            stack.start("kms")
+            stack.wait_ready(services=["kms"])
+
+
 class TestRefreshAndSessions:
     def test_refresh_rotates_and_reuse_revokes_the_family(self, stack):
         gateway = stack.url("gateway")

@@ -33,7 +33,9 @@ type Call = { method: string; path: string; body?: any };
 /** A gateway holding one account: challenges for any action, its passphrase wrap, sessions. */
 function gateway(passphrase: string, answer: (call: Call) => Response | undefined = () => undefined) {
   const setup = createAccount(ACCOUNT, passphrase, PARAMS);
-  const state = { salt: setup.salt, loginPublicKey: setup.loginPublicKey, wraps: new Map<string, unknown>() };
+  // `loginUnlock`: the login's answer carries the unlock bundle when asked (off: an older
+  // gateway, or a kms that did not answer it).
+  const state = { salt: setup.salt, loginPublicKey: setup.loginPublicKey, wraps: new Map<string, unknown>(), loginUnlock: true };
   state.wraps.set(b64e(setup.salt), setup.wrappedByPassphrase.toJSON());
   const calls: Call[] = [];
   const challenges = new Map<string, Uint8Array>();
@@ -76,15 +78,17 @@ function gateway(passphrase: string, answer: (call: Call) => Response | undefine
       return noContent();
     }
     if (path.startsWith("/v1/auth/sessions/")) return noContent();
+    const entry = { identity: setup.publicIdentity.toJSON(), fingerprint: setup.publicIdentity.fingerprintHex(), key_changes: [] };
     if (path === "/v1/auth/login") {
       const signed = challenges.get(call.body.challenge_id);
       if (signed === undefined || !verifySignature(state.loginPublicKey, signed, b64d(call.body.signature))) {
         return problem(401, "invalid-credentials");
       }
+      const unlock = call.body.unlock === true && state.loginUnlock && state.wraps.has(b64e(state.salt))
+        ? { wrap: state.wraps.get(b64e(state.salt)), directory: entry } : null;
       return json({ access_token: "a", refresh_token: "r", session_id: MY_SESSION, second_factor_verified: false,
-        account: { id: ACCOUNT, email: "a@example.fr", role: "practitioner", second_factor_enabled: false } });
+        account: { id: ACCOUNT, email: "a@example.fr", role: "practitioner", second_factor_enabled: false }, unlock });
     }
-    const entry = { identity: setup.publicIdentity.toJSON(), fingerprint: setup.publicIdentity.fingerprintHex(), key_changes: [] };
     if (path === `/v1/directory/${ACCOUNT}`) return json(entry);
     const unlock = /^\/v1\/keys\/me\/unlock\/(.+)$/.exec(path);
     if (unlock) {
@@ -180,8 +184,18 @@ describe("login", () => {
     assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
   });
 
-  it("takes three requests: the wrap and the own directory entry come in one", async () => {
+  it("takes two requests: the wrap and the own directory entry come with the login's answer", async () => {
     const g = gateway("pass");
+    const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
+    const result = await client.login("a@example.fr", "pass");
+    assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), ["POST /v1/auth/challenge", "POST /v1/auth/login"]);
+    assert.equal(g.calls[1]!.body.unlock, true);
+    assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
+  });
+
+  it("asks for the keys in a third request when the login's answer does not carry them", async () => {
+    const g = gateway("pass");
+    g.state.loginUnlock = false;
     const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
     await client.login("a@example.fr", "pass");
     assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), [
@@ -189,14 +203,29 @@ describe("login", () => {
     ]);
   });
 
+  const other = createAccount(ACCOUNT, "someone else", PARAMS).publicIdentity;
+  const forged = { identity: other.toJSON(), fingerprint: other.fingerprintHex(), key_changes: [] };
+
   it("refuses a directory entry served with the wrap that is not the identity it opens", async () => {
-    const other = createAccount(ACCOUNT, "someone else", PARAMS).publicIdentity;
     const swapped = gateway("pass", (call) => call.path.startsWith("/v1/keys/me/unlock/")
-      ? json({ wrap: swapped.state.wraps.get(call.path.split("/").pop()!),
-        directory: { identity: other.toJSON(), fingerprint: other.fingerprintHex(), key_changes: [] } })
+      ? json({ wrap: swapped.state.wraps.get(call.path.split("/").pop()!), directory: forged })
       : undefined);
+    swapped.state.loginUnlock = false;
     const client = await EcrinClient.open(SERVER, { fetch: swapped.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
     await assert.rejects(client.login("a@example.fr", "pass"), { name: "IdentityMismatch" });
+  });
+
+  it("checks the keys a login's answer carries as those it fetches", async () => {
+    const carrying = async (unlock: (wrap: unknown) => unknown) => {
+      const g = gateway("pass", (call) => call.path !== "/v1/auth/login" ? undefined
+        : json({ access_token: "a", refresh_token: "r", session_id: MY_SESSION, second_factor_verified: false,
+          account: { id: ACCOUNT, email: "a@example.fr", role: "practitioner", second_factor_enabled: false },
+          unlock: unlock(g.state.wraps.get(b64e(g.state.salt))) }));
+      const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
+      return client.login("a@example.fr", "pass");
+    };
+    await assert.rejects(carrying((wrap) => ({ wrap, directory: forged })), { name: "IdentityMismatch" });
+    await assert.rejects(carrying(() => ({ wrap: "not a wrap" })), { name: "ServerError" });
   });
 });
 

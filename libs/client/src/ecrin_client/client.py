@@ -41,6 +41,7 @@ from ecrin_client.models import (
     Account,
     Challenge,
     DirectoryEntry,
+    LoggedIn,
     LoginResult,
     Me,
     RecoveryCodes,
@@ -199,16 +200,25 @@ class EcrinClient:
         return self._unwrap(wrapped, kek, account_id, on_failure)
 
     async def _unlock_identity(self, account_id: str, salt: bytes, kek: KeyEncryptionKey,
-                               *, on_failure: EcrinError) -> tuple[IdentityKeys, DirectoryEntry]:
-        """The passphrase wrap opened, and the account's own directory entry, from one
-        request (``GET /v1/keys/me/unlock/{salt}``); the entry is trusted only once
+                               *, on_failure: EcrinError, given: dict[str, Any] | None = None
+                               ) -> tuple[IdentityKeys, DirectoryEntry]:
+        """The passphrase wrap opened, and the account's own directory entry: ``given``
+        (the login's answer carried them) or one request (``GET /v1/keys/me/unlock/{salt}``);
+        either gets the same checks, and the entry is trusted only once
         :meth:`_adopt_identity` has compared it with the keys the wrap held."""
-        try:
-            response = await self._t.request("GET", f"/v1/keys/me/unlock/{b64e(salt)}")
-        except NotFound:
-            raise IntegrityError(
-                "the kms holds no key wrap for this passphrase: keys unavailable") from None
-        bundle = parse(UnlockBundle, response)
+        if given is None:
+            try:
+                response = await self._t.request("GET", f"/v1/keys/me/unlock/{b64e(salt)}")
+            except NotFound:
+                raise IntegrityError(
+                    "the kms holds no key wrap for this passphrase: keys unavailable") from None
+            bundle = parse(UnlockBundle, response)
+        else:
+            try:
+                bundle = UnlockBundle.model_validate(given)
+            except ValidationError:
+                raise ServerError("the server sent a response that does not follow the API"
+                                  ) from None
         try:
             wrapped = WrappedIdentity.from_json(bundle.wrap)
         except (ValueError, FormatError):
@@ -261,13 +271,14 @@ class EcrinClient:
         body: dict[str, Any] = {
             "challenge_id": challenge.challenge_id,
             "signature": b64e(keys.login_signing_key.sign(challenge.data).signature),
+            "unlock": True,  # the keys come with the answer: one request fewer
         }
         for name, value in (("totp_code", totp_code), ("recovery_code", recovery_code),
                             ("device_name", device_name)):
             if value:
                 body[name] = value
-        pair = parse(TokenPair, await self._t.request("POST", "/v1/auth/login", json=body,
-                                                      auth=False))
+        pair = parse(LoggedIn, await self._t.request("POST", "/v1/auth/login", json=body,
+                                                     auth=False))
         previous = self.profile.settings()
         if previous.account_id and previous.account_id != pair.account.id:
             self.profile.update_settings(stale_wrap_salts=[])
@@ -280,7 +291,8 @@ class EcrinClient:
             identity, entry = await self._unlock_identity(
                 pair.account.id, challenge.salt, keys.kek,
                 on_failure=IntegrityError("the key wrap does not open with the key that just "
-                                          "signed in: the kms data was altered"))
+                                          "signed in: the kms data was altered"),
+                given=pair.unlock)
             fingerprint = await self._adopt_identity(identity, entry)
         except IntegrityError:
             with contextlib.suppress(EcrinError):

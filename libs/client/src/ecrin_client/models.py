@@ -96,6 +96,13 @@ class UnlockBundle(_Model):
     directory: DirectoryEntry
 
 
+class LoggedIn(TokenPair):
+    """``POST /v1/auth/login``'s answer; ``unlock`` (an :class:`UnlockBundle`, checked
+    where it is used) when asked for and given."""
+
+    unlock: dict[str, Any] | None = None
+
+
 class LoginResult(_Model):
     """A signed-in device: the session, and the fingerprint of the identity it unwrapped."""
 

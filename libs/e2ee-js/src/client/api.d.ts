@@ -1671,6 +1671,36 @@ export interface components {
             /** Totp Code */
             totp_code?: string | null;
         };
+        /** LoginOut */
+        LoginOut: {
+            /** Access Token */
+            access_token: string;
+            account: components["schemas"]["AccountOut"];
+            /** Expires In */
+            expires_in: number;
+            /** Refresh Token */
+            refresh_token: string;
+            /** Second Factor Verified */
+            second_factor_verified: boolean;
+            /**
+             * Session Id
+             * Format: uuid
+             */
+            session_id: string;
+            /**
+             * Token Type
+             * @default Bearer
+             * @constant
+             */
+            token_type: "Bearer";
+            /**
+             * Unlock
+             * @description With `unlock: true`: the kms's answer to `GET /v1/keys/me/unlock/{key_id}` for the KDF salt of the challenge (the identity keys wrapped under the passphrase's KEK, and one's own directory entry), fetched for the new session. Null when not asked for or when the kms did not give it: that GET then says why. The device checks it exactly as that GET's answer.
+             */
+            unlock?: {
+                [key: string]: unknown;
+            } | null;
+        };
         /** MemberOut */
         MemberOut: {
             /**
@@ -1715,6 +1745,28 @@ export interface components {
             signature?: string | null;
             /** Totp Code */
             totp_code?: string | null;
+        };
+        /** PassphraseLoginIn */
+        PassphraseLoginIn: {
+            /**
+             * Challenge Id
+             * Format: uuid
+             */
+            challenge_id: string;
+            /** Device Name */
+            device_name?: string | null;
+            /** Recovery Code */
+            recovery_code?: string | null;
+            /** Signature */
+            signature: string;
+            /** Totp Code */
+            totp_code?: string | null;
+            /**
+             * Unlock
+             * @description Also return the keys this device unlocks next (`unlock` in the answer): one request fewer per login.
+             * @default false
+             */
+            unlock: boolean;
         };
         /**
          * Problem
@@ -2833,10 +2885,11 @@ export interface operations {
                  * @example {
                  *       "challenge_id": "6a1f0e2b-8c3d-4e5f-9a0b-1c2d3e4f5a6b",
                  *       "signature": "q5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aq5Z2vX0aQw",
-                 *       "totp_code": "492039"
+                 *       "totp_code": "492039",
+                 *       "unlock": true
                  *     }
                  */
-                "application/json": components["schemas"]["LoginIn"];
+                "application/json": components["schemas"]["PassphraseLoginIn"];
             };
         };
         responses: {
@@ -2849,7 +2902,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TokenPair"];
+                    "application/json": components["schemas"]["LoginOut"];
                 };
             };
             /** @description Malformed request (cursor, idempotency key, path) */

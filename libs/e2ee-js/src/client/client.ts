@@ -26,7 +26,7 @@ import { defaultSlowCrypto, deriveAccountKeys, type SlowCrypto } from "./slow.ts
 import * as security from "./security.ts";
 import type { SecondFactor, SessionView } from "./security.ts";
 import { MemoryStore, Profile, type ClientStore } from "./state.ts";
-import { GatewayTransport, tokenPair, type Fetch } from "./transport.ts";
+import { GatewayTransport, tokenPair, unlockBundle, type Fetch } from "./transport.ts";
 
 export const ROLES = ["practitioner", "staff", "patient", "representative"] as const;
 export type Role = (typeof ROLES)[number];
@@ -185,16 +185,21 @@ export class EcrinClient {
     return this.unwrap(wrapped, kek, "passphrase", accountId, onFailure);
   }
 
-  /** The passphrase wrap opened, and the account's own directory entry (checked), from one
-   * request; the entry is trusted only once `adoptIdentity` compared it with the keys. */
+  /** The passphrase wrap opened, and the account's own directory entry (checked): `given`
+   * (the login's answer carried them) or one request; either gets the same checks, and the
+   * entry is trusted only once `adoptIdentity` compared it with the keys. */
   private async unlockIdentity(accountId: string, salt: Uint8Array, kek: KeyEncryptionKey,
-    onFailure: EcrinError): Promise<{ identity: IdentityKeys; published: PublicIdentity }> {
+    onFailure: EcrinError, given?: unknown): Promise<{ identity: IdentityKeys; published: PublicIdentity }> {
     let bundle: UnlockBundle;
-    try {
-      bundle = await this.transport.json<UnlockBundle>("GET", `/v1/keys/me/unlock/${b64e(salt)}`);
-    } catch (error) {
-      if (error instanceof NotFound) throw onFailure;
-      throw error;
+    if (given !== undefined && given !== null) {
+      bundle = unlockBundle(given);
+    } else {
+      try {
+        bundle = await this.transport.json<UnlockBundle>("GET", `/v1/keys/me/unlock/${b64e(salt)}`);
+      } catch (error) {
+        if (error instanceof NotFound) throw onFailure;
+        throw error;
+      }
     }
     let wrapped: WrappedIdentity;
     try {
@@ -288,8 +293,9 @@ export class EcrinClient {
 
   private async finishLogin(challenge: IssuedChallenge, keys: AccountKeys,
     options: LoginOptions): Promise<LoginResult> {
-    const body: Record<string, string> = {
+    const body: Record<string, string | boolean> = {
       challenge_id: challenge.challengeId, signature: b64e(keys.loginSigningKey.sign(challenge.data)),
+      unlock: true, // the keys come with the answer: one request fewer
     };
     if (options.totpCode) body.totp_code = options.totpCode.trim();
     if (options.recoveryCode) body.recovery_code = options.recoveryCode.trim();
@@ -308,7 +314,7 @@ export class EcrinClient {
     try {
       let published: PublicIdentity;
       ({ identity, published } = await this.unlockIdentity(accountId, challenge.salt, keys.kek, new IntegrityError(
-        "the key wrap does not open with the key that just signed in: the kms data was altered")));
+        "the key wrap does not open with the key that just signed in: the kms data was altered"), pair.unlock));
       fingerprint = await this.adoptIdentity(identity, published);
     } catch (error) {
       if (error instanceof IntegrityError) await this.logout().catch(() => undefined);

@@ -12,7 +12,7 @@ import {
   EcrinError, errorFromResponse, NotLoggedIn, problemOf, ServerError, SessionRevoked, Unavailable,
 } from "./errors.ts";
 import type { StoredTokens } from "./state.ts";
-import type { TokenPair } from "./api-types.ts";
+import type { TokenPair, UnlockBundle } from "./api-types.ts";
 
 export type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
 type Query = Record<string, string | number | undefined>;
@@ -178,6 +178,17 @@ async function readJson(response: Response): Promise<unknown> {
   } catch {
     return undefined;
   }
+}
+
+/** The unlock answer a login carried, in the shape `GET /v1/keys/me/unlock/{salt}` gives
+ * (its contents are checked where they are used, as that answer's). */
+export function unlockBundle(body: unknown): UnlockBundle {
+  const bundle = body as UnlockBundle;
+  if (typeof bundle !== "object" || bundle === null || typeof bundle.wrap !== "object" || bundle.wrap === null
+    || typeof bundle.directory !== "object" || bundle.directory === null) {
+    throw new ServerError("the server sent a response that does not follow the API");
+  }
+  return bundle;
 }
 
 export function tokenPair(body: unknown): TokenPair {

@@ -189,7 +189,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/auth/challenge"): {"email": "kine@cabinet-exemple.fr", "action": "login"},
     ("post", "/v1/auth/login"): {"challenge_id": "6a1f0e2b-8c3d-4e5f-9a0b-1c2d3e4f5a6b",
                                  "signature": "q5Z2vX0a" * 10 + "Qw",  # an Ed25519 signature
-                                 "totp_code": "492039"},
+                                 "totp_code": "492039", "unlock": True},
     ("post", "/v1/files"): {"file_id": _FILE,
                             "search_tokens": ["hS3kQ9v0cXbW4t1Yz8aB2g", "Jd81nP0qLk2sWz5xVb7cRm"]},
     ("post", "/v1/records"): {

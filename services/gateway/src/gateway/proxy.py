@@ -15,6 +15,7 @@ FastAPI app (the gateway's own routes, and its 404/405 answers).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import ssl
@@ -104,6 +105,34 @@ class Proxy:
         self.issuer = issuer
         self.upstream_url = upstream_url
         self.resolve_principal = resolve_principal
+
+    async def get_for(self, principal: Principal, service: str, path: str, request_id: str
+                      ) -> bytes | None:
+        """The body of ``GET path`` as the proxy would relay it for ``principal``'s
+        session, if the service answers 200 with a JSON object of at most ``SMALL_BODY``
+        bytes; None otherwise (the service down or refusing: the device asking itself
+        learns why)."""
+        headers = {INTERNAL_HEADER: self.issuer.issue(service, request_id=request_id,
+                                                      principal=principal),
+                   "x-request-id": request_id}
+        inject_trace(headers)
+        try:
+            async with self.client.get(URL(self.upstream_url(service) + path, encoded=True),
+                                       headers=headers, allow_redirects=False) as upstream:
+                announced = upstream.headers.get("content-length", "")
+                if (upstream.status != 200 or not announced.isdigit()
+                        or int(announced) > SMALL_BODY):
+                    return None
+                body = await upstream.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.warning("upstream unavailable", extra={"upstream": service,
+                                                       "error": type(exc).__name__})
+            return None
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None
+        return body if isinstance(parsed, dict) else None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
         """Forward one request to ``service``; any refusal is a problem+json answer."""

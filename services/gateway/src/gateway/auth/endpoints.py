@@ -21,8 +21,10 @@ from gateway.auth.schemas import (
     DirectoryEntryOut,
     IdentityChangeIn,
     LoginIn,
+    LoginOut,
     MeOut,
     PassphraseChangeIn,
+    PassphraseLoginIn,
     RecoveryCodesOut,
     RefreshIn,
     SessionOut,
@@ -122,28 +124,40 @@ async def challenge(body: ChallengeIn, request: Request, service: Service,
 
 
 def remember_new_session(request: Request, pair: TokenPair, kind: str, generation: int
-                         ) -> None:
+                         ) -> Principal:
     """The gateway's session cache learns the session it just opened, so the device's
-    next request (the keys it unlocks) is not checked against the database again. Kept
-    only if nothing cleared the cache meanwhile (``PrincipalCache.put``); a login that
-    does not commit hands its token to nobody."""
-    cache = request.app.state.principal_cache
-    cache.put(pair.access_token, Principal(
+    next request is not checked against the database again. Kept only if nothing cleared
+    the cache meanwhile (``PrincipalCache.put``); a login that does not commit hands its
+    token to nobody. Returns the session's principal."""
+    principal = Principal(
         account_id=str(pair.account.id), role=pair.account.role,
         session_id=str(pair.session_id), second_factor=pair.second_factor_verified,
-        session_kind=kind), generation)
+        session_kind=kind)
+    request.app.state.principal_cache.put(pair.access_token, principal, generation)
+    return principal
 
 
-@router.post("/login", response_model=TokenPair,
+@router.post("/login", response_model=LoginOut,
              summary="Log in with a signature of the challenge by the login key")
-async def login(body: LoginIn, request: Request, service: Service,
-                response: Response) -> TokenPair:
+async def login(body: PassphraseLoginIn, request: Request, service: Service,
+                response: Response) -> Response | TokenPair:
     generation = request.app.state.principal_cache.generation
     await rate_limit(request, response, "login", str(body.challenge_id))
     response.headers.update(no_store)
-    pair = await service.login(body)
-    remember_new_session(request, pair, "normal", generation)
-    return pair
+    pair, key_id = await service.login(body)
+    principal = remember_new_session(request, pair, "normal", generation)
+    if not body.unlock:
+        return pair
+    # The session is committed before its keys are asked for: the kms is asked as the
+    # proxy would relay the device's own request, and a login whose commit failed hands
+    # out nothing. Its answer goes out as it came: the device checks it as it would that
+    # request's answer.
+    await service.repo.session.commit()
+    bundle = await request.app.state.proxy.get_for(
+        principal, "kms", f"/v1/keys/me/unlock/{key_id}", request.state.request_id)
+    answer = pair.model_dump_json().encode()
+    return Response(answer[:-1] + b',"unlock":' + (bundle or b"null") + b"}",
+                    media_type="application/json", headers=dict(response.headers))
 
 
 @router.post("/recover", response_model=TokenPair,
@@ -153,7 +167,7 @@ async def recover(body: LoginIn, request: Request, service: Service,
     generation = request.app.state.principal_cache.generation
     await rate_limit(request, response, "recover", str(body.challenge_id))
     response.headers.update(no_store)
-    pair = await service.login(body, recovery=True)
+    pair, _ = await service.login(body, recovery=True)
     remember_new_session(request, pair, "recovery", generation)
     return pair
 

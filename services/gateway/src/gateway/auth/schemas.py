@@ -115,6 +115,12 @@ class LoginIn(Strict):
     device_name: str | None = Field(default=None, max_length=120)
 
 
+class PassphraseLoginIn(LoginIn):
+    unlock: bool = Field(default=False, description=(
+        "Also return the keys this device unlocks next (`unlock` in the answer): one "
+        "request fewer per login."))
+
+
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
@@ -123,6 +129,15 @@ class TokenPair(BaseModel):
     session_id: uuid.UUID
     second_factor_verified: bool
     account: AccountOut
+
+
+class LoginOut(TokenPair):
+    unlock: dict[str, Any] | None = Field(default=None, description=(
+        "With `unlock: true`: the kms's answer to `GET /v1/keys/me/unlock/{key_id}` for the "
+        "KDF salt of the challenge (the identity keys wrapped under the passphrase's KEK, "
+        "and one's own directory entry), fetched for the new session. Null when not asked "
+        "for or when the kms did not give it: that GET then says why. The device checks it "
+        "exactly as that GET's answer."))
 
 
 class RefreshIn(Strict):

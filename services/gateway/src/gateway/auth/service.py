@@ -317,7 +317,9 @@ class AuthService:
                                         action=action)
         await self._log(auth.account.id, "auth.step-up", target=action)
 
-    async def login(self, body: LoginIn, *, recovery: bool = False) -> TokenPair:
+    async def login(self, body: LoginIn, *, recovery: bool = False) -> tuple[TokenPair, str]:
+        """A new session for a signed challenge; with its tokens, the key id of the
+        account's passphrase wrap (its KDF salt, b64), which the session may unlock next."""
         action = "recover" if recovery else "login"
         account = await self._consume_challenge(body.challenge_id, body.signature, action,
                                                 recovery_key=recovery)
@@ -334,7 +336,7 @@ class AuthService:
             session_id, account.id, kind="recovery" if recovery else "normal",
             device_name=body.device_name, second_factor_verified=verified, now=now,
             expires_at=now + ttl)
-        return await self._issue(account, session_id, verified)
+        return (await self._issue(account, session_id, verified)), b64encode(account.kdf_salt)
 
     async def _issue(self, account: Account, session_id: uuid.UUID,
                      second_factor_verified: bool) -> TokenPair:

@@ -1,0 +1,83 @@
+"""``Proxy.get_for``: what a login's answer carries from the kms (``unlock``). Only a 200
+with a JSON object of bounded size goes out as it came; anything else is None, and the
+device then asks for itself and learns why. Real sockets, canned answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ecrin_platform.devstack import free_port
+from ecrin_platform.tokens import InternalTokenVerifier, Principal
+from gateway.proxy import SMALL_BODY, Proxy, upstream_session
+
+PRINCIPAL = Principal(account_id="0b6f4a52-6c1e-4a7e-9d0c-5b1e2f3a4c5d", role="patient",
+                      session_id="6a1f0e2b-8c3d-4e5f-9a0b-1c2d3e4f5a6b", second_factor=False)
+
+
+async def _anonymous(_request: object) -> None:
+    return None
+
+
+def _answer(status: str, body: bytes, length: int | None = None) -> bytes:
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+    head += f"content-length: {len(body) if length is None else length}\r\n\r\n"
+    return head.encode() + body
+
+
+async def _get_for(answer: bytes | None, issuer) -> tuple[bytes | None, bytes]:
+    """What ``get_for`` returns against a server that sends ``answer`` (None: nothing
+    listens), and the request that server read."""
+    seen = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.extend(await reader.readuntil(b"\r\n\r\n"))
+        assert answer is not None
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = None
+    if answer is None:
+        port = free_port()
+    else:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    client = upstream_session(2.0)
+    proxy = Proxy(client=client, issuer=issuer, upstream_url=lambda _: f"http://127.0.0.1:{port}",
+                  resolve_principal=_anonymous)
+    try:
+        return await proxy.get_for(PRINCIPAL, "kms", "/v1/keys/me/unlock/c2FsdA",
+                                   "req-1"), bytes(seen)
+    finally:
+        await client.close()
+        if server is not None:
+            server.close()
+
+
+async def test_a_json_object_goes_out_as_it_came_with_the_sessions_token(issuer, internal_keys):
+    body = b'{"wrap": {"v": 1},  "directory": {}}'
+    got, request = await _get_for(_answer("200 OK", body), issuer)
+    assert got == body  # the bytes, not a re-serialisation
+    lines = request.decode("latin-1").split("\r\n")
+    assert lines[0] == "GET /v1/keys/me/unlock/c2FsdA HTTP/1.1"
+    token = next(line.split(": ", 1)[1] for line in lines if line.lower().startswith(
+        "x-ecrin-internal-token:"))
+    claims = InternalTokenVerifier(internal_keys[1], "kms").verify(token)
+    assert claims.principal == PRINCIPAL
+
+
+@pytest.mark.parametrize("answer", [
+    _answer("200 OK", b'{"wrap": '),  # not JSON
+    _answer("200 OK", b'[{"wrap": {}}]'),  # not an object
+    _answer("200 OK", b"null"),
+    _answer("200 OK", b"{}", length=SMALL_BODY + 1),  # announced too large
+    _answer("404 Not Found", json.dumps({"type": "about:blank"}).encode()),
+    _answer("503 Service Unavailable", b"{}"),
+    None,  # nothing listens
+])
+async def test_anything_else_is_none(issuer, answer):
+    got, _ = await _get_for(answer, issuer)
+    assert got is None
