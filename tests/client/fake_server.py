@@ -85,6 +85,7 @@ class FakeEcrin:
         self.down_paths: set[str] = set()  # only for these paths (empty: every path)
         self.rate_limited = False
         self.login_unlock = True  # the login's answer carries the unlock bundle when asked
+        self.login_unlock_known = True  # False: a gateway older than the login's ``unlock``
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -221,6 +222,16 @@ class FakeEcrin:
             "expires_at": "2030-01-01T00:00:00Z", "kdf": {"salt": salt, "params": params}})
 
     def route_auth_login_post(self, request, body, _):
+        if "unlock" in body and not self.login_unlock_known:
+            # A gateway older than ``unlock``: its strict body refuses the field, as
+            # FastAPI words it, before the challenge is read.
+            return httpx.Response(422, headers={"content-type": "application/problem+json"},
+                                  json={"type": f"{URL}/problems/validation-error",
+                                        "title": "Validation error", "status": 422,
+                                        "detail": "The request does not match the schema.",
+                                        "errors": [{"loc": ["body", "unlock"],
+                                                    "msg": "Extra inputs are not permitted",
+                                                    "type": "extra_forbidden"}]})
         challenge = self.use_challenge(body, "login")
         account = self.accounts.get(challenge["email"]) if challenge else None
         if account is None or not self.verifies(account.login_public_key, challenge["data"],

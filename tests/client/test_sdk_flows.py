@@ -139,10 +139,23 @@ class TestLogin:
         assert fake.calls == [("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/login")]
         assert device_b.pinned(result.account.id) is not None
 
+    async def test_a_gateway_older_than_unlock_still_logs_in(
+            self, fake, open_client, device_a, device_b):
+        """It refuses the field (422) before it reads the challenge: the same signed body
+        goes again without it, and the keys come in a request apart."""
+        await signed_up(open_client, device_a)
+        fake.login_unlock_known = False
+        fake.calls.clear()
+        result = await open_client(device_b).login(EMAIL, PASSPHRASE)
+        salt = fake.accounts[EMAIL].salt
+        assert fake.calls == [("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/login"),
+                              ("POST", "/v1/auth/login"), ("GET", f"/v1/keys/me/unlock/{salt}")]
+        assert device_b.pinned(result.account.id) is not None
+
     async def test_without_the_keys_in_the_answer_the_device_asks_for_them(
             self, fake, open_client, device_a, device_b):
-        """An older gateway, or a kms that did not answer it: the keys come in a third
-        request, which says why if they cannot come at all."""
+        """A kms that did not give them to the gateway: the keys come in a third request,
+        which says why if they cannot come at all."""
         await signed_up(open_client, device_a)
         fake.login_unlock = False
         fake.calls.clear()

@@ -1,6 +1,7 @@
 """``Proxy.get_for``: what a login's answer carries from the kms (``unlock``). Only a 200
-with a JSON object of bounded size goes out as it came; anything else is None, and the
-device then asks for itself and learns why. Real sockets, canned answers."""
+with a JSON object of bounded size, in time, goes out, re-encoded as strict JSON; anything
+else is None, and the device then asks for itself and learns why. Real sockets, canned
+answers, as a broken or hostile kms would send them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from ecrin_platform.devstack import free_port
 from ecrin_platform.tokens import InternalTokenVerifier, Principal
-from gateway.proxy import SMALL_BODY, Proxy, upstream_session
+from gateway.proxy import CARRIED_BODY, Proxy, upstream_session
 
 PRINCIPAL = Principal(account_id="0b6f4a52-6c1e-4a7e-9d0c-5b1e2f3a4c5d", role="patient",
                       session_id="6a1f0e2b-8c3d-4e5f-9a0b-1c2d3e4f5a6b", second_factor=False)
@@ -27,16 +28,19 @@ def _answer(status: str, body: bytes, length: int | None = None) -> bytes:
     return head.encode() + body
 
 
-async def _get_for(answer: bytes | None, issuer) -> tuple[bytes | None, bytes]:
+async def _get_for(answer: bytes | None, issuer, *, drip_s: float = 0.0
+                   ) -> tuple[bytes | None, bytes]:
     """What ``get_for`` returns against a server that sends ``answer`` (None: nothing
-    listens), and the request that server read."""
+    listens; ``drip_s``: a byte at a time, that long apart), and the request it read."""
     seen = bytearray()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.extend(await reader.readuntil(b"\r\n\r\n"))
         assert answer is not None
-        writer.write(answer)
-        await writer.drain()
+        for i in range(len(answer)) if drip_s else [0]:
+            writer.write(answer[i:i + 1] if drip_s else answer)
+            await writer.drain()
+            await asyncio.sleep(drip_s)
         writer.close()
 
     server = None
@@ -45,12 +49,12 @@ async def _get_for(answer: bytes | None, issuer) -> tuple[bytes | None, bytes]:
     else:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-    client = upstream_session(2.0)
+    client = upstream_session(60.0)
     proxy = Proxy(client=client, issuer=issuer, upstream_url=lambda _: f"http://127.0.0.1:{port}",
                   resolve_principal=_anonymous)
     try:
-        return await proxy.get_for(PRINCIPAL, "kms", "/v1/keys/me/unlock/c2FsdA",
-                                   "req-1"), bytes(seen)
+        return await proxy.get_for(PRINCIPAL, "kms", "/v1/keys/me/unlock/c2FsdA", "req-1",
+                                   timeout_s=0.5), bytes(seen)
     finally:
         await client.close()
         if server is not None:
@@ -58,9 +62,10 @@ async def _get_for(answer: bytes | None, issuer) -> tuple[bytes | None, bytes]:
 
 
 async def test_a_json_object_goes_out_as_it_came_with_the_sessions_token(issuer, internal_keys):
-    body = b'{"wrap": {"v": 1},  "directory": {}}'
+    body = '{"wrap": {"v": 1},  "directory": {"name": "Zoé \\ud83d\\ude00"}}'.encode()
     got, request = await _get_for(_answer("200 OK", body), issuer)
-    assert got == body  # the bytes, not a re-serialisation
+    assert got is not None and got.isascii()
+    assert json.loads(got) == json.loads(body)
     lines = request.decode("latin-1").split("\r\n")
     assert lines[0] == "GET /v1/keys/me/unlock/c2FsdA HTTP/1.1"
     token = next(line.split(": ", 1)[1] for line in lines if line.lower().startswith(
@@ -73,7 +78,13 @@ async def test_a_json_object_goes_out_as_it_came_with_the_sessions_token(issuer,
     _answer("200 OK", b'{"wrap": '),  # not JSON
     _answer("200 OK", b'[{"wrap": {}}]'),  # not an object
     _answer("200 OK", b"null"),
-    _answer("200 OK", b"{}", length=SMALL_BODY + 1),  # announced too large
+    _answer("200 OK", b'{"wrap": NaN}'),  # Python's parser takes it, JSON does not
+    _answer("200 OK", b'{"wrap": -Infinity}'),
+    _answer("200 OK", b'\xef\xbb\xbf{"wrap": {}}'),  # a BOM
+    _answer("200 OK", b'{"wrap": "\xed\xa0\x80"}'),  # a raw surrogate: not UTF-8
+    _answer("200 OK", '{"wrap": {}}'.encode("utf-16")),
+    _answer("200 OK", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),  # too deep
+    _answer("200 OK", b"{}", length=CARRIED_BODY + 1),  # announced too large
     _answer("404 Not Found", json.dumps({"type": "about:blank"}).encode()),
     _answer("503 Service Unavailable", b"{}"),
     None,  # nothing listens
@@ -81,3 +92,11 @@ async def test_a_json_object_goes_out_as_it_came_with_the_sessions_token(issuer,
 async def test_anything_else_is_none(issuer, answer):
     got, _ = await _get_for(answer, issuer)
     assert got is None
+
+
+async def test_a_kms_that_drips_its_answer_is_given_up_on_in_time(issuer):
+    started = asyncio.get_running_loop().time()
+    got, _ = await _get_for(_answer("200 OK", b'{"wrap": {}, "directory": {}}'), issuer,
+                            drip_s=0.05)
+    assert got is None
+    assert asyncio.get_running_loop().time() - started < 1.5  # the 0.5 s bound, not 4 s

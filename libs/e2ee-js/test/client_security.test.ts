@@ -33,9 +33,10 @@ type Call = { method: string; path: string; body?: any };
 /** A gateway holding one account: challenges for any action, its passphrase wrap, sessions. */
 function gateway(passphrase: string, answer: (call: Call) => Response | undefined = () => undefined) {
   const setup = createAccount(ACCOUNT, passphrase, PARAMS);
-  // `loginUnlock`: the login's answer carries the unlock bundle when asked (off: an older
-  // gateway, or a kms that did not answer it).
-  const state = { salt: setup.salt, loginPublicKey: setup.loginPublicKey, wraps: new Map<string, unknown>(), loginUnlock: true };
+  // `loginUnlock`: the login's answer carries the unlock bundle when asked (off: a kms that
+  // did not give it); `unlockKnown` off: a gateway older than `unlock`, which refuses it (422).
+  const state = { salt: setup.salt, loginPublicKey: setup.loginPublicKey, wraps: new Map<string, unknown>(),
+    loginUnlock: true, unlockKnown: true };
   state.wraps.set(b64e(setup.salt), setup.wrappedByPassphrase.toJSON());
   const calls: Call[] = [];
   const challenges = new Map<string, Uint8Array>();
@@ -80,6 +81,12 @@ function gateway(passphrase: string, answer: (call: Call) => Response | undefine
     if (path.startsWith("/v1/auth/sessions/")) return noContent();
     const entry = { identity: setup.publicIdentity.toJSON(), fingerprint: setup.publicIdentity.fingerprintHex(), key_changes: [] };
     if (path === "/v1/auth/login") {
+      if ("unlock" in call.body && !state.unlockKnown) {
+        return new Response(JSON.stringify({ type: "https://ecrin.example.fr/problems/validation-error", status: 422,
+          detail: "The request does not match the schema.",
+          errors: [{ loc: ["body", "unlock"], msg: "Extra inputs are not permitted", type: "extra_forbidden" }] }),
+        { status: 422, headers: { "content-type": "application/problem+json" } });
+      }
       const signed = challenges.get(call.body.challenge_id);
       if (signed === undefined || !verifySignature(state.loginPublicKey, signed, b64d(call.body.signature))) {
         return problem(401, "invalid-credentials");
@@ -190,6 +197,19 @@ describe("login", () => {
     const result = await client.login("a@example.fr", "pass");
     assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), ["POST /v1/auth/challenge", "POST /v1/auth/login"]);
     assert.equal(g.calls[1]!.body.unlock, true);
+    assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
+  });
+
+  it("logs in through a gateway older than unlock: the same signed body without it", async () => {
+    const g = gateway("pass");
+    g.state.unlockKnown = false;
+    const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
+    const result = await client.login("a@example.fr", "pass");
+    assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), [
+      "POST /v1/auth/challenge", "POST /v1/auth/login", "POST /v1/auth/login", `GET /v1/keys/me/unlock/${b64e(g.setup.salt)}`,
+    ]);
+    assert.equal(g.calls[2]!.body.signature, g.calls[1]!.body.signature);
+    assert.equal(g.calls[2]!.body.unlock, undefined);
     assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
   });
 

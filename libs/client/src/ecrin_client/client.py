@@ -277,8 +277,16 @@ class EcrinClient:
                             ("device_name", device_name)):
             if value:
                 body[name] = value
-        pair = parse(LoggedIn, await self._t.request("POST", "/v1/auth/login", json=body,
-                                                     auth=False))
+        try:
+            response = await self._t.request("POST", "/v1/auth/login", json=body, auth=False)
+        except InvalidInput as exc:
+            if "unlock" not in exc.fields:
+                raise
+            # A gateway older than ``unlock`` refuses the field before it reads the
+            # challenge: the same signed body without it, and the keys in a request apart.
+            del body["unlock"]
+            response = await self._t.request("POST", "/v1/auth/login", json=body, auth=False)
+        pair = parse(LoggedIn, response)
         previous = self.profile.settings()
         if previous.account_id and previous.account_id != pair.account.id:
             self.profile.update_settings(stale_wrap_salts=[])

@@ -300,7 +300,18 @@ export class EcrinClient {
     if (options.totpCode) body.totp_code = options.totpCode.trim();
     if (options.recoveryCode) body.recovery_code = options.recoveryCode.trim();
     if (options.deviceName) body.device_name = options.deviceName;
-    const pair = tokenPair(await this.transport.json("POST", "/v1/auth/login", { auth: false, json: body }));
+    let answer: unknown;
+    try {
+      answer = await this.transport.json("POST", "/v1/auth/login", { auth: false, json: body });
+    } catch (error) {
+      if (!(error instanceof InvalidInput && error.status === 422)) throw error;
+      // A gateway older than `unlock` refuses the field before it reads the challenge: the
+      // same signed body without it (a 422 for another field comes back the same), and the
+      // keys in a request apart.
+      delete body.unlock;
+      answer = await this.transport.json("POST", "/v1/auth/login", { auth: false, json: body });
+    }
+    const pair = tokenPair(answer);
     const accountId = canonicalUuid(pair.account.id);
     const previous = await this.profile.settings();
     if (previous.account_id && previous.account_id !== accountId) await this.profile.updateSettings({ stale_wrap_salts: [] });

@@ -67,6 +67,12 @@ OWN_PREFIXES = tuple(f"/v1/{area}/" for area in sorted(GATEWAY_AREAS))
 #: responses announced at most this size are relayed without a disconnect watcher.
 SMALL_BODY = 1 << 20
 
+#: What a gateway route may carry from a service in its own answer (``Proxy.get_for``, the
+#: login's unlock answer: about 2 KB, more with many identity changes), and how long it
+#: waits for it; beyond either the device fetches it itself.
+CARRIED_BODY = 256 << 10
+CARRIED_TIMEOUT_S = 3.0
+
 PrincipalResolver = Callable[[Request], Awaitable[Principal | None]]
 
 
@@ -106,33 +112,32 @@ class Proxy:
         self.upstream_url = upstream_url
         self.resolve_principal = resolve_principal
 
-    async def get_for(self, principal: Principal, service: str, path: str, request_id: str
-                      ) -> bytes | None:
-        """The body of ``GET path`` as the proxy would relay it for ``principal``'s
-        session, if the service answers 200 with a JSON object of at most ``SMALL_BODY``
-        bytes; None otherwise (the service down or refusing: the device asking itself
-        learns why)."""
+    async def get_for(self, principal: Principal, service: str, path: str, request_id: str,
+                      *, timeout_s: float = CARRIED_TIMEOUT_S) -> bytes | None:
+        """The answer to ``GET path`` for ``principal``'s session (the internal token the
+        proxy sends for that session's own requests), as strict JSON, if the service
+        answers 200 with a JSON object of at most ``CARRIED_BODY`` bytes within
+        ``timeout_s``; None otherwise (the service down, slow or refusing: the device then
+        asks itself and learns why)."""
         headers = {INTERNAL_HEADER: self.issuer.issue(service, request_id=request_id,
                                                       principal=principal),
                    "x-request-id": request_id}
         inject_trace(headers)
         try:
             async with self.client.get(URL(self.upstream_url(service) + path, encoded=True),
-                                       headers=headers, allow_redirects=False) as upstream:
+                                       headers=headers, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=timeout_s)
+                                       ) as upstream:
                 announced = upstream.headers.get("content-length", "")
                 if (upstream.status != 200 or not announced.isdigit()
-                        or int(announced) > SMALL_BODY):
+                        or int(announced) > CARRIED_BODY):
                     return None
                 body = await upstream.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.warning("upstream unavailable", extra={"upstream": service,
                                                        "error": type(exc).__name__})
             return None
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return None
-        return body if isinstance(parsed, dict) else None
+        return _json_object(body)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, service: str) -> None:
         """Forward one request to ``service``; any refusal is a problem+json answer."""
@@ -309,6 +314,24 @@ async def _error_response(request: Request, exc: Exception) -> Response:
             assert isinstance(answer, Response)
             return answer
     raise exc
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(body: bytes) -> bytes | None:
+    """``body`` encoded again as strict JSON (UTF-8 without a BOM, no NaN or Infinity,
+    ASCII out) if it is a JSON object; None if not. Python's parser alone accepts more
+    than JSON, and a splice of what it accepts could break the answer it goes into."""
+    try:
+        parsed = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        if not isinstance(parsed, dict):
+            return None
+        return json.dumps(parsed, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode()
+    except (ValueError, RecursionError):
+        return None
 
 
 def own_methods(app: FastAPI, path: str) -> set[str]:

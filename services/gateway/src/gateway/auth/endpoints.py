@@ -148,10 +148,11 @@ async def login(body: PassphraseLoginIn, request: Request, service: Service,
     principal = remember_new_session(request, pair, "normal", generation)
     if not body.unlock:
         return pair
-    # The session is committed before its keys are asked for: the kms is asked as the
-    # proxy would relay the device's own request, and a login whose commit failed hands
-    # out nothing. Its answer goes out as it came: the device checks it as it would that
-    # request's answer.
+    # The session is committed before its keys are asked for (a login whose commit failed
+    # hands out nothing), and the kms is asked with the token the proxy would send for the
+    # session's own request. Its answer goes out re-encoded as strict JSON, or null (a
+    # slow, failing or odd kms: the device asks itself); the device checks it as it
+    # checks that request's answer.
     await service.repo.session.commit()
     bundle = await request.app.state.proxy.get_for(
         principal, "kms", f"/v1/keys/me/unlock/{key_id}", request.state.request_id)
