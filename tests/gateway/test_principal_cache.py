@@ -50,9 +50,9 @@ async def test_only_writes_to_the_gateways_own_routes_clear_it(database_url_for,
                                                               internal_keys):
     from tests.support.apps import build_app, running
 
-    # A minute's cache: what is checked is what clears it, not its 0.5 s expiry (a slow
-    # first request on a loaded machine outlasted that).
-    app = build_app("gateway", database_url_for("gateway"), internal_keys, session_cache_s=60)
+    # The longest cache allowed (4 s): what is checked is what clears it, not its 0.5 s
+    # expiry (a slow first request on a loaded machine outlasted that).
+    app = build_app("gateway", database_url_for("gateway"), internal_keys, session_cache_s=4)
     async with running(app, rollback=False) as client:
         cache: PrincipalCache = app.state.principal_cache
         cache.put("token", ALICE, cache.generation)
@@ -80,7 +80,7 @@ async def test_a_login_caches_its_new_session_and_clears_nobody_elses(database_u
     from gateway.models import Account
     from tests.support.apps import build_app, running
 
-    app = build_app("gateway", database_url_for("gateway"), internal_keys, session_cache_s=60)
+    app = build_app("gateway", database_url_for("gateway"), internal_keys, session_cache_s=4)
     key = SigningKey.generate()
     account_id, email = uuid.uuid4(), f"cache-{uuid.uuid4().hex[:8]}@example.fr"
     async with running(app, rollback=False) as client:
