@@ -38,7 +38,7 @@ MiB = 1 << 20
 TARGETS = {"stream_ratio": 0.7, "gateway_p50_ratio": 1.3, "creates_per_s": 500.0,
            "sdk_creates_per_s": 300.0, "sdk_requests_per_op": 1.0, "sdk_read_p50_ms": 10.0,
            "listing_growth": 1.5, "rotation_ms": 0.5, "revocation_s": 0.05,
-           "login_requests": 3.0, "login_server_cpu_ms": 10.0}
+           "login_requests": 3.0, "login_server_cpu_ms": 10.0, "large_doc_ratio": 0.3}
 
 
 def sizes(quick: bool) -> dict[str, Any]:
@@ -162,11 +162,12 @@ def rows_of(crypto: dict[str, Any], backends: dict[str, dict[str, Any]],
         if "large" in r:
             large = r["large"]
             raw = crypto["raw_aead_mb_s"]
+            up, down = large["upload_mb_s"] / raw, large["download_mb_s"] / raw
             rows.append(Row(f"records ({b})", f"{large['bytes'] // MiB} MiB document via SDK",
-                            f"up {large['upload_mb_s']} MB/s "
-                            f"({large['upload_mb_s'] / raw:.2f}x raw "
-                            f"AEAD), down {large['download_mb_s']} MB/s "
-                            f"({large['download_mb_s'] / raw:.2f}x)"))
+                            f"up {large['upload_mb_s']} MB/s ({up:.2f}x raw AEAD), down "
+                            f"{large['download_mb_s']} MB/s ({down:.2f}x)",
+                            f">= {TARGETS['large_doc_ratio']}x raw up and down",
+                            verdict(min(up, down) >= TARGETS["large_doc_ratio"], check)))
         rows.append(Row(f"records ({b})", "peak RSS per service",
                         ", ".join(f"{s} {v} MiB" for s, v in r["peak_rss_mib"].items())))
         if "listing" in r:
@@ -273,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.report import FINDINGS
 
         done = json.loads(args.render.read_text())
-        rows = [Row(**r) for r in done["table"]]
+        # The table drawn again from the run's figures, with today's targets (a target
+        # added since is checked too); the stored table for a file without them.
+        rows = (rows_of(done["crypto"], done["backends"], not done.get("quick"))
+                if "backends" in done else [Row(**r) for r in done["table"]])
         when = datetime.fromtimestamp(args.render.stat().st_mtime, UTC)
         if "finished_at" in done:
             when = datetime.fromisoformat(done["finished_at"])
