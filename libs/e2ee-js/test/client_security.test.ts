@@ -191,34 +191,34 @@ describe("login", () => {
     assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
   });
 
-  it("takes two requests: the wrap and the own directory entry come with the login's answer", async () => {
-    const g = gateway("pass");
+  /** A login from a new device through `g`: its result, and the requests it sent. */
+  const loggedIn = async (g: ReturnType<typeof gateway>) => {
     const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
     const result = await client.login("a@example.fr", "pass");
-    assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), ["POST /v1/auth/challenge", "POST /v1/auth/login"]);
-    assert.equal(g.calls[1]!.body.unlock, true);
     assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
+    return g.calls.map((c) => `${c.method} ${c.path}`);
+  };
+
+  it("takes two requests: the wrap and the own directory entry come with the login's answer", async () => {
+    const g = gateway("pass");
+    assert.deepEqual(await loggedIn(g), ["POST /v1/auth/challenge", "POST /v1/auth/login"]);
+    assert.equal(g.calls[1]!.body.unlock, true);
   });
 
   it("logs in through a gateway older than unlock: the same signed body without it", async () => {
     const g = gateway("pass");
     g.state.unlockKnown = false;
-    const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
-    const result = await client.login("a@example.fr", "pass");
-    assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), [
+    assert.deepEqual(await loggedIn(g), [
       "POST /v1/auth/challenge", "POST /v1/auth/login", "POST /v1/auth/login", `GET /v1/keys/me/unlock/${b64e(g.setup.salt)}`,
     ]);
     assert.equal(g.calls[2]!.body.signature, g.calls[1]!.body.signature);
     assert.equal(g.calls[2]!.body.unlock, undefined);
-    assert.equal(result.fingerprint, g.setup.publicIdentity.fingerprintHex());
   });
 
   it("asks for the keys in a third request when the login's answer does not carry them", async () => {
     const g = gateway("pass");
     g.state.loginUnlock = false;
-    const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
-    await client.login("a@example.fr", "pass");
-    assert.deepEqual(g.calls.map((c) => `${c.method} ${c.path}`), [
+    assert.deepEqual(await loggedIn(g), [
       "POST /v1/auth/challenge", "POST /v1/auth/login", `GET /v1/keys/me/unlock/${b64e(g.setup.salt)}`,
     ]);
   });
