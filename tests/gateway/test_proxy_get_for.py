@@ -12,7 +12,9 @@ import pytest
 
 from ecrin_platform.devstack import free_port
 from ecrin_platform.tokens import InternalTokenVerifier, Principal
+from gateway.auth.principal import passes_gates
 from gateway.proxy import CARRIED_BODY, Proxy, upstream_session
+from gateway.settings import Settings
 
 PRINCIPAL = Principal(account_id="0b6f4a52-6c1e-4a7e-9d0c-5b1e2f3a4c5d", role="patient",
                       session_id="6a1f0e2b-8c3d-4e5f-9a0b-1c2d3e4f5a6b", second_factor=False)
@@ -100,3 +102,19 @@ async def test_a_kms_that_drips_its_answer_is_given_up_on_in_time(issuer):
                             drip_s=0.05)
     assert got is None
     assert asyncio.get_running_loop().time() - started < 1.5  # the 0.5 s bound, not 4 s
+
+
+@pytest.mark.parametrize(("principal", "path", "passes"), [
+    (PRINCIPAL, "/v1/keys/me/unlock/c2FsdA", True),
+    # what the login fetches passes the proxy's gates, and would stop passing with them
+    (Principal(account_id=PRINCIPAL.account_id, role="patient", session_id="s",
+               second_factor=False, session_kind="recovery"), "/v1/keys/me/unlock/c2FsdA",
+     False),
+    (Principal(account_id=PRINCIPAL.account_id, role="practitioner", session_id="s",
+               second_factor=False), "/v1/records/abc", False),
+    (Principal(account_id=PRINCIPAL.account_id, role="practitioner", session_id="s",
+               second_factor=True), "/v1/records/abc", True),
+])
+def test_a_fetch_on_a_sessions_behalf_passes_the_proxys_gates(principal, path, passes):
+    settings = Settings(require_practitioner_2fa=True)
+    assert passes_gates(settings, principal, path) is passes

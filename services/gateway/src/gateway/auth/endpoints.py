@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from ecrin_platform.deps import SessionDep
 from ecrin_platform.tokens import Principal
+from gateway.auth.principal import passes_gates
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.repository import AuthRepository
 from gateway.auth.schemas import (
@@ -154,8 +155,10 @@ async def login(body: PassphraseLoginIn, request: Request, service: Service,
     # slow, failing or odd kms: the device asks itself); the device checks it as it
     # checks that request's answer.
     await service.repo.session.commit()
-    bundle = await request.app.state.proxy.get_for(
-        principal, "kms", f"/v1/keys/me/unlock/{key_id}", request.state.request_id)
+    path = f"/v1/keys/me/unlock/{key_id}"
+    bundle = (await request.app.state.proxy.get_for(principal, "kms", path,
+                                                    request.state.request_id)
+              if passes_gates(request.app.state.settings, principal, path) else None)
     answer = pair.model_dump_json().encode()
     return Response(answer[:-1] + b',"unlock":' + (bundle or b"null") + b"}",
                     media_type="application/json", headers=dict(response.headers))

@@ -10,12 +10,13 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrin_platform.db import read_only_session
-from ecrin_platform.problems import Forbidden
+from ecrin_platform.problems import Forbidden, ServiceError
 from ecrin_platform.tokens import Principal
 from gateway.auth.errors import CurrentWrapProtected, SecondFactorMissing
 from gateway.auth.repository import AuthRepository
 from gateway.auth.schemas import b64decode, b64encode
 from gateway.auth.service import AuthService
+from gateway.settings import Settings
 
 #: Areas holding patient data: practitioners need a verified second factor there.
 PATIENT_DATA_AREAS = frozenset({"records", "keyrings", "files", "grants", "invitations",
@@ -85,9 +86,7 @@ async def resolve_principal(request: Request) -> Principal | None:
             principal = await service.principal(token if scheme.lower() == "bearer" else None)
         cache.put(token, principal, generation)
     path = request.url.path
-    if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
-        raise Forbidden("A recovery session may only reset the passphrase.")
-    area = path.split("/")[2] if path.count("/") >= 2 else ""
+    recovery_gate(principal, path)
     if _INVITATION_REDEEM.match(path):
         # Redemption attempts are rate-limited like logins: a code is 120 bits, but a
         # flood of lookups should still stop early.
@@ -99,12 +98,35 @@ async def resolve_principal(request: Request) -> Principal | None:
         wrap = _PASSPHRASE_WRAP.match(path)
         if wrap is not None:
             await _refuse_current_wrap(app.state.engine, principal, wrap.group(1))
-    settings = app.state.settings
+    second_factor_gate(app.state.settings, principal, path)
+    return principal
+
+
+def recovery_gate(principal: Principal, path: str) -> None:
+    """A recovery session reaches only the paths that reset the passphrase."""
+    if principal.session_kind != "normal" and not path.startswith(RECOVERY_PREFIXES):
+        raise Forbidden("A recovery session may only reset the passphrase.")
+
+
+def second_factor_gate(settings: Settings, principal: Principal, path: str) -> None:
+    """A practitioner reaches patient data only with a verified second factor (when the
+    deployment requires it)."""
+    area = path.split("/")[2] if path.count("/") >= 2 else ""
     if (settings.require_practitioner_2fa and principal.role == "practitioner"
             and not principal.second_factor and area in PATIENT_DATA_AREAS):
         raise SecondFactorMissing("Enable and verify a second factor (ecrin 2fa enable) to "
                                   "reach patient data.")
-    return principal
+
+
+def passes_gates(settings: Settings, principal: Principal, path: str) -> bool:
+    """Whether a ``GET path`` of ``principal``'s session would pass the gates above, for a
+    gateway route that fetches it on the session's behalf (the login's unlock answer)."""
+    try:
+        recovery_gate(principal, path)
+        second_factor_gate(settings, principal, path)
+    except ServiceError:
+        return False
+    return True
 
 
 async def _refuse_current_wrap(engine: AsyncEngine, principal: Principal, key_id: str) -> None:
