@@ -667,9 +667,11 @@ first time (316/s; 209/s in round 8's last run):
 - *Raw creates at 16 clients on PostgreSQL: 377/s against 500/s* (312/s in round 8). CPU
   per create across the processes: 3.7 ms (records-api 2.15, gateway 0.61, PostgreSQL
   0.55, the load generator 0.27, sharing 0.14), so two cores allow about 540/s at
-  perfect overlap; this run reached 70 % of it. Reaching 500/s on this machine needs
-  near-perfect overlap or fewer Python processes on the path (the gateway's hop, the
-  records API's framework): round 9's profile finds no single item worth that.
+  perfect overlap; this run reached 70 % of it. And one records API process, at 2.15 ms
+  of its CPU per create, serves at most about 465/s whatever the others do: the
+  benchmark runs one of each service, production several replicas (with the limit of
+  the last item below). Reaching 500/s here needs less CPU per create in the records
+  API or a second process of it; round 9's profile finds no single item worth that.
 - *Login on PostgreSQL: 10.5 ms of service CPU against 10 ms* (gateway 7.7, kms 2.8),
   in two requests; SQLite 7.3 ms in the same run, and 5.75-7.25 ms (medians) in round
   9's A/B an hour before: the machine's swing is the whole margin. Next, if it keeps
@@ -693,4 +695,10 @@ first time (316/s; 209/s in round 8's last run):
   upload's phases overlapped, and fewer hops for content (the gateway's relay).
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
+- *Not a miss here, a limit of the deployment*: revocation to denied is measured with one
+  replica of each service (12-17 ms). The sharing service tells the records API and the
+  kms at their Service's address, so with several replicas one of each drops its cached
+  answers at once and the others within their cache's 0.5 s, the bound for a lost
+  message (docs/deploy.md). Telling every replica needs a broadcast (a headless Service
+  within a site; the kms on the keys site is reached through one address), not started.
 """
