@@ -696,9 +696,11 @@ first time (316/s; 209/s in round 8's last run):
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 - *Not a miss here, a limit of the deployment*: revocation to denied is measured with one
-  replica of each service (12-17 ms). The sharing service tells the records API and the
-  kms at their Service's address, so with several replicas one of each drops its cached
-  answers at once and the others within their cache's 0.5 s, the bound for a lost
-  message (docs/deploy.md). Telling every replica needs a broadcast (a headless Service
-  within a site; the kms on the keys site is reached through one address), not started.
+  process of each service, the sharing service telling both the records API and the kms
+  (12-17 ms). In the Kubernetes deployment it tells the records API at its Service's
+  address, so one replica drops its cached answers at once and the others within their
+  cache's 0.5 s, the bound for a lost message; the kms on the keys site is not told, and
+  its cache alone bounds it to 0.5 s (docs/deploy.md). Telling every replica needs a
+  broadcast (the replica told passing it on to its peers through a headless Service,
+  with the network policies and the edge tests that go with it), not started.
 """
