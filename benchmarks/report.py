@@ -678,7 +678,7 @@ first time (316/s; 209/s in round 8's last run):
   missing: the login's rows written as data-modifying CTEs of its audit event's insert
   on PostgreSQL, outside a transaction block (as the records API's create).
 - *Reads against creates at 16 clients: 194/s against 204/s (SQLite), 299/s against
-  316/s (PostgreSQL)*, within 5 %. A read now costs more CPU than a create across the
+  316/s (PostgreSQL)*, within 6 %. A read now costs more CPU than a create across the
   processes (PostgreSQL: 5.4 against 4.5 ms): it reads the version and appends an audit
   event (two statements, as a create), and the device verifies and decrypts what it
   got. In round 8 PostgreSQL read 257/s against 209/s creates.
@@ -697,10 +697,10 @@ first time (316/s; 209/s in round 8's last run):
   they queue too.
 - *Not a miss here, a limit of the deployment*: revocation to denied is measured with one
   process of each service, the sharing service telling both the records API and the kms
-  (12-17 ms). In the Kubernetes deployment it tells the records API at its Service's
+  (14-17 ms). In the Kubernetes deployment it tells the records API at its Service's
   address, so one replica drops its cached answers at once and the others within their
-  cache's 0.5 s, the bound for a lost message; the kms on the keys site is not told, and
-  its cache alone bounds it to 0.5 s (docs/deploy.md). Telling every replica needs a
+  cache's 0.5 s, the bound for a lost message; the kms is not told in any Kubernetes
+  overlay, and its cache alone bounds it to 0.5 s (docs/deploy.md). Telling every replica needs a
   broadcast (the replica told passing it on to its peers through a headless Service,
   with the network policies and the edge tests that go with it), not started.
 """

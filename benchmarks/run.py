@@ -218,6 +218,18 @@ def rows_of(crypto: dict[str, Any], backends: dict[str, dict[str, Any]],
     return rows
 
 
+def rendered_rows(done: dict[str, Any]) -> list[Row]:
+    """A finished run's table drawn again from its figures with today's targets (a target
+    added since is checked too); its stored table when its figures lack what today's
+    table reads (a run older than a field)."""
+    if "backends" in done:
+        try:
+            return rows_of(done["crypto"], done["backends"], not done.get("quick"))
+        except (KeyError, TypeError):
+            pass
+    return [Row(**r) for r in done["table"]]
+
+
 def login_row(b: str, m: dict[str, Any], check: bool) -> Row:
     """``EcrinClient.login`` (Argon2id aside): requests, and the services' CPU per login."""
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in m["cpu_ms_per_login"].items() if v >= 0.005)
@@ -274,10 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.report import FINDINGS
 
         done = json.loads(args.render.read_text())
-        # The table drawn again from the run's figures, with today's targets (a target
-        # added since is checked too); the stored table for a file without them.
-        rows = (rows_of(done["crypto"], done["backends"], not done.get("quick"))
-                if "backends" in done else [Row(**r) for r in done["table"]])
+        rows = rendered_rows(done)
         when = datetime.fromtimestamp(args.render.stat().st_mtime, UTC)
         if "finished_at" in done:
             when = datetime.fromisoformat(done["finished_at"])

@@ -215,6 +215,21 @@ describe("login", () => {
     assert.equal(g.calls[2]!.body.unlock, undefined);
   });
 
+  it("sends a login refused for another field once, with the server's reason per field", async () => {
+    const g = gateway("pass", (call) => call.path !== "/v1/auth/login" ? undefined
+      : new Response(JSON.stringify({ type: "https://ecrin.example.fr/problems/validation-error", status: 422,
+        detail: "The request does not match the schema.",
+        errors: [{ loc: ["body", "device_name"], msg: "String should have at most 120 characters" }] }),
+      { status: 422, headers: { "content-type": "application/problem+json" } }));
+    const client = await EcrinClient.open(SERVER, { fetch: g.fetch, store: new MemoryStore(), slow: inlineSlowCrypto, kdfProfile: "insecure-test" });
+    await assert.rejects(client.login("a@example.fr", "pass", { deviceName: "x".repeat(121) }), (error: unknown) => {
+      assert.ok(error instanceof InvalidInput);
+      assert.deepEqual(error.fields, { device_name: "String should have at most 120 characters" });
+      return true;
+    });
+    assert.equal(g.calls.filter((c) => c.path === "/v1/auth/login").length, 1);
+  });
+
   it("asks for the keys in a third request when the login's answer does not carry them", async () => {
     const g = gateway("pass");
     g.state.loginUnlock = false;

@@ -304,10 +304,9 @@ export class EcrinClient {
     try {
       answer = await this.transport.json("POST", "/v1/auth/login", { auth: false, json: body });
     } catch (error) {
-      if (!(error instanceof InvalidInput && error.status === 422)) throw error;
+      if (!(error instanceof InvalidInput && "unlock" in error.fields)) throw error;
       // A gateway older than `unlock` refuses the field before it reads the challenge: the
-      // same signed body without it (a 422 for another field comes back the same), and the
-      // keys in a request apart.
+      // same signed body without it, and the keys in a request apart.
       delete body.unlock;
       answer = await this.transport.json("POST", "/v1/auth/login", { auth: false, json: body });
     }

@@ -11,6 +11,8 @@ export class EcrinError extends Error {
   /** The problem slug (last path segment of the RFC 9457 `type`), when the server sent one. */
   readonly slug: string | undefined;
   readonly status: number | undefined;
+  /** The server's reason for each field it refused (`{"email": "..."}`), from a 422's `errors`. */
+  fields: Readonly<Record<string, string>> = {};
 
   constructor(message?: string, options: { slug?: string; status?: number } = {}) {
     super(message ?? "request failed");
@@ -118,8 +120,34 @@ function retryAfter(headers: Headers): number | undefined {
   return Number.isFinite(seconds) ? Math.max(0, seconds) : undefined;
 }
 
+/** Where a field sits in a request, as FastAPI's validation errors name it: not shown. */
+const LOCATIONS = new Set(["body", "query", "path", "header", "cookie"]);
+
+/** `{field: reason}` from the `errors` of a problem body (FastAPI's `loc` and `msg`), as
+ * `ecrin_client.errors.problem_fields`: the dotted path without its location. */
+export function problemFields(body: unknown): Record<string, string> {
+  const errors = typeof body === "object" && body !== null ? (body as Record<string, unknown>).errors : undefined;
+  const fields: Record<string, string> = {};
+  if (!Array.isArray(errors)) return fields;
+  for (const error of errors.slice(0, 10)) {
+    if (typeof error !== "object" || error === null || typeof (error as { msg?: unknown }).msg !== "string") continue;
+    const raw = (error as { loc?: unknown }).loc;
+    let loc = (Array.isArray(raw) ? raw : []).filter((part) => typeof part !== "object").map(String);
+    if (loc.length > 0 && LOCATIONS.has(loc[0]!)) loc = loc.slice(1);
+    const name = loc.join(".") || "request";
+    fields[name] ??= (error as { msg: string }).msg;
+  }
+  return fields;
+}
+
 /** The typed error for an error response (its body already read as `body`). */
 export function errorFromResponse(status: number, headers: Headers, body: unknown): EcrinError {
+  const error = typedError(status, headers, body);
+  error.fields = problemFields(body);
+  return error;
+}
+
+function typedError(status: number, headers: Headers, body: unknown): EcrinError {
   const { slug, detail } = problemOf(body);
   const cls: ErrorClass =
     (slug !== undefined ? SLUGS[slug] : undefined) ?? STATUS[status] ?? (status >= 500 ? ServerError : InvalidInput);
