@@ -54,7 +54,7 @@ from ecrin_client.models import (
 )
 from ecrin_client.pinning import account_uuid, check_pin, compact, grouped
 from ecrin_client.profile import Profile, StoredTokens
-from ecrin_client.transport import GatewayTransport, parse
+from ecrin_client.transport import GatewayTransport, parse, validated
 from ecrin_e2ee import (
     AccountKeys,
     DecryptionError,
@@ -214,11 +214,7 @@ class EcrinClient:
                     "the kms holds no key wrap for this passphrase: keys unavailable") from None
             bundle = parse(UnlockBundle, response)
         else:
-            try:
-                bundle = UnlockBundle.model_validate(given)
-            except ValidationError:
-                raise ServerError("the server sent a response that does not follow the API"
-                                  ) from None
+            bundle = validated(UnlockBundle, given)
         try:
             wrapped = WrappedIdentity.from_json(bundle.wrap)
         except (ValueError, FormatError):

@@ -51,7 +51,16 @@ if isinstance(getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", None), i
 
 def parse(model: type[M], response: httpx.Response) -> M:
     try:
-        return model.model_validate(response.json())
+        data = response.json()
+    except ValueError:
+        raise ServerError("the server sent a response that does not follow the API") from None
+    return validated(model, data)
+
+
+def validated(model: type[M], data: Any) -> M:
+    """``data`` (part of a server's answer, already decoded) as ``model``."""
+    try:
+        return model.model_validate(data)
     except (ValueError, ValidationError):
         raise ServerError("the server sent a response that does not follow the API") from None
 
