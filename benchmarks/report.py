@@ -695,12 +695,10 @@ first time (316/s; 209/s in round 8's last run):
   upload's phases overlapped, and fewer hops for content (the gateway's relay).
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
-- *Not a miss here, a limit of the deployment*: revocation to denied is measured with one
-  process of each service, the sharing service telling both the records API and the kms
-  (14-17 ms). In the Kubernetes deployment it tells the records API at its Service's
-  address, so one replica drops its cached answers at once and the others within their
-  cache's 0.5 s, the bound for a lost message; the kms is not told in any Kubernetes
-  overlay, and its cache alone bounds it to 0.5 s (docs/deploy.md). Telling every replica needs a
-  broadcast (the replica told passing it on to its peers through a headless Service,
-  with the network policies and the edge tests that go with it), not started.
+- *Not a miss here, what the benchmark does not show*: revocation to denied is measured
+  with one process of each service, the sharing service telling both the records API and
+  the kms (14-17 ms). In the Kubernetes deployment it tells every records API replica,
+  each address of a headless Service (round 10); the kms is not told in any Kubernetes
+  overlay (another site, no edge from the sharing service to it), and its cache alone
+  bounds it to 0.5 s (docs/deploy.md).
 """

@@ -19,7 +19,7 @@ from sharing.files.batch_access import internal as batch_access
 from sharing.files.endpoints import internal, router
 from sharing.grants import endpoints as grants
 from sharing.models import AuditEvent, Rotation
-from sharing.notify import AccessNotifier
+from sharing.notify import AccessNotifier, Target
 from sharing.settings import Settings
 
 ROTATIONS_GAUGE_INTERVAL_S = 15.0
@@ -43,8 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     async def start(app: FastAPI) -> None:
-        targets = [(name, url) for name, url in (("records-api", settings.records_url),
-                                                 ("kms", settings.kms_url)) if url]
+        targets = [Target.of(name, url, replicas) for name, url, replicas in (
+            ("records-api", settings.records_url, settings.records_replicas),
+            ("kms", settings.kms_url, settings.kms_replicas)) if url]
         app.state.notifier = AccessNotifier(app.state.http, targets)
         app.state.rotations_gauge = asyncio.create_task(
             count_pending_rotations(app), name="rotations-pending-gauge")
