@@ -87,8 +87,8 @@ class Settings(ServiceSettings):
             if not self.redis_url:
                 raise ValueError("redis_password_file needs redis_url")
             password = self.redis_password_file.read_text().rstrip("\r\n")
-            # The rate limiter's Redis client (coredis) takes the password from the URL
-            # without unquoting it: only URL-safe characters survive the trip
+            # The rate limiter's Redis client (redis-py) takes the password from the URL:
+            # only URL-safe characters travel in it unchanged whatever the client
             # (deploy/create-secrets.sh makes a hex one).
             if not password or quote(password, safe="") != password:
                 raise ValueError("the Redis password must be non-empty letters, digits, "

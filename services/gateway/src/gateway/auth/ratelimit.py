@@ -95,9 +95,12 @@ class AuthRateLimiter:
                  redis_timeout_s: float = 1.0) -> None:
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-            # Fail fast: a request waits at most this long for an unreachable Redis.
-            self.storage = storage_from_string(uri, connect_timeout=redis_timeout_s,
-                                               stream_timeout=redis_timeout_s)
+            # redis-py, not the default coredis: under load coredis could hand its script
+            # reload a closed connection, swallow that and answer NOSCRIPT (a 503 on a
+            # healthy Redis). Fail fast: a request waits at most this long for Redis.
+            self.storage = storage_from_string(uri, implementation="redispy",
+                                               socket_connect_timeout=redis_timeout_s,
+                                               socket_timeout=redis_timeout_s)
         else:
             self.storage = MemoryCounts()
         base = self.storage.base_exceptions
