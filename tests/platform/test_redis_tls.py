@@ -5,6 +5,7 @@ storage failure (the 503 path), never a count in the clear."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import subprocess
@@ -43,8 +44,7 @@ def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
          "--dir", str(folder), "--bind", "127.0.0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "--tls", "--cacert", str(ca.ca_file), "-h", "localhost",
-                          "-p", str(port), "--no-auth-warning", "-a", PASSWORD, "ping"],
+    while subprocess.run(redis_cli(port, ca.ca_file) + ["ping"],
                          capture_output=True, text=True).stdout.strip() != "PONG":
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
@@ -53,6 +53,11 @@ def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     yield port, ca.ca_file
     process.terminate()
     process.wait(timeout=10)
+
+
+def redis_cli(port: int, ca: Path) -> list[str]:
+    return ["redis-cli", "--tls", "--cacert", str(ca), "-h", "localhost", "-p", str(port),
+            "--no-auth-warning", "-a", PASSWORD]
 
 
 def limiter_for(url: str, password: str, tmp_path: Path) -> AuthRateLimiter:
@@ -71,6 +76,24 @@ class TestRedisOverTlsWithAPassword:
         account = f"acct-{time.monotonic_ns()}"
         headers = await limiter.check("login", "203.0.113.9", account)
         assert '"account";r=1' in headers["RateLimit"]
+
+    async def test_connections_the_server_closed_are_opened_again(self, redis_tls, tmp_path):
+        """A Redis restart, an idle timeout, a failover: the pooled connections are gone.
+        The next checks open new ones rather than answer 503."""
+        port, ca = redis_tls
+        limiter = limiter_for(f"rediss://localhost:{port}/0?ssl_ca_certs={ca}", PASSWORD,
+                              tmp_path)
+        ips = [f"203.0.113.{i}" for i in range(1, 11)]
+        await asyncio.gather(*(limiter.check("login", ip, None) for ip in ips))
+        killer = await asyncio.create_subprocess_exec(
+            *redis_cli(port, ca), "client", "kill", "type", "normal",
+            stdout=asyncio.subprocess.PIPE)
+        killed, _ = await killer.communicate()
+        assert int(killed) >= 1
+        await asyncio.sleep(0.2)
+        answers = await asyncio.gather(*(limiter.check("login", ip, None) for ip in ips),
+                                       return_exceptions=True)
+        assert [a for a in answers if isinstance(a, BaseException)] == []
 
     async def test_a_wrong_password_is_a_storage_failure(self, redis_tls, tmp_path):
         port, ca = redis_tls

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ecrin_platform.devstack import free_port
+from sharing import notify
 from sharing.notify import PATH, AccessNotifier, Target
 from tests.support.certificates import CertificateAuthority
 
@@ -96,6 +98,36 @@ class TestReplicas:
             await tell(Target.of("records-api", f"https://localhost:{port}", "127.0.0.2"),
                        other)
         assert seen == []
+
+    async def test_a_replica_whose_certificate_names_another_service_is_not_told(
+            self, tmp_path):
+        """Same CA, but the certificate names localhost, not the URL's ``records-api``: a
+        pod of another service behind a poisoned DNS answer gets nothing."""
+        async with two_replicas(tmp_path) as (port, verify, seen):
+            await tell(Target.of("records-api", f"https://records-api:{port}",
+                                 "127.0.0.1,127.0.0.2"), verify)
+        assert seen == []
+
+    async def test_a_silent_resolver_holds_the_notice_a_bounded_time(self, tmp_path,
+                                                                     monkeypatch):
+        loop = asyncio.get_running_loop()
+        resolve = loop.getaddrinfo
+
+        async def silent_about_replicas(host, *args, **kwargs):
+            if host == "records-api-replicas":
+                await asyncio.sleep(30)
+            return await resolve(host, *args, **kwargs)
+
+        async with two_replicas(tmp_path) as (port, verify, seen):
+            monkeypatch.setattr(loop, "getaddrinfo", silent_about_replicas)
+            monkeypatch.setattr(notify, "LOOKUP_TIMEOUT_S", 0.2)
+            started = time.monotonic()
+            await tell(Target.of("records-api", f"https://127.0.0.1:{port}",
+                                 "records-api-replicas"), verify)
+            took = time.monotonic() - started
+            monkeypatch.undo()
+        assert took < 5
+        assert [host for host, _, _ in seen] == ["127.0.0.1"]  # the service address
 
 
 def test_target_names_are_a_comma_separated_list():

@@ -28,6 +28,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -37,6 +38,8 @@ log = logging.getLogger("ecrin.sharing.notify")
 
 PATH = "/internal/access-changed"
 TIMEOUT = httpx.Timeout(2.0, connect=1.0)
+#: How long the replicas' names may take to resolve, all together.
+LOOKUP_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,20 +93,32 @@ class AccessNotifier:
 
     @staticmethod
     async def _addresses(target: Target) -> list[str]:
-        """Every address of the target's replicas now (empty: none named, or none found)."""
+        """Every address of the target's replicas now (empty: none named, or none found),
+        looked up within ``LOOKUP_TIMEOUT_S``: the revocation that waits for it has
+        committed already, and its answer should not wait on a silent resolver."""
         if not target.replicas:
             return []
         loop = asyncio.get_running_loop()
         port = target.url.port or (443 if target.url.scheme == "https" else 80)
-        found = await asyncio.gather(
-            *(loop.getaddrinfo(name, port, type=socket.SOCK_STREAM) for name in target.replicas),
-            return_exceptions=True)
-        addresses = sorted({str(info[4][0]) for result in found
-                            if not isinstance(result, BaseException) for info in result})
+
+        async def lookup(name: str) -> list[Any]:
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                return await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+
+        found = await asyncio.gather(*(lookup(name) for name in target.replicas),
+                                     return_exceptions=True)
+        addresses: set[str] = set()
+        for name, result in zip(target.replicas, found, strict=True):
+            if isinstance(result, Exception):
+                log.warning("access change: replica name not resolved",
+                            extra={"target": target.name, "replicas": name,
+                                   "error": type(result).__name__})
+            elif isinstance(result, list):
+                addresses.update(str(info[4][0]) for info in result)
         if not addresses:
             log.warning("access change: no replica address found, the service address is told",
                         extra={"target": target.name})
-        return addresses
+        return sorted(addresses)
 
     async def _post(self, target: Target, url: httpx.URL, ids: list[str],
                     headers: dict[str, str], extensions: dict[str, str]) -> None:
@@ -113,8 +128,10 @@ class AccessNotifier:
                 headers=headers, timeout=TIMEOUT, extensions=extensions)
         except httpx.HTTPError as exc:
             log.warning("access change not delivered",
-                        extra={"target": target.name, "error": type(exc).__name__})
+                        extra={"target": target.name, "address": url.host,
+                               "error": type(exc).__name__})
             return
         if response.status_code != 204:
             log.warning("access change refused",
-                        extra={"target": target.name, "status": response.status_code})
+                        extra={"target": target.name, "address": url.host,
+                               "status": response.status_code})

@@ -15,12 +15,16 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import redis
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from ecrin_platform.problems import ServiceError
 
@@ -97,10 +101,14 @@ class AuthRateLimiter:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
             # redis-py, not the default coredis: under load coredis could hand its script
             # reload a closed connection, swallow that and answer NOSCRIPT (a 503 on a
-            # healthy Redis). Fail fast: a request waits at most this long for Redis.
-            self.storage = storage_from_string(uri, implementation="redispy",
-                                               socket_connect_timeout=redis_timeout_s,
-                                               socket_timeout=redis_timeout_s)
+            # healthy Redis). A pooled connection the server closed (a restart, a
+            # failover) is opened again once; a timeout is not retried: a request waits at
+            # most ``redis_timeout_s`` per attempt for Redis. Counting a hit twice when
+            # the connection died after Redis applied it errs on the safe side.
+            client: dict[str, Any] = {  # passed on to redis-py, typed narrower by limits
+                "socket_connect_timeout": redis_timeout_s, "socket_timeout": redis_timeout_s,
+                "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))}
+            self.storage = storage_from_string(uri, implementation="redispy", **client)
         else:
             self.storage = MemoryCounts()
         base = self.storage.base_exceptions
