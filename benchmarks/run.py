@@ -291,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         if "finished_at" in done:
             when = datetime.fromisoformat(done["finished_at"])
         write_docs(args.docs, rows, done["machine"], done["duration_s"],
-                   done["load_average_at_start"], FINDINGS, when)
+                   done["load_average_at_start"], FINDINGS, when, speed_of(done))
         print(table(rows))
         return 0
     started = time.perf_counter()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    speed_at_start = bench_crypto.speed_probe()
     size = sizes(args.quick)
     step("client cryptography")
     crypto = bench_crypto.measure(args.quick)
@@ -308,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = rows_of(crypto, backends, check)
     info = machine(server_versions(None if args.no_postgres else args.postgres))
     duration = time.perf_counter() - started
+    speed = (speed_at_start, bench_crypto.speed_probe())
     print(table(rows))
+    print(f"\n_one core: {speed[0]:.0f} MB/s of raw AEAD at the start, {speed[1]:.0f} at the end_")
     payload = {"machine": info, "load_average_at_start": load, "quick": args.quick,
+               "speed_mb_s": [round(x, 1) for x in speed],
                "duration_s": round(duration, 1), "finished_at": datetime.now(UTC).isoformat(),
                "targets": TARGETS, "crypto": crypto,
                "backends": backends}
@@ -318,10 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_docs and not args.quick:
         from benchmarks.report import FINDINGS
 
-        write_docs(args.docs, rows, info, duration, load, FINDINGS)
+        write_docs(args.docs, rows, info, duration, load, FINDINGS, speed=speed)
         print(f"_{args.docs} rewritten_")
     failed = [r for r in rows if r.result == "FAIL"]
     return 1 if failed and args.strict else 0
+
+
+def speed_of(done: dict[str, Any]) -> tuple[float, float] | None:
+    """The machine's speed at a finished run's start and end (runs before round 10: None)."""
+    speed = done.get("speed_mb_s")
+    return (float(speed[0]), float(speed[1])) if isinstance(speed, list) and len(speed) == 2 \
+        else None
 
 
 if __name__ == "__main__":
