@@ -29,6 +29,7 @@ from sqlalchemy import (
     CompoundSelect,
     DateTime,
     Integer,
+    Row,
     Select,
     String,
     and_,
@@ -310,13 +311,18 @@ class AuditLog:
     async def append_unlocked(self, session: AsyncSession, *, chain: str,
                               actor: str | uuid.UUID | None,
                               events: Sequence[tuple[str, str]], outcome: str = "ok",
-                              end: ChainEnd | None = None) -> list[dict[str, Any]] | None:
+                              end: ChainEnd | None = None, statement: Any = None,
+                              params: Mapping[str, Any] | None = None
+                              ) -> Sequence[Row[Any]] | None:
         """PostgreSQL, on a session outside any transaction block (``autocommit_session``,
         ``read_only_session``): ``append_many`` in two round trips, the chain's end read
         without the lock (or ``end``, read so by the caller in a query of its own), then
-        ``insert_after_lock``, which commits by itself. None when another append came
-        after that end: nothing was written, and the caller appends the locked way
-        (``append_many`` in a transaction)."""
+        ``insert_after_lock``, which commits by itself. ``statement`` (with its
+        ``params``): one that contains ``insert_after_lock(len(events))`` and returns more
+        columns beside each seq (a read whose content comes back only with its event
+        written). The statement's rows; None when another append came after that end:
+        nothing was written, and the caller appends the locked way (``append_many`` in a
+        transaction)."""
         if not events:
             return []
         if end is None:
@@ -324,7 +330,7 @@ class AuditLog:
                 (await session.execute(self._chain_end, {"chain": chain})).one_or_none())
         sealed = self.sealed(chain=chain, actor=actor, events=events, end=end,
                              outcome=outcome)
-        return sealed if await self.write_sealed(session, sealed) else None
+        return await self._written(session, sealed, statement, params)
 
     async def write_sealed(self, session: AsyncSession, sealed: Sequence[dict[str, Any]],
                            statement: Any = None, params: Mapping[str, Any] | None = None
@@ -336,19 +342,26 @@ class AuditLog:
         sealed on (no row returned, no error), the end is no event of this chain (no row
         either), or a unique key of ``statement``'s own rows refused it (an error: a
         concurrent create with the same idempotency key or record id, rare)."""
+        return await self._written(session, sealed, statement, params) is not None
+
+    async def _written(self, session: AsyncSession, sealed: Sequence[dict[str, Any]],
+                       statement: Any, params: Mapping[str, Any] | None
+                       ) -> Sequence[Row[Any]] | None:
+        """``write_sealed``, returning the statement's rows (None: nothing written)."""
         try:
             result = await session.execute(
                 self.insert_after_lock(len(sealed)) if statement is None else statement,
                 {**self.after_lock_params(sealed), **(params or {})})
         except IntegrityError:
             await session.rollback()
-            return False
-        if len(result.all()) != len(sealed):  # overtaken, or not on this chain's end
+            return None
+        rows = result.all()
+        if len(rows) != len(sealed):  # overtaken, or not on this chain's end
             await session.rollback()
-            return False
+            return None
         _count_on_commit(session, [(event["action"], event["outcome"]) for event in sealed])
         await session.commit()
-        return True
+        return rows
 
     async def append_chains(self, session: AsyncSession, *, actor: str | uuid.UUID | None,
                             events: Mapping[str, Sequence[tuple[str, str]]],

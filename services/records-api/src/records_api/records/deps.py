@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from records_api.models import Record
 from records_api.records.audit import AUDIT, audit_apart, record_target, scope_chain
 from records_api.records.content import ContentStore
 from records_api.records.policy import Write
-from records_api.records.repository import RecordsRepository
+from records_api.records.repository import ReadWithEvent, RecordsRepository
 from records_api.records.service import Caller, RecordsService, current_target
 
 
@@ -137,12 +137,14 @@ class ReadAuditor:
         self.read_session = read_session
 
     async def __call__(self, file_id: uuid.UUID, action: str, targets: dict[str, str], *,
-                       end: ChainEnd | None = None) -> None:
+                       end: ChainEnd | None = None, then: ReadWithEvent | None = None) -> Any:
         """``targets``: scope -> what was read of it (one event in each scope's chain).
         ``end``: the end of the one scope's chain, read (without its lock) by the query
-        that read the record."""
+        that read the record. ``then``: a value the read releases, read by the statement
+        that writes the event where it can be, else once the event is written; returned
+        (None without ``then``). No event written, nothing read."""
         if not targets:
-            return
+            return None
         session = self.read_session
         if len(targets) == 1 and session.bind is not None \
                 and session.bind.dialect.name == "postgresql":
@@ -150,16 +152,23 @@ class ReadAuditor:
             # two round trips there, where a transaction of its own takes five; when
             # another append to the chain came between, it is written the locked way.
             ((scope, target),) = targets.items()
-            written = await AUDIT.append_unlocked(session, chain=scope_chain(file_id, scope),
-                                                  actor=self.actor, events=[(action, target)],
-                                                  end=end)
+            written = await AUDIT.append_unlocked(
+                session, chain=scope_chain(file_id, scope), actor=self.actor,
+                events=[(action, target)], end=end,
+                statement=None if then is None else then.with_event,
+                params=None if then is None else then.params)
             await release(session)
             if written is not None:
-                return
+                return None if then is None else written[0].released
         await release(session)
         await audit_apart(self.sessionmaker, actor=self.actor, events={
             scope_chain(file_id, scope): [(action, target)]
             for scope, target in targets.items()})
+        if then is None:
+            return None
+        value = (await session.execute(then.alone, then.params)).scalar_one_or_none()
+        await release(session)
+        return value
 
 
 async def get_read_auditor(request: Request, caller: CallerDep,

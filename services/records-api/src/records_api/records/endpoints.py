@@ -170,10 +170,10 @@ async def get_record(record: LatestReadableRecord, service: ReadService, audit_r
     # under the same version number): If-None-Match is answered once the version is read.
     out: RecordOut
     action = "record.read"
-    end = None
+    end = then = None
     if include == "content":
-        out, end = await service.latest_with_content(record)
-        if "content" in out.model_fields_set:
+        out, end, then = await service.latest_with_content(record)
+        if then is not None or "content" in out.model_fields_set:
             action = "record.content.read"  # one event: the version and its content
     else:
         out = await service.latest(record)
@@ -181,9 +181,12 @@ async def get_record(record: LatestReadableRecord, service: ReadService, audit_r
     unchanged = not_modified(if_none_match, response.headers["ETag"])
     if unchanged is not None:
         return unchanged  # not audited: nothing released
-    await audit_read(record.file_id, action,
-                     {record.scope: record_target(record.id, record.current_version)},
-                     end=end)
+    content = await audit_read(record.file_id, action,
+                               {record.scope: record_target(record.id, record.current_version)},
+                               end=end, then=then)
+    if then is not None:
+        assert isinstance(out, RecordWithContent)
+        service.add_content(out, content)
     return out
 
 

@@ -73,6 +73,7 @@ from records_api.records.repository import (
     HeaderPosition,
     KeptWrap,
     Position,
+    ReadWithEvent,
     RecordsRepository,
     ScopedRecord,
     VersionWithContent,
@@ -338,19 +339,26 @@ class RecordsService:
     async def latest(self, record: Record) -> RecordOut:
         return record_out(record, await self.committed_version(record, record.current_version))
 
-    async def latest_with_content(self, record: Record
-                                  ) -> tuple[RecordWithContent, ChainEnd | None]:
+    async def latest_with_content(self, record: Record) -> tuple[
+            RecordWithContent, ChainEnd | None, ReadWithEvent | None]:
         """The latest version and, when small enough to travel inline, its content (read
         in the same read session: one request, no second round of checks); and, on
         PostgreSQL, the end of the scope's audit chain, read in the same query for the
-        read's event (``ReadAuditor``)."""
+        read's event (``ReadAuditor``). There, a content not read yet is left to the
+        statement that writes that event: the third item, whose value goes to
+        ``add_content`` (None: nothing left to read)."""
         found = self._latest
         if found is not None and found.version.record_id == record.id \
                 and found.version.version == record.current_version:
             # Read with the record, but without its content: the content is read only now
             # that the caller may read it (a refused caller would otherwise time its size).
             row = found.version
-            small = row.content_length <= INLINE_CONTENT_MAX
+            small = row.content_length <= INLINE_CONTENT_MAX and row.content_upload_id
+            if small and found.end is not None and row.committed:
+                assert row.content_upload_id is not None
+                out = record_out(record, row, RecordWithContent)
+                assert isinstance(out, RecordWithContent)
+                return out, found.end, ReadWithEvent.inline_content(row.content_upload_id)
             found = found._replace(content=await self.repo.inline_content(
                 row.content_upload_id) if small and row.content_upload_id else None)
         else:
@@ -363,13 +371,17 @@ class RecordsService:
         out = record_out(record, row, RecordWithContent)
         assert isinstance(out, RecordWithContent)
         if row.content_length > INLINE_CONTENT_MAX or row.content_upload_id is None:
-            return out, found.end
-        if data is None or len(data) != row.content_length:
-            log.error("content row missing or altered",
-                      extra={"upload_id": str(row.content_upload_id)})
+            return out, found.end, None
+        self.add_content(out, data)
+        return out, found.end, None
+
+    @staticmethod
+    def add_content(out: RecordWithContent, data: bytes | None) -> None:
+        """The small version's whole content, checked against its length."""
+        if data is None or len(data) != out.version.content_length:
+            log.error("content row missing or altered", extra={"record_id": str(out.record_id)})
             raise ContentUnavailable()
-        out.content = data
-        return out, found.end
+        out.content = bytes(data)
 
     async def committed_version(self, record: Record, version: int) -> RecordVersion:
         row = await self.repo.version(record.id, version)
