@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import delete, event, select, update
 
 from ecrin_platform.audit import verify_chain
 from ecrin_platform.db import read_only_engine
+from records_api.models import ContentChunk, RecordVersion
 from records_api.records.audit import AUDIT, scope_chain
 from tests.records_api.conftest import Practice, b64, unb64
 
@@ -76,3 +78,22 @@ class TestOneSmallRead:
         assert not [s for s in seen if "INSERT INTO audit_events" in s], seen  # not audited
         if is_postgres(practice):  # nor read there (SQLite reads it with the version)
             assert not [s for s in seen if "FROM content_chunks" in s], seen
+
+    @pytest.mark.parametrize("how", ["missing", "shortened"])
+    async def test_a_bad_content_row_is_a_clean_problem(self, practice: Practice, how: str):
+        record = practice.encrypt(b"abimee")
+        content = b"".join(record.chunks)
+        assert (await practice.create(record, content=b64(content))).status_code == 201
+        async with practice.app.state.sessionmaker() as session, session.begin():
+            upload = (await session.execute(
+                select(RecordVersion.content_upload_id).where(
+                    RecordVersion.record_id == record.header.record_id))).scalar_one()
+            rows = ContentChunk.upload_id == upload
+            await session.execute(delete(ContentChunk).where(rows) if how == "missing" else
+                                  update(ContentChunk).where(rows).values(data=content[:-1]))
+        got = await practice.client.get(f"/v1/records/{record.header.record_id}",
+                                        headers=practice.headers(),
+                                        params={"include": "content"})
+        assert got.status_code == 503, got.text
+        assert got.headers["content-type"].startswith("application/problem+json")
+        assert "content" not in got.json()

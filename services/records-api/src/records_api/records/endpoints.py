@@ -186,7 +186,7 @@ async def get_record(record: LatestReadableRecord, service: ReadService, audit_r
                                end=end, then=then)
     if then is not None:
         assert isinstance(out, RecordWithContent)
-        service.add_content(out, content)
+        service.add_content(out, content, then.params["upload_id"])
     return out
 
 

@@ -372,14 +372,16 @@ class RecordsService:
         assert isinstance(out, RecordWithContent)
         if row.content_length > INLINE_CONTENT_MAX or row.content_upload_id is None:
             return out, found.end, None
-        self.add_content(out, data)
+        self.add_content(out, data, row.content_upload_id)
         return out, found.end, None
 
     @staticmethod
-    def add_content(out: RecordWithContent, data: bytes | None) -> None:
-        """The small version's whole content, checked against its length."""
+    def add_content(out: RecordWithContent, data: bytes | None, upload_id: object) -> None:
+        """The small version's whole content (of upload ``upload_id``), checked against
+        its length."""
         if data is None or len(data) != out.version.content_length:
-            log.error("content row missing or altered", extra={"record_id": str(out.record_id)})
+            log.error("content row missing or altered",
+                      extra={"record_id": str(out.record_id), "upload_id": str(upload_id)})
             raise ContentUnavailable()
         out.content = bytes(data)
 
