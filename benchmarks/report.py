@@ -698,7 +698,7 @@ time are not comparable with the table above, CPU per operation and request coun
     measures one core's raw AEAD speed at the start and at the end of each run and
     prints both above the table: a run whose machine ran slow says so itself.
 
-**Remains** (issue 21's targets missed in the latest run, and why). Every miss but the
+**Remains** (issue 21's targets missed in the run of the table above, and why). Every miss but the
 large document's is CPU per operation on two shared cores, whose speed moves by half
 within the hour (round 8); nothing in the profiles is worth more than a few percent on
 its own. In this run SDK creates at 16 clients on PostgreSQL met their target for the
