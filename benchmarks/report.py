@@ -95,11 +95,12 @@ It takes about {duration} here.
   gateway with a bearer token; alternating rounds, at 1 and 32 concurrent clients.
 - **Records under load** (`benchmarks/bench_load.py`): 10 KiB records created
   (one `POST /v1/records` carrying the content ciphertext inline, as the SDK sends a
-  record under 256 KiB) and read (`GET` record + `GET` content) through
-  the gateway by 1, 16 and 64 concurrent practitioners, each with their own file and
-  connection, encrypted before the clock starts; then a 100 MiB document up and down
-  through the SDK (`benchmarks/bench_records.py`, client crypto included) against the raw
-  AEAD throughput of the same run. Peak RSS of each service process over the whole run.
+  record under 256 KiB) and read (one `GET /v1/records/{{id}}?include=content`, as the
+  SDK reads one) through the gateway by 1, 16 and 64 concurrent practitioners, each with
+  their own file and connection, encrypted before the clock starts; then a 100 MiB
+  document up and down through the SDK (`benchmarks/bench_records.py`, client crypto
+  included) against the raw AEAD throughput of the same run. Peak RSS of each service
+  process over the whole run.
 - **Growth** (`benchmarks/bench_growth.py`): rows seeded straight into the databases
   (real 410-byte headers and metadata ciphertexts, real blind-index tokens), then ANALYZEd:
   the first and next page (`limit=10`) of files of 10, 10 000 and 100 000 records; a
