@@ -225,20 +225,26 @@ class AuthService:
 
     async def challenge(self, email: str, action: str, host: str) -> ChallengeOut:
         email = email.lower()
-        account = await self.repo.challenge_facts(email)
         now = utcnow()
-        if self.ctx.challenge_purge_due():
-            await self.repo.purge_challenges(now - timedelta(minutes=10))
-        if account is not None and account.status == "active":
-            salt, params, account_id = account.kdf_salt, account.kdf_params, account.id
-        else:
-            salt, params, account_id = self.ctx.fake_salt(email), self.ctx.default_params(), None
         challenge_id = uuid.uuid4()
         expires = now + timedelta(seconds=self.ctx.settings.challenge_ttl_s)
         payload = "\n".join([CHALLENGE_LABEL, host, action, str(challenge_id),
                              b64encode(secrets.token_bytes(32)),
                              str(int(expires.timestamp()))]).encode()
-        await self.repo.add_challenge(challenge_id, account_id, action, payload, expires)
+        if self.ctx.challenge_purge_due():
+            await self.repo.purge_challenges(now - timedelta(minutes=10))
+        if self.repo.postgres:
+            account = await self.repo.challenge_facts_adding(email, challenge_id, action,
+                                                             payload, expires)
+        else:
+            account = await self.repo.challenge_facts(email)
+            await self.repo.add_challenge(challenge_id, account.id if (
+                account is not None and account.status == "active") else None,
+                action, payload, expires)
+        if account is not None and account.status == "active":
+            salt, params = account.kdf_salt, account.kdf_params
+        else:
+            salt, params = self.ctx.fake_salt(email), self.ctx.default_params()
         return ChallengeOut(challenge_id=challenge_id, challenge=b64encode(payload),
                             expires_at=expires, kdf=KdfOut(salt=b64encode(salt), params=params))
 
