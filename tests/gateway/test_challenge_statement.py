@@ -1,8 +1,10 @@
-"""A login challenge, statement by statement: on PostgreSQL one statement outside any
-transaction block reads the account's KDF facts and stores the challenge (four round trips
-with BEGIN and COMMIT before, issue 21); SQLite keeps its transaction. Either way the
-challenge belongs to the account only when it is active, an unknown email gets a challenge
-that can never succeed, and the challenge opens a session when signed."""
+"""A login, statement by statement. On PostgreSQL the challenge is one statement outside
+any transaction block that reads the account's KDF facts and stores the challenge (four
+round trips with BEGIN and COMMIT before, issue 21), and the login five statements: the
+challenge spent with its account locked, the audit chain's lock, end and event, the session
+with its refresh token (seven before). SQLite keeps its own way. Either way the challenge
+belongs to the account only when it is active, an unknown email gets a challenge that can
+never succeed, and a signed challenge opens one session, once."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ async def _stored(app: Any, challenge_id: str) -> LoginChallenge:
         return row
 
 
-async def test_one_statement_on_postgresql_and_the_challenge_opens_a_session(
+async def test_fewer_statements_on_postgresql_and_the_challenge_opens_one_session(
         database_url_for, internal_keys):
     app = build_app("gateway", database_url_for("gateway"), internal_keys)
     passphrase = "une phrase de passe solide"
@@ -81,10 +83,25 @@ async def test_one_statement_on_postgresql_and_the_challenge_opens_a_session(
 
         keys = derive_account_keys(passphrase, setup.salt, setup.params)
         signature = keys.login_signing_key.sign(unb64(challenge["challenge"])).signature
-        login = await c.post("/v1/auth/login", json={
-            "challenge_id": challenge["challenge_id"], "signature": b64(signature)})
+        with statements(app) as seen:
+            login = await c.post("/v1/auth/login", json={
+                "challenge_id": challenge["challenge_id"], "signature": b64(signature)})
         assert login.status_code == 200, login.text
         assert login.json()["account"]["id"] == str(setup.account_id)
+        if app.state.engine.dialect.name == "postgresql":
+            # the challenge spent with its account locked; the audit chain's lock, its end
+            # and the event; the session with its refresh token (seven before)
+            assert len(seen) == 5, seen
+            assert "FOR UPDATE OF accounts" in seen[0][0] and "UPDATE login_challenges" in (
+                seen[0][0]), seen[0]
+            assert "INSERT INTO sessions" in seen[-1][0] and "INTO refresh_tokens" in (
+                seen[-1][0]), seen[-1]
+        refreshed = await c.post("/v1/auth/refresh",
+                                 json={"refresh_token": login.json()["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.text
+        again = await c.post("/v1/auth/login", json={  # one challenge, one session
+            "challenge_id": challenge["challenge_id"], "signature": b64(signature)})
+        assert again.status_code == 401, again.text
 
         # An account that is not active gets a challenge bound to no one: signed by
         # its own key, it opens nothing.

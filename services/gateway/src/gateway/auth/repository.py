@@ -75,6 +75,21 @@ _SPEND_CHALLENGE = (
            _challenges.c.action == bindparam("spend_action"))
     .values(used_at=bindparam("spent_at"))
     .returning(_challenges.c.account_id, _challenges.c.payload, _challenges.c.expires_at))
+#: PostgreSQL: the same spend and the challenge's account, locked, in one statement. An
+#: inner join: a challenge unknown, spent, for another action or of no account gives no
+#: row, and the caller's refusal rolls the spend back.
+_spent = _SPEND_CHALLENGE.cte("spent")
+_SPEND_LOCKING_ACCOUNT = (
+    select(Account, _spent.c.payload, _spent.c.expires_at)
+    .join(_spent, Account.id == _spent.c.account_id)
+    .with_for_update(of=Account).execution_options(populate_existing=True))
+_sessions = cast(Table, Session.__table__)
+#: PostgreSQL: a new session's row and its first refresh token's in one statement.
+_NEW_SESSION_WITH_TOKEN = insert(cast(Table, RefreshToken.__table__)).values(
+    token_hash=bindparam("token_hash"), session_id=bindparam("id"),
+    issued_at=bindparam("created_at"), used_at=None,
+).add_cte(insert(_sessions).values(
+    {c.name: bindparam(c.name) for c in _sessions.columns}).cte("new_session"))
 
 
 class AuthRepository:
@@ -117,13 +132,20 @@ class AuthRepository:
 
     async def add_session(self, session_id: uuid.UUID, account_id: uuid.UUID, *, kind: str,
                           device_name: str | None, second_factor_verified: bool,
-                          now: datetime, expires_at: datetime) -> None:
-        """A new session's row: every column named, none left to a default."""
-        await self.session.execute(_NEW_SESSION, {
-            "id": session_id, "account_id": account_id, "kind": kind,
-            "device_name": device_name, "second_factor_verified": second_factor_verified,
-            "created_at": now, "last_used_at": now, "expires_at": expires_at,
-            "revoked_at": None, "revoked_reason": None})
+                          now: datetime, expires_at: datetime, refresh_token_hash: str
+                          ) -> None:
+        """A new session's row (every column named, none left to a default) and its first
+        refresh token's, issued ``now``: one statement on PostgreSQL."""
+        row = {"id": session_id, "account_id": account_id, "kind": kind,
+               "device_name": device_name, "second_factor_verified": second_factor_verified,
+               "created_at": now, "last_used_at": now, "expires_at": expires_at,
+               "revoked_at": None, "revoked_reason": None}
+        if self.postgres:
+            await self.session.execute(_NEW_SESSION_WITH_TOKEN,
+                                       {**row, "token_hash": refresh_token_hash})
+            return
+        await self.session.execute(_NEW_SESSION, row)
+        await self.add_refresh_token(refresh_token_hash, session_id, now)
 
     async def add_refresh_token(self, token_hash: str, session_id: uuid.UUID,
                                 issued_at: datetime) -> None:
@@ -174,6 +196,18 @@ class AuthRepository:
         row = (await self.session.execute(_SPEND_CHALLENGE, {
             "spend_id": challenge_id, "spend_action": action, "spent_at": now})).one_or_none()
         return None if row is None else SpentChallenge(*row)
+
+    async def spend_challenge_locking_account(self, challenge_id: uuid.UUID, action: str,
+                                              now: datetime
+                                              ) -> tuple[SpentChallenge, Account] | None:
+        """PostgreSQL: ``spend_challenge`` and ``account_for_update`` of its account in
+        one statement; None when either finds nothing."""
+        row = (await self.session.execute(_SPEND_LOCKING_ACCOUNT, {
+            "spend_id": challenge_id, "spend_action": action, "spent_at": now})).one_or_none()
+        if row is None:
+            return None
+        account, payload, expires_at = row
+        return SpentChallenge(account.id, payload, expires_at), account
 
     async def purge_challenges(self, before: datetime) -> None:
         await self.session.execute(delete(LoginChallenge).where(LoginChallenge.expires_at < before))

@@ -31,7 +31,7 @@ from gateway.auth.errors import (
     WrapMissing,
 )
 from gateway.auth.kms import KmsClient
-from gateway.auth.repository import AuthRepository, SessionFacts
+from gateway.auth.repository import AuthRepository, SessionFacts, SpentChallenge
 from gateway.auth.schemas import (
     AccountOut,
     ChallengeOut,
@@ -266,12 +266,9 @@ class AuthService:
         now = utcnow()
         # Spent in the statement that reads it; a refusal before ``_refuse`` rolls the
         # spend back, as the lookup it replaces left the challenge unspent.
-        challenge = await self.repo.spend_challenge(challenge_id, action, now)
-        if (challenge is None or _aware(challenge.expires_at) < now
-                or challenge.account_id is None):
-            raise InvalidCredentials("The credentials are not valid.")
-        account = await self.repo.account_for_update(challenge.account_id)
-        if account is None or account.status != "active":
+        challenge, account = await self._spend(challenge_id, action, now)
+        if (challenge is None or _aware(challenge.expires_at) < now or account is None
+                or account.status != "active"):
             raise InvalidCredentials("The credentials are not valid.")
         key = account.recovery_public_key if recovery_key else account.login_public_key
         try:
@@ -284,6 +281,19 @@ class AuthService:
             raise await self._refuse(account, event, action, InvalidCredentials(
                 "The credentials are not valid.")) from None
         return account
+
+    async def _spend(self, challenge_id: uuid.UUID, action: str, now: datetime
+                     ) -> tuple[SpentChallenge | None, Account | None]:
+        """The challenge spent and its account locked: one statement on PostgreSQL; on
+        SQLite the account is read only for a challenge still valid."""
+        if self.repo.postgres:
+            return await self.repo.spend_challenge_locking_account(challenge_id, action,
+                                                                   now) or (None, None)
+        challenge = await self.repo.spend_challenge(challenge_id, action, now)
+        if (challenge is None or _aware(challenge.expires_at) < now
+                or challenge.account_id is None):
+            return challenge, None
+        return challenge, await self.repo.account_for_update(challenge.account_id)
 
     async def _check_second_factor(self, account: Account, totp_code: str | None,
                                    recovery_code: str | None, *, action: str) -> bool:
@@ -337,17 +347,24 @@ class AuthService:
         session_id = uuid.uuid4()
         await self._log(account.id, "auth.recover" if recovery else "auth.login",
                         target=session_id)
-        # Two INSERTs without the unit of work: nothing reads these rows back here.
+        # The session and its refresh token without the unit of work: nothing reads these
+        # rows back here.
+        refresh = secrets.token_urlsafe(32)
         await self.repo.add_session(
             session_id, account.id, kind="recovery" if recovery else "normal",
             device_name=body.device_name, second_factor_verified=verified, now=now,
-            expires_at=now + ttl)
-        return (await self._issue(account, session_id, verified)), b64encode(account.kdf_salt)
+            expires_at=now + ttl, refresh_token_hash=hash_token(refresh))
+        return (self._pair(account, session_id, verified, refresh),
+                b64encode(account.kdf_salt))
 
     async def _issue(self, account: Account, session_id: uuid.UUID,
                      second_factor_verified: bool) -> TokenPair:
         refresh = secrets.token_urlsafe(32)
         await self.repo.add_refresh_token(hash_token(refresh), session_id, utcnow())
+        return self._pair(account, session_id, second_factor_verified, refresh)
+
+    def _pair(self, account: Account, session_id: uuid.UUID, second_factor_verified: bool,
+              refresh: str) -> TokenPair:
         return TokenPair(access_token=self.ctx.tokens.issue(account.id, session_id, account.role),
                          refresh_token=refresh, expires_in=self.ctx.tokens.ttl_s,
                          session_id=session_id, second_factor_verified=second_factor_verified,
