@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -90,6 +91,16 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def engine_of(session: AsyncSession) -> AsyncEngine:
+    """The service's engine a request's session is bound to (through a connection: a
+    test's session inside its transaction)."""
+    bind = session.bind
+    if isinstance(bind, AsyncConnection):
+        return bind.engine
+    assert isinstance(bind, AsyncEngine), "sessions are bound to the service's engine"
+    return bind
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -5,9 +5,9 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ecrin_platform.db import autocommit_session
+from ecrin_platform.db import autocommit_session, engine_of
 from gateway.models import Account, LoginChallenge, RefreshToken, Session
 
 
@@ -98,11 +98,7 @@ class AuthRepository:
 
     @property
     def engine(self) -> AsyncEngine:
-        bind = self.session.bind
-        if isinstance(bind, AsyncConnection):  # a test's session inside its transaction
-            return bind.engine
-        assert isinstance(bind, AsyncEngine), "sessions are bound to the service's engine"
-        return bind
+        return engine_of(self.session)
 
     @property
     def postgres(self) -> bool:

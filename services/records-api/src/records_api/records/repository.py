@@ -22,9 +22,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ecrin_platform.audit import GENESIS, ChainEnd
+from ecrin_platform.db import engine_of
 from records_api.models import (
     AuditEvent,
     Base,
@@ -375,11 +376,7 @@ class RecordsRepository:
 
     @property
     def engine(self) -> AsyncEngine:
-        bind = self.session.bind
-        if isinstance(bind, AsyncConnection):  # a test's session inside its transaction
-            return bind.engine
-        assert isinstance(bind, AsyncEngine), "sessions are bound to the service's engine"
-        return bind
+        return engine_of(self.session)
 
     async def before_create(self, account_id: uuid.UUID, key: str, record_id: uuid.UUID,
                             chain: str, *, locked: bool = True) -> BeforeCreate:
