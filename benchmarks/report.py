@@ -699,49 +699,102 @@ time are not comparable with the table above, CPU per operation and request coun
     measures one core's raw AEAD speed at the start and at the end of each run and
     prints both above the table: a run whose machine ran slow says so itself.
 
-**Remains** (issue 21's targets missed in the run of the table above, and why). Every miss but the
-large document's is CPU per operation on two shared cores, whose speed moves by half
-within the hour (round 8); nothing in the profiles is worth more than a few percent on
-its own. In this run SDK creates at 16 clients on PostgreSQL met their target for the
-first time (316/s; 209/s in round 8's last run):
+- *Issue 21, round 11* (2026-12-03, morning; one core encrypted 1108-1128 MB/s all
+  session, 1332 in round 9, but the services' CPU per operation moved far more than that:
+  see the first item).
+  - *A miss that is the host's, not the code's.* `make bench` of `11cf6e8` at 05:48 (load
+    0.7): SDK creates at 16 clients on PostgreSQL 210/s against 316/s in round 9, every
+    process's CPU per create about 1.5x round 9's (the records API 3.23 against 2.09
+    ms). Round 9's commit (`b938ffa`) against `11cf6e8` on this host, three alternating
+    pairs of 16-client runs on PostgreSQL (one stack per run): SDK creates
+    195, 179, 214/s against 224, 203, 212/s, raw creates 282, 238, 272 against 288, 238,
+    252/s, the records API's CPU per SDK create 3.64, 4.01, 3.23 against 3.13, 3.50,
+    3.28 ms. Round 9's code is as slow here. The raw AEAD probe moved by 16 % only: it
+    times one C loop in cache, and the services' Python slowed by about half again; one
+    login of unchanged code later spanned 7.6 to 15.3 ms of service CPU within twenty
+    minutes. So the probe says when a run is slow, not by how much.
+  - *Reads at or above creates, checked on a host near round 9's AEAD speed.* The 05:48
+    run, 16 SDK clients: 232 reads/s against 210 creates/s (PostgreSQL), 159 against 133
+    (SQLite); each SDK read costs less CPU than a create in every process. That item
+    leaves the list below.
+  - *The raw read is what the SDK sends.* The benchmark's raw-HTTP read was still two
+    requests (the version, then `GET .../content`), which cost the records API 8-9 ms of
+    CPU per read against about 3 for the SDK's one request; it is now one `GET
+    /v1/records/{id}?include=content`. At 16 clients on PostgreSQL raw reads went from
+    119/s (05:48) to 312/s (06:31).
+  - *The login's SQL on PostgreSQL in fewer round trips.* The challenge was BEGIN, the
+    account's KDF facts, the challenge's INSERT and COMMIT: it is one statement outside
+    any transaction block (a data-modifying CTE; the INSERT runs whether or not the email
+    is known, so both answers cost the same). The login was BEGIN, seven statements and
+    COMMIT: the challenge is now spent with its account locked in one statement (`FOR
+    UPDATE OF accounts` on a join with the spending CTE) and the session written with its
+    first refresh token in one; the audit chain's lock, end and event stay three (the
+    lock must be a statement of its own for the read after it to see the last holder's
+    commit). `tests/gateway/test_challenge_statement.py` counts them (it failed before).
+    Thirteen round trips per login are now eight. What it saves in CPU is under this
+    host's noise today: five alternating pairs after the challenge's change, service CPU
+    per login (medians) 10.0 -> 9.25 ms, PostgreSQL's 1.2 -> 1.05 ms; ten pairs after
+    both changes gave no difference the noise would not explain (7.6-15.3 ms for the
+    same code).
+  - *Large documents: two experiments that changed nothing, and what they rule out.*
+    The disk here writes 100 MiB durably at 750-870 MB/s (1 MiB and an fsync at a time:
+    0.14 s), so the upload (83-106 MB/s) is not waiting on it. Content rows stored without
+    a compression attempt (`SET STORAGE EXTERNAL`), three alternating pairs: up 82.9,
+    86.4, 74.9 MB/s (as now) against 90.9, 86.1, 84.5. Three rows written at once instead
+    of one while the next arrives, four runs each: 91.0, 104.0, 86.4, 106.0 MB/s (one)
+    against 87.9, 96.9, 90.7, 103.5 (three), PostgreSQL's CPU per round trip up from
+    0.46-0.55 to 0.62-0.73 s (its backends contend on the same TOAST table). py-spy of
+    three round trips: the records API spends 30 % of its samples in asyncpg moving the
+    1 MiB rows and 23 % in the event loop's own I/O, for 0.67-0.83 s of CPU per round
+    trip beside PostgreSQL's 0.52-0.55 s and the gateway's 0.19-0.27 s. Neither change
+    was kept. What bounds the upload is PostgreSQL's work per MiB of bytea and the chain
+    through three processes; the next step is still content outside the database.
+  - *Where a create's CPU goes now* (py-spy, the records API under 16 SDK clients on
+    PostgreSQL): SQLAlchemy 22 % of the samples, asyncpg 14 %, FastAPI 11 %, PyJWT 7 %
+    (verifying the per-request internal token, 4.4 %), the event loop 7 %, the access
+    answer from the sharing service (every 0.5 s per client and file, through httpx) 20
+    % of the create's own samples. No item is worth the 30 % the creates' targets miss
+    by on this host.
 
-- *Raw creates at 16 clients on PostgreSQL: 377/s against 500/s* (312/s in round 8). CPU
-  per create across the processes: 3.7 ms (records-api 2.15, gateway 0.61, PostgreSQL
-  0.55, the load generator 0.27, sharing 0.14), so two cores allow about 540/s at
-  perfect overlap; this run reached 70 % of it. And one records API process, at 2.15 ms
-  of its CPU per create, serves at most about 465/s whatever the others do: the
-  benchmark runs one of each service, production several replicas (with the limit of
-  the last item below). Reaching 500/s here needs less CPU per create in the records
-  API or a second process of it; round 9's profile finds no single item worth that.
-- *Login on PostgreSQL: 10.5 ms of service CPU against 10 ms* (gateway 7.7, kms 2.8),
-  in two requests; SQLite 7.3 ms in the same run, and 5.75-7.25 ms (medians) in round
-  9's A/B an hour before: the machine's swing is the whole margin. Next, if it keeps
-  missing: the login's rows written as data-modifying CTEs of its audit event's insert
-  on PostgreSQL, outside a transaction block (as the records API's create).
-- *Reads against creates at 16 clients: 194/s against 204/s (SQLite), 299/s against
-  316/s (PostgreSQL)*, within 6 %. A read then cost more CPU than a create across the
-  processes (PostgreSQL: 5.4 against 4.5 ms): it read the version, the content and
-  appended an audit event (three statements), and the device verifies and decrypts what
-  it got. In round 8 PostgreSQL read 257/s against 209/s creates. Round 10 takes the
-  content read into the event's statement (the records API's CPU per read -15 % in an
-  A/B); its two runs, on a slow host, had reads at or above creates, but no run on a
-  host at round 9's speed has checked it since.
-- *100 MiB through the SDK: up 0.09x, down 0.18x (SQLite), 0.06x / 0.19x (PostgreSQL) of
-  raw AEAD* against 0.3x (checked by the benchmark since round 9). The upload is in two
-  phases (the create carries the digest of the whole ciphertext, so the SDK encrypts to
-  its spool before it sends a byte; overlapping them needs a protocol change: the
-  content sent first, the version's header after), and its sending is bound by the
-  database (rows written twice on SQLite, WAL then checkpoint; TOAST and WAL on
-  PostgreSQL). The download is bound by CPU across the three processes, at the target
-  only with perfect overlap. Round 9 puts figures on it: the disk alone takes 0.18 s of
-  the 0.276 s budget to write 100 MiB once, durably. Next, together: content outside the
-  database (files or an object store, which multi-replica deployments need shared), the
-  upload's phases overlapped, and fewer hops for content (the gateway's relay).
+**Remains** (issue 21's targets missed in the run of the table above, and why). Every miss
+but the large document's is CPU per operation on two shared cores whose speed moved by
+half within the hour again today (round 11): the same commit measured SDK creates at
+316/s in round 9 and 179-214/s this morning, and nothing in the profiles is worth more
+than a few percent on its own:
+
+- *Raw creates at 16 clients on PostgreSQL: 242/s against 500/s* (377/s in round 9's
+  table, on a faster host). CPU per create across the processes: 6.1 ms (records-api
+  3.56, gateway 1.07, PostgreSQL 0.67, the load generator 0.49, sharing 0.29), so two
+  cores allow about 330/s at perfect overlap; this run reached 74 % of it. One records
+  API process at round 9's 2.15 ms per create serves at most about 465/s whatever the
+  others do: the benchmark runs one of each service, production several replicas.
+  Reaching 500/s on these two cores needs well under half the CPU per create; the
+  profiles (rounds 9 and 11) find it spread over SQLAlchemy, asyncpg, FastAPI and the
+  per-request token check, no item worth more than a few percent.
+- *SDK creates at 16 clients on PostgreSQL: 190/s against 300/s.* Met in round 9 (316/s);
+  round 11's A/B shows round 9's commit no faster on this morning's host. CPU per create
+  7.7 ms across the processes (the SDK clients' 1.91 of it), so about 260/s at perfect
+  overlap.
+- *Login: 12.3 ms of service CPU on SQLite against 10 ms* (gateway 9.0, kms 3.2), 9.1 ms
+  on PostgreSQL in the same run, in two requests. SQLite passed at 05:48 (9.2 ms), both
+  failed at 06:31 (10.3, 10.5 ms): the host's swing is larger than the margin. Round 11
+  took the PostgreSQL login from thirteen database round trips to eight; SQLite keeps its
+  transactions (one writer, BEGIN IMMEDIATE), and its login was not changed.
+- *100 MiB through the SDK: up 0.07x, down 0.21x (SQLite), 0.07x / 0.17x (PostgreSQL) of
+  raw AEAD* against 0.3x. The upload is in two phases (the create carries the digest of
+  the whole ciphertext, so the SDK encrypts to its spool before it sends a byte;
+  overlapping them needs a protocol change: the content sent first, the version's header
+  after), and its sending is bound by the database's work per MiB of content (TOAST and
+  WAL on PostgreSQL, WAL then checkpoint on SQLite), not by the disk nor by one row
+  written at a time (round 11's experiments). The download is bound by CPU across the
+  three processes. Next, together: content outside the database (files or an object
+  store, which multi-replica deployments need shared), the upload's phases overlapped,
+  and fewer hops for content (the gateway's relay).
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 - *Not a miss here, what the benchmark does not show*: revocation to denied is measured
   with one process of each service, the sharing service telling both the records API and
-  the kms (14-17 ms). In the Kubernetes deployment it tells every records API replica,
+  the kms (15-18 ms). In the Kubernetes deployment it tells every records API replica,
   each address of a headless Service (round 10); the kms is not told in any Kubernetes
   overlay (another site, no edge from the sharing service to it), and its cache alone
   bounds it to 0.5 s (docs/deploy.md).
