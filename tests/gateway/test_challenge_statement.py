@@ -8,6 +8,7 @@ never succeed, and a signed challenge opens one session, once."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from typing import Any
 from sqlalchemy import event, select, update
 
 from ecrin_e2ee import KdfParams, create_account, derive_account_keys
+from gateway.auth.repository import AuthRepository
+from gateway.auth.service import AuthService
 from gateway.models import Account, LoginChallenge
 from tests.support.apps import build_app, running
 from tests.support.users import b64, unb64
@@ -45,6 +48,20 @@ async def _stored(app: Any, challenge_id: str) -> LoginChallenge:
         return row
 
 
+async def _active_account(app: Any, setup: Any, email: str) -> None:
+    """The account's row as a finished signup leaves it."""
+    async with app.state.sessionmaker() as session:
+        now = datetime.now(UTC)
+        session.add(Account(
+            id=setup.account_id, email=email, role="patient", status="active",
+            login_public_key=setup.login_public_key,
+            recovery_public_key=setup.recovery_key.login_public_key,
+            kdf_salt=setup.salt, kdf_params=setup.params.to_json(),
+            signup_key=uuid.uuid4().hex, signup_digest="0" * 64,
+            created_at=now, updated_at=now))
+        await session.commit()
+
+
 async def test_fewer_statements_on_postgresql_and_the_challenge_opens_one_session(
         database_url_for, internal_keys):
     app = build_app("gateway", database_url_for("gateway"), internal_keys)
@@ -52,16 +69,7 @@ async def test_fewer_statements_on_postgresql_and_the_challenge_opens_one_sessio
     setup = create_account(uuid.uuid4(), passphrase, KdfParams.insecure_for_tests())
     email = f"kine-{uuid.uuid4().hex[:8]}@example.fr"
     async with running(app, rollback=False) as c:
-        async with app.state.sessionmaker() as session:  # as a finished signup leaves it
-            now = datetime.now(UTC)
-            session.add(Account(
-                id=setup.account_id, email=email, role="patient", status="active",
-                login_public_key=setup.login_public_key,
-                recovery_public_key=setup.recovery_key.login_public_key,
-                kdf_salt=setup.salt, kdf_params=setup.params.to_json(),
-                signup_key=uuid.uuid4().hex, signup_digest="0" * 64,
-                created_at=now, updated_at=now))
-            await session.commit()
+        await _active_account(app, setup, email)
         app.state.auth.challenge_purge_due()  # the first call purges: not this one's
         with statements(app) as seen:
             got = await c.post("/v1/auth/challenge", json={"email": email.upper()})
@@ -115,6 +123,42 @@ async def test_fewer_statements_on_postgresql_and_the_challenge_opens_one_sessio
         denied = await c.post("/v1/auth/login", json={
             "challenge_id": refused["challenge_id"], "signature": b64(signature)})
         assert denied.status_code == 401, denied.text
+        assert (await _stored(app, refused["challenge_id"])).used_at is None  # rolled back
         async with app.state.sessionmaker() as session:
             assert (await session.scalar(select(Account.status).where(
                 Account.id == setup.account_id))) == "pending"
+
+
+async def test_a_spend_waits_for_the_accounts_lock_and_reads_what_its_holder_wrote(
+        database_url_for, internal_keys):
+    """Two logins of one account at once: the second spends its challenge only once the
+    first has committed, and reads the account as the first left it (the last TOTP step
+    it accepted), so one TOTP code never opens two sessions."""
+    app = build_app("gateway", database_url_for("gateway"), internal_keys)
+    setup = create_account(uuid.uuid4(), "une phrase de passe", KdfParams.insecure_for_tests())
+    email = f"kine-{uuid.uuid4().hex[:8]}@example.fr"
+    async with running(app, rollback=False) as c:
+        await _active_account(app, setup, email)
+        challenge = (await c.post("/v1/auth/challenge", json={"email": email})).json()
+
+        async def spend() -> tuple[Any, int | None]:
+            """The challenge spent, and the last TOTP step its account had then."""
+            async with app.state.sessionmaker() as session:
+                service = AuthService(AuthRepository(session), app.state.auth)
+                try:
+                    spent, account = await service._spend(
+                        uuid.UUID(challenge["challenge_id"]), "login", datetime.now(UTC))
+                    return spent, None if account is None else account.totp_last_step
+                finally:
+                    await session.rollback()
+
+        async with app.state.engine.connect() as holder:  # a login holding the account
+            await holder.begin()
+            await holder.execute(update(Account).where(Account.id == setup.account_id)
+                                 .values(totp_last_step=424242))
+            waiting = asyncio.create_task(spend())
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+            await holder.commit()
+        spent, last_step = await asyncio.wait_for(waiting, 10)
+    assert spent is not None and last_step == 424242

@@ -54,6 +54,7 @@ _CHALLENGE_FACTS = select(Account.id, Account.status, Account.kdf_salt, Account.
                           ).where(Account.email == bindparam("email"))
 _challenges = cast(Table, LoginChallenge.__table__)
 _NEW_CHALLENGE = insert(_challenges)
+_PURGE_CHALLENGES = delete(_challenges).where(_challenges.c.expires_at < bindparam("before"))
 #: PostgreSQL: the same look-up and the challenge's row in one statement. The challenge
 #: belongs to the account only when it is active (as ``add_challenge`` is called); the
 #: INSERT runs whether or not the email is known, so both answers cost the same.
@@ -66,13 +67,14 @@ _CHALLENGE_FACTS_ADDING = select(_facts.c.id, _facts.c.status, _facts.c.kdf_salt
         payload=bindparam("payload"), expires_at=bindparam("expires_at"), used_at=None,
         account_id=select(_facts.c.id).where(_facts.c.status == "active").scalar_subquery(),
     ).cte("made"))
-#: Spends an unused challenge for one action and says what it was, in one statement. On
-#: PostgreSQL the UPDATE locks the row: a concurrent spend of the same challenge waits,
-#: then finds it used and matches nothing.
+#: Spends an unused, unexpired challenge for one action and says what it was, in one
+#: statement. On PostgreSQL the UPDATE locks the row: a concurrent spend of the same
+#: challenge waits, then finds it used and matches nothing.
 _SPEND_CHALLENGE = (
     update(_challenges)
     .where(_challenges.c.id == bindparam("spend_id"), _challenges.c.used_at.is_(None),
-           _challenges.c.action == bindparam("spend_action"))
+           _challenges.c.action == bindparam("spend_action"),
+           _challenges.c.expires_at >= bindparam("spent_at"))
     .values(used_at=bindparam("spent_at"))
     .returning(_challenges.c.account_id, _challenges.c.payload, _challenges.c.expires_at))
 #: PostgreSQL: the same spend and the challenge's account, locked, in one statement. An
@@ -166,12 +168,17 @@ class AuthRepository:
         return None if row is None else ChallengeFacts(*row)
 
     async def challenge_facts_adding(self, email: str, challenge_id: uuid.UUID, action: str,
-                                     payload: bytes, expires_at: datetime
+                                     payload: bytes, expires_at: datetime, *,
+                                     purge_before: datetime | None = None
                                      ) -> ChallengeFacts | None:
         """PostgreSQL: ``challenge_facts`` and ``add_challenge`` (for the account if it is
         active, else for none) in one statement outside any transaction block: one round
-        trip instead of four with BEGIN and COMMIT. The row is committed by the statement."""
+        trip instead of four with BEGIN and COMMIT. The row is committed by the statement.
+        ``purge_before``: ``purge_challenges`` first, on the same connection (a request
+        never holds two)."""
         async with autocommit_session(self.engine) as session:
+            if purge_before is not None:
+                await session.execute(_PURGE_CHALLENGES, {"before": purge_before})
             row = (await session.execute(_CHALLENGE_FACTS_ADDING, {
                 "email": email, "challenge_id": challenge_id, "action": action,
                 "payload": payload, "expires_at": expires_at})).one_or_none()
@@ -206,7 +213,7 @@ class AuthRepository:
         return SpentChallenge(account.id, payload, expires_at), account
 
     async def purge_challenges(self, before: datetime) -> None:
-        await self.session.execute(delete(LoginChallenge).where(LoginChallenge.expires_at < before))
+        await self.session.execute(_PURGE_CHALLENGES, {"before": before})
 
     async def session_row(self, session_id: uuid.UUID) -> Session | None:
         return await self.session.get(Session, session_id)

@@ -231,12 +231,13 @@ class AuthService:
         payload = "\n".join([CHALLENGE_LABEL, host, action, str(challenge_id),
                              b64encode(secrets.token_bytes(32)),
                              str(int(expires.timestamp()))]).encode()
-        if self.ctx.challenge_purge_due():
-            await self.repo.purge_challenges(now - timedelta(minutes=10))
+        purge = now - timedelta(minutes=10) if self.ctx.challenge_purge_due() else None
         if self.repo.postgres:
-            account = await self.repo.challenge_facts_adding(email, challenge_id, action,
-                                                             payload, expires)
+            account = await self.repo.challenge_facts_adding(
+                email, challenge_id, action, payload, expires, purge_before=purge)
         else:
+            if purge is not None:
+                await self.repo.purge_challenges(purge)
             account = await self.repo.challenge_facts(email)
             await self.repo.add_challenge(challenge_id, account.id if (
                 account is not None and account.status == "active") else None,
