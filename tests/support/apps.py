@@ -53,7 +53,11 @@ def build_app(service: str, database_url: str, internal_keys: tuple[bytes, bytes
 
 @asynccontextmanager
 async def running(app: FastAPI, *, rollback: bool = True) -> AsyncIterator[httpx.AsyncClient]:
-    """Runs the app's lifespan; with ``rollback`` every write of the test is undone."""
+    """Runs the app's lifespan; with ``rollback`` every write of the test is undone, but
+    for the statements a service runs outside any transaction block on PostgreSQL
+    (``autocommit_session``: the records API's create, the gateway's login challenge),
+    which commit by themselves and do not see the test's uncommitted rows: a test that
+    goes through them writes with ``rollback=False``."""
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
         if rollback:
