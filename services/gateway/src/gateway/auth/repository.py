@@ -23,7 +23,6 @@ class ChallengeFacts(NamedTuple):
 class SpentChallenge(NamedTuple):
     account_id: uuid.UUID | None
     payload: bytes
-    expires_at: datetime
 
 
 class SessionFacts(NamedTuple):
@@ -76,13 +75,13 @@ _SPEND_CHALLENGE = (
            _challenges.c.action == bindparam("spend_action"),
            _challenges.c.expires_at >= bindparam("spent_at"))
     .values(used_at=bindparam("spent_at"))
-    .returning(_challenges.c.account_id, _challenges.c.payload, _challenges.c.expires_at))
+    .returning(_challenges.c.account_id, _challenges.c.payload))
 #: PostgreSQL: the same spend and the challenge's account, locked, in one statement. An
 #: inner join: a challenge unknown, spent, for another action or of no account gives no
 #: row, and the caller's refusal rolls the spend back.
 _spent = _SPEND_CHALLENGE.cte("spent")
 _SPEND_LOCKING_ACCOUNT = (
-    select(Account, _spent.c.payload, _spent.c.expires_at)
+    select(Account, _spent.c.payload)
     .join(_spent, Account.id == _spent.c.account_id)
     .with_for_update(of=Account).execution_options(populate_existing=True))
 _sessions = cast(Table, Session.__table__)
@@ -193,8 +192,8 @@ class AuthRepository:
 
     async def spend_challenge(self, challenge_id: uuid.UUID, action: str, now: datetime
                               ) -> SpentChallenge | None:
-        """Marks the challenge used if it was not and is for ``action``; None otherwise.
-        Expiry and the account are the caller's to check: a refusal that rolls back
+        """Marks the challenge used if it was not, is for ``action`` and has not expired;
+        None otherwise. The account is the caller's to check: a refusal that rolls back
         leaves the challenge as it was."""
         row = (await self.session.execute(_SPEND_CHALLENGE, {
             "spend_id": challenge_id, "spend_action": action, "spent_at": now})).one_or_none()
@@ -209,8 +208,8 @@ class AuthRepository:
             "spend_id": challenge_id, "spend_action": action, "spent_at": now})).one_or_none()
         if row is None:
             return None
-        account, payload, expires_at = row
-        return SpentChallenge(account.id, payload, expires_at), account
+        account, payload = row
+        return SpentChallenge(account.id, payload), account
 
     async def purge_challenges(self, before: datetime) -> None:
         await self.session.execute(_PURGE_CHALLENGES, {"before": before})

@@ -268,8 +268,7 @@ class AuthService:
         # Spent in the statement that reads it; a refusal before ``_refuse`` rolls the
         # spend back, as the lookup it replaces left the challenge unspent.
         challenge, account = await self._spend(challenge_id, action, now)
-        if (challenge is None or _aware(challenge.expires_at) < now or account is None
-                or account.status != "active"):
+        if challenge is None or account is None or account.status != "active":
             raise InvalidCredentials("The credentials are not valid.")
         key = account.recovery_public_key if recovery_key else account.login_public_key
         try:
@@ -285,14 +284,13 @@ class AuthService:
 
     async def _spend(self, challenge_id: uuid.UUID, action: str, now: datetime
                      ) -> tuple[SpentChallenge | None, Account | None]:
-        """The challenge spent and its account locked: one statement on PostgreSQL; on
-        SQLite the account is read only for a challenge still valid."""
+        """The challenge spent (only an unused, unexpired one for ``action``) and its
+        account locked: one statement on PostgreSQL, two on SQLite."""
         if self.repo.postgres:
             return await self.repo.spend_challenge_locking_account(challenge_id, action,
                                                                    now) or (None, None)
         challenge = await self.repo.spend_challenge(challenge_id, action, now)
-        if (challenge is None or _aware(challenge.expires_at) < now
-                or challenge.account_id is None):
+        if challenge is None or challenge.account_id is None:
             return challenge, None
         return challenge, await self.repo.account_for_update(challenge.account_id)
 
