@@ -141,8 +141,25 @@ class ServiceDatabase:
         return result
 
 
+def content_files(stack: Any) -> list[Path]:
+    """The rows of large documents the records API keeps as files (its content directory)."""
+    return [p for p in (stack.state / "records-content").rglob("*") if p.is_file()]
+
+
+def drop_content_row(stack: Any, db: ServiceDatabase, upload_id: Any, seq: int) -> None:
+    """Delete one row of a stored upload, where the records API keeps it: a file of its
+    content directory, or a ``content_chunks`` row."""
+    upload = uuid.UUID(str(upload_id))
+    (in_files,), = db.rows("SELECT in_files FROM content_uploads WHERE id = ?", upload_id)
+    if in_files:
+        (stack.state / "records-content" / upload.hex[:2] / str(upload) / f"{seq:08d}").unlink()
+    else:
+        db.execute("DELETE FROM content_chunks WHERE upload_id = ? AND seq = ?", upload_id, seq)
+
+
 def database_dumps(stack: Any) -> list[bytes]:
-    """Every SQLite file (with -wal/-shm/-journal), or a pg_dump of every PostgreSQL one."""
+    """Every SQLite file (with -wal/-shm/-journal), or a pg_dump of every PostgreSQL one,
+    and every file of the records API's content directory: all that the servers store."""
     dumps: list[bytes] = []
     for url in stack.database_urls.values():
         parsed = make_url(url)
@@ -155,6 +172,7 @@ def database_dumps(stack: Any) -> list[bytes]:
         if path.is_file() and (path.suffix == ".db" or path.name.endswith(
                 ("-wal", "-journal", "-shm"))):
             dumps.append(path.read_bytes())
+    dumps.extend(path.read_bytes() for path in content_files(stack))
     assert dumps
     return dumps
 

@@ -23,7 +23,9 @@ from ecrin_client.kine import PatientIdentity, RecordMetadata, SessionNote
 from tests.e2e.records_support import (
     Practitioner,
     ServiceDatabase,
+    content_files,
     database_dumps,
+    drop_content_row,
     logs,
     practitioner,
 )
@@ -233,7 +235,7 @@ class TestTampering:
                            "version = 2", old, rid)
         assert kine.ecrin("record", "get", file_id, record_id).code == 7
 
-    def test_a_dropped_content_row_is_refused(self, kine, records_db, tmp_path):
+    def test_a_dropped_content_row_is_refused(self, kine, records_db, stack, tmp_path):
         document = b"%PDF-1.5\n" + bytes(3 << 20)
 
         async def flow():
@@ -245,8 +247,7 @@ class TestTampering:
                 return file_id, info.record_id
 
         file_id, record_id = asyncio.run(flow())
-        records_db.execute("DELETE FROM content_chunks WHERE upload_id = ? AND seq = ?",
-                           _upload_id(records_db, record_id), 1)
+        drop_content_row(stack, records_db, _upload_id(records_db, record_id), 1)
         out = tmp_path / "back.pdf"
         run = kine.ecrin("record", "get", file_id, record_id, "-o", str(out))
         assert run.code == 7, run.stderr
@@ -316,6 +317,12 @@ class TestCanaries:
         (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n" + text.encode() * 50)
         kine.ok("record", "add", patient["file_id"], str(tmp_path / "doc.pdf"), "--title",
                 title)
+        # Over 256 KiB: kept as files in the records API's content directory.
+        stored_before = len(content_files(stack))
+        (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4\n" + text.encode() * 40_000)
+        kine.ok("record", "add", patient["file_id"], str(tmp_path / "scan.pdf"), "--title",
+                title)
+        assert len(content_files(stack)) > stored_before
         assert kine.ok("patient", "list", "--search", name)[0]["file_id"] == patient["file_id"]
         canaries = [c.encode() for c in (name, title, text, name.lower(), CANARY)]
         dumps, service_logs = database_dumps(stack), logs(stack)

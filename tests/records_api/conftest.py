@@ -3,6 +3,10 @@
 Apps run with ``rollback=False``: content uploads write their rows in short transactions
 of their own (see ``records_api.records.content``), which a single rolled-back outer
 transaction cannot host. Every test uses fresh random file and record ids instead.
+
+A module that sets ``BOTH_STORES = True`` runs each of its tests twice: large content kept
+in database rows, and kept in files under a content directory (``records.content_rows``);
+``rows_held`` and ``drop_rows`` look at and damage the stored rows wherever they are.
 """
 
 from __future__ import annotations
@@ -12,16 +16,21 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from ecrin_e2ee import EncryptedRecord, IdentityKeys, Scope, ScopeKey, encrypt_record
 from ecrin_platform.access import FileAccess
+from ecrin_platform.db import create_engine
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
 from records_api.access import get_access_decider
+from records_api.models import ContentChunk, ContentUpload
+from records_api.records.content import ContentStore
 from tests.support.apps import Caller, build_app, running
 
 
@@ -156,13 +165,60 @@ class Practice:
 
 
 @pytest.fixture
-def records_app(database_url_for: Callable[[str], str], internal_keys: tuple[bytes, bytes],
-                issuer: InternalTokenIssuer):
+def content_store() -> str:
+    """Where large content is kept: "database" unless the module sets ``BOTH_STORES``."""
+    return "database"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if getattr(metafunc.module, "BOTH_STORES", False) and "content_store" in metafunc.fixturenames:
+        metafunc.parametrize("content_store", ["database", "files"])
+
+
+async def rows_held(practice: Practice, upload_id: uuid.UUID) -> int:
+    """Rows of this upload stored anywhere: database rows and files."""
+    store: ContentStore = practice.app.state.content_store
+    count = (await store.database.tally(upload_id))[0]
+    if store.files is not None:
+        count += (await store.files.tally(upload_id))[0]
+    return count
+
+
+async def drop_rows(practice: Practice, upload_id: uuid.UUID, *seqs: int) -> None:
+    """Delete these rows of a stored upload (all of them if none is named), wherever they
+    are: what a lost file, a bad restore or a tampering operator would leave."""
+    store: ContentStore = practice.app.state.content_store
+    async with practice.app.state.sessionmaker() as session:
+        upload = await session.get(ContentUpload, upload_id)
+    assert upload is not None
+    if upload.in_files:
+        assert store.files is not None
+        folder = store.files.folder(upload_id)
+        for path in folder.iterdir():
+            if path.name.isdigit() and (not seqs or int(path.name) in seqs):
+                path.unlink()
+        return
+    chunks = ContentChunk.upload_id == upload_id
+    if seqs:
+        chunks &= ContentChunk.seq.in_(seqs)
+    async with practice.app.state.sessionmaker() as session, session.begin():
+        await session.execute(ContentChunk.__table__.delete().where(chunks))
+
+
+@pytest.fixture
+async def records_app(database_url_for: Callable[[str], str],
+                      internal_keys: tuple[bytes, bytes], issuer: InternalTokenIssuer,
+                      content_store: str, tmp_path: Path) -> AsyncIterator[Any]:
     """``async with records_app(**settings) as practice``: a live app and one patient file."""
+    with_files = False
 
     @asynccontextmanager
     async def make(**overrides: Any) -> AsyncIterator[Practice]:
+        nonlocal with_files
         overrides.setdefault("purge_interval_s", 0)
+        if content_store == "files":
+            overrides.setdefault("content_dir", tmp_path / "content")
+        with_files = with_files or overrides.get("content_dir") is not None
         app = build_app("records-api", database_url_for("records-api"), internal_keys,
                         **overrides)
         sharing = FakeSharing()
@@ -171,7 +227,17 @@ def records_app(database_url_for: Callable[[str], str], internal_keys: tuple[byt
             yield Practice(app, client, sharing, Caller(issuer, "records-api"),
                            Actor(IdentityKeys.generate(uuid.uuid4())))
 
-    return make
+    yield make
+    if with_files:
+        # The worker's tests share its database: uploads kept in this test's temporary
+        # content directory would make every later app without one refuse to start.
+        engine = create_engine(database_url_for("records-api"))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(update(ContentUpload).where(ContentUpload.in_files)
+                                   .values(in_files=False))
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from records_api.models import RecordVersion
 from records_api.records.content import CONTENT_ROW_BYTES, ContentStore
 from tests.records_api.conftest import Practice
 
+BOTH_STORES = True
+
 #: Three whole rows and part of a fourth, once encrypted.
 CONTENT = 3 * CONTENT_ROW_BYTES + 12_345
 
@@ -41,7 +43,8 @@ async def _all_checked_in(store: ContentStore) -> bool:
 class TestContentStream:
     async def test_rows_come_whole_and_in_order(self, practice: Practice):
         store, upload_id, ciphertext = await _stored(practice)
-        rows = [row async for row in store.stream(upload_id, len(ciphertext))]
+        source = await store.check_complete(upload_id, len(ciphertext))
+        rows = [row async for row in store.stream(upload_id, len(ciphertext), source)]
         assert [len(row) for row in rows] == [CONTENT_ROW_BYTES] * 3 + [
             len(ciphertext) - 3 * CONTENT_ROW_BYTES]
         assert b"".join(rows) == ciphertext
@@ -50,7 +53,9 @@ class TestContentStream:
                                                                    practice: Practice):
         store, upload_id, ciphertext = await _stored(practice)
         assert await _all_checked_in(store)
-        rows = cast(AsyncGenerator[bytes, None], store.stream(upload_id, len(ciphertext)))
+        source = await store.check_complete(upload_id, len(ciphertext))
+        rows = cast(AsyncGenerator[bytes, None],
+                    store.stream(upload_id, len(ciphertext), source))
         first = await anext(rows)  # the second row is being read ahead meanwhile
         assert first == ciphertext[:CONTENT_ROW_BYTES]
         await rows.aclose()  # what Starlette does when the client disconnects

@@ -10,18 +10,18 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from ecrin_e2ee import EncryptedRecord
-from records_api.models import ContentChunk, ContentUpload
+from records_api.models import ContentUpload
 from records_api.records.content import CONTENT_ROW_BYTES as ROW
 from records_api.records.content import delete_uploads
 from records_api.records.purge import purge
 from records_api.records.service import now
-from tests.records_api.conftest import Actor, Practice, stream
+from tests.records_api.conftest import Actor, Practice, drop_rows, rows_held, stream
 from tests.records_api.test_audit import chain_of, seen
 
 PARTIAL = "application/partial-upload"
+BOTH_STORES = True
 
 
 def content_of(record: EncryptedRecord) -> bytes:
@@ -76,10 +76,7 @@ async def download(practice: Practice, record: EncryptedRecord) -> httpx.Respons
 
 
 async def rows_of(practice: Practice, url: str) -> int:
-    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
-    async with practice.app.state.sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(ContentChunk).where(
-            ContentChunk.upload_id == upload_id)) or 0)
+    return await rows_held(practice, uuid.UUID(url.rsplit("/", 1)[1]))
 
 
 class TestCompletion:
@@ -179,7 +176,8 @@ class TestResuming:
 
         async def overtaken():
             # The older request stores the row meanwhile (after this one's offset check).
-            await store._write_row(upload_id, 0, data[:ROW])
+            held = await store.session(upload_id)
+            await store.rows(held).write(upload_id, 0, data[:ROW])
             yield data[:2 * ROW]
 
         response = await upload.patch(overtaken(), 0, complete=False)
@@ -301,7 +299,8 @@ class TestRefusals:
         upload_id = uuid.UUID(upload.url.rsplit("/", 1)[1])
         await store.discard_quietly(upload_id)  # what the losing completion did
         async with practice.app.state.sessionmaker() as session, session.begin():
-            await delete_uploads(session, [upload_id])  # a cancel, an abandoned-session purge
+            # a cancel, an abandoned-session purge
+            await delete_uploads(session, [upload_id], files=store.files)
         got = await download(practice, record)
         assert got.status_code == 200 and got.content == data
         again = await upload.patch(b"", len(data), complete=True)  # the retry itself
@@ -341,9 +340,7 @@ class TestRefusals:
         await upload.open()
         store = practice.app.state.content_store
         assert (await upload.patch(data[:ROW], 0, complete=False)).status_code == 204
-        async with practice.app.state.sessionmaker() as session, session.begin():
-            await session.execute(ContentChunk.__table__.delete().where(
-                ContentChunk.upload_id == uuid.UUID(upload.url.rsplit("/", 1)[1])))
+        await drop_rows(practice, uuid.UUID(upload.url.rsplit("/", 1)[1]))
         assert await upload.offset() == 0
         assert (await upload.patch(data[:2 * ROW], 0, complete=False)).status_code == 204
         assert store._running == {}  # row 0 came again: the digest is forgotten

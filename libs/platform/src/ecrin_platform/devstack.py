@@ -110,6 +110,8 @@ class Stack:
             env[f"{prefix}INTERNAL_TOKEN_PUBLIC_KEY_FILE"] = str(self.public_key)
             if service in ("records-api", "kms"):
                 env[f"{prefix}SHARING_URL"] = self.url("sharing")
+            if service == "records-api":  # large documents as files beside the database
+                env.setdefault(f"{prefix}CONTENT_DIR", str(self.state / "records-content"))
             if service == "sharing":  # told when a file's access changes (sharing.notify)
                 env[f"{prefix}RECORDS_URL"] = self.url("records-api")
                 env[f"{prefix}KMS_URL"] = self.url("kms")

@@ -13,6 +13,7 @@ from ecrin_platform.service_info import service_info_router
 from records_api import MIGRATIONS, SERVICE
 from records_api.records.batch import router as batch_router
 from records_api.records.content import ContentStore
+from records_api.records.content_rows import content_files
 from records_api.records.endpoints import router as records_router
 from records_api.records.purge import purge_forever
 from records_api.records.resumable import router as resumable_router
@@ -25,11 +26,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def start(app: FastAPI) -> None:
         app.state.access_client = AccessClient(app.state.http, settings.sharing_url,
                                                caller=SERVICE, ttl_s=settings.authz_cache_s)
-        app.state.content_store = ContentStore(app.state.sessionmaker, app.state.engine)
+        app.state.content_store = ContentStore(app.state.sessionmaker, app.state.engine,
+                                               content_files(settings))
         app.state.purge_task = None
         if settings.purge_interval_s > 0:
             app.state.purge_task = asyncio.create_task(
                 purge_forever(app.state.sessionmaker, settings), name="records-purge")
+
+    async def content_directory(app: FastAPI) -> str | None:
+        store: ContentStore = app.state.content_store
+        return await store.directory_problem()
 
     async def stop(app: FastAPI) -> None:
         task = app.state.purge_task
@@ -56,5 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_paths=[r"^/v1/records/[^/]+/versions/[^/]+/content(/uploads/[^/]+)?$"],
         on_startup=[start],
         on_shutdown=[stop],
+        readiness_checks=[content_directory],
     )
     return app

@@ -132,15 +132,21 @@ class ContentUpload(Base):
     resumable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: When the last append of a resumable session began.
     touched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: Its rows are files under the content directory, not ``content_chunks`` rows
+    #: (``records.content_rows``).
+    in_files: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (
         Index("ix_content_uploads_record", "record_id", "version"),
         Index("ix_content_uploads_started", "started_at"),
+        Index("ix_content_uploads_in_files", "id", postgresql_where=text("in_files"),
+              sqlite_where=text("in_files = 1")),
     )
 
 
 class ContentChunk(Base):
-    """At most ``CONTENT_ROW_BYTES`` of content ciphertext; ``seq`` counts from 0."""
+    """At most ``CONTENT_ROW_BYTES`` of content ciphertext; ``seq`` counts from 0. (The rows
+    of an upload ``in_files`` are files instead.)"""
 
     __tablename__ = "content_chunks"
 

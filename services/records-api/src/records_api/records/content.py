@@ -1,4 +1,4 @@
-"""Content ciphertext in database rows of at most 1 MiB, streamed in and out.
+"""Content ciphertext in rows of at most 1 MiB, streamed in and out.
 
 Uploads never hold one transaction for the whole body: each 1 MiB row is written in a
 short transaction of its own under a fresh *upload id*, while the version stays
@@ -11,8 +11,13 @@ fails is deleted at once; one cut short by a crash is an orphan the purge remove
 A *resumable* upload session (``records.resumable``) keeps its rows when a request is cut:
 its offset is the bytes of its stored rows, so a client resumes from the last whole row.
 
-Downloads read one row per short read-only transaction, so memory stays bounded and no
-connection is held while a slow client drains the response.
+Downloads read one row at a time (on the database, in a short read-only transaction), so
+memory stays bounded and no connection is held while a slow client drains the response.
+
+The rows of an upload are kept in the database or, for content too large to be read
+inline, as files under the content directory when one is set (``records.content_rows``);
+the upload says which (``in_files``), so content stored before the directory was set is
+still read from the database.
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrin_platform.db import read_only_session
 from ecrin_platform.problems import ServiceError
 from records_api.models import ContentChunk, ContentUpload
+from records_api.records.content_rows import DatabaseRows, FileRows, RowTaken
 from records_api.records.header import CONTENT_DIGEST_PREFIX
+from records_api.records.schemas import INLINE_CONTENT_MAX
 
 log = logging.getLogger("ecrin.records-api.content")
 
@@ -53,10 +59,6 @@ class ContentTooLong(Exception):
     """The body went past the length the header announces."""
 
 
-class RowTaken(Exception):
-    """Another request stored this row first (two appends to one session at once)."""
-
-
 class PieceMisaligned(Exception):
     """A piece that does not complete the upload ended inside a row; the whole rows before
     it are kept (``stored`` bytes)."""
@@ -66,12 +68,21 @@ class PieceMisaligned(Exception):
         self.stored = stored
 
 
+class ContentDirectoryMissing(RuntimeError):
+    """Uploads are kept in files, and this process was given no content directory."""
+
+    def __init__(self, upload_ids: list[uuid.UUID]) -> None:
+        super().__init__(f"{len(upload_ids)} content upload(s) are kept in files, and "
+                         "ECRIN_RECORDS_CONTENT_DIR is not set")
+
+
 class ContentMissing(Exception):
     """A row of a committed upload is gone (purged while being read, or tampered with)."""
 
 
 class ContentUnavailable(ServiceError):
-    """Found before the response starts: the stored ciphertext is incomplete."""
+    """Found before the response starts: the stored ciphertext is incomplete (or kept in a
+    content directory this process was not given)."""
 
     status, slug, title = 503, "content-unavailable", "Content unavailable"
 
@@ -102,13 +113,13 @@ class ReceivedContent:
         return self._hash.digest()
 
     @classmethod
-    async def reread(cls, store: ContentStore, upload_id: uuid.UUID,
+    async def reread(cls, store: ContentStore, upload: ContentUpload,
                      length: int) -> ReceivedContent:
         """What a resumable upload holds, hashed by reading its rows back one at a time: a
         hash state does not outlive the request that fed it, and the pieces came in several.
         Raises :class:`ContentMissing` if a row is missing or not of its expected size."""
-        received = cls(upload_id)
-        async for data in store.stream(upload_id, length):
+        received = cls(upload.id)
+        async for data in store.stream(upload.id, length, store.rows(upload)):
             received.update(data)
         return received
 
@@ -152,26 +163,88 @@ async def _write_rows(body: AsyncIterator[bytes], seq: int,
         raise
     return buffer, seq
 
+#: Where an upload's rows are kept.
+Rows = DatabaseRows | FileRows
+
+
 class ContentStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession],
-                 engine: AsyncEngine) -> None:
+                 engine: AsyncEngine, files: FileRows | None = None) -> None:
         self.sessionmaker = sessionmaker
         self.engine = engine
+        self.database = DatabaseRows(engine)
+        #: The content directory's rows, when one is set.
+        self.files = files
         #: Resumable sessions' running digests: upload id -> (rows hashed, hash of them).
         #: Only a hint for this process (another replica, a restart, a row lost or written
         #: out of turn: the completion reads the rows back instead), so bounded and dropped
         #: oldest first.
         self._running: OrderedDict[uuid.UUID, tuple[int, Any]] = OrderedDict()
 
+    def _in_files(self, content_length: int) -> bool:
+        """Whether a new upload of this length goes to files: only with a content directory,
+        and only content too large to be read inline (a small version's content is read
+        with it, from the database, in one request)."""
+        return self.files is not None and content_length > INLINE_CONTENT_MAX
+
+    def rows(self, upload: ContentUpload) -> Rows:
+        return self._rows(upload.id, in_files=upload.in_files)
+
+    async def directory_problem(self) -> str | None:
+        """For ``/readyz``: what is wrong when uploads are kept in files and this process
+        has no content directory (a replica started without ``ECRIN_RECORDS_CONTENT_DIR``);
+        such a process is not ready. One query on a partial index, and none with a
+        directory."""
+        if self.files is not None:
+            return None
+        async with read_only_session(self.engine) as session:
+            kept = await session.scalar(select(ContentUpload.id).where(
+                ContentUpload.in_files).limit(1))
+        if kept is None:
+            return None
+        return "Content is kept in files and ECRIN_RECORDS_CONTENT_DIR is not set."
+
+    def _rows(self, upload_id: uuid.UUID, *, in_files: bool) -> Rows:
+        if not in_files:
+            return self.database
+        if self.files is None:
+            log.error("content kept in files but no content directory is set",
+                      extra={"upload_id": str(upload_id)})
+            raise ContentUnavailable()
+        return self.files
+
+    async def _new_upload(self, upload: ContentUpload) -> Rows:
+        async with self.sessionmaker() as session, session.begin():
+            if upload.resumable:
+                # The account's earlier unfinished sessions of that version go: one live
+                # session per version and account bounds what abandoned ones hold until the
+                # purge.
+                earlier = list((await session.execute(select(ContentUpload.id).where(
+                    ContentUpload.record_id == upload.record_id,
+                    ContentUpload.version == upload.version,
+                    ContentUpload.account_id == upload.account_id,
+                    ContentUpload.resumable.is_(True),
+                    ContentUpload.finished_at.is_(None)))).scalars())
+                await delete_uploads(session, earlier, files=self.files)
+            session.add(upload)
+        rows = self.rows(upload)
+        if isinstance(rows, FileRows):
+            try:
+                await rows.create(upload.id)
+            except BaseException:
+                await self.discard_quietly(upload.id)
+                raise
+        return rows
+
     async def receive(self, body: AsyncIterator[bytes], *, record_id: uuid.UUID, version: int,
                       account_id: uuid.UUID, max_length: int) -> ReceivedContent:
         """Write ``body`` as rows of a new upload. Raises :class:`ContentTooLong` past
         ``max_length``; on any failure the rows written so far are deleted."""
-        upload_id = uuid.uuid4()
-        async with self.sessionmaker() as session, session.begin():
-            session.add(ContentUpload(id=upload_id, record_id=record_id, version=version,
-                                      account_id=account_id, started_at=datetime.now(UTC)))
-        received = ReceivedContent(upload_id)
+        upload = ContentUpload(id=uuid.uuid4(), record_id=record_id, version=version,
+                               account_id=account_id, started_at=datetime.now(UTC),
+                               in_files=self._in_files(max_length))
+        rows = await self._new_upload(upload)
+        received = ReceivedContent(upload.id)
 
         def took(piece: bytes) -> None:
             received.update(piece)
@@ -180,53 +253,43 @@ class ContentStore:
 
         try:
             rest, seq = await _write_rows(
-                body, 0, functools.partial(self._write_row, upload_id), took)
+                body, 0, functools.partial(rows.write, upload.id), took)
             if rest:
-                await self._write_row(upload_id, seq, bytes(rest))
+                await rows.write(upload.id, seq, bytes(rest))
+            await rows.sync(upload.id)
         except BaseException:
-            await self.discard_quietly(upload_id)
+            await self.discard_quietly(upload.id)
             raise
         return received
 
     # --- resumable sessions (records.resumable) ---------------------------------------
 
     async def open_session(self, *, record_id: uuid.UUID, version: int,
-                           account_id: uuid.UUID) -> uuid.UUID:
-        """A new resumable upload of a version's content by ``account_id``. The account's
-        earlier unfinished sessions of that version go: one live session per version and
-        account bounds what abandoned ones hold until the purge."""
-        upload_id = uuid.uuid4()
+                           account_id: uuid.UUID, content_length: int) -> uuid.UUID:
+        """A new resumable upload of a version's content (``content_length`` bytes) by
+        ``account_id``. The account's earlier unfinished sessions of that version go."""
         at = datetime.now(UTC)
-        async with self.sessionmaker() as session, session.begin():
-            earlier = list((await session.execute(select(ContentUpload.id).where(
-                ContentUpload.record_id == record_id, ContentUpload.version == version,
-                ContentUpload.account_id == account_id, ContentUpload.resumable.is_(True),
-                ContentUpload.finished_at.is_(None)))).scalars())
-            await delete_uploads(session, earlier)
-            session.add(ContentUpload(id=upload_id, record_id=record_id, version=version,
-                                      account_id=account_id, started_at=at, resumable=True,
-                                      touched_at=at))
-        return upload_id
+        upload = ContentUpload(id=uuid.uuid4(), record_id=record_id, version=version,
+                               account_id=account_id, started_at=at, resumable=True,
+                               touched_at=at, in_files=self._in_files(content_length))
+        await self._new_upload(upload)
+        return upload.id
 
     async def session(self, upload_id: uuid.UUID) -> ContentUpload | None:
         async with read_only_session(self.engine) as session:
             return await session.get(ContentUpload, upload_id)
 
-    async def stored(self, upload_id: uuid.UUID) -> int:
-        """Bytes a session holds: its rows, each written whole in a transaction of its own
-        (the part of a row a cut request was still buffering is not stored)."""
-        async with read_only_session(self.engine) as session:
-            total = await session.scalar(
-                select(func.coalesce(func.sum(func.length(ContentChunk.data)), 0))
-                .where(ContentChunk.upload_id == upload_id))
-        return int(total or 0)
+    async def stored(self, upload: ContentUpload) -> int:
+        """Bytes a session holds: its rows, each written whole (the part of a row a cut
+        request was still buffering is not stored)."""
+        return (await self.rows(upload).tally(upload.id))[1]
 
     async def touch(self, upload_id: uuid.UUID) -> None:
         async with self.sessionmaker() as session, session.begin():
             await session.execute(update(ContentUpload).where(ContentUpload.id == upload_id)
                                   .values(touched_at=datetime.now(UTC)))
 
-    async def append(self, upload_id: uuid.UUID, body: AsyncIterator[bytes], *, offset: int,
+    async def append(self, upload: ContentUpload, body: AsyncIterator[bytes], *, offset: int,
                      length: int, final: bool) -> int:
         """Store ``body`` as the rows that follow ``offset`` (a whole number of rows); the
         bytes stored after it. Raises :class:`ContentTooLong` past ``length``,
@@ -241,6 +304,7 @@ class ContentStore:
                     raise ContentTooLong()
             return offset
         total = offset
+        write = functools.partial(self._append_row, self.rows(upload), upload.id)
 
         def took(piece: bytes) -> None:
             nonlocal total
@@ -250,20 +314,20 @@ class ContentStore:
 
         # The row in flight has ended when this returns or raises: what the session holds
         # is settled when the request's answer goes out.
-        rest, seq = await _write_rows(body, offset // CONTENT_ROW_BYTES,
-                                      functools.partial(self._append_row, upload_id), took)
+        rest, seq = await _write_rows(body, offset // CONTENT_ROW_BYTES, write, took)
         if rest:
             if not final:
                 raise PieceMisaligned(seq * CONTENT_ROW_BYTES)
-            await self._append_row(upload_id, seq, bytes(rest))
+            await write(seq, bytes(rest))
         return total
 
-    async def _append_row(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
+    async def _append_row(self, rows: Rows, upload_id: uuid.UUID, seq: int,
+                          data: bytes) -> None:
         try:
-            await self._write_row(upload_id, seq, data)
-        except IntegrityError:
+            await rows.write(upload_id, seq, data)
+        except RowTaken:
             self._running.pop(upload_id, None)
-            raise RowTaken() from None
+            raise
         self._hash_row(upload_id, seq, data)
 
     def _hash_row(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
@@ -279,32 +343,21 @@ class ContentStore:
         while len(self._running) > RUNNING_DIGESTS:
             self._running.popitem(last=False)
 
-    async def completed(self, upload_id: uuid.UUID, length: int) -> ReceivedContent:
+    async def completed(self, upload: ContentUpload, length: int) -> ReceivedContent:
         """What a resumable session holds once whole: its running digest when this process
-        hashed every row in turn, else (another replica, a restart) the rows read back."""
-        rows, hashed = self._running.pop(upload_id, (0, None))
+        hashed every row in turn, else (another replica, a restart) the rows read back.
+        The rows are on disk when this returns."""
+        rows, hashed = self._running.pop(upload.id, (0, None))
+        await self.rows(upload).sync(upload.id)
         if hashed is not None and rows == row_count(length):
-            received = ReceivedContent(upload_id)
+            received = ReceivedContent(upload.id)
             received.length, received._hash = length, hashed
             return received
-        return await ReceivedContent.reread(self, upload_id, length)
-
-    async def _write_row(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
-        # A Core connection, not an ORM session: one INSERT needs no unit of work, and a
-        # 100 MiB upload writes a hundred of these (same engine, same BEGIN IMMEDIATE on
-        # SQLite).
-        async with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                # A row's commit does not wait for its WAL flush: the version's own commit
-                # (synchronous) flushes the WAL up to it, every row before it included. A
-                # crash before that loses rows of an upload that was never committed.
-                await conn.execute(text("SET LOCAL synchronous_commit = off"))
-            await conn.execute(insert(ContentChunk).values(upload_id=upload_id, seq=seq,
-                                                           data=data))
+        return await ReceivedContent.reread(self, upload, length)
 
     async def discard(self, upload_id: uuid.UUID) -> None:
         async with self.sessionmaker() as session, session.begin():
-            await delete_uploads(session, [upload_id])
+            await delete_uploads(session, [upload_id], files=self.files)
 
     async def discard_quietly(self, upload_id: uuid.UUID) -> None:
         """Best effort, even while the request is being cancelled; the purge catches the
@@ -315,39 +368,44 @@ class ContentStore:
             log.warning("could not discard a failed upload; the purge will",
                         extra={"upload_id": str(upload_id)})
 
-    async def check_complete(self, upload_id: uuid.UUID, content_length: int) -> None:
-        """Before a download starts: every row is there with its full size. A row lost or
-        cut would otherwise surface only mid-stream, after a 200 had been sent."""
+    async def check_complete(self, upload_id: uuid.UUID, content_length: int) -> Rows:
+        """Before a download starts: every row is there with its full size, and where. A
+        row lost or cut would otherwise surface only mid-stream, after a 200 had been
+        sent."""
         async with read_only_session(self.engine) as session:
-            count, total = (await session.execute(
-                select(func.count(), func.coalesce(func.sum(func.length(ContentChunk.data)), 0))
-                .where(ContentChunk.upload_id == upload_id))).one()
+            in_files = await session.scalar(select(ContentUpload.in_files).where(
+                ContentUpload.id == upload_id))
+        if in_files is None:
+            log.error("content upload missing", extra={"upload_id": str(upload_id)})
+            raise ContentUnavailable()
+        rows = self._rows(upload_id, in_files=in_files)
+        count, total = await rows.tally(upload_id)
         if count != row_count(content_length) or total != content_length:
             log.error("content rows missing or altered", extra={"upload_id": str(upload_id)})
             raise ContentUnavailable()
+        return rows
 
-    async def stream(self, upload_id: uuid.UUID, content_length: int) -> AsyncIterator[bytes]:
-        """The content of a committed upload, one row per read transaction."""
-        rows = row_count(content_length)
+    async def stream(self, upload_id: uuid.UUID, content_length: int,
+                     rows: Rows) -> AsyncIterator[bytes]:
+        """The content of a committed upload, one row at a time, from ``rows``."""
+        count = row_count(content_length)
 
         async def read(seq: int) -> bytes:
-            async with read_only_session(self.engine) as session:
-                data = await session.scalar(select(ContentChunk.data).where(
-                    ContentChunk.upload_id == upload_id, ContentChunk.seq == seq))
+            data = await rows.read(upload_id, seq)
             expected = min(CONTENT_ROW_BYTES, content_length - seq * CONTENT_ROW_BYTES)
             if data is None or len(data) != expected:
                 log.error("content row missing or altered", extra={"upload_id": str(upload_id),
                                                                    "seq": seq})
                 raise ContentMissing()
-            return bytes(data)
+            return data
 
         # The next row is read while this one is sent (at most two rows in memory).
-        ahead: asyncio.Task[bytes] | None = asyncio.ensure_future(read(0)) if rows else None
+        ahead: asyncio.Task[bytes] | None = asyncio.ensure_future(read(0)) if count else None
         try:
-            for seq in range(rows):
+            for seq in range(count):
                 assert ahead is not None
                 data = await ahead
-                ahead = asyncio.ensure_future(read(seq + 1)) if seq + 1 < rows else None
+                ahead = asyncio.ensure_future(read(seq + 1)) if seq + 1 < count else None
                 yield data
                 del data
         finally:
@@ -363,22 +421,34 @@ def _retrieved(task: asyncio.Task[bytes]) -> None:
 
 
 async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID], *,
-                         finished_too: bool = False) -> None:
+                         finished_too: bool = False, files: FileRows | None) -> None:
     """Delete these uploads and their rows, in the caller's transaction. Only unfinished
     ones unless ``finished_too`` (a purged record): an upload a version adopted is that
     version's content, whatever a concurrent request (a second completion, a cancel, a
     failed piece, the purge) decided before the commit. On PostgreSQL the uploads are
     locked first, so a commit in progress either finishes before (and the upload is kept)
-    or finds it gone (``commit_upload`` refuses); SQLite writers are serialised anyway."""
+    or finds it gone (``commit_upload`` refuses); SQLite writers are serialised anyway.
+
+    Rows kept in ``files`` are deleted first, before the transaction commits: a failure
+    there (or a commit that fails afterwards) leaves the uploads listed for the purge to
+    try again, never a folder no upload names. Raises :class:`ContentDirectoryMissing`
+    (deleting nothing) for uploads kept in files when ``files`` is None."""
     if not upload_ids:
         return
+    query = select(ContentUpload.id, ContentUpload.in_files).where(
+        ContentUpload.id.in_(upload_ids))
     if not finished_too:
-        query = select(ContentUpload.id).where(ContentUpload.id.in_(upload_ids),
-                                               ContentUpload.finished_at.is_(None))
+        query = query.where(ContentUpload.finished_at.is_(None))
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             query = query.with_for_update()
-        upload_ids = list((await session.execute(query)).scalars())
-        if not upload_ids:
-            return
+    found = (await session.execute(query)).all()
+    upload_ids = [upload_id for upload_id, _ in found]
+    if not upload_ids:
+        return
+    in_files = [upload_id for upload_id, kept_in_files in found if kept_in_files]
+    if in_files:
+        if files is None:
+            raise ContentDirectoryMissing(in_files)
+        await asyncio.to_thread(files.remove, in_files)
     await session.execute(delete(ContentChunk).where(ContentChunk.upload_id.in_(upload_ids)))
     await session.execute(delete(ContentUpload).where(ContentUpload.id.in_(upload_ids)))

@@ -265,10 +265,10 @@ async def download_content(record: ContentRecord, version: VersionNumber,
     if unchanged is not None:
         return unchanged  # before the content is checked or read; not audited
     await service.release()  # the content check and the audit take connections of their own
-    await store.check_complete(row.content_upload_id, row.content_length)
+    rows = await store.check_complete(row.content_upload_id, row.content_length)
     await audit_read(record.file_id, "record.content.read",
                      {record.scope: record_target(record.id, version)})
-    return StreamingResponse(store.stream(row.content_upload_id, row.content_length),
+    return StreamingResponse(store.stream(row.content_upload_id, row.content_length, rows),
                              media_type=OCTET_STREAM,
                              headers={"Content-Length": str(row.content_length),
                                       "ETag": etag(version)})

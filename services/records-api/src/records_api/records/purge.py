@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.models import ContentUpload, Record, RecordVersion, ReplacedWrap
 from records_api.records.content import delete_uploads
+from records_api.records.content_rows import content_files
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import now
 from records_api.settings import Settings
@@ -37,6 +38,7 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
                 at: datetime | None = None) -> PurgeReport:
     at = at or now()
     report = PurgeReport()
+    files = content_files(settings)
     tombstoned_before = at - timedelta(seconds=settings.purge_after_s)
     while True:
         async with sessionmaker() as session, session.begin():
@@ -51,7 +53,7 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             async with sessionmaker() as session, session.begin():
                 uploads = list((await session.execute(select(ContentUpload.id).where(
                     ContentUpload.record_id == record_id))).scalars())
-                await delete_uploads(session, uploads, finished_too=True)
+                await delete_uploads(session, uploads, finished_too=True, files=files)
                 # Headers (with the wraps kept from re-keying) and metadata ciphertexts go
                 # too; the row stays as a tombstone so that the client-made id is never
                 # reused.
@@ -75,7 +77,7 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             orphans = list((await session.execute(
                 select(ContentUpload.id).where(ContentUpload.finished_at.is_(None), unfinished)
                 .limit(BATCH))).scalars())
-            await delete_uploads(session, orphans)
+            await delete_uploads(session, orphans, files=files)
         report.orphan_uploads += len(orphans)
         if len(orphans) < BATCH:
             break

@@ -227,7 +227,8 @@ async def open_upload(record_id: RecordId, version: VersionNumber, request: Requ
     if row.content_length > limit:
         raise ContentTooLarge(f"Content over {limit} bytes is refused.", max_bytes=limit)
     upload_id = await store.open_session(record_id=record_id, version=version,
-                                         account_id=caller.account_id)
+                                         account_id=caller.account_id,
+                                         content_length=row.content_length)
     upload = await store.session(upload_id)
     assert upload is not None
     headers = _state(upload, row, 0, complete=False, keep_s=_keep_s(request))
@@ -247,7 +248,7 @@ async def upload_offset(record_id: RecordId, version: VersionNumber, upload_id: 
                         store: ContentStoreDep) -> Response:
     _, row, upload = await _session(request, caller, store, record_id, version, upload_id)
     complete = row.committed and row.content_upload_id == upload.id
-    offset = row.content_length if complete else await store.stored(upload.id)
+    offset = row.content_length if complete else await store.stored(upload)
     return Response(status_code=204, headers=_state(upload, row, offset, complete=complete,
                                                     keep_s=_keep_s(request)))
 
@@ -284,7 +285,7 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
     if media_type not in (PARTIAL_UPLOAD, OCTET_STREAM):
         raise UnsupportedContentType(f"Send each piece as {OCTET_STREAM}.")
     offset, final = int(upload_offset), upload_complete == "?1"
-    stored = await store.stored(upload.id)
+    stored = await store.stored(upload)
     if offset != stored:
         raise MismatchingUploadOffset(stored, offset)
     declared = _offset(request.headers.get("content-length"))
@@ -301,7 +302,7 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
         raise ContentLengthMismatch("The content is already whole: complete it with an empty "
                                     "piece.", expected=0)
     try:
-        total = await store.append(upload.id, request.stream(), offset=offset,
+        total = await store.append(upload, request.stream(), offset=offset,
                                    length=row.content_length, final=final)
     except ContentTooLong:
         await store.discard_quietly(upload.id)
@@ -311,7 +312,7 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
     except PieceMisaligned as exc:
         raise MisalignedPiece(exc.stored) from None
     except RowTaken:
-        raise MismatchingUploadOffset(await store.stored(upload.id), offset) from None
+        raise MismatchingUploadOffset(await store.stored(upload), offset) from None
     except ClientDisconnect:
         raise UploadCut("The connection closed before the piece ended; HEAD the upload "
                         "for its offset.") from None
@@ -327,7 +328,7 @@ async def append_upload(record_id: RecordId, version: VersionNumber, upload_id: 
         raise ContentLengthMismatch(f"Received {total} bytes; the header announces "
                                     f"{row.content_length}. The upload is discarded.")
     try:
-        received = await store.completed(upload.id, total)
+        received = await store.completed(upload, total)
         await commit_upload(store.sessionmaker, caller.account_id, record_id, version, received)
     except ContentMissing:
         await store.discard_quietly(upload.id)

@@ -551,7 +551,7 @@ class RecordsService:
         record.current_version, record.state, record.updated_at = row.version, "committed", at
         return [ContentUpload(id=upload_id, record_id=row.record_id, version=row.version,
                               account_id=author, started_at=at, finished_at=at,
-                              resumable=False),
+                              resumable=False, in_files=False),
                 ContentChunk(upload_id=upload_id, seq=0, data=content)]
 
     @staticmethod

@@ -1,0 +1,184 @@
+"""Where the rows of a content upload are kept: in the database (``content_chunks``) or as
+files under the records API's content directory (``ECRIN_RECORDS_CONTENT_DIR``).
+
+Both hold the same thing, rows of at most 1 MiB of ciphertext numbered from 0, and keep the
+same promises: a row is stored whole or not at all, a row number is stored once (a second
+writer is told :class:`RowTaken`), and what an upload holds is the count and total length of
+its rows. The database does about 100 MiB/s of 1 MiB rows on either backend (TOAST and WAL
+on PostgreSQL, the WAL then its checkpoint on SQLite); a file is written at the disk's
+speed, so large documents go to files when a directory is set (docs/performance.md).
+
+A file row is written to a temporary name, flushed to disk, then hard-linked to its number
+(the link fails if the number exists), so a crash leaves either no row or a whole one. The
+upload's folder is flushed before its version commits. Folders are named by upload id, a
+random UUID: the files say nothing of the record, the file or the patient they belong to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ecrin_platform.db import read_only_session
+from records_api.models import ContentChunk
+from records_api.settings import Settings
+
+
+class RowTaken(Exception):
+    """Another request stored this row first (two appends to one session at once), or the
+    upload is gone."""
+
+
+class DatabaseRows:
+    """Rows in ``content_chunks``; each written in a short transaction of its own."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def write(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
+        # A Core connection, not an ORM session: one INSERT needs no unit of work, and a
+        # 100 MiB upload writes a hundred of these (same engine, same BEGIN IMMEDIATE on
+        # SQLite).
+        try:
+            async with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # A row's commit does not wait for its WAL flush: the version's own
+                    # commit (synchronous) flushes the WAL up to it, every row before it
+                    # included. A crash before that loses rows of an upload never committed.
+                    await conn.execute(text("SET LOCAL synchronous_commit = off"))
+                await conn.execute(insert(ContentChunk).values(upload_id=upload_id, seq=seq,
+                                                               data=data))
+        except IntegrityError:
+            raise RowTaken() from None
+
+    async def read(self, upload_id: uuid.UUID, seq: int) -> bytes | None:
+        async with read_only_session(self.engine) as session:
+            data = await session.scalar(select(ContentChunk.data).where(
+                ContentChunk.upload_id == upload_id, ContentChunk.seq == seq))
+        return None if data is None else bytes(data)
+
+    async def tally(self, upload_id: uuid.UUID) -> tuple[int, int]:
+        """How many rows the upload holds, and their bytes."""
+        async with read_only_session(self.engine) as session:
+            count, total = (await session.execute(
+                select(func.count(), func.coalesce(func.sum(func.length(ContentChunk.data)), 0))
+                .where(ContentChunk.upload_id == upload_id))).one()
+        return int(count), int(total or 0)
+
+    async def sync(self, upload_id: uuid.UUID) -> None:
+        """Nothing to do: the version's synchronous commit flushes the rows' WAL."""
+
+
+def _row_name(seq: int) -> str:
+    return f"{seq:08d}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileRows:
+    """Rows as files ``<root>/<2 hex>/<upload id>/<seq>``. Blocking file work runs in
+    threads, never on the event loop. ``root`` must allow hard links (any POSIX local
+    filesystem, NFS); every replica of the records API must see the same ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, upload_id: uuid.UUID) -> Path:
+        return self.root / upload_id.hex[:2] / str(upload_id)
+
+    async def create(self, upload_id: uuid.UUID) -> None:
+        """The upload's folder, made (and made durable) before any row is written: a row
+        is written only into an existing folder, so a row written after its upload was
+        deleted fails instead of leaving a folder behind."""
+        await asyncio.to_thread(self._create, self.folder(upload_id))
+
+    @staticmethod
+    def _create(folder: Path) -> None:
+        parent_existed = folder.parent.is_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _fsync_dir(folder.parent)
+        if not parent_existed:
+            _fsync_dir(folder.parent.parent)
+
+    async def write(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
+        await asyncio.to_thread(self._write, self.folder(upload_id), seq, data)
+
+    @staticmethod
+    def _write(folder: Path, seq: int, data: bytes) -> None:
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=".row-", dir=folder)
+        except FileNotFoundError:
+            raise RowTaken() from None  # the upload was deleted meanwhile
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(temporary, folder / _row_name(seq))
+        except FileExistsError:
+            raise RowTaken() from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+    async def read(self, upload_id: uuid.UUID, seq: int) -> bytes | None:
+        return await asyncio.to_thread(self._read, self.folder(upload_id) / _row_name(seq))
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def tally(self, upload_id: uuid.UUID) -> tuple[int, int]:
+        return await asyncio.to_thread(self._tally, self.folder(upload_id))
+
+    @staticmethod
+    def _tally(folder: Path) -> tuple[int, int]:
+        count = total = 0
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.isdigit():  # not a row being written (".row-…")
+                        count += 1
+                        total += entry.stat().st_size
+        except FileNotFoundError:
+            pass
+        return count, total
+
+    async def sync(self, upload_id: uuid.UUID) -> None:
+        """Before the version commits: the rows' names are on disk (each row's data was
+        flushed when it was written)."""
+        await asyncio.to_thread(_fsync_dir, self.folder(upload_id))
+
+    def remove(self, upload_ids: list[uuid.UUID]) -> None:
+        """Delete these uploads' folders (blocking: run it in a thread). Raises
+        ``OSError`` if one could not be deleted, so that the caller's transaction keeps
+        the uploads for the next purge to try again."""
+        for upload_id in upload_ids:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(self.folder(upload_id))
+
+
+def content_files(settings: Settings) -> FileRows | None:
+    """The content directory's rows, made if missing; None when no directory is set."""
+    if settings.content_dir is None:
+        return None
+    settings.content_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return FileRows(settings.content_dir)

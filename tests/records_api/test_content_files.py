@@ -1,0 +1,195 @@
+"""Large content kept as files under the content directory (``records.content_rows``):
+only content too large to be read inline goes there, nothing is left behind by a failed
+upload or a purge, content stored before the directory was set is still served, and a
+records API started without the directory while content is kept there is not ready and
+deletes none of it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ecrin_platform.tokens import Principal
+from records_api.models import ContentChunk, ContentUpload, Record, RecordVersion
+from records_api.records.content import CONTENT_ROW_BYTES, ContentDirectoryMissing
+from records_api.records.content_rows import FileRows
+from records_api.records.purge import purge
+from records_api.records.service import now
+from tests.records_api.conftest import Practice, b64
+
+LARGE = 2 * CONTENT_ROW_BYTES + 4321
+
+
+async def upload_of(practice: Practice, record_id: uuid.UUID) -> ContentUpload:
+    async with practice.app.state.sessionmaker() as session:
+        upload = await session.scalar(select(ContentUpload).join(
+            RecordVersion, RecordVersion.content_upload_id == ContentUpload.id).where(
+            RecordVersion.record_id == record_id))
+    assert upload is not None
+    return upload
+
+
+async def database_rows(practice: Practice, upload_id: uuid.UUID) -> int:
+    async with practice.app.state.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(ContentChunk).where(
+            ContentChunk.upload_id == upload_id)) or 0)
+
+
+def folders(root: Path) -> list[Path]:
+    return [p for p in root.glob("*/*") if p.is_dir()]
+
+
+class TestWhereContentGoes:
+    async def test_large_content_is_files_small_content_a_database_row(self, records_app,
+                                                                       tmp_path: Path):
+        root = tmp_path / "files"
+        async with records_app(content_dir=root) as practice:
+            large = await practice.add(os.urandom(LARGE))
+            upload = await upload_of(practice, large.header.record_id)
+            assert upload.in_files and await database_rows(practice, upload.id) == 0
+            folder = practice.app.state.content_store.files.folder(upload.id)
+            assert sorted(p.name for p in folder.iterdir()) == ["00000000", "00000001",
+                                                                "00000002"]
+            ciphertext = b"".join(large.chunks)
+            assert b"".join(p.read_bytes() for p in sorted(folder.iterdir())) == ciphertext
+            # The path names an upload, nothing else.
+            for name in (large.header.record_id, practice.file_id, practice.owner.id):
+                assert str(name) not in str(folder) and name.hex not in str(folder)
+
+            # Streamed (not inline), yet small: read inline later, so a database row.
+            small = practice.encrypt(os.urandom(100_000))
+            assert (await practice.create(small)).status_code == 201
+            assert (await practice.upload(small)).status_code == 204
+            upload = await upload_of(practice, small.header.record_id)
+            assert not upload.in_files and await database_rows(practice, upload.id) == 1
+            read = await practice.client.get(f"/v1/records/{small.header.record_id}",
+                                             params={"include": "content"},
+                                             headers=practice.headers())
+            assert read.status_code == 200 and read.json()["content"] == b64(
+                b"".join(small.chunks))
+
+            got = await practice.client.get(
+                f"/v1/records/{large.header.record_id}/versions/1/content",
+                headers=practice.headers())
+            assert got.status_code == 200 and got.content == ciphertext
+
+    async def test_content_stored_before_the_directory_was_set_is_still_served(
+            self, records_app, tmp_path: Path):
+        async with records_app() as before:
+            record = await before.add(os.urandom(LARGE))
+        async with records_app(content_dir=tmp_path / "files") as after:
+            after.sharing.grant(before.file_id, before.owner.id, "owner", clinical="append")
+            headers = after.caller.headers(Principal(str(before.owner.id), "practitioner"))
+            got = await after.client.get(
+                f"/v1/records/{record.header.record_id}/versions/1/content", headers=headers)
+            assert got.status_code == 200 and got.content == b"".join(record.chunks)
+            assert not (await upload_of(after, record.header.record_id)).in_files
+
+
+class TestNothingLeftBehind:
+    async def test_a_refused_upload_leaves_no_folder(self, records_app, tmp_path: Path):
+        root = tmp_path / "files"
+        async with records_app(content_dir=root) as practice:
+            record = practice.encrypt(os.urandom(LARGE))
+            assert (await practice.create(record)).status_code == 201
+            forged = bytearray(b"".join(record.chunks))
+            forged[CONTENT_ROW_BYTES + 1] ^= 1
+            refused = await practice.upload(record, bytes(forged))
+            assert refused.status_code == 422
+            assert folders(root) == []
+            assert (await practice.upload(record)).status_code == 204
+            assert len(folders(root)) == 1
+
+    async def test_the_purge_deletes_a_purged_records_files(self, records_app,
+                                                           tmp_path: Path):
+        root = tmp_path / "files"
+        async with records_app(content_dir=root) as practice:
+            record = await practice.add(os.urandom(LARGE))
+            rid = record.header.record_id
+            assert (await practice.client.delete(f"/v1/records/{rid}", headers=practice.headers(
+                **{"If-Match": '"v1"'}))).status_code == 204
+            settings = practice.app.state.settings
+            assert len(folders(root)) == 1
+            await purge(practice.app.state.sessionmaker, settings)  # not old enough yet
+            assert len(folders(root)) == 1
+            later = now() + timedelta(seconds=settings.purge_after_s + 1)
+            assert (await purge(practice.app.state.sessionmaker, settings, at=later)).records
+            assert folders(root) == []
+
+    async def test_a_folder_that_cannot_be_deleted_keeps_its_upload_for_the_next_purge(
+            self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        root = tmp_path / "files"
+        async with records_app(content_dir=root) as practice:
+            record = await practice.add(os.urandom(LARGE))
+            rid = record.header.record_id
+            assert (await practice.client.delete(f"/v1/records/{rid}", headers=practice.headers(
+                **{"If-Match": '"v1"'}))).status_code == 204
+            upload = await upload_of(practice, rid)
+            settings = practice.app.state.settings
+            later = now() + timedelta(seconds=settings.purge_after_s + 1)
+
+            def refuse(self: FileRows, upload_ids: list[uuid.UUID]) -> None:
+                raise PermissionError("read-only volume")
+
+            with monkeypatch.context() as patched:
+                patched.setattr(FileRows, "remove", refuse)
+                with pytest.raises(PermissionError):
+                    await purge(practice.app.state.sessionmaker, settings, at=later)
+            async with practice.app.state.sessionmaker() as session:
+                assert await session.get(ContentUpload, upload.id) is not None
+                assert (await session.get(Record, rid)).purged_at is None
+            assert len(folders(root)) == 1
+            assert (await purge(practice.app.state.sessionmaker, settings, at=later)).records
+            assert folders(root) == []
+
+    async def test_a_row_left_half_written_by_a_crash_is_not_a_stored_row(
+            self, records_app, tmp_path: Path):
+        async with records_app(content_dir=tmp_path / "files") as practice:
+            record = practice.encrypt(os.urandom(LARGE))
+            assert (await practice.create(record)).status_code == 201
+            rid = record.header.record_id
+            opened = await practice.client.post(
+                f"/v1/records/{rid}/versions/1/content/uploads", headers=practice.headers())
+            assert opened.status_code == 201
+            upload_id = uuid.UUID(opened.json()["upload_id"])
+            folder = practice.app.state.content_store.files.folder(upload_id)
+            (folder / ".row-crashed").write_bytes(b"x" * 1000)
+            head = await practice.client.head(opened.headers["location"],
+                                              headers=practice.headers())
+            assert head.headers["upload-offset"] == "0"
+
+
+class TestDirectoryMissing:
+    async def test_a_records_api_without_the_directory_is_not_ready_and_deletes_nothing(
+            self, records_app, tmp_path: Path):
+        async with records_app(content_dir=tmp_path / "files") as with_files:
+            assert (await with_files.client.get("/readyz")).status_code == 200
+            kept = await with_files.add(os.urandom(LARGE))
+            record = await with_files.add(os.urandom(LARGE))
+            rid = record.header.record_id
+            assert (await with_files.client.delete(f"/v1/records/{rid}", headers=(
+                with_files.headers(**{"If-Match": '"v1"'})))).status_code == 204
+            upload = await upload_of(with_files, rid)
+        async with records_app() as without:
+            ready = await without.client.get("/readyz")
+            assert ready.status_code == 503
+            assert "ECRIN_RECORDS_CONTENT_DIR" in ready.json()["detail"]
+            settings = without.app.state.settings
+            later = now() + timedelta(seconds=settings.purge_after_s + 1)
+            with pytest.raises(ContentDirectoryMissing):
+                await purge(without.app.state.sessionmaker, settings, at=later)
+            async with without.app.state.sessionmaker() as session:
+                assert await session.get(ContentUpload, upload.id) is not None
+                assert (await session.get(Record, rid)).purged_at is None
+            without.sharing.grant(with_files.file_id, with_files.owner.id, "owner",
+                                  clinical="append")
+            got = await without.client.get(
+                f"/v1/records/{kept.header.record_id}/versions/1/content",
+                headers=without.headers(with_files.owner))
+            assert got.status_code == 503
+            assert got.json()["type"].endswith("/content-unavailable")
