@@ -6,6 +6,7 @@ deletes none of it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from datetime import timedelta
@@ -16,13 +17,15 @@ from sqlalchemy import func, select
 
 from ecrin_platform.tokens import Principal
 from records_api.models import ContentChunk, ContentUpload, Record, RecordVersion
-from records_api.records.content import CONTENT_ROW_BYTES, ContentDirectoryMissing
-from records_api.records.content_rows import FileRows
+from records_api.records.content import CONTENT_ROW_BYTES, ContentStore
+from records_api.records.content_rows import ContentStoreFailed, FileRows
 from records_api.records.purge import purge
 from records_api.records.service import now
-from tests.records_api.conftest import Practice, b64
+from tests.records_api.conftest import Practice, b64, drop_rows
+from tests.records_api.test_resumable_upload import Session, download, pending
 
 LARGE = 2 * CONTENT_ROW_BYTES + 4321
+ROW = CONTENT_ROW_BYTES
 
 
 async def upload_of(practice: Practice, record_id: uuid.UUID) -> ContentUpload:
@@ -133,13 +136,13 @@ class TestNothingLeftBehind:
             settings = practice.app.state.settings
             later = now() + timedelta(seconds=settings.purge_after_s + 1)
 
-            def refuse(self: FileRows, upload_ids: list[uuid.UUID]) -> None:
-                raise PermissionError("read-only volume")
+            def refuse(self: FileRows, upload_ids: list[uuid.UUID]) -> list[Path]:
+                raise ContentStoreFailed()  # what a read-only volume gives
 
             with monkeypatch.context() as patched:
-                patched.setattr(FileRows, "remove", refuse)
-                with pytest.raises(PermissionError):
-                    await purge(practice.app.state.sessionmaker, settings, at=later)
+                patched.setattr(FileRows, "discard", refuse)
+                report = await purge(practice.app.state.sessionmaker, settings, at=later)
+            assert (report.records, report.failed) == (0, 1)
             async with practice.app.state.sessionmaker() as session:
                 assert await session.get(ContentUpload, upload.id) is not None
                 assert (await session.get(Record, rid)).purged_at is None
@@ -181,8 +184,8 @@ class TestDirectoryMissing:
             assert "ECRIN_RECORDS_CONTENT_DIR" in ready.json()["detail"]
             settings = without.app.state.settings
             later = now() + timedelta(seconds=settings.purge_after_s + 1)
-            with pytest.raises(ContentDirectoryMissing):
-                await purge(without.app.state.sessionmaker, settings, at=later)
+            report = await purge(without.app.state.sessionmaker, settings, at=later)
+            assert report.failed >= 1
             async with without.app.state.sessionmaker() as session:
                 assert await session.get(ContentUpload, upload.id) is not None
                 assert (await session.get(Record, rid)).purged_at is None
@@ -193,3 +196,54 @@ class TestDirectoryMissing:
                 headers=without.headers(with_files.owner))
             assert got.status_code == 503
             assert got.json()["type"].endswith("/content-unavailable")
+
+
+class TestRacesOfOneClient:
+    """A client racing its own requests (a cancel on a timeout while its last piece is
+    still going up) must never get a version committed without its content."""
+
+    async def test_rows_gone_before_the_commit_are_never_committed(
+            self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        async with records_app(content_dir=tmp_path / "files") as practice:
+            record, data = await pending(practice)
+            upload = Session(practice, record)
+            await upload.open()
+            upload_id = uuid.UUID(upload.url.rsplit("/", 1)[1])
+            assert (await upload.patch(data[:3 * ROW], 0, complete=False)).status_code == 204
+            completed = ContentStore.completed
+
+            async def rows_vanish_first(self: ContentStore, *args: object, **kw: object):
+                # Whatever takes them (a cancel whose commit then failed, an operator):
+                # the rows go after the last piece was stored, before the commit.
+                await drop_rows(practice, upload_id)
+                return await completed(self, *args, **kw)
+
+            monkeypatch.setattr(ContentStore, "completed", rows_vanish_first)
+            last = await upload.patch(data[3 * ROW:], 3 * ROW, complete=True)
+            assert last.status_code == 409, last.text
+            assert (await download(practice, record)).status_code == 404
+
+    async def test_a_cancel_while_the_last_row_is_written_is_a_clean_409(
+            self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        async with records_app(content_dir=tmp_path / "files") as practice:
+            record, data = await pending(practice)
+            upload = Session(practice, record)
+            await upload.open()
+            assert (await upload.patch(data[:3 * ROW], 0, complete=False)).status_code == 204
+            loop = asyncio.get_running_loop()
+            cancelled: list[int] = []
+            link = os.link
+
+            def cancel_then_link(source: str, target: Path) -> None:
+                # In the writing thread, between the row's temporary file and its name.
+                if Path(target).name == "00000003" and not cancelled:
+                    cancelled.append(asyncio.run_coroutine_threadsafe(practice.client.delete(
+                        upload.url, headers=practice.headers()), loop).result().status_code)
+                link(source, target)
+
+            monkeypatch.setattr(os, "link", cancel_then_link)
+            last = await upload.patch(data[3 * ROW:], 3 * ROW, complete=True)
+            assert cancelled == [204]
+            assert last.status_code in (404, 409), last.text
+            assert (await download(practice, record)).status_code == 404
+            assert folders(tmp_path / "files") == []

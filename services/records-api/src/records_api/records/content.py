@@ -31,6 +31,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -68,12 +69,16 @@ class PieceMisaligned(Exception):
         self.stored = stored
 
 
-class ContentDirectoryMissing(RuntimeError):
+class ContentDirectoryMissing(ServiceError):
     """Uploads are kept in files, and this process was given no content directory."""
 
+    status, slug, title = 503, "content-unavailable", "Content unavailable"
+
     def __init__(self, upload_ids: list[uuid.UUID]) -> None:
-        super().__init__(f"{len(upload_ids)} content upload(s) are kept in files, and "
-                         "ECRIN_RECORDS_CONTENT_DIR is not set")
+        log.error("content kept in files but no content directory is set",
+                  extra={"upload_ids": [str(upload_id) for upload_id in upload_ids]})
+        super().__init__("The stored content cannot be reached right now.",
+                         headers={"Retry-After": "30"})
 
 
 class ContentMissing(Exception):
@@ -99,10 +104,22 @@ def content_digest(data: bytes) -> bytes:
 class ReceivedContent:
     """What an upload wrote: its id, its length and the digest the header must carry."""
 
-    def __init__(self, upload_id: uuid.UUID) -> None:
+    def __init__(self, upload_id: uuid.UUID, files: FileRows | None = None) -> None:
         self.upload_id = upload_id
         self.length = 0
+        #: Where its rows are when kept in files (None: database rows).
+        self.files = files
         self._hash = hashlib.sha256(CONTENT_DIGEST_PREFIX)
+
+    async def missing(self) -> bool:
+        """Checked by the commit once it holds the upload: rows kept in files are all
+        there. A discard moves the folder away before its own commit; if that commit then
+        failed, the upload is still unfinished but has no rows left. (Database rows go
+        with their upload, in one transaction.)"""
+        if self.files is None:
+            return False
+        count, total = await self.files.tally(self.upload_id)
+        return count != row_count(self.length) or total != self.length
 
     def update(self, data: bytes) -> None:
         self.length += len(data)
@@ -118,11 +135,11 @@ class ReceivedContent:
         """What a resumable upload holds, hashed by reading its rows back one at a time: a
         hash state does not outlive the request that fed it, and the pieces came in several.
         Raises :class:`ContentMissing` if a row is missing or not of its expected size."""
-        received = cls(upload.id)
-        async for data in store.stream(upload.id, length, store.rows(upload)):
+        rows = store.rows(upload)
+        received = cls(upload.id, rows if isinstance(rows, FileRows) else None)
+        async for data in store.stream(upload.id, length, rows):
             received.update(data)
         return received
-
 
 
 async def _write_rows(body: AsyncIterator[bytes], seq: int,
@@ -214,26 +231,31 @@ class ContentStore:
         return self.files
 
     async def _new_upload(self, upload: ContentUpload) -> Rows:
-        async with self.sessionmaker() as session, session.begin():
-            if upload.resumable:
-                # The account's earlier unfinished sessions of that version go: one live
-                # session per version and account bounds what abandoned ones hold until the
-                # purge.
-                earlier = list((await session.execute(select(ContentUpload.id).where(
-                    ContentUpload.record_id == upload.record_id,
-                    ContentUpload.version == upload.version,
-                    ContentUpload.account_id == upload.account_id,
-                    ContentUpload.resumable.is_(True),
-                    ContentUpload.finished_at.is_(None)))).scalars())
-                await delete_uploads(session, earlier, files=self.files)
-            session.add(upload)
         rows = self.rows(upload)
         if isinstance(rows, FileRows):
-            try:
-                await rows.create(upload.id)
-            except BaseException:
-                await self.discard_quietly(upload.id)
-                raise
+            await rows.create(upload.id)  # first: a folder exists only for an upload
+        trashed: list[Path] = []
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                if upload.resumable:
+                    # The account's earlier unfinished sessions of that version go: one
+                    # live session per version and account bounds what abandoned ones hold
+                    # until the purge.
+                    earlier = list((await session.execute(select(ContentUpload.id).where(
+                        ContentUpload.record_id == upload.record_id,
+                        ContentUpload.version == upload.version,
+                        ContentUpload.account_id == upload.account_id,
+                        ContentUpload.resumable.is_(True),
+                        ContentUpload.finished_at.is_(None)))).scalars())
+                    trashed = await delete_uploads(session, earlier, files=self.files)
+                session.add(upload)
+        except BaseException:
+            if isinstance(rows, FileRows):
+                trashed += await asyncio.to_thread(rows.discard, [upload.id])
+            raise
+        finally:
+            if trashed and self.files is not None:
+                await asyncio.to_thread(self.files.empty, trashed)
         return rows
 
     async def receive(self, body: AsyncIterator[bytes], *, record_id: uuid.UUID, version: int,
@@ -244,7 +266,7 @@ class ContentStore:
                                account_id=account_id, started_at=datetime.now(UTC),
                                in_files=self._in_files(max_length))
         rows = await self._new_upload(upload)
-        received = ReceivedContent(upload.id)
+        received = ReceivedContent(upload.id, rows if isinstance(rows, FileRows) else None)
 
         def took(piece: bytes) -> None:
             received.update(piece)
@@ -347,17 +369,23 @@ class ContentStore:
         """What a resumable session holds once whole: its running digest when this process
         hashed every row in turn, else (another replica, a restart) the rows read back.
         The rows are on disk when this returns."""
-        rows, hashed = self._running.pop(upload.id, (0, None))
-        await self.rows(upload).sync(upload.id)
-        if hashed is not None and rows == row_count(length):
-            received = ReceivedContent(upload.id)
+        hashed_rows, hashed = self._running.pop(upload.id, (0, None))
+        rows = self.rows(upload)
+        await rows.sync(upload.id)
+        if hashed is not None and hashed_rows == row_count(length):
+            received = ReceivedContent(upload.id, rows if isinstance(rows, FileRows) else None)
             received.length, received._hash = length, hashed
             return received
         return await ReceivedContent.reread(self, upload, length)
 
     async def discard(self, upload_id: uuid.UUID) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            await delete_uploads(session, [upload_id], files=self.files)
+        trashed: list[Path] = []
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                trashed = await delete_uploads(session, [upload_id], files=self.files)
+        finally:
+            if trashed and self.files is not None:
+                await asyncio.to_thread(self.files.empty, trashed)
 
     async def discard_quietly(self, upload_id: uuid.UUID) -> None:
         """Best effort, even while the request is being cancelled; the purge catches the
@@ -421,7 +449,7 @@ def _retrieved(task: asyncio.Task[bytes]) -> None:
 
 
 async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID], *,
-                         finished_too: bool = False, files: FileRows | None) -> None:
+                         finished_too: bool = False, files: FileRows | None) -> list[Path]:
     """Delete these uploads and their rows, in the caller's transaction. Only unfinished
     ones unless ``finished_too`` (a purged record): an upload a version adopted is that
     version's content, whatever a concurrent request (a second completion, a cancel, a
@@ -429,12 +457,12 @@ async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID], *,
     locked first, so a commit in progress either finishes before (and the upload is kept)
     or finds it gone (``commit_upload`` refuses); SQLite writers are serialised anyway.
 
-    Rows kept in ``files`` are deleted first, before the transaction commits: a failure
-    there (or a commit that fails afterwards) leaves the uploads listed for the purge to
-    try again, never a folder no upload names. Raises :class:`ContentDirectoryMissing`
-    (deleting nothing) for uploads kept in files when ``files`` is None."""
+    The folders of rows kept in ``files`` are moved to its trash first (``FileRows``):
+    returned, for the caller to empty once the transaction is over (whatever its outcome).
+    Raises :class:`ContentDirectoryMissing` (deleting nothing) for uploads kept in files
+    when ``files`` is None."""
     if not upload_ids:
-        return
+        return []
     query = select(ContentUpload.id, ContentUpload.in_files).where(
         ContentUpload.id.in_(upload_ids))
     if not finished_too:
@@ -444,11 +472,13 @@ async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID], *,
     found = (await session.execute(query)).all()
     upload_ids = [upload_id for upload_id, _ in found]
     if not upload_ids:
-        return
+        return []
     in_files = [upload_id for upload_id, kept_in_files in found if kept_in_files]
+    trashed: list[Path] = []
     if in_files:
         if files is None:
             raise ContentDirectoryMissing(in_files)
-        await asyncio.to_thread(files.remove, in_files)
+        trashed = await asyncio.to_thread(files.discard, in_files)
     await session.execute(delete(ContentChunk).where(ContentChunk.upload_id.in_(upload_ids)))
     await session.execute(delete(ContentUpload).where(ContentUpload.id.in_(upload_ids)))
+    return trashed

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import func, insert, select, text
@@ -29,8 +32,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrin_platform.db import read_only_session
+from ecrin_platform.problems import ServiceError
 from records_api.models import ContentChunk
 from records_api.settings import Settings
+
+log = logging.getLogger("ecrin.records-api.content")
 
 
 class RowTaken(Exception):
@@ -78,6 +84,31 @@ class DatabaseRows:
         """Nothing to do: the version's synchronous commit flushes the rows' WAL."""
 
 
+class ContentStoreFailed(ServiceError):
+    """The content directory failed (full, read-only, an I/O error): nothing was stored or
+    read, and the request may be tried again."""
+
+    status, slug, title = 503, "content-store-unavailable", "Content store unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The content store cannot be used right now; try again later.",
+                         headers={"Retry-After": "30"})
+
+
+@contextlib.contextmanager
+def _disk(action: str) -> Iterator[None]:
+    """An ``OSError`` of the content directory, other than a name found or missing (which
+    the callers decide about), becomes a 503 problem, logged by its errno only."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError):
+        raise
+    except OSError as exc:
+        log.error("content directory failed", extra={
+            "action": action, "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno))})
+        raise ContentStoreFailed() from None
+
+
 def _row_name(seq: int) -> str:
     return f"{seq:08d}"
 
@@ -93,26 +124,33 @@ def _fsync_dir(path: Path) -> None:
 class FileRows:
     """Rows as files ``<root>/<2 hex>/<upload id>/<seq>``. Blocking file work runs in
     threads, never on the event loop. ``root`` must allow hard links (any POSIX local
-    filesystem, NFS); every replica of the records API must see the same ``root``."""
+    filesystem, NFS); every replica of the records API must see the same ``root``.
+
+    An upload's folder is deleted in two steps: renamed into ``<root>/.trash`` (atomic) in
+    the transaction that deletes the upload, then removed once that transaction is over.
+    After the rename no row can land under the upload's name (a row being written fails,
+    and is told :class:`RowTaken`), and whatever is in the trash is garbage whether that
+    transaction commits or not: a commit checks its rows once it holds the upload
+    (``missing``), so an upload whose folder went to the trash is never committed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.trash = root / ".trash"
 
     def folder(self, upload_id: uuid.UUID) -> Path:
         return self.root / upload_id.hex[:2] / str(upload_id)
 
     async def create(self, upload_id: uuid.UUID) -> None:
-        """The upload's folder, made (and made durable) before any row is written: a row
-        is written only into an existing folder, so a row written after its upload was
-        deleted fails instead of leaving a folder behind."""
+        """The upload's folder, made and made durable before the upload is recorded: rows
+        are written only into an existing folder, so a row written after its upload was
+        deleted fails instead of making a folder no upload names."""
         await asyncio.to_thread(self._create, self.folder(upload_id))
 
     @staticmethod
     def _create(folder: Path) -> None:
-        parent_existed = folder.parent.is_dir()
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _fsync_dir(folder.parent)
-        if not parent_existed:
+        with _disk("create"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _fsync_dir(folder.parent)
             _fsync_dir(folder.parent.parent)
 
     async def write(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
@@ -120,31 +158,35 @@ class FileRows:
 
     @staticmethod
     def _write(folder: Path, seq: int, data: bytes) -> None:
-        try:
-            fd, temporary = tempfile.mkstemp(prefix=".row-", dir=folder)
-        except FileNotFoundError:
-            raise RowTaken() from None  # the upload was deleted meanwhile
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(temporary, folder / _row_name(seq))
-        except FileExistsError:
-            raise RowTaken() from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        with _disk("write"):
+            try:
+                fd, temporary = tempfile.mkstemp(prefix=".row-", dir=folder)
+            except FileNotFoundError:
+                raise RowTaken() from None  # the upload was deleted meanwhile
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                # Exists: another request stored this row. Not found: the folder went to
+                # the trash meanwhile (the upload was deleted).
+                os.link(temporary, folder / _row_name(seq))
+            except (FileExistsError, FileNotFoundError):
+                raise RowTaken() from None
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
 
     async def read(self, upload_id: uuid.UUID, seq: int) -> bytes | None:
         return await asyncio.to_thread(self._read, self.folder(upload_id) / _row_name(seq))
 
     @staticmethod
     def _read(path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
+        with _disk("read"):
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
 
     async def tally(self, upload_id: uuid.UUID) -> tuple[int, int]:
         return await asyncio.to_thread(self._tally, self.folder(upload_id))
@@ -152,28 +194,56 @@ class FileRows:
     @staticmethod
     def _tally(folder: Path) -> tuple[int, int]:
         count = total = 0
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.name.isdigit():  # not a row being written (".row-…")
-                        count += 1
-                        total += entry.stat().st_size
-        except FileNotFoundError:
-            pass
+        with _disk("tally"):
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.name.isdigit():  # not a row being written (".row-…")
+                            count += 1
+                            total += entry.stat().st_size
+            except FileNotFoundError:
+                pass
         return count, total
 
     async def sync(self, upload_id: uuid.UUID) -> None:
         """Before the version commits: the rows' names are on disk (each row's data was
-        flushed when it was written)."""
-        await asyncio.to_thread(_fsync_dir, self.folder(upload_id))
+        flushed when it was written). A folder gone meanwhile is the commit's to notice."""
+        await asyncio.to_thread(self._sync, self.folder(upload_id))
 
-    def remove(self, upload_ids: list[uuid.UUID]) -> None:
-        """Delete these uploads' folders (blocking: run it in a thread). Raises
-        ``OSError`` if one could not be deleted, so that the caller's transaction keeps
-        the uploads for the next purge to try again."""
-        for upload_id in upload_ids:
-            with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(self.folder(upload_id))
+    @staticmethod
+    def _sync(folder: Path) -> None:
+        with _disk("sync"), contextlib.suppress(FileNotFoundError):
+            _fsync_dir(folder)
+
+    def discard(self, upload_ids: list[uuid.UUID]) -> list[Path]:
+        """Move these uploads' folders into the trash (blocking: run it in a thread); what
+        was moved, for :meth:`empty` once the caller's transaction is over."""
+        moved = []
+        with _disk("discard"):
+            self.trash.mkdir(mode=0o700, exist_ok=True)
+            for upload_id in upload_ids:
+                target = self.trash / f"{upload_id}.{uuid.uuid4().hex}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self.folder(upload_id), target)
+                    moved.append(target)
+        return moved
+
+    def empty(self, trashed: list[Path] | None = None) -> None:
+        """Remove these folders of the trash, or everything in it (blocking). Failures
+        are logged and left for the purge, which empties the whole trash."""
+        if trashed is None:
+            try:
+                trashed = list(self.trash.iterdir())
+            except FileNotFoundError:
+                return
+        for path in trashed:
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not empty the content trash; the purge will", extra={
+                    "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno))})
 
 
 def content_files(settings: Settings) -> FileRows | None:
@@ -181,4 +251,5 @@ def content_files(settings: Settings) -> FileRows | None:
     if settings.content_dir is None:
         return None
     settings.content_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _fsync_dir(settings.content_dir)
     return FileRows(settings.content_dir)

@@ -16,7 +16,7 @@ from records_api.records.audit import (
     record_target,
     scope_chain,
 )
-from records_api.records.content import ContentTooLong
+from records_api.records.content import ContentTooLong, RowTaken
 from records_api.records.deps import (
     AuditRead,
     CallerDep,
@@ -40,6 +40,7 @@ from records_api.records.errors import (
     RecordNotFound,
     UnsupportedContentType,
     VersionCommitted,
+    VersionConflict,
 )
 from records_api.records.resumable import upload_target
 from records_api.records.schemas import (
@@ -301,6 +302,8 @@ async def upload_content(record_id: RecordId, version: VersionNumber, request: R
     except ContentTooLong:
         raise ContentLengthMismatch(
             f"More than the {row.content_length} bytes the header announces.") from None
+    except RowTaken:  # the upload was deleted meanwhile (the purge of a stalled one)
+        raise VersionConflict("The upload was discarded meanwhile; send it again.") from None
     try:
         await commit_upload(store.sessionmaker, caller.account_id, record_id, version,
                             received)

@@ -230,7 +230,8 @@ async def open_upload(record_id: RecordId, version: VersionNumber, request: Requ
                                          account_id=caller.account_id,
                                          content_length=row.content_length)
     upload = await store.session(upload_id)
-    assert upload is not None
+    if upload is None:  # another open of this version by this account replaced it at once
+        raise VersionConflict("Another upload session of this version replaced this one.")
     headers = _state(upload, row, 0, complete=False, keep_s=_keep_s(request))
     headers["Location"] = (f"/v1/records/{record_id}/versions/{version}/content/uploads/"
                            f"{upload_id}")

@@ -774,7 +774,7 @@ async def commit_upload(sessionmaker: async_sessionmaker[AsyncSession], actor: u
         upload = (await session.execute(
             select(ContentUpload).where(ContentUpload.id == received.upload_id)
             .with_for_update())).scalar_one_or_none()
-        if upload is None or upload.finished_at is not None:
+        if upload is None or upload.finished_at is not None or await received.missing():
             raise VersionConflict("The upload was discarded meanwhile.")
         row.committed, row.committed_at, row.content_upload_id = True, at, received.upload_id
         upload.finished_at = at
