@@ -99,8 +99,10 @@ It takes about {duration} here.
   SDK reads one) through the gateway by 1, 16 and 64 concurrent practitioners, each with
   their own file and connection, encrypted before the clock starts; then a 100 MiB
   document up and down through the SDK (`benchmarks/bench_records.py`, client crypto
-  included) against the raw AEAD throughput of the same run. Peak RSS of each service
-  process over the whole run.
+  included) against the raw AEAD throughput of the same run, the records API keeping it
+  as files in its content directory on this machine's disk (`ECRIN_RECORDS_CONTENT_DIR`,
+  as `make run` sets it; the Kubernetes overlays keep content in the database, round 12
+  gives both). Peak RSS of each service process over the whole run.
 - **Growth** (`benchmarks/bench_growth.py`): rows seeded straight into the databases
   (real 410-byte headers and metadata ciphertexts, real blind-index tokens), then ANALYZEd:
   the first and next page (`limit=10`) of files of 10, 10 000 and 100 000 records; a
@@ -756,9 +758,60 @@ time are not comparable with the table above, CPU per operation and request coun
     % of the create's own samples. No item is worth the 30 % the creates' targets miss
     by on this host.
 
-**Remains** (issue 21's targets missed in the run of the table above, and why). Every miss
-but the large document's is CPU per operation on two shared cores whose speed moved by
-half within the hour again today (round 11): the same commit measured SDK creates at
+- *Issue 21, round 12* (2026-12-03, 08:20-09:40 UTC; one core encrypted 806-1117 MB/s,
+  moving by a quarter within minutes).
+  - *Large content out of the database.* Measured first: 1 MiB rows, each its own
+    transaction as the records API writes them, 100 per run, three runs per backend
+    (`/tmp` on this machine's disk): SQLite 93, 100, 104 MiB/s, PostgreSQL 90, 123, 111
+    MiB/s (reads 471-536 and 237-260 MiB/s). The database itself bounded the upload's
+    sending. With the rows written as files instead (a throwaway patch of the records
+    API, same stack), sending 100 MiB went from 1.23-1.46 s to 0.50-0.54 s on both
+    backends.
+    Now the records API keeps content over 256 KiB (what a read cannot return inline) as
+    files of 1 MiB under `ECRIN_RECORDS_CONTENT_DIR` when it is set (docs/records.md,
+    "Storage": written to a temporary name, flushed and hard-linked to its number, the
+    folder flushed before the commit, deleted by one rename into a trash). A/B in one
+    session, three alternating stacks per store and two measured round trips each, the
+    ratio against the AEAD probe taken just before each round trip (medians):
+
+    | backend | store | send 100 MiB | up | down |
+    |---|---|---|---|---|
+    | SQLite | database rows | 1.54 s | 0.064x | 0.180x |
+    | SQLite | files | 0.74 s | 0.102x | 0.170x |
+    | PostgreSQL | database rows | 1.27 s | 0.067x | 0.160x |
+    | PostgreSQL | files | 0.67 s | 0.107x | 0.187x |
+
+    The sending is twice as fast; the upload as a whole (encryption to the spool,
+    0.22-0.25 s, then the sending) 1.6x; the download barely moves: it was not waiting
+    on the database but on CPU, the SDK's above all (0.47-0.55 s of client CPU for
+    downloads of 0.45-0.53 s, with files).
+  - *What did not help the sending further*: pieces of 64 to 128 MiB instead of 8 to 32
+    (three alternating pairs on SQLite: 0.54, 0.76, 0.64 s against 0.59, 0.72, 0.71 s).
+    A row's write and fsync take about 2.2 ms (py-spy), under the 5 ms the next MiB
+    takes to arrive, so a second row in flight would not either.
+  - *Reviewed as an attacker* (a helper, against the real API): a cancel racing the last
+    piece could get a version committed whose rows the cancel had half deleted (rmtree,
+    then a failed rollback); a write racing a cancel, a full disk and a replica without
+    the directory gave 500s; a failing folder stopped the whole purge. All fixed
+    (`0ceef5c`: the folder leaves by one atomic rename, a commit counts the rows it
+    adopts, 503 and 409 problems, the purge skips and logs); both race tests failed on
+    the first version and pass now.
+  - *The table's run (ending 09:31 UTC, `0ceef5c`) had a slow host*: one core 1100 MB/s at its
+    start, 815 at its end, and every process's CPU per operation up to twice the 07:08
+    run's on paths round 12 did not touch (the login's gateway 13.5-14.9 ms against
+    6.6-9.0; the rotation's client 0.44 ms per record on PostgreSQL against 0.28). The
+    targets it fails that round 11's table passed (the SDK read's p50 at one client, the
+    gateway's overhead at one client, the login on PostgreSQL, the rotation on
+    PostgreSQL) are the host's: round 11's last commit `c73d094` against `0ceef5c`, two
+    alternating pairs of one SDK client on SQLite right after the run, read p50 15.5
+    against 15.4 ms, then 9.1 against 9.6 ms (records API CPU per read 9.56 / 9.47,
+    then 5.69 / 6.03 ms): the same figures, swinging together with the host.
+
+**Remains** (issue 21's targets missed, and why; the figures of the first three items
+are round 11's 07:08 run, on a host near round 9's speed: the table above, on a slower
+host, misses them by more, for the reasons round 12 gives). Every miss but the large
+document's is CPU per operation on two shared cores whose speed moved by half within the
+hour again today (round 11): the same commit measured SDK creates at
 316/s in round 9 and 179-214/s this morning, and nothing in the profiles is worth more
 than a few percent on its own:
 
@@ -780,16 +833,20 @@ than a few percent on its own:
   failed at 06:31 (10.3, 10.5 ms): the host's swing is larger than the margin. Round 11
   took the PostgreSQL login from thirteen database round trips to eight; SQLite keeps its
   transactions (one writer, BEGIN IMMEDIATE), and its login was not changed.
-- *100 MiB through the SDK: up 0.07x, down 0.21x (SQLite), 0.07x / 0.17x (PostgreSQL) of
-  raw AEAD* against 0.3x. The upload is in two phases (the create carries the digest of
-  the whole ciphertext, so the SDK encrypts to its spool before it sends a byte;
-  overlapping them needs a protocol change: the content sent first, the version's header
-  after), and its sending is bound by the database's work per MiB of content (TOAST and
-  WAL on PostgreSQL, WAL then checkpoint on SQLite), not by the disk nor by one row
-  written at a time (round 11's experiments). The download is bound by CPU across the
-  three processes. Next, together: content outside the database (files or an object
-  store, which multi-replica deployments need shared), the upload's phases overlapped,
-  and fewer hops for content (the gateway's relay).
+- *100 MiB through the SDK: about 0.1x up and 0.17-0.19x down of raw AEAD* against 0.3x
+  (round 12's A/B; with content in the database, as the Kubernetes overlays keep it,
+  0.065x up). Content is now written as files, so the database no longer bounds the
+  sending (1.27-1.54 s -> 0.67-0.74 s). What remains: the upload is in two phases (the
+  create carries the digest of the whole ciphertext, so the SDK encrypts to its spool,
+  0.22-0.25 s, before it sends a byte; overlapping them needs a protocol change: the
+  content sent first, the version's header after), and the sending itself runs at about
+  155 MB/s through three Python processes (SDK, gateway, records API) sharing two cores
+  with the client's own work; the download is bound by the SDK's CPU (receiving,
+  re-chunking, decrypting, hashing and writing: about 0.5 s per 100 MiB). 0.3x is 0.3 s
+  for 100 MiB here: it needs the phases overlapped and the relay's and the client's
+  per-MiB Python work cut by half, or a client that is not on the servers' two cores.
+  Multi-replica deployments need the content directory shared (a ReadWriteMany volume)
+  or an object store, which no overlay has yet.
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 - *Not a miss here, what the benchmark does not show*: revocation to denied is measured
