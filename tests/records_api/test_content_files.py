@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ecrin_e2ee import EncryptedRecord
 from ecrin_platform.tokens import Principal
 from records_api.models import ContentChunk, ContentUpload, Record, RecordVersion
 from records_api.records.content import CONTENT_ROW_BYTES, ContentStore
@@ -198,6 +199,15 @@ class TestDirectoryMissing:
             assert got.json()["type"].endswith("/content-unavailable")
 
 
+async def all_but_the_last_piece(practice: Practice) -> tuple[EncryptedRecord, bytes, Session]:
+    """A resumable upload holding three whole rows, its last (partial) row still to send."""
+    record, data = await pending(practice)
+    upload = Session(practice, record)
+    await upload.open()
+    assert (await upload.patch(data[:3 * ROW], 0, complete=False)).status_code == 204
+    return record, data, upload
+
+
 class TestRacesOfOneClient:
     """A client racing its own requests (a cancel on a timeout while its last piece is
     still going up) must never get a version committed without its content."""
@@ -205,11 +215,8 @@ class TestRacesOfOneClient:
     async def test_rows_gone_before_the_commit_are_never_committed(
             self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         async with records_app(content_dir=tmp_path / "files") as practice:
-            record, data = await pending(practice)
-            upload = Session(practice, record)
-            await upload.open()
+            record, data, upload = await all_but_the_last_piece(practice)
             upload_id = uuid.UUID(upload.url.rsplit("/", 1)[1])
-            assert (await upload.patch(data[:3 * ROW], 0, complete=False)).status_code == 204
             completed = ContentStore.completed
 
             async def rows_vanish_first(self: ContentStore, *args: object, **kw: object):
@@ -226,10 +233,7 @@ class TestRacesOfOneClient:
     async def test_a_cancel_while_the_last_row_is_written_is_a_clean_409(
             self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         async with records_app(content_dir=tmp_path / "files") as practice:
-            record, data = await pending(practice)
-            upload = Session(practice, record)
-            await upload.open()
-            assert (await upload.patch(data[:3 * ROW], 0, complete=False)).status_code == 204
+            record, data, upload = await all_but_the_last_piece(practice)
             loop = asyncio.get_running_loop()
             cancelled: list[int] = []
             link = os.link
