@@ -195,8 +195,8 @@ class TestDirectoryMissing:
             got = await without.client.get(
                 f"/v1/records/{kept.header.record_id}/versions/1/content",
                 headers=without.headers(with_files.owner))
-            assert got.status_code == 503
-            assert got.json()["type"].endswith("/content-unavailable")
+            assert got.status_code == 503 and got.headers["retry-after"]
+            assert got.json()["type"].endswith("/content-store-unavailable")
 
 
 async def all_but_the_last_piece(practice: Practice) -> tuple[EncryptedRecord, bytes, Session]:

@@ -211,6 +211,7 @@ export const en: Record<MessageKey, string> = {
   "problem.content-digest-mismatch": "The document the server received does not match what was sent: upload it again.",
   "problem.content-length-mismatch": "The document the server received is incomplete: upload it again.",
   "problem.content-unavailable": "This document is incomplete on the server: it cannot be opened.",
+  "problem.content-store-unavailable": "The server cannot reach this document right now: try again in a moment.",
   "problem.payload-too-large": "Too large: the document exceeds the accepted size.",
   "problem.request-header-fields-too-large": "Request too large: reload the page.",
   "problem.unsupported-media-type": "Content type not accepted by the server.",

@@ -209,6 +209,7 @@ export const fr = {
   "problem.content-digest-mismatch": "Le document reçu par le serveur ne correspond pas à celui envoyé : recommencez l'envoi.",
   "problem.content-length-mismatch": "Le document reçu par le serveur est incomplet : recommencez l'envoi.",
   "problem.content-unavailable": "Ce document est incomplet sur le serveur : il ne peut pas être ouvert.",
+  "problem.content-store-unavailable": "Le serveur ne peut pas atteindre ce document pour le moment : réessayez dans quelques instants.",
   "problem.payload-too-large": "Trop volumineux : le document dépasse la taille acceptée.",
   "problem.request-header-fields-too-large": "Requête trop volumineuse : rechargez la page.",
   "problem.unsupported-media-type": "Type de contenu non accepté par le serveur.",

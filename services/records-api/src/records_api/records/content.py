@@ -70,9 +70,10 @@ class PieceMisaligned(Exception):
 
 
 class ContentDirectoryMissing(ServiceError):
-    """Uploads are kept in files, and this process was given no content directory."""
+    """Uploads are kept in files, and this process was given no content directory: the
+    content is not lost, this replica cannot reach it (as ``ContentStoreFailed``)."""
 
-    status, slug, title = 503, "content-unavailable", "Content unavailable"
+    status, slug, title = 503, "content-store-unavailable", "Content store unavailable"
 
     def __init__(self, upload_ids: list[uuid.UUID]) -> None:
         log.error("content kept in files but no content directory is set",
@@ -86,8 +87,7 @@ class ContentMissing(Exception):
 
 
 class ContentUnavailable(ServiceError):
-    """Found before the response starts: the stored ciphertext is incomplete (or kept in a
-    content directory this process was not given)."""
+    """Found before the response starts: the stored ciphertext is incomplete."""
 
     status, slug, title = 503, "content-unavailable", "Content unavailable"
 
@@ -225,9 +225,7 @@ class ContentStore:
         if not in_files:
             return self.database
         if self.files is None:
-            log.error("content kept in files but no content directory is set",
-                      extra={"upload_id": str(upload_id)})
-            raise ContentUnavailable()
+            raise ContentDirectoryMissing([upload_id])
         return self.files
 
     async def _new_upload(self, upload: ContentUpload) -> Rows:
