@@ -7,10 +7,13 @@ deletes none of it."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -166,6 +169,31 @@ class TestNothingLeftBehind:
             head = await practice.client.head(opened.headers["location"],
                                               headers=practice.headers())
             assert head.headers["upload-offset"] == "0"
+
+
+class TestDiskFailures:
+    async def test_a_full_disk_is_a_503_to_retry_and_leaves_nothing(
+            self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        root = tmp_path / "files"
+        async with records_app(content_dir=root) as practice:
+            record = practice.encrypt(os.urandom(LARGE))
+            assert (await practice.create(record)).status_code == 201
+            made: list[str] = []
+            mkstemp = tempfile.mkstemp
+
+            def full_at_the_second_row(*args: Any, **kwargs: Any) -> tuple[int, str]:
+                made.append("row")
+                if len(made) == 2:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return mkstemp(*args, **kwargs)
+
+            monkeypatch.setattr(tempfile, "mkstemp", full_at_the_second_row)
+            refused = await practice.upload(record)
+            assert refused.status_code == 503 and refused.headers["retry-after"]
+            assert refused.json()["type"].endswith("/content-store-unavailable")
+            assert folders(root) == []
+            monkeypatch.undo()
+            assert (await practice.upload(record)).status_code == 204
 
 
 class TestDirectoryMissing:
