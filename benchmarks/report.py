@@ -765,7 +765,7 @@ time are not comparable with the table above, CPU per operation and request coun
     (`/tmp` on this machine's disk): SQLite 93, 100, 104 MiB/s, PostgreSQL 90, 123, 111
     MiB/s (reads 471-536 and 237-260 MiB/s). The database itself bounded the upload's
     sending. With the rows written as files instead (a throwaway patch of the records
-    API, same stack), sending 100 MiB went from 1.23-1.46 s to 0.50-0.54 s on both
+    API, same stack), sending 100 MiB went from 1.23-1.85 s to 0.50-0.54 s on both
     backends.
     Now the records API keeps content over 256 KiB (what a read cannot return inline) as
     files of 1 MiB under `ECRIN_RECORDS_CONTENT_DIR` when it is set (docs/records.md,

@@ -31,8 +31,9 @@ class Settings(ServiceSettings):
     #: How often the lifespan's background task runs the purge (0 disables it).
     purge_interval_s: float = Field(default=600.0, ge=0)
     #: Where content too large to be read inline (over 256 KiB of ciphertext) is kept, as
-    #: files of 1 MiB, instead of database rows: about ten times faster to write
-    #: (docs/performance.md). Every replica must see the same directory (one host, or a
-    #: shared volume); it is backed up with the database (docs/operations.md). Unset: the
-    #: database holds all content. Content already stored stays where it is either way.
+    #: files of 1 MiB, instead of database rows, which either backend writes at about
+    #: 100 MiB/s (docs/performance.md, round 12). Every replica must see the same
+    #: directory (one host, or a shared volume), and it is backed up with the database
+    #: (docs/records.md, "Storage"; docs/deploy.md). Unset: the database holds all
+    #: content. Content already stored stays where it is either way.
     content_dir: Path | None = None

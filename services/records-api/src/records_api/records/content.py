@@ -46,8 +46,10 @@ from records_api.records.schemas import INLINE_CONTENT_MAX
 
 log = logging.getLogger("ecrin.records-api.content")
 
-#: Bytes of ciphertext per database row.
+#: Bytes of ciphertext per row (a database row or a file).
 CONTENT_ROW_BYTES = 1 << 20
+#: Where an upload's rows are kept.
+Rows = DatabaseRows | FileRows
 #: Resumable sessions whose running digest one process keeps (about 200 bytes each).
 RUNNING_DIGESTS = 4096
 
@@ -104,11 +106,11 @@ def content_digest(data: bytes) -> bytes:
 class ReceivedContent:
     """What an upload wrote: its id, its length and the digest the header must carry."""
 
-    def __init__(self, upload_id: uuid.UUID, files: FileRows | None = None) -> None:
+    def __init__(self, upload_id: uuid.UUID, rows: Rows) -> None:
         self.upload_id = upload_id
         self.length = 0
-        #: Where its rows are when kept in files (None: database rows).
-        self.files = files
+        #: Where its rows are.
+        self.rows = rows
         self._hash = hashlib.sha256(CONTENT_DIGEST_PREFIX)
 
     async def missing(self) -> bool:
@@ -116,9 +118,9 @@ class ReceivedContent:
         there. A discard moves the folder away before its own commit; if that commit then
         failed, the upload is still unfinished but has no rows left. (Database rows go
         with their upload, in one transaction.)"""
-        if self.files is None:
+        if not isinstance(self.rows, FileRows):
             return False
-        count, total = await self.files.tally(self.upload_id)
+        count, total = await self.rows.tally(self.upload_id)
         return count != row_count(self.length) or total != self.length
 
     def update(self, data: bytes) -> None:
@@ -135,9 +137,8 @@ class ReceivedContent:
         """What a resumable upload holds, hashed by reading its rows back one at a time: a
         hash state does not outlive the request that fed it, and the pieces came in several.
         Raises :class:`ContentMissing` if a row is missing or not of its expected size."""
-        rows = store.rows(upload)
-        received = cls(upload.id, rows if isinstance(rows, FileRows) else None)
-        async for data in store.stream(upload.id, length, rows):
+        received = cls(upload.id, store.rows(upload))
+        async for data in store.stream(upload.id, length, received.rows):
             received.update(data)
         return received
 
@@ -179,9 +180,6 @@ async def _write_rows(body: AsyncIterator[bytes], seq: int,
                 await writing
         raise
     return buffer, seq
-
-#: Where an upload's rows are kept.
-Rows = DatabaseRows | FileRows
 
 
 class ContentStore:
@@ -252,8 +250,7 @@ class ContentStore:
                 trashed += await asyncio.to_thread(rows.discard, [upload.id])
             raise
         finally:
-            if trashed and self.files is not None:
-                await asyncio.to_thread(self.files.empty, trashed)
+            await empty_trash(self.files, trashed)
         return rows
 
     async def receive(self, body: AsyncIterator[bytes], *, record_id: uuid.UUID, version: int,
@@ -264,7 +261,7 @@ class ContentStore:
                                account_id=account_id, started_at=datetime.now(UTC),
                                in_files=self._in_files(max_length))
         rows = await self._new_upload(upload)
-        received = ReceivedContent(upload.id, rows if isinstance(rows, FileRows) else None)
+        received = ReceivedContent(upload.id, rows)
 
         def took(piece: bytes) -> None:
             received.update(piece)
@@ -371,7 +368,7 @@ class ContentStore:
         rows = self.rows(upload)
         await rows.sync(upload.id)
         if hashed is not None and hashed_rows == row_count(length):
-            received = ReceivedContent(upload.id, rows if isinstance(rows, FileRows) else None)
+            received = ReceivedContent(upload.id, rows)
             received.length, received._hash = length, hashed
             return received
         return await ReceivedContent.reread(self, upload, length)
@@ -382,8 +379,7 @@ class ContentStore:
             async with self.sessionmaker() as session, session.begin():
                 trashed = await delete_uploads(session, [upload_id], files=self.files)
         finally:
-            if trashed and self.files is not None:
-                await asyncio.to_thread(self.files.empty, trashed)
+            await empty_trash(self.files, trashed)
 
     async def discard_quietly(self, upload_id: uuid.UUID) -> None:
         """Best effort, even while the request is being cancelled; the purge catches the
@@ -480,3 +476,10 @@ async def delete_uploads(session: AsyncSession, upload_ids: list[uuid.UUID], *,
     await session.execute(delete(ContentChunk).where(ContentChunk.upload_id.in_(upload_ids)))
     await session.execute(delete(ContentUpload).where(ContentUpload.id.in_(upload_ids)))
     return trashed
+
+
+async def empty_trash(files: FileRows | None, trashed: list[Path]) -> None:
+    """Once the transaction that ran ``delete_uploads`` is over, whatever its outcome:
+    remove the folders it moved to the trash."""
+    if trashed and files is not None:
+        await asyncio.to_thread(files.empty, trashed)

@@ -22,7 +22,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.models import ContentUpload, Record, RecordVersion, ReplacedWrap
-from records_api.records.content import delete_uploads
+from records_api.records.content import delete_uploads, empty_trash
 from records_api.records.content_rows import FileRows, content_files
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import now
@@ -112,8 +112,7 @@ async def _attempt(deleting: Awaitable[list[Path]], files: FileRows | None, what
             "item": what, "id": None if item is None else str(item),
             "error": type(exc).__name__})
         return False
-    if trashed and files is not None:
-        await asyncio.to_thread(files.empty, trashed)
+    await empty_trash(files, trashed)
     return True
 
 
