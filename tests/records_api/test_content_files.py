@@ -146,7 +146,7 @@ class TestNothingLeftBehind:
             with monkeypatch.context() as patched:
                 patched.setattr(FileRows, "discard", refuse)
                 report = await purge(practice.app.state.sessionmaker, settings, at=later)
-            assert (report.records, report.failed) == (0, 1)
+            assert report.failed == 1  # this record; the worker's other tests' may purge
             async with practice.app.state.sessionmaker() as session:
                 assert await session.get(ContentUpload, upload.id) is not None
                 assert (await session.get(Record, rid)).purged_at is None
