@@ -30,6 +30,7 @@ from tests.records_api.test_resumable_upload import Session, download, pending
 
 LARGE = 2 * CONTENT_ROW_BYTES + 4321
 ROW = CONTENT_ROW_BYTES
+OCTET = "application/octet-stream"
 
 
 async def upload_of(practice: Practice, record_id: uuid.UUID) -> ContentUpload:
@@ -154,21 +155,61 @@ class TestNothingLeftBehind:
             assert (await purge(practice.app.state.sessionmaker, settings, at=later)).records
             assert folders(root) == []
 
-    async def test_a_row_left_half_written_by_a_crash_is_not_a_stored_row(
-            self, records_app, tmp_path: Path):
-        async with records_app(content_dir=tmp_path / "files") as practice:
+    async def test_a_row_left_half_written_by_a_crash_is_not_stored_and_is_swept(
+            self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        root = tmp_path / "files"
+        async with records_app(content_dir=root) as practice:
             record = practice.encrypt(os.urandom(LARGE))
             assert (await practice.create(record)).status_code == 201
             rid = record.header.record_id
             opened = await practice.client.post(
                 f"/v1/records/{rid}/versions/1/content/uploads", headers=practice.headers())
             assert opened.status_code == 201
-            upload_id = uuid.UUID(opened.json()["upload_id"])
-            folder = practice.app.state.content_store.files.folder(upload_id)
-            (folder / ".row-crashed").write_bytes(b"x" * 1000)
-            head = await practice.client.head(opened.headers["location"],
-                                              headers=practice.headers())
-            assert head.headers["upload-offset"] == "0"
+            session = opened.headers["location"]
+
+            # Rows are written in ``.incoming`` and linked into the upload's folder.
+            files = practice.app.state.content_store.files
+            linked: list[Path] = []
+            link = os.link
+
+            def watched(source: str, target: Path) -> None:
+                linked.append(Path(source).parent)
+                link(source, target)
+
+            content = b"".join(record.chunks)
+            with monkeypatch.context() as patched:
+                patched.setattr(os, "link", watched)
+                first = await practice.client.patch(session, content=content[:ROW],
+                                                    headers=practice.headers(**{
+                                                        "Upload-Offset": "0",
+                                                        "Upload-Complete": "?0",
+                                                        "Content-Type": OCTET}))
+            assert first.status_code == 204, first.text
+            assert linked == [files.incoming]
+            # A process killed between a row's write and its link leaves the temporary
+            # file there: not a row, and swept by the purge once old.
+            fd, name = tempfile.mkstemp(prefix=".row-", dir=files.incoming)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content[ROW:2 * ROW])
+            head = await practice.client.head(session, headers=practice.headers())
+            assert head.headers["upload-offset"] == str(ROW)
+            left = Path(name)
+
+            settings = practice.app.state.settings
+            sessionmaker = practice.app.state.sessionmaker
+            assert (await purge(sessionmaker, settings)).incoming_rows == 0  # too recent
+            assert left.exists()  # noqa: ASYNC240 (one stat in a test)
+            later = now() + timedelta(seconds=settings.stale_upload_after_s + 1)
+            assert (await purge(sessionmaker, settings, at=later)).incoming_rows == 1
+            assert list(files.incoming.iterdir()) == []  # noqa: ASYNC240
+            # The session goes on where it stood.
+            done = await practice.client.patch(session, content=content[ROW:],
+                                               headers=practice.headers(**{
+                                                   "Upload-Offset": str(ROW),
+                                                   "Upload-Complete": "?1",
+                                                   "Content-Type": OCTET}))
+            assert done.status_code == 204, done.text
+            assert (await download(practice, record)).content == content
 
 
 class TestDiskFailures:

@@ -8,10 +8,12 @@ its rows. The database does about 100 MiB/s of 1 MiB rows on either backend (TOA
 on PostgreSQL, the WAL then its checkpoint on SQLite); a file is written at the disk's
 speed, so large documents go to files when a directory is set (docs/performance.md).
 
-A file row is written to a temporary name, flushed to disk, then hard-linked to its number
-(the link fails if the number exists), so a crash leaves either no row or a whole one. The
-upload's folder is flushed before its version commits. Folders are named by upload id, a
-random UUID: the files say nothing of the record, the file or the patient they belong to.
+A file row is written to a temporary name in ``<root>/.incoming``, flushed to disk, then
+hard-linked to its number in the upload's folder (the link fails if the number exists), so a
+crash leaves either no row or a whole one, and what it leaves half-written is in one place,
+which the purge sweeps. The upload's folder is flushed before its version commits. Folders
+are named by upload id, a random UUID: the files say nothing of the record, the file or the
+patient they belong to.
 """
 
 from __future__ import annotations
@@ -136,6 +138,9 @@ class FileRows:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.trash = root / ".trash"
+        #: Rows being written, under temporary names, before they are linked to their
+        #: number; what a crash leaves here is swept by the purge (``sweep_incoming``).
+        self.incoming = root / ".incoming"
 
     def folder(self, upload_id: uuid.UUID) -> Path:
         return self.root / upload_id.hex[:2] / str(upload_id)
@@ -154,15 +159,16 @@ class FileRows:
             _fsync_dir(folder.parent.parent)
 
     async def write(self, upload_id: uuid.UUID, seq: int, data: bytes) -> None:
-        await asyncio.to_thread(self._write, self.folder(upload_id), seq, data)
+        await asyncio.to_thread(self._write, self.incoming, self.folder(upload_id), seq, data)
 
     @staticmethod
-    def _write(folder: Path, seq: int, data: bytes) -> None:
+    def _write(incoming: Path, folder: Path, seq: int, data: bytes) -> None:
         with _disk("write"):
             try:
-                fd, temporary = tempfile.mkstemp(prefix=".row-", dir=folder)
-            except FileNotFoundError:
-                raise RowTaken() from None  # the upload was deleted meanwhile
+                fd, temporary = tempfile.mkstemp(prefix=".row-", dir=incoming)
+            except FileNotFoundError:  # someone removed it: made again, as at start-up
+                incoming.mkdir(mode=0o700, exist_ok=True)
+                fd, temporary = tempfile.mkstemp(prefix=".row-", dir=incoming)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -176,6 +182,23 @@ class FileRows:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temporary)
+
+    def sweep_incoming(self, before: float) -> int:
+        """Remove rows left half-written in ``incoming`` (by a crash) last modified before
+        ``before`` (a time stamp; blocking). A row being written is modified within
+        milliseconds: a cut-off hours back never takes one. Returns how many went."""
+        removed = 0
+        with _disk("sweep"):
+            try:
+                entries = list(os.scandir(self.incoming))
+            except FileNotFoundError:
+                return 0
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat(follow_symlinks=False).st_mtime < before:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
 
     async def read(self, upload_id: uuid.UUID, seq: int) -> bytes | None:
         return await asyncio.to_thread(self._read, self.folder(upload_id) / _row_name(seq))
@@ -198,7 +221,7 @@ class FileRows:
             try:
                 with os.scandir(folder) as entries:
                     for entry in entries:
-                        if entry.name.isdigit():  # not a row being written (".row-…")
+                        if entry.name.isdigit():  # a row (nothing else is linked here)
                             count += 1
                             total += entry.stat().st_size
             except FileNotFoundError:
@@ -251,5 +274,7 @@ def content_files(settings: Settings) -> FileRows | None:
     if settings.content_dir is None:
         return None
     settings.content_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = FileRows(settings.content_dir)
+    files.incoming.mkdir(mode=0o700, exist_ok=True)
     _fsync_dir(settings.content_dir)
-    return FileRows(settings.content_dir)
+    return files

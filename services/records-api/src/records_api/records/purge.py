@@ -1,6 +1,7 @@
 """The purge: ciphertext of long-tombstoned records, orphaned uploads (and resumable upload
 sessions left without an append for ``resumable_upload_after_s``), old idempotency keys,
-and the content directory's trash.
+the content directory's trash, and rows a crash left half-written in its ``.incoming``
+(older than ``stale_upload_after_s``).
 
 Each record and each batch of orphans is deleted in a short transaction of its own, so the
 purge never holds SQLite's write lock for long. One that fails is logged and left for the
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records_api.models import ContentUpload, Record, RecordVersion, ReplacedWrap
 from records_api.records.content import delete_uploads, empty_trash
-from records_api.records.content_rows import FileRows, content_files
+from records_api.records.content_rows import ContentStoreFailed, FileRows, content_files
 from records_api.records.repository import RecordsRepository
 from records_api.records.service import now
 from records_api.settings import Settings
@@ -37,6 +38,8 @@ class PurgeReport:
     records: int = 0
     orphan_uploads: int = 0
     idempotency_keys: int = 0
+    #: Rows a crash left half-written in the content directory's ``.incoming``.
+    incoming_rows: int = 0
     #: Records and uploads that could not be deleted (logged); the next run tries again.
     failed: int = 0
 
@@ -65,6 +68,8 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             else:
                 skipped.add(record_id)
                 report.failed += 1
+    # An unfinished one-shot upload, or a row left in ``.incoming``, this old is over (its
+    # request, or its process, ended).
     stale_before = at - timedelta(seconds=settings.stale_upload_after_s)
     # A resumable session is abandoned only after the longer delay since its last append.
     abandoned_before = at - timedelta(seconds=settings.resumable_upload_after_s)
@@ -93,8 +98,13 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
                     report.failed += 1
         if len(orphans) < BATCH:
             break
-    if files is not None:  # what a crash left in the trash
+    if files is not None:  # what a crash left in the trash, or half-written
         await asyncio.to_thread(files.empty)
+        try:
+            report.incoming_rows = await asyncio.to_thread(
+                files.sweep_incoming, stale_before.timestamp())
+        except ContentStoreFailed:  # logged by errno; the next run tries again
+            report.failed += 1
     async with sessionmaker() as session, session.begin():
         report.idempotency_keys = await RecordsRepository(session).forget_idempotency_keys(
             at - timedelta(seconds=settings.idempotency_ttl_s))
@@ -144,9 +154,11 @@ async def purge_forever(sessionmaker: async_sessionmaker[AsyncSession],
         await asyncio.sleep(settings.purge_interval_s)
         try:
             report = await purge(sessionmaker, settings)
-            if report.records or report.orphan_uploads or report.failed:
+            if (report.records or report.orphan_uploads or report.incoming_rows
+                    or report.failed):
                 log.info("purged", extra={"records": report.records,
                                           "orphan_uploads": report.orphan_uploads,
+                                          "incoming_rows": report.incoming_rows,
                                           "failed": report.failed})
         except Exception:
             log.exception("purge failed; retrying at the next interval")
