@@ -504,13 +504,28 @@ class TestLifecycle:
             author=alice,
             metadata={},
         )
-        stream = enc.encrypt(bytes(CHUNK_SIZE) for _ in range(6))
-        next(stream), next(stream), next(stream)
+        stream = enc.encrypt(bytes(CHUNK_SIZE) for _ in range(40))
+        for _ in range(20):  # the first chunk and a batch: the hashing thread runs
+            next(stream)
         assert threading.active_count() == before + 1
         stream.close()
         assert threading.active_count() == before
         with pytest.raises(RuntimeError):
             _ = enc.header
+
+    @pytest.mark.parametrize("chunks", [1, 2, 16, 17, 18, 33, 34, 50])
+    def test_the_content_digest_is_sha256_of_every_chunk_in_order(self, chunks: int) -> None:
+        """Hashed inline, then in batches on a thread: the same digest at every boundary."""
+        import hashlib
+        import os
+
+        from ecrin_e2ee.records import _ContentDigest
+
+        parts = [os.urandom(64) for _ in range(chunks)]
+        digest = _ContentDigest()
+        for part in parts:
+            digest.update(part)
+        assert digest.digest() == hashlib.sha256(b"ecrin-content-v1" + b"".join(parts)).digest()
 
     def test_abandoned_decryption_stops_its_thread(
         self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys

@@ -106,40 +106,59 @@ class _ContentDigest:
     function as libsodium's ``crypto_hash_sha256_init/update/final`` (PyNaCl exposes no
     incremental SHA-256, hence ``hashlib``).
 
-    From the second chunk on, hashing runs on a worker thread fed through a bounded queue;
-    both libsodium and ``hashlib`` release the GIL on large buffers, so hashing overlaps
-    encryption. At most ``_IN_FLIGHT`` chunks wait, so memory stays constant. A
-    single-chunk record never starts a thread.
+    From the second chunk on, hashing runs on a worker thread; both libsodium and
+    ``hashlib`` release the GIL on large buffers, so hashing overlaps encryption. Chunks go
+    to the thread in batches of ``_BATCH`` through a queue of at most ``_IN_FLIGHT``
+    batches, so memory stays constant (at most four batches, 4 MiB, are held) and the
+    thread is woken once per MiB rather than once per 64 KiB chunk (a queue hand-off per
+    chunk cost about a tenth of an encryption's CPU). A record of up to a batch and one
+    chunk never starts a thread.
     """
 
     PREFIX = b"ecrin-content-v1"
-    _IN_FLIGHT = 8
+    _BATCH = 16
+    _IN_FLIGHT = 2
 
     def __init__(self) -> None:
         self._hasher = hashlib.sha256(self.PREFIX)
-        self._queue: queue.Queue[bytes | None] | None = None
+        self._queue: queue.Queue[list[bytes] | None] | None = None
         self._thread: threading.Thread | None = None
         self._first = True
+        self._held: list[bytes] = []
 
     def _work(self) -> None:
         assert self._queue is not None
-        while (chunk := self._queue.get()) is not None:
-            self._hasher.update(chunk)
+        while (batch := self._queue.get()) is not None:
+            for chunk in batch:
+                self._hasher.update(chunk)
 
     def update(self, chunk: bytes) -> None:
         if self._first:
             self._first = False
             self._hasher.update(chunk)
             return
+        self._held.append(chunk)
+        if len(self._held) >= self._BATCH:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
         if self._thread is None:
             self._queue = queue.Queue(maxsize=self._IN_FLIGHT)
             self._thread = threading.Thread(target=self._work, name="ecrin-digest", daemon=True)
             self._thread.start()
         assert self._queue is not None
-        self._queue.put(chunk)
+        self._queue.put(self._held)
+        self._held = []
 
     def close(self) -> None:
-        """Stop the worker (idempotent); called on completion and on abandonment."""
+        """Hash what is held and stop the worker (idempotent); called on completion and on
+        abandonment."""
+        if self._held and self._thread is None:  # fewer chunks than a batch: no thread
+            for chunk in self._held:
+                self._hasher.update(chunk)
+            self._held = []
+        if self._held:
+            self._hand_over()
         if self._thread is not None:
             assert self._queue is not None
             self._queue.put(None)
