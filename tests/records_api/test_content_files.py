@@ -86,6 +86,27 @@ class TestWhereContentGoes:
                 headers=practice.headers())
             assert got.status_code == 200 and got.content == ciphertext
 
+    async def test_rows_leave_the_page_cache_once_flushed_or_read(
+            self, records_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        from records_api.records import content_rows
+
+        dropped: list[int] = []
+
+        def advise(fd: int, offset: int, length: int, advice: int) -> None:
+            assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)
+            dropped.append(os.fstat(fd).st_size)
+
+        monkeypatch.setattr(content_rows, "_FADVISE", advise)
+        async with records_app(content_dir=tmp_path / "files") as practice:
+            record = await practice.add(os.urandom(LARGE))
+            rows = [ROW, ROW, len(b"".join(record.chunks)) - 2 * ROW]
+            assert dropped == rows  # each row once written and flushed
+            got = await practice.client.get(
+                f"/v1/records/{record.header.record_id}/versions/1/content",
+                headers=practice.headers())
+            assert got.status_code == 200 and got.content == b"".join(record.chunks)
+            assert dropped == rows + rows  # and once read
+
     async def test_content_stored_before_the_directory_was_set_is_still_served(
             self, records_app, tmp_path: Path):
         async with records_app() as before:
