@@ -472,6 +472,35 @@ class TestDecryptToFileSyncsEarly:
         assert (tmp_path / "out.bin").read_bytes() == bytes(range(256)) * 1000
         assert events[0] == "early" and events[-1] == "final" and events.count("final") == 1
 
+    def test_what_is_synced_leaves_the_page_cache(
+        self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import os
+
+        import ecrin_e2ee.records as records_module
+
+        events: list[tuple[str, int]] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(records_module, "_EARLY_SYNC_BYTES", 1)
+        monkeypatch.setattr(records_module, "_datasync", lambda fd: events.append(("sync", 0)))
+        monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", 0)),
+                                                     real_fsync(fd)))
+
+        def advise(fd: int, offset: int, length: int, advice: int) -> None:
+            assert offset == 0 and advice == os.POSIX_FADV_DONTNEED
+            events.append(("drop", length))
+
+        monkeypatch.setattr(records_module, "_fadvise", advise)
+        decrypt_to_file(self._decryptor(sample, clinical_key, alice), sample.chunks,
+                        tmp_path / "out.bin")
+        assert (tmp_path / "out.bin").read_bytes() == bytes(range(256)) * 1000
+        # Each early sync drops what it synced (never more), the final fsync the rest.
+        assert events[:2] == [("sync", 0), ("drop", events[1][1])] and events[1][1] > 0
+        assert events[-2:] == [("fsync", 0), ("drop", 0)]
+        for (kind, _), (after, _) in zip(events, events[1:], strict=False):
+            assert after != "drop" or kind in ("sync", "fsync")
+
     def test_a_failed_sync_fails_and_leaves_nothing(
         self, sample: EncryptedRecord, clinical_key: ScopeKey, alice: IdentityKeys,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch
