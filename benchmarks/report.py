@@ -807,6 +807,64 @@ time are not comparable with the table above, CPU per operation and request coun
     against 15.4 ms, then 9.1 against 9.6 ms (records API CPU per read 9.56 / 9.47,
     then 5.69 / 6.03 ms): the same figures, swinging together with the host.
 
+- *Issue 21, round 13* (2026-12-03, 13:00-13:40 UTC; one core encrypted 1025-1290 MB/s).
+  - *Overlapping the encryption with the sending would buy little on these two cores.*
+    Measured without changing the protocol (SQLite, one stack): each round created a
+    version from a spool encrypted beforehand, then encrypted a second 100 MiB document
+    to a spool and sent the first one's, one after the other or both at once; six rounds
+    of each, alternating: medians 0.908 s one after the other, 0.842 s at once (0.098x
+    against 0.104x of raw AEAD); after this round's page-cache change (below), 0.728 s
+    against 0.610 s (0.125x against 0.146x). Every stage is CPU (the client's encryption,
+    its sending, the gateway's relay, the records API's receiving and writing) and the two
+    cores are busy either way: the protocol change round 12 named (content first, header
+    after) would buy 7-16 % and stay under half the target, for a new way into the records
+    API's write path (uploads before any header, which authorisation, quotas and the purge
+    would have to cover). Not done.
+  - *Half of a large document's CPU was this machine's memory.* Pages this virtual
+    machine has not used lately cost 11-13 us each the first time they are touched (the
+    host backs guest memory on first touch; the guest has `virtio_balloon` and
+    `virtio_mem`): 100 MiB of anonymous memory touched for the first time took 0.27-0.34 s
+    of CPU, 0.07 s when it reused pages just given back; 100 MiB written into a new file
+    took 0.26 s, 0.02 s into pages a deleted file had just freed. 100 rows of 1 MiB
+    written and flushed, as the records API writes them, cost 0.31 s of system CPU when
+    their pages stayed cached and 0.04 s when each row's pages were dropped after its
+    flush (reading them back then took 0.13 s from the disk, 0.05 s of CPU, against 0.01
+    s from the cache). In the round trip the records API spent 0.31-0.59 s of system CPU
+    per 100 MiB upload against 0.26-0.28 s of user CPU, and the client 0.13-0.5 s during a
+    download. Fixed: the records API drops a row's pages once it is flushed or read
+    (`POSIX_FADV_DONTNEED`: a large document is written once and read seldom, and its rows
+    only pushed out pages in use), and `decrypt_to_file` drops what each of its data syncs
+    put on disk and the whole file after its final fsync. A/B, HEAD against the change,
+    two alternating stacks each, three round trips per stack (SQLite): the records API's
+    system CPU per upload median 0.38 -> 0.19 s, the sending 0.72 -> 0.61 s; the client's
+    system CPU per download 0.36 -> 0.17 s, the download 0.65 -> 0.53 s. On a machine
+    whose memory is always backed the gain is smaller; the advice costs a system call
+    per row.
+  - *The content digest's thread was woken per 64 KiB chunk*: a queue hand-off each. It
+    takes a MiB (16 chunks) per hand-off now, two batches queued. 100 MiB in memory,
+    medians of eight alternating rounds: encryption 0.192 -> 0.176 s (CPU 0.262 -> 0.244
+    s), decryption 0.094 -> 0.088 s.
+  - *What did not help*: hashing the records API's rows on a worker thread beside their
+    write rather than on the event loop (three alternating pairs of stacks, three uploads
+    each: sending 0.38-0.51 s against 0.35-0.54 s); reading the download in 1 MiB pieces
+    instead of httpcore's 64 KiB (three alternating pairs, four downloads each:
+    0.39-0.57 s against 0.36-0.82 s).
+  - *Where a download's client CPU goes now* (per thread, four downloads): the event loop
+    (httpx, the re-chunking, the hand-off) 0.19-0.26 s, the decrypting thread 0.14-0.17 s,
+    besides the digest and sync threads; the gateway and the records API 0.2-0.3 s
+    between them, all on the same two cores.
+  - *Rows half-written by a crash* were left in their upload's folder until the record
+    was purged. Rows are now written in `<dir>/.incoming` and linked into their folder;
+    the purge removes what is left there after `stale_upload_after_s`
+    (`tests/records_api/test_content_files.py`).
+  - *The table's run (13:37 UTC, `c900e14`)*: one core 1287 MB/s at its start and 1225
+    at its end, yet CPU per operation above round 11's 07:08 run on paths this round did
+    not touch (the records API per raw create on PostgreSQL 4.92 against 3.56 ms; the
+    login's gateway on SQLite 11.6 ms, where a run of the same code a few minutes before
+    measured 6.3): the host again. The 100 MiB round trip: up 0.11x and 0.13x, down 0.18x
+    and 0.21x (SQLite, PostgreSQL), against 0.09x / 0.08x and 0.17x / 0.14x in round 12's
+    table.
+
 **Remains** (issue 21's targets missed, and why; the figures of the first three items
 are round 11's 07:08 run, on a host near round 9's speed: the table above, on a slower
 host, misses them by more, for the reasons round 12 gives). Every miss but the large
@@ -833,18 +891,17 @@ than a few percent on its own:
   failed at 06:31 (10.3, 10.5 ms): the host's swing is larger than the margin. Round 11
   took the PostgreSQL login from thirteen database round trips to eight; SQLite keeps its
   transactions (one writer, BEGIN IMMEDIATE), and its login was not changed.
-- *100 MiB through the SDK: about 0.1x up and 0.17-0.19x down of raw AEAD* against 0.3x
-  (round 12's A/B; with content in the database, as the Kubernetes overlays keep it,
-  0.065x up). Content is now written as files, so the database no longer bounds the
-  sending (1.27-1.54 s -> 0.67-0.74 s). What remains: the upload is in two phases (the
-  create carries the digest of the whole ciphertext, so the SDK encrypts to its spool,
-  0.22-0.25 s, before it sends a byte; overlapping them needs a protocol change: the
-  content sent first, the version's header after), and the sending itself runs at about
-  155 MB/s through three Python processes (SDK, gateway, records API) sharing two cores
-  with the client's own work; the download is bound by the SDK's CPU (receiving,
-  re-chunking, decrypting, hashing and writing: about 0.5 s per 100 MiB). 0.3x is 0.3 s
-  for 100 MiB here: it needs the phases overlapped and the relay's and the client's
-  per-MiB Python work cut by half, or a client that is not on the servers' two cores.
+- *100 MiB through the SDK: 0.11-0.13x up and 0.18-0.21x down of raw AEAD* against 0.3x
+  (this round's table; with content in the database, as the Kubernetes overlays keep it,
+  0.065x up in round 12). The database no longer bounds the sending (round 12: content as
+  files), nor the machine's fresh pages the records API's writing and the client's
+  download (round 13). What remains is CPU: about 0.85 s of it across the processes per
+  100 MiB upload (the client's encryption and sending, the gateway's relay, the records
+  API's receiving, hashing and writing) and about 0.7 s per download, on two cores, so
+  0.43 s and 0.35 s at perfect overlap, while 0.3x is 0.3 s here. Overlapping the
+  encryption with the sending, the protocol change round 12 proposed, measured 7-16 %
+  faster (round 13). Reaching 0.3x needs the per-MiB Python work of the client and of
+  the relay cut by a third, or a client that is not on the servers' two cores.
   Multi-replica deployments need the content directory shared (a ReadWriteMany volume)
   or an object store, which no overlay has yet.
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
