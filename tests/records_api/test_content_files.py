@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import shutil
 import tempfile
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -231,6 +233,61 @@ class TestNothingLeftBehind:
                                                    "Content-Type": OCTET}))
             assert done.status_code == 204, done.text
             assert (await download(practice, record)).content == content
+
+
+class TestIncoming:
+    """``<dir>/.incoming``, where rows are written before they are linked into place."""
+
+    @staticmethod
+    def stale(files: FileRows, name: str, age_s: float = 10**6) -> Path:
+        path = files.incoming / name
+        path.write_bytes(b"half a row")
+        old = time.time() - age_s
+        os.utime(path, (old, old))
+        return path
+
+    def test_what_the_sweep_cannot_remove_is_left_and_the_rest_goes(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        files = FileRows(tmp_path / "files")
+        files.incoming.mkdir(parents=True)
+        (files.incoming / ".row-folder").mkdir()  # not a row: never touched
+        stuck = self.stale(files, ".row-stuck")
+        rows = [self.stale(files, f".row-{i}") for i in range(5)]
+        unlink = os.unlink
+
+        def refuse(path: Any, *args: Any, **kwargs: Any) -> None:
+            if str(path) == str(stuck):
+                raise PermissionError(errno.EPERM, "Operation not permitted")
+            unlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "unlink", refuse)
+        assert files.sweep_incoming(time.time()) == len(rows)
+        assert sorted(p.name for p in files.incoming.iterdir()) == [".row-folder",
+                                                                    ".row-stuck"]
+
+    def test_a_content_directory_gone_or_broken_is_a_503_not_a_500(self, tmp_path: Path):
+        files = FileRows(tmp_path / "files")
+        upload = uuid.uuid4()
+        FileRows._create(files.folder(upload))
+        files.incoming.symlink_to(tmp_path / "nowhere")  # dangling: made again, fails
+        with pytest.raises(ContentStoreFailed):
+            FileRows._write(files.incoming, files.folder(upload), 0, b"row")
+        shutil.rmtree(files.root)
+        with pytest.raises(ContentStoreFailed):
+            FileRows._write(files.incoming, files.folder(upload), 0, b"row")
+
+    async def test_the_purge_never_sweeps_a_row_written_within_the_hour(
+            self, records_app, tmp_path: Path):
+        async with records_app(content_dir=tmp_path / "files",
+                               stale_upload_after_s=60) as practice:
+            files = practice.app.state.content_store.files
+            settings, sessionmaker = practice.app.state.settings, practice.app.state.sessionmaker
+            slow = self.stale(files, ".row-slow-flush", age_s=0)
+            assert (await purge(sessionmaker, settings,
+                                at=now() + timedelta(minutes=59))).incoming_rows == 0
+            assert slow.exists()  # noqa: ASYNC240 (one stat in a test)
+            assert (await purge(sessionmaker, settings,
+                                at=now() + timedelta(minutes=61))).incoming_rows == 1
 
 
 class TestDiskFailures:

@@ -106,9 +106,16 @@ def _disk(action: str) -> Iterator[None]:
     except (FileNotFoundError, FileExistsError):
         raise
     except OSError as exc:
-        log.error("content directory failed", extra={
-            "action": action, "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno))})
-        raise ContentStoreFailed() from None
+        raise _failed(action, exc) from None
+
+
+def _errno(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _failed(action: str, exc: OSError) -> ContentStoreFailed:
+    log.error("content directory failed", extra={"action": action, "errno": _errno(exc)})
+    return ContentStoreFailed()
 
 
 def _row_name(seq: int) -> str:
@@ -183,8 +190,11 @@ class FileRows:
             try:
                 fd, temporary = tempfile.mkstemp(prefix=".row-", dir=incoming)
             except FileNotFoundError:  # someone removed it: made again, as at start-up
-                incoming.mkdir(mode=0o700, exist_ok=True)
-                fd, temporary = tempfile.mkstemp(prefix=".row-", dir=incoming)
+                try:
+                    incoming.mkdir(mode=0o700, exist_ok=True)
+                    fd, temporary = tempfile.mkstemp(prefix=".row-", dir=incoming)
+                except OSError as exc:  # the directory itself is gone, or not a folder
+                    raise _failed("write", exc) from None
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -202,19 +212,27 @@ class FileRows:
 
     def sweep_incoming(self, before: float) -> int:
         """Remove rows left half-written in ``incoming`` (by a crash) last modified before
-        ``before`` (a time stamp; blocking). A row being written is modified within
-        milliseconds: a cut-off hours back never takes one. Returns how many went."""
+        ``before`` (a time stamp; blocking; the purge's cut-off is at least an hour back,
+        and a row being written is modified within milliseconds). Anything there that is
+        not a file, or that cannot be removed, is logged and left; the rest go. Returns how
+        many went."""
         removed = 0
         with _disk("sweep"):
             try:
                 entries = list(os.scandir(self.incoming))
             except FileNotFoundError:
                 return 0
-            for entry in entries:
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.stat(follow_symlinks=False).st_mtime < before:
-                        os.unlink(entry.path)
-                        removed += 1
+        for entry in entries:
+            try:
+                if (entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_mtime < before):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not sweep a half-written row; the next purge will",
+                            extra={"errno": _errno(exc)})
         return removed
 
     async def read(self, upload_id: uuid.UUID, seq: int) -> bytes | None:
@@ -285,8 +303,8 @@ class FileRows:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                log.warning("could not empty the content trash; the purge will", extra={
-                    "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno))})
+                log.warning("could not empty the content trash; the purge will",
+                            extra={"errno": _errno(exc)})
 
 
 def content_files(settings: Settings) -> FileRows | None:

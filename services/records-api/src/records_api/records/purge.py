@@ -1,7 +1,7 @@
 """The purge: ciphertext of long-tombstoned records, orphaned uploads (and resumable upload
 sessions left without an append for ``resumable_upload_after_s``), old idempotency keys,
 the content directory's trash, and rows a crash left half-written in its ``.incoming``
-(older than ``stale_upload_after_s``).
+(older than ``stale_upload_after_s``, and than an hour).
 
 Each record and each batch of orphans is deleted in a short transaction of its own, so the
 purge never holds SQLite's write lock for long. One that fails is logged and left for the
@@ -31,6 +31,9 @@ from records_api.settings import Settings
 
 log = logging.getLogger("ecrin.records-api.purge")
 BATCH = 50
+#: Rows left half-written in the content directory's ``.incoming`` are swept once at least
+#: this old (and older than ``stale_upload_after_s``).
+INCOMING_MIN_AGE = timedelta(hours=1)
 
 
 @dataclass
@@ -100,9 +103,12 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             break
     if files is not None:  # what a crash left in the trash, or half-written
         await asyncio.to_thread(files.empty)
+        # At least an hour back: a write whose flush stalled, or a shared volume whose
+        # clock runs behind, must not lose its row (the client would have to send it again).
+        incoming_before = min(stale_before, at - INCOMING_MIN_AGE)
         try:
             report.incoming_rows = await asyncio.to_thread(
-                files.sweep_incoming, stale_before.timestamp())
+                files.sweep_incoming, incoming_before.timestamp())
         except ContentStoreFailed:  # logged by errno; the next run tries again
             report.failed += 1
     async with sessionmaker() as session, session.begin():
