@@ -109,3 +109,28 @@ def test_the_private_members_it_relies_on_are_there():
     here rather than in every service."""
     assert isinstance(aiosqlite.Connection.__dict__.get("_conn"), property)
     assert callable(aiosqlite.Connection.__dict__.get("_execute"))
+
+
+async def test_a_statement_cancelled_on_its_thread_leaves_nothing_and_the_pool_works(
+        engine: AsyncEngine):
+    """A request cancelled while its statement runs (a client gone, a timeout): the
+    statement's transaction does not commit, and the one writer connection serves the next."""
+    import asyncio
+
+    slow = ("INSERT INTO notes (title, n) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+            "SELECT x + 1 FROM c WHERE x < 3000000) SELECT 'n' || x, x FROM c")
+
+    async def victim() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text(slow))
+
+    task = asyncio.create_task(victim())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with engine.begin() as conn:
+        assert await conn.scalar(select(func.count()).select_from(notes)) == 0
+        await conn.execute(insert(notes).values(title="after", n=1))
+    async with read_only_session(engine) as session:
+        assert (await session.execute(select(notes.c.title))).scalars().all() == ["after"]
