@@ -844,6 +844,19 @@ time are not comparable with the table above, CPU per operation and request coun
     takes a MiB (16 chunks) per hand-off now, two batches queued. 100 MiB in memory,
     medians of eight alternating rounds: encryption 0.192 -> 0.176 s (CPU 0.262 -> 0.244
     s), decryption 0.094 -> 0.088 s.
+  - *Every SQLite statement made four trips to its connection's thread.* aiosqlite runs
+    each connection in a thread, and SQLAlchemy's adapter handed it the cursor's opening,
+    the execution, the fetch and the closing one by one, each a queue hand-off and a
+    wake-up of the event loop: a SELECT through a session cost 490-563 us of CPU (one or
+    eight tasks at once), which explained why every SQLite row of the table cost the
+    services 2-4 ms more per operation than PostgreSQL's. `ecrin_platform.sqlite_driver`
+    runs the four in one function on the thread: 250-294 us. Seven alternating pairs of
+    SQLite stacks, one raw client (medians): the records API's CPU per create 8.9 -> 6.1
+    ms and per read 7.8 -> 5.7 ms (lower in every pair), creates 82 -> 116/s and reads 93
+    -> 125/s, the login's service CPU 16.2 -> 14.0 ms (lower in six pairs of seven). It
+    extends private parts of aiosqlite 0.22 and SQLAlchemy 2.1, now pinned to those
+    series; `tests/platform/test_sqlite_driver.py` counts the trips and checks rows,
+    counts, ids, errors and streamed results.
   - *What did not help*: hashing the records API's rows on a worker thread beside their
     write rather than on the event loop (three alternating pairs of stacks, three uploads
     each: sending 0.38-0.51 s against 0.35-0.54 s); reading the download in 1 MiB pieces
@@ -857,15 +870,18 @@ time are not comparable with the table above, CPU per operation and request coun
     was purged. Rows are now written in `<dir>/.incoming` and linked into their folder;
     the purge removes what is left there after `stale_upload_after_s`
     (`tests/records_api/test_content_files.py`).
-  - *The table's run (13:37 UTC, `c900e14`)*: one core 1287 MB/s at its start and 1225
-    at its end, yet CPU per operation above round 11's 07:08 run on paths this round did
-    not touch (the records API per raw create on PostgreSQL 4.92 against 3.56 ms; the
-    login's gateway on SQLite 11.6 ms, where a run of the same code a few minutes before
-    measured 6.3): the host again. The 100 MiB round trip: up 0.11x and 0.13x, down 0.18x
-    and 0.21x (SQLite, PostgreSQL), against 0.09x / 0.08x and 0.17x / 0.14x in round 12's
-    table.
+  - *Two `make bench` runs this round.* 13:37 UTC (`c900e14`, after the page-cache
+    changes, before the SQLite driver; one core 1287-1225 MB/s), and the table's, 14:35
+    UTC (`313282a`; 1133-1145 MB/s). Between them, on SQLite: the login's service CPU
+    15.6 -> 10.9 ms (gateway 11.6 -> 7.8), the records API's CPU per SDK read at one
+    client 8.15 -> 5.87 ms (p50 12.8 -> 10.1 ms), SDK creates at 16 clients 95 -> 132/s.
+    On PostgreSQL, whose paths did not change between the two, the login went 10.3 ->
+    15.8 ms and the reads at 16 clients fell below the creates (127/s against 154/s, a
+    p99 of 1.35 s): the host again, as in rounds 11 and 12. The 100 MiB round trip: up
+    0.11x / 0.13x then 0.11x / 0.10x, down 0.18x / 0.21x then 0.17x / 0.16x (SQLite /
+    PostgreSQL), against 0.09x / 0.08x and 0.17x / 0.14x in round 12's table.
 
-**Remains** (issue 21's targets missed, and why; the figures of the first three items
+**Remains** (issue 21's targets missed, and why; the figures of the first two items
 are round 11's 07:08 run, on a host near round 9's speed: the table above, on a slower
 host, misses them by more, for the reasons round 12 gives). Every miss but the large
 document's is CPU per operation on two shared cores whose speed moved by half within the
@@ -886,11 +902,17 @@ than a few percent on its own:
   round 11's A/B shows round 9's commit no faster on this morning's host. CPU per create
   7.7 ms across the processes (the SDK clients' 1.91 of it), so about 260/s at perfect
   overlap.
-- *Login: 12.3 ms of service CPU on SQLite against 10 ms* (gateway 9.0, kms 3.2), 9.1 ms
-  on PostgreSQL in the same run, in two requests. SQLite passed at 05:48 (9.2 ms), both
-  failed at 06:31 (10.3, 10.5 ms): the host's swing is larger than the margin. Round 11
-  took the PostgreSQL login from thirteen database round trips to eight; SQLite keeps its
-  transactions (one writer, BEGIN IMMEDIATE), and its login was not changed.
+- *Login: 10.9 ms of service CPU on SQLite, 15.8 ms on PostgreSQL, against 10 ms* (this
+  round's table; two requests). SQLite's statements now make one trip each to their
+  connection's thread (round 13: its gateway 11.6 -> 7.8 ms between two runs); the
+  PostgreSQL login, eight round trips since round 11, measured 9.1-10.3 ms in other runs
+  of the same code: the host's swing is larger than the margin.
+- *SDK read at one client: p50 10.1 ms (SQLite) and 10.2 ms (PostgreSQL) against 10 ms*,
+  and on PostgreSQL *reads at 16 clients under creates* (127/s against 154/s, with a p99
+  of 1.35 s: a stall of the host) in this round's table. Both passed in round 11's runs
+  (reads 232/s against 210/s creates at 05:48); one SDK read costs less CPU than one
+  create in every process in this table too (the records API 4.26 against 4.42 ms at 16
+  clients on PostgreSQL).
 - *100 MiB through the SDK: 0.11-0.13x up and 0.18-0.21x down of raw AEAD* against 0.3x
   (this round's table; with content in the database, as the Kubernetes overlays keep it,
   0.065x up in round 12). The database no longer bounds the sending (round 12: content as
