@@ -111,8 +111,8 @@ class _ContentDigest:
     to the thread in batches of ``_BATCH`` through a queue of at most ``_IN_FLIGHT``
     batches, so memory stays constant (at most four batches, 4 MiB, are held) and the
     thread is woken once per MiB rather than once per 64 KiB chunk (a queue hand-off per
-    chunk cost about a tenth of an encryption's CPU). A record of up to a batch and one
-    chunk never starts a thread.
+    chunk cost about a tenth of an encryption's CPU). A record of at most ``_BATCH``
+    chunks (1 MiB) never starts a thread.
     """
 
     PREFIX = b"ecrin-content-v1"
