@@ -836,7 +836,7 @@ time are not comparable with the table above, CPU per operation and request coun
     only pushed out pages in use), and `decrypt_to_file` drops what each of its data syncs
     put on disk and the whole file after its final fsync. A/B, HEAD against the change,
     two alternating stacks each, three round trips per stack (SQLite): the records API's
-    system CPU per upload median 0.38 -> 0.19 s, the sending 0.72 -> 0.61 s; the client's
+    system CPU per upload median 0.38 -> 0.19 s, the sending 0.73 -> 0.61 s; the client's
     system CPU per download 0.36 -> 0.17 s, the download 0.65 -> 0.53 s. On a machine
     whose memory is always backed the gain is smaller; the advice costs a system call
     per row.
