@@ -4,8 +4,7 @@ generated ids, many-row executions, errors, transactions, streamed results)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +30,19 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await dispose_engine(engine)
 
 
-@contextmanager
-def trips() -> Iterator[list[str]]:
-    """Each function run on an aiosqlite connection's thread."""
-    seen: list[str] = []
+async def test_a_statement_is_one_trip_to_the_connections_thread(
+        engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch):
+    seen: list[str] = []  # each function run on an aiosqlite connection's thread
     real = aiosqlite.Connection._execute
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
         seen.append(getattr(fn, "__name__", repr(fn)))
         return await real(self, fn, *args, **kwargs)
 
-    aiosqlite.Connection._execute = counted  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        aiosqlite.Connection._execute = real  # type: ignore[method-assign]
-
-
-async def test_a_statement_is_one_trip_to_the_connections_thread(engine: AsyncEngine):
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))  # the connection and its BEGIN made
-        with trips() as seen:
+        with monkeypatch.context() as patched:
+            patched.setattr(aiosqlite.Connection, "_execute", counted)
             rows = (await conn.execute(select(notes.c.title))).all()
             await conn.execute(insert(notes).values(title="bilan", n=1))
         await conn.commit()

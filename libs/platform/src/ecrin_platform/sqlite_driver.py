@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -32,23 +32,24 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util import EMPTY_DICT
 
 _T = TypeVar("_T")
-_Outcome = tuple[Any, list[Any] | None, int, int | None]
+_Outcome = tuple[Any, list[Any] | None, int, Any]
 
 
 class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
-    """A cursor whose ``execute`` is one function on the connection's thread."""
+    """A cursor whose ``execute`` is one function on the connection's thread. It holds no
+    ``sqlite3`` cursor between statements (the adapter's ``_cursor`` slot stays empty): its
+    description, row count, last row id and rows are kept from the statement's run."""
 
     __slots__ = ("_arraysize", "_described", "_lastrowid_value", "_rowcount_value")
 
     def __init__(self, adapt_connection: Any) -> None:
         self._adapt_connection = adapt_connection
         self._connection = adapt_connection._connection
-        self._cursor = None  # type: ignore[assignment]  # made and closed per statement
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
         self._described: Any = None
         self._rowcount_value = -1
-        self._lastrowid_value: int | None = None
+        self._lastrowid_value: Any = None  # sqlite3's: None before any INSERT
         self._arraysize = 1
 
     @property
@@ -61,7 +62,7 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     @property
     def lastrowid(self) -> int:
-        return self._lastrowid_value  # type: ignore[return-value]
+        return self._lastrowid_value
 
     @property
     def arraysize(self) -> int:
@@ -78,7 +79,7 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _on_thread(self, work: Callable[[sqlite3.Cursor], _T]) -> _T:
-        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        connection = cast(aiosqlite.Connection, self._connection)
         database = connection._conn  # raises ValueError once closed, as aiosqlite does
 
         def run() -> _T:

@@ -71,8 +71,7 @@ async def purge(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             else:
                 skipped.add(record_id)
                 report.failed += 1
-    # An unfinished one-shot upload, or a row left in ``.incoming``, this old is over (its
-    # request, or its process, ended).
+    # An unfinished one-shot upload this old is over (its request, or its process, ended).
     stale_before = at - timedelta(seconds=settings.stale_upload_after_s)
     # A resumable session is abandoned only after the longer delay since its last append.
     abandoned_before = at - timedelta(seconds=settings.resumable_upload_after_s)
