@@ -423,6 +423,11 @@ COVERAGE: dict[tuple[str, str], Probe | Internal | ListProbe | SelfScoped | Exem
         "sharing service calls it when a grant ends); it reveals nothing and changes no "
         "data, so a forwarding token can at most make the next requests ask sharing again. "
         "Audiences: tests/records_api/test_access.py::TestAccessChangedRoute"),
+    ("GET", "/internal/access-changes"): Exempt(
+        "sharing's access-change feed, for the kms only (a forwarded token whose audience is "
+        "the kms; the records API's and the gateway's are refused: tests/sharing/"
+        "test_access_feed.py::TestRoute): streams the ids of files whose access changed, "
+        "which only make the kms ask again; no data, no account, nothing writable"),
     # framework routes of every app
     ("GET", "/openapi.json"): Exempt("the API description; services answer it only to the "
                                      "gateway's internal token"),

@@ -111,6 +111,9 @@ def build_service_app(
                   generate_unique_id_function=operation_id)
     app.state.settings = settings
     app.state.service = service
+    #: Called when the server begins to shut down, before it waits for the responses under
+    #: way: what ends long-lived ones (the sharing service's access-change streams).
+    app.state.draining = []
     #: Signs the head of every audit chain this service serves; required to serve.
     app.state.audit_key = settings.audit_key()
     metrics = Metrics(service)

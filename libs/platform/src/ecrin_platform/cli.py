@@ -36,7 +36,15 @@ def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
                               "timeout_keep_alive": SERVER_IDLE_S}
     # The public listener over (mutual) TLS when the settings name the files
     # (ecrin_platform.tls); the metrics listener stays plain, on its own port.
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **common, **(tls or {})))
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[Any] | None = None) -> None:
+            # uvicorn waits for every response under way to end before the app's own
+            # shutdown: the long-lived ones (``app.state.draining``) end first.
+            for end in getattr(app.state, "draining", ()):
+                end()
+            await super().shutdown(sockets)
+
+    server = Server(uvicorn.Config(app, host=host, port=port, **common, **(tls or {})))
     if not metrics_port:
         server.run()
         return

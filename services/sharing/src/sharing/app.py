@@ -15,6 +15,8 @@ from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
 from sharing import MIGRATIONS, SERVICE
 from sharing.clock import Clock
+from sharing.feed import feed_for
+from sharing.feed import router as access_feed
 from sharing.files.batch_access import internal as batch_access
 from sharing.files.endpoints import internal, router
 from sharing.grants import endpoints as grants
@@ -47,10 +49,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ("records-api", settings.records_url, settings.records_replicas),
             ("kms", settings.kms_url, settings.kms_replicas)) if url]
         app.state.notifier = AccessNotifier(app.state.http, targets)
+        app.state.access_feed = feed_for(app.state.engine)
+        await app.state.access_feed.start()
+        app.state.draining.append(app.state.access_feed.end_all)
         app.state.rotations_gauge = asyncio.create_task(
             count_pending_rotations(app), name="rotations-pending-gauge")
 
     async def stop(app: FastAPI) -> None:
+        await app.state.access_feed.stop()
         app.state.rotations_gauge.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await app.state.rotations_gauge
@@ -65,13 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         script_location=MIGRATIONS,
         routers=[service_info_router(SERVICE, "files"), router, grants.files_extra,
                  grants.grants, grants.invitations, grants.rotations, internal, batch_access,
-                 grants.internal],
+                 grants.internal, access_feed],
         # Which service may forward its user's token where: records-api only asks for
         # access decisions; the kms also activates files and grants and closes rotations.
         forwarded_audiences={"/internal/access/": frozenset({"records-api", "kms"}),
                              "/internal/files/": frozenset({"kms"}),
                              "/internal/grants/": frozenset({"kms"}),
-                             "/internal/rotations/": frozenset({"kms"})},
+                             "/internal/rotations/": frozenset({"kms"}),
+                             "/internal/access-changes": frozenset({"kms"})},
         upload_paths=[],
         on_startup=[start],
         on_shutdown=[stop],

@@ -50,16 +50,21 @@ internal = APIRouter(prefix="/internal", include_in_schema=False)
 
 async def tell_changes(request: Request, service: GrantsService, *,
                        only: frozenset[str] | None = None) -> None:
-    """Commit now, then tell the records API and the kms which files' access changed
-    (``sharing.notify``): told before the commit, they could ask again and cache the old
-    answer. The request's own commit afterwards has nothing left to do."""
+    """Commit now, then tell the records API and the kms which files' access changed:
+    by a POST (``sharing.notify``) and on the feed the kms follows (``sharing.feed``; not
+    for a change ``only`` keeps from the kms). Told before the commit, they could ask again
+    and cache the old answer. The request's own commit afterwards has nothing left to do."""
     notifier = getattr(request.app.state, "notifier", None)
-    if not service.changed or notifier is None:
+    feed = getattr(request.app.state, "access_feed", None)
+    if not service.changed or (notifier is None and feed is None):
         return
     await service.session.commit()
-    await notifier.files_changed(
-        service.changed, token=request.headers.get(HEADER, ""),
-        request_id=request.headers.get("x-request-id"), only=only)
+    if feed is not None and (only is None or "kms" in only):
+        await feed.publish(service.changed)
+    if notifier is not None:
+        await notifier.files_changed(
+            service.changed, token=request.headers.get(HEADER, ""),
+            request_id=request.headers.get("x-request-id"), only=only)
 
 
 def me(user: CurrentUser) -> uuid.UUID:

@@ -1,0 +1,195 @@
+"""The access-change feed: how the kms learns at once that a file's access changed.
+
+The records API is told by a POST (``sharing.notify``). The kms is on the keys' site, which
+the data site does not reach (docs/deploy.md, network): it asks instead. With the token of
+the first request that makes it ask this service about access, it opens
+``GET /internal/access-changes`` and keeps it open (``ecrin_platform.access_feed``):
+
+- one JSON line ``{"ready": true}`` once it is subscribed: every change committed after it
+  will be on the stream;
+- one ``{"file_ids": [...]}`` line per change (a grant ended, a rotation moved on): the kms
+  drops what it cached about those files;
+- ``{}`` every ``KEEPALIVE_S`` seconds with nothing to say, so that proxies keep it open.
+
+The stream ends after ``MAX_STREAM_S`` (the token that opened it expired long before), when
+the subscriber falls ``QUEUE_SIZE`` changes behind, when the replica stops listening or
+shuts down. The kms then forgets every answer it cached, and opens another stream on its
+next question: between two streams, its cache's lifetime (0.5 s) bounds a stale answer, as
+it does when a message is lost.
+
+Several replicas: a change is published on PostgreSQL's ``NOTIFY`` channel ``CHANNEL``
+after its commit, and each replica LISTENs on one connection of its own and feeds its own
+subscribers, so a stream carries the changes made through every replica whichever one it
+reached. A replica whose listening connection is lost ends its streams and answers 503 to
+new ones until it listens again. On SQLite (one process) a change goes straight to the
+subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ecrin_platform.deps import InternalClaimsDep
+from ecrin_platform.pg_channel import PgChannel
+from ecrin_platform.problems import Forbidden, ServiceUnavailable
+
+log = logging.getLogger("ecrin.sharing.feed")
+
+CHANNEL = "ecrin_access_changed"
+#: Changes a subscriber may have waiting before its stream is ended.
+QUEUE_SIZE = 1000
+KEEPALIVE_S = 15.0
+MAX_STREAM_S = 600.0
+#: File ids per NOTIFY (37 bytes each in JSON; ``pg_channel.MAX_PAYLOAD``).
+NOTIFY_IDS = 100
+
+_Queue = asyncio.Queue[list[str] | None]
+
+
+class AccessFeed:
+    """This replica's subscribers, and the changes delivered to them (one process: a change
+    published here is delivered here)."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[_Queue] = set()
+
+    @property
+    def listening(self) -> bool:
+        """False while the changes of other replicas may not reach this one."""
+        return True
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self) -> _Queue:
+        """A queue of the changes from now on (lists of file ids), then None when the
+        stream must end. A queue left unread is ended when it is ``QUEUE_SIZE`` behind."""
+        if not self.listening:
+            raise FeedUnavailable()
+        queue: _Queue = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: _Queue) -> None:
+        self._subscribers.discard(queue)
+
+    def deliver(self, file_ids: list[str]) -> None:
+        for queue in list(self._subscribers):
+            if queue.qsize() >= QUEUE_SIZE:
+                log.warning("access feed: a subscriber fell behind, its stream ends")
+                self._end(queue)
+            else:
+                queue.put_nowait(file_ids)
+
+    def end_all(self) -> None:
+        """End every stream: their subscribers forget what they cached, and ask again."""
+        for queue in list(self._subscribers):
+            self._end(queue)
+
+    def _end(self, queue: _Queue) -> None:
+        self._subscribers.discard(queue)
+        queue.put_nowait(None)
+
+    async def publish(self, file_ids: Sequence[uuid.UUID]) -> None:
+        """After the commit that changed these files' access; never raises."""
+        ids = sorted({str(f) for f in file_ids})
+        if ids:
+            self.deliver(ids)
+
+    async def start(self) -> None:
+        """Nothing to listen to in one process."""
+
+    async def stop(self) -> None:
+        self.end_all()
+
+
+class PostgresFeed(AccessFeed):
+    """Changes go through ``NOTIFY`` to every replica's listener, this one's included
+    (``ecrin_platform.pg_channel``)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
+        self._channel = PgChannel(engine, CHANNEL, on_message=self._heard,
+                                  on_lost=self.end_all)
+
+    @property
+    def listening(self) -> bool:
+        return self._channel.listening
+
+    async def start(self) -> None:
+        await self._channel.start()
+
+    async def stop(self) -> None:
+        await self._channel.stop()
+        await super().stop()
+
+    async def publish(self, file_ids: Sequence[uuid.UUID]) -> None:
+        ids = sorted({str(f) for f in file_ids})
+        payloads = [json.dumps(ids[i:i + NOTIFY_IDS]) for i in range(0, len(ids), NOTIFY_IDS)]
+        if not await self._channel.publish(payloads):
+            # The other replicas' subscribers fall back on their cache's lifetime.
+            self.deliver(ids)
+
+    def _heard(self, payload: str) -> None:
+        try:
+            ids = json.loads(payload)
+            if not isinstance(ids, list):
+                raise ValueError("not a list")
+            self.deliver([str(uuid.UUID(str(i))) for i in ids])
+        except ValueError:
+            log.warning("access feed: malformed notice ignored")
+
+
+def feed_for(engine: AsyncEngine) -> AccessFeed:
+    return PostgresFeed(engine) if engine.dialect.name == "postgresql" else AccessFeed()
+
+
+class FeedUnavailable(ServiceUnavailable):
+    slug, title = "access-feed-unavailable", "Access-change feed unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("This replica does not hear every change now; retry shortly.",
+                         headers={"Retry-After": "1"})
+
+
+async def _kms(claims: InternalClaimsDep) -> None:
+    if claims.audience != "kms":
+        raise Forbidden("This feed is for the kms.")
+
+
+router = APIRouter(prefix="/internal", include_in_schema=False)
+
+
+@router.get("/access-changes", dependencies=[Depends(_kms)])
+async def access_changes(request: Request) -> StreamingResponse:
+    feed: AccessFeed = request.app.state.access_feed
+    queue = feed.subscribe()  # before the answer starts: no change after "ready" is missed
+    return StreamingResponse(_lines(feed, queue), media_type="application/x-ndjson")
+
+
+async def _lines(feed: AccessFeed, queue: _Queue) -> AsyncIterator[bytes]:
+    try:
+        yield b'{"ready":true}\n'
+        deadline = time.monotonic() + MAX_STREAM_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(min(KEEPALIVE_S, left)):
+                    ids = await queue.get()
+            except TimeoutError:
+                yield b"{}\n"
+                continue
+            if ids is None:
+                return
+            yield json.dumps({"file_ids": ids}, separators=(",", ":")).encode() + b"\n"
+    finally:
+        feed.unsubscribe(queue)

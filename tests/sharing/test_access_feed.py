@@ -1,0 +1,187 @@
+"""The sharing service's side of the access-change feed (``sharing.feed``): who may open it,
+what a stream says and when it ends, and, on PostgreSQL, changes made through one replica
+reaching the subscribers of every other by NOTIFY, and a lost listening connection ending
+the streams that may have missed a change. (``tests/platform/test_access_feed.py`` has the
+kms's side, ``tests/e2e/test_kms_feed.py`` the whole path.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from ecrin_platform.db import create_engine
+from ecrin_platform.tokens import Principal
+from sharing import feed as feed_module
+from sharing.feed import AccessFeed, FeedUnavailable, PostgresFeed, feed_for
+from tests.support.apps import Caller, build_app, running
+from tests.support.databases import POSTGRES, POSTGRES_URL
+
+pytestmark = pytest.mark.timeout(60)
+
+FILES = [str(uuid.uuid4()) for _ in range(3)]
+
+
+async def lines_of(feed: AccessFeed, queue: asyncio.Queue) -> list[object]:
+    return [json.loads(line) async for line in feed_module._lines(feed, queue)]
+
+
+class TestStream:
+    async def test_ready_first_then_each_change_then_the_end(self):
+        feed = AccessFeed()
+        queue = feed.subscribe()
+        await feed.publish([uuid.UUID(FILES[1]), uuid.UUID(FILES[0]), uuid.UUID(FILES[1])])
+        feed.end_all()
+        assert await lines_of(feed, queue) == [
+            {"ready": True}, {"file_ids": sorted(FILES[:2])}]
+        assert feed.subscribers == 0
+
+    async def test_silence_is_kept_alive_and_a_stream_lives_at_most_its_maximum(
+            self, monkeypatch):
+        monkeypatch.setattr(feed_module, "KEEPALIVE_S", 0.02)
+        monkeypatch.setattr(feed_module, "MAX_STREAM_S", 0.1)
+        feed = AccessFeed()
+        said = await lines_of(feed, feed.subscribe())
+        assert said[0] == {"ready": True} and 2 <= said.count({}) <= 6
+        assert said[1:] == [{}] * (len(said) - 1)
+        assert feed.subscribers == 0
+
+    async def test_a_subscriber_that_falls_behind_is_ended_not_grown(self, monkeypatch):
+        monkeypatch.setattr(feed_module, "QUEUE_SIZE", 3)
+        feed = AccessFeed()
+        slow, other = feed.subscribe(), feed.subscribe()
+        for i in range(3):
+            feed.deliver([FILES[i]])
+            assert other.get_nowait() == [FILES[i]]
+        feed.deliver([FILES[0]])  # the fourth: slow is 3 behind
+        assert feed.subscribers == 1
+        assert [slow.get_nowait() for _ in range(4)] == [[FILES[0]], [FILES[1]], [FILES[2]],
+                                                         None]
+        assert other.get_nowait() == [FILES[0]]
+
+    async def test_a_replica_not_listening_refuses_new_streams(self):
+        engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")
+        feed = feed_for(engine)  # not started: not listening
+        assert isinstance(feed, PostgresFeed) and not feed.listening
+        with pytest.raises(FeedUnavailable):
+            feed.subscribe()
+        await engine.dispose()
+
+    async def test_a_closed_stream_unsubscribes(self):
+        feed = AccessFeed()
+        stream = feed_module._lines(feed, feed.subscribe())
+        assert json.loads(await anext(stream)) == {"ready": True}
+        await stream.aclose()
+        assert feed.subscribers == 0
+
+
+class TestRoute:
+    async def test_only_a_token_for_the_kms_opens_it(self, database_url_for, internal_keys,
+                                                     issuer, monkeypatch):
+        monkeypatch.setattr(feed_module, "MAX_STREAM_S", 0.05)
+        app = build_app("sharing", database_url_for("sharing"), internal_keys)
+        principal = Principal(str(uuid.uuid4()), "practitioner")
+        async with running(app) as client:
+            opened = await client.get("/internal/access-changes",
+                                      headers=Caller(issuer, "kms").headers(principal))
+            assert opened.status_code == 200
+            assert opened.headers["content-type"] == "application/x-ndjson"
+            assert opened.text.splitlines()[0] == '{"ready":true}'
+            # the records API is told by POST; the gateway's own token is not the kms's
+            refused = await client.get("/internal/access-changes",
+                                       headers=Caller(issuer, "records-api").headers(principal))
+            assert refused.status_code == 401
+            gateway = await client.get("/internal/access-changes",
+                                       headers=Caller(issuer, "sharing").headers(principal))
+            assert gateway.status_code == 403
+            assert gateway.headers["content-type"] == "application/problem+json"
+            assert (await client.get("/internal/access-changes")).status_code == 401
+            assert app.state.access_feed.subscribers == 0
+
+
+@pytest.fixture
+async def two_replicas(database_url_for) -> AsyncIterator[tuple[PostgresFeed, PostgresFeed]]:
+    url = database_url_for("sharing")
+    engines = [create_engine(url), create_engine(url)]
+    one, other = replicas = [feed_for(engine) for engine in engines]
+    assert isinstance(one, PostgresFeed) and isinstance(other, PostgresFeed)
+    for replica in replicas:
+        await replica.start()
+    try:
+        for _ in range(200):
+            if all(r.listening for r in replicas):
+                break
+            await asyncio.sleep(0.02)
+        assert all(r.listening for r in replicas)
+        yield one, other
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        for engine in engines:
+            await engine.dispose()
+
+
+async def next_of(queue: asyncio.Queue) -> object:
+    async with asyncio.timeout(5):
+        return await queue.get()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs ECRIN_TEST_POSTGRES_URL")
+@pytest.mark.parametrize("backend", [POSTGRES], indirect=True, ids=["postgres"])
+class TestReplicas:
+    async def test_a_change_through_one_replica_reaches_the_others_subscribers(
+            self, two_replicas):
+        one, other = two_replicas
+        here, there = one.subscribe(), other.subscribe()
+        many = sorted(str(uuid.uuid4()) for _ in range(250))  # three NOTIFYs
+        await one.publish([uuid.UUID(f) for f in many])
+        for queue in (here, there):
+            got = [await next_of(queue) for _ in range(3)]
+            assert [len(g) for g in got] == [100, 100, 50]
+            assert sum(got, []) == many
+
+    async def test_a_malformed_notice_is_ignored(self, two_replicas, database_url_for):
+        one, other = two_replicas
+        there = other.subscribe()
+        engine = create_engine(database_url_for("sharing"))
+        try:
+            async with engine.connect() as conn:
+                for payload in ('{"a": 1}', "[1, 2]", "not json"):
+                    await conn.execute(text("SELECT pg_notify(:c, :p)"),
+                                       {"c": feed_module.CHANNEL, "p": payload})
+                await conn.commit()
+        finally:
+            await engine.dispose()
+        await one.publish([uuid.UUID(FILES[0])])
+        assert await next_of(there) == [FILES[0]]
+        assert other.listening
+
+    async def test_a_lost_listener_ends_the_streams_and_listens_again(
+            self, two_replicas, database_url_for):
+        one, other = two_replicas
+        there = other.subscribe()
+        engine = create_engine(database_url_for("sharing"))
+        try:
+            async with engine.connect() as conn:
+                # what a PostgreSQL restart or a failover does to the listening connection
+                await conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN %' AND datname = current_database() "
+                    "AND pid <> pg_backend_pid()"))
+                await conn.commit()
+        finally:
+            await engine.dispose()
+        assert await next_of(there) is None  # ended: it may have missed a change
+        for _ in range(300):
+            if other.listening and one.listening:
+                break
+            await asyncio.sleep(0.02)
+        assert other.listening and one.listening
+        again = other.subscribe()
+        await one.publish([uuid.UUID(FILES[2])])
+        assert await next_of(again) == [FILES[2]]
