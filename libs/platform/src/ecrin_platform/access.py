@@ -23,6 +23,7 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecrin_platform.access_feed import AccessFeedFollower
 from ecrin_platform.problems import ServiceUnavailable
 from ecrin_platform.tokens import HEADER
 
@@ -136,6 +137,7 @@ class AccessClient:
     MAX_ENTRIES = 10_000
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, *, caller: str, ttl_s: float,
+                 follow_changes: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
@@ -151,6 +153,12 @@ class AccessClient:
         self._changes: dict[uuid.UUID, int] = {}
         #: times ``_changes`` was emptied (to bound it): no answer asked before is cached
         self._epoch = 0
+        #: ``follow_changes``: told of changes by the sharing service's feed, which this
+        #: service follows (``ecrin_platform.access_feed``), rather than by its POSTs.
+        self.feed = AccessFeedFollower(http, base_url, caller=caller,
+                                       forget_file=self.forget_file,
+                                       forget_all=self.forget_all,
+                                       clock=clock) if follow_changes else None
 
     async def access(self, file_id: uuid.UUID, account_id: uuid.UUID, *,
                      token: str, request_id: str | None = None,
@@ -214,6 +222,13 @@ class AccessClient:
         for account_id in self._accounts.pop(file_id, set()):
             self._cache.pop((file_id, account_id), None)
 
+    def forget_all(self) -> None:
+        """Every cached answer, and every answer in flight."""
+        self._cache.clear()
+        self._accounts.clear()
+        self._changes.clear()
+        self._epoch += 1
+
     def forget(self, file_id: uuid.UUID, account_id: uuid.UUID) -> None:
         """The account's cached answer about the file (this service just changed it)."""
         self._changed(file_id)
@@ -224,6 +239,8 @@ class AccessClient:
                    json: object = None) -> httpx.Response:
         """A call to an internal route of the sharing service with the forwarded token;
         SharingUnavailable (503) when it cannot be reached."""
+        if self.feed is not None:
+            self.feed.follow(token)
         headers = {HEADER: token, CALLER_HEADER: self._caller}
         if request_id:
             headers["x-request-id"] = request_id

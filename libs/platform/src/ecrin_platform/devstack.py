@@ -112,9 +112,10 @@ class Stack:
                 env[f"{prefix}SHARING_URL"] = self.url("sharing")
             if service == "records-api":  # large documents as files beside the database
                 env.setdefault(f"{prefix}CONTENT_DIR", str(self.state / "records-content"))
-            if service == "sharing":  # told when a file's access changes (sharing.notify)
+            # When a file's access changes, the sharing service tells the records API
+            # (sharing.notify); the kms follows its feed, as in every deployment.
+            if service == "sharing":
                 env[f"{prefix}RECORDS_URL"] = self.url("records-api")
-                env[f"{prefix}KMS_URL"] = self.url("kms")
         return env
 
     def migrate(self) -> None:

@@ -21,8 +21,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start(app: FastAPI) -> None:
         app.state.audit = AuditLog(AuditEvent, SERVICE)
-        app.state.access_client = AccessClient(app.state.http, settings.sharing_url,
-                                               caller=SERVICE, ttl_s=settings.authz_cache_s)
+        app.state.access_client = AccessClient(
+            app.state.http, settings.sharing_url, caller=SERVICE, ttl_s=settings.authz_cache_s,
+            follow_changes=settings.access_feed and settings.authz_cache_s > 0)
+
+    async def stop(app: FastAPI) -> None:
+        if app.state.access_client.feed is not None:
+            await app.state.access_client.feed.aclose()
+
     return build_service_app(
         service=SERVICE,
         title="Écrin KMS",
@@ -33,9 +39,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         script_location=MIGRATIONS,
         routers=[service_info_router(SERVICE, "keys"), directory, keys, keyrings_batch,
                  keyrings, internal, access_changed_router],
-        # The sharing service forwards the token it was called with to say which files'
-        # cached access answers to drop (a revocation, an expiry, a rotation).
+        # A sharing service on the same site may forward the token it was called with to say
+        # which files' cached access answers to drop (a revocation, an expiry); otherwise
+        # the kms follows its feed (``ecrin_platform.access_feed``).
         forwarded_audiences={"/internal/access-changed": frozenset({"sharing"})},
         on_startup=[start],
+        on_shutdown=[stop],
         upload_paths=[],
     )

@@ -15,3 +15,7 @@ class Settings(ServiceSettings):
     sharing_url: str = "http://127.0.0.1:8003"
     #: How long an access decision is cached (a revocation bites within this bound).
     authz_cache_s: float = 0.5
+    #: Follow the sharing service's access-change feed (``GET /internal/access-changes``):
+    #: a revocation drops the cached answers about its file at once, though the sharing
+    #: service does not reach the kms (another site). Off: the cache's lifetime bounds it.
+    access_feed: bool = True

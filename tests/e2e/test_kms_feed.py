@@ -1,0 +1,96 @@
+"""A revocation reaches the kms at once, though the sharing service never calls it.
+
+The kms is on the keys' site: in every deployment the sharing service (on the data site)
+does not reach it, and it follows the sharing service's access-change feed instead
+(``sharing.feed``, ``ecrin_platform.access_feed``). The attacker is a colleague whose
+grant the owner just ended and who asks for the file's keys again at once: the kms must
+not answer from its cached "yes". Here the kms caches answers for 4 s (the longest the
+settings allow) and the sharing service has no kms address, so only the feed can deny in
+time. On PostgreSQL, the sharing service runs as two replicas: the revocation goes through
+one, the kms follows the other, and the change crosses by ``NOTIFY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from ecrin_client.kine import PatientIdentity
+from ecrin_client.sharing import Sharing
+
+from tests.e2e.records_support import new_practitioner
+from tests.e2e.test_replicas import SECOND, Replicated, wait_ready
+from tests.support.databases import available_backends
+from tests.support.stack import start_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+
+class SecondSharing(Replicated):
+    """A second sharing replica at ``SECOND`` (same database), with a gateway of its own."""
+
+    def start(self) -> None:
+        port = self.stack.ports["sharing"]
+        replica = self._serve("sharing", "sharing", SECOND, port, self.stack.env("sharing"))
+        env = {**self.stack.env("gateway"), "ECRIN_GATEWAY_SHARING_URL": f"http://{SECOND}:{port}"}
+        gateway = self._serve("gateway", "gateway", "127.0.0.1", self.gateway_port, env)
+        for process, url in ((replica, f"http://{SECOND}:{port}"),
+                             (gateway, self.second_gateway)):
+            wait_ready(process, url)
+
+
+@pytest.fixture(scope="module", params=[b.name for b in available_backends()])
+def kms_on_its_own(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                   worker_id_safe: str) -> Iterator[SecondSharing]:
+    """The stack and, on PostgreSQL, a second sharing replica and its gateway."""
+    state = tmp_path_factory.mktemp("kms-feed")
+    stack = start_stack(request.param, state, f"{worker_id_safe}_kmsfeed",
+                        ECRIN_KMS_AUTHZ_CACHE_S="4", ECRIN_SHARING_KMS_URL="")
+    both = SecondSharing(stack, state / "logs")
+    try:
+        if request.param == "postgres":
+            both.start()
+        yield both
+    finally:
+        both.stop()
+        stack.stop_all()
+
+
+def test_a_revoked_member_gets_no_key_at_once(kms_on_its_own: SecondSharing, tmp_path: Path):
+    first = kms_on_its_own.stack.url("gateway")
+    # The owner's device reaches the other sharing replica where there is one.
+    revoking = kms_on_its_own.second_gateway if kms_on_its_own.processes else first
+
+    async def scenario() -> list[int]:
+        kine = await new_practitioner(first, tmp_path / "kine")
+        colleague = await new_practitioner(first, tmp_path / "colleague")
+        async with kine.client() as kc, colleague.client() as cc:
+            records, patients = await kine.unlocked(kc)
+            patient = await patients.create(PatientIdentity(name="Clé Révoquée",
+                                                            birth_date=date(1968, 3, 3)))
+            fid = patient.file_id
+            kc.pin(colleague.account_id,
+                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+            grant = await Sharing(records).grant(fid, colleague.account_id, "care_team")
+            keys = f"/v1/keyrings/{fid}/entries"
+            token = cc.transport.tokens.access_token
+            async with httpx.AsyncClient(headers={"authorization": f"Bearer {token}"},
+                                         timeout=10) as attacker:
+                for _ in range(3):  # the kms caches "yes" (and follows the feed by now)
+                    assert (await attacker.get(first + keys)).status_code == 200
+                    await asyncio.sleep(0.1)
+                owner = {"authorization": f"Bearer {kc.transport.tokens.access_token}"}
+                async with httpx.AsyncClient(headers=owner, timeout=10) as device:
+                    revoked = await device.delete(f"{revoking}/v1/grants/{grant.grant_id}")
+                assert revoked.status_code == 200
+                answers = []
+                for _ in range(3):  # within 0.1 s, far inside the 4 s cache
+                    answers.append((await attacker.get(first + keys)).status_code)
+                    await asyncio.sleep(0.03)
+                return answers
+
+    assert asyncio.run(scenario()) == [404, 404, 404]
