@@ -929,9 +929,11 @@ than a few percent on its own:
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 - *Not a miss here, what the benchmark does not show*: revocation to denied is measured
-  with one process of each service, the sharing service telling both the records API and
-  the kms (15-18 ms). In the Kubernetes deployment it tells every records API replica,
-  each address of a headless Service (round 10); the kms is not told in any Kubernetes
-  overlay (another site, no edge from the sharing service to it), and its cache alone
-  bounds it to 0.5 s (docs/deploy.md).
+  with one process of each service: the sharing service tells the records API, and the
+  kms follows its feed, as in every deployment (round 14). In the Kubernetes deployment
+  the sharing service tells every records API replica, each address of a headless
+  Service (round 10), and each kms replica follows the feed of one sharing replica, which
+  hears the others' changes through PostgreSQL NOTIFY (`tests/e2e/test_kms_feed.py`).
+  The gateway's replicas still learn of a logout through another replica only when
+  their session cache runs out (0.5 s, docs/accounts.md).
 """

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from ecrin_platform.db import create_engine
-from ecrin_platform.tokens import Principal
+from ecrin_platform.tokens import MAX_LIFETIME_S, Principal
 from sharing import feed as feed_module
 from sharing.feed import AccessFeed, FeedUnavailable, PostgresFeed, feed_for
 from tests.support.apps import Caller, build_app, running
@@ -33,16 +33,19 @@ async def lines_of(feed: AccessFeed, queue: asyncio.Queue) -> list[object]:
 class TestStream:
     async def test_ready_first_then_each_change_then_the_end(self):
         feed = AccessFeed()
-        queue = feed.subscribe()
+        stream = feed_module._lines(feed, feed.subscribe())
+        assert json.loads(await anext(stream)) == {"ready": True}
         await feed.publish([uuid.UUID(FILES[1]), uuid.UUID(FILES[0]), uuid.UUID(FILES[1])])
+        assert json.loads(await anext(stream)) == {"file_ids": sorted(FILES[:2])}
         feed.end_all()
-        assert await lines_of(feed, queue) == [
-            {"ready": True}, {"file_ids": sorted(FILES[:2])}]
+        assert [line async for line in stream] == []
         assert feed.subscribers == 0
 
     async def test_silence_is_kept_alive_and_a_stream_lives_at_most_its_maximum(
             self, monkeypatch):
         monkeypatch.setattr(feed_module, "KEEPALIVE_S", 0.02)
+        # a stream outlives its token by no more than a token may live
+        assert feed_module.MAX_STREAM_S <= MAX_LIFETIME_S
         monkeypatch.setattr(feed_module, "MAX_STREAM_S", 0.1)
         feed = AccessFeed()
         said = await lines_of(feed, feed.subscribe())
@@ -59,9 +62,18 @@ class TestStream:
             assert other.get_nowait() == [FILES[i]]
         feed.deliver([FILES[0]])  # the fourth: slow is 3 behind
         assert feed.subscribers == 1
-        assert [slow.get_nowait() for _ in range(4)] == [[FILES[0]], [FILES[1]], [FILES[2]],
-                                                         None]
+        # ended at once, its backlog dropped: its reader forgets everything it cached
+        assert slow.get_nowait() is None and slow.empty()
         assert other.get_nowait() == [FILES[0]]
+
+    async def test_a_draining_replica_ends_its_streams_and_opens_no_other(self):
+        feed = AccessFeed()
+        queue = feed.subscribe()
+        feed.deliver([FILES[0]])
+        feed.drain()
+        assert queue.get_nowait() is None
+        with pytest.raises(FeedUnavailable):
+            feed.subscribe()
 
     async def test_a_replica_not_listening_refuses_new_streams(self):
         engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -57,7 +58,9 @@ class AccessFeedFollower:
             return
         if not token or self._clock() < self._not_before:
             return
-        self._task = asyncio.create_task(self._run(token), name="access-feed")
+        # In a context of its own: not tagged with the request that happened to open it.
+        self._task = asyncio.create_task(self._run(token), name="access-feed",
+                                         context=contextvars.Context())
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -83,7 +86,7 @@ class AccessFeedFollower:
                     for line in lines:
                         self._take(line)
             self._log.info("access feed ended")
-        except (httpx.HTTPError, ValueError) as exc:
+        except Exception as exc:  # a refused stream, a broken or a malformed one alike
             self._log.warning("access feed lost", extra={"error": type(exc).__name__})
         finally:
             # Whatever came after the stream's end is not known here.

@@ -19,7 +19,7 @@ METRICS_PORT_OFFSET = 1000
 
 
 def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
-           tls: dict[str, Any] | None = None) -> None:
+           tls: dict[str, Any] | None = None, shutdown_timeout_s: int | None = None) -> None:
     """The public listener and, on its own port, the metrics listener, in one process.
 
     ``proxy_headers=False``: uvicorn never rewrites the client address from forwarding
@@ -44,7 +44,8 @@ def _serve(app: Any, host: str, port: int, metrics_host: str, metrics_port: int,
                 end()
             await super().shutdown(sockets)
 
-    server = Server(uvicorn.Config(app, host=host, port=port, **common, **(tls or {})))
+    server = Server(uvicorn.Config(app, host=host, port=port, **common, **(tls or {}),
+                                   timeout_graceful_shutdown=shutdown_timeout_s))
     if not metrics_port:
         server.run()
         return
@@ -101,4 +102,4 @@ def service_main(service: str, settings_cls: type[ServiceSettings], migrations: 
     module, _, name = create_app.partition(":")
     app = getattr(importlib.import_module(module), name)(settings)
     _serve(app, args.host, args.port, args.metrics_host or args.host, metrics_port,
-           server_options(settings))
+           server_options(settings), settings.shutdown_timeout_s)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("ecrin.pg-channel")
@@ -28,6 +27,8 @@ CHECK_EVERY_S = 15.0
 CHECK_TIMEOUT_S = 5.0
 #: PostgreSQL refuses a payload of 8000 bytes or more.
 MAX_PAYLOAD = 7999
+#: A connection that listened this long before it was lost is retried at once.
+STABLE_S = 30.0
 
 
 class PgChannel:
@@ -65,7 +66,7 @@ class PgChannel:
                 for payload in payloads:
                     await conn.execute(select(func.pg_notify(self.channel, payload)))
                 await conn.commit()
-        except (OSError, SQLAlchemyError) as exc:
+        except Exception as exc:  # whatever the driver raises: the caller has committed
             log.warning("notice not published",
                         extra={"channel": self.channel, "error": type(exc).__name__})
             return False
@@ -77,6 +78,7 @@ class PgChannel:
     async def _listen(self) -> None:
         backoff = 0.5
         while True:
+            since = time.monotonic()
             try:
                 async with self._engine.connect() as conn:
                     raw = await conn.get_raw_connection()
@@ -87,19 +89,18 @@ class PgChannel:
                         await driver.add_listener(self.channel, self._heard)
                         self.listening = True
                         self._listened.set()
-                        backoff = 0.5
                         await self._watch(driver, lost)
                     finally:
                         self.listening = False
                         self._on_lost()
                         # It LISTENs: it must not go back to the pool.
                         await conn.invalidate()
-            except (OSError, TimeoutError, SQLAlchemyError, asyncpg.PostgresError,
-                    asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # whatever the driver raises: listen again, later
                 log.warning("not listening",
                             extra={"channel": self.channel, "error": type(exc).__name__})
+            # A connection lost at once, again and again, is not retried twice a second.
+            backoff = 0.5 if time.monotonic() - since > STABLE_S else min(backoff * 2, 10.0)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
 
     @staticmethod
     async def _watch(driver: Any, lost: asyncio.Event) -> None:

@@ -55,6 +55,10 @@ class ServiceSettings(BaseSettings):
     #: Port of the ``/metrics`` listener, apart from the public one (``serve`` defaults it
     #: to the service's port + 1000; 0 serves no metrics).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: Seconds a stopping server waits for the responses under way before it cancels them
+    #: (after ending the long-lived ones: ``app.state.draining``). Below Kubernetes' grace
+    #: period less the preStop sleep, so that the app's own shutdown still runs.
+    shutdown_timeout_s: int = Field(default=40, ge=1)
     #: Run Alembic to head on start-up (development convenience; production runs a Job).
     migrate_on_start: bool = False
     #: Mutual TLS between the gateway and the services (ecrin_platform.tls). With a

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.notifier = AccessNotifier(app.state.http, targets)
         app.state.access_feed = feed_for(app.state.engine)
         await app.state.access_feed.start()
-        app.state.draining.append(app.state.access_feed.end_all)
+        app.state.draining.append(app.state.access_feed.drain)
         app.state.rotations_gauge = asyncio.create_task(
             count_pending_rotations(app), name="rotations-pending-gauge")
 

@@ -11,11 +11,12 @@ the first request that makes it ask this service about access, it opens
   drops what it cached about those files;
 - ``{}`` every ``KEEPALIVE_S`` seconds with nothing to say, so that proxies keep it open.
 
-The stream ends after ``MAX_STREAM_S`` (the token that opened it expired long before), when
+The stream ends after ``MAX_STREAM_S`` (the token that opened it has expired by then), when
 the subscriber falls ``QUEUE_SIZE`` changes behind, when the replica stops listening or
-shuts down. The kms then forgets every answer it cached, and opens another stream on its
-next question: between two streams, its cache's lifetime (0.5 s) bounds a stale answer, as
-it does when a message is lost.
+shuts down. The kms then forgets every answer it cached (a 0.5 s cache: little is lost),
+and opens another stream on its next question: between two streams, its cache's lifetime
+bounds a stale answer, as it does when a message is lost. The revocation's answer does not
+wait for the kms: it hears of it a few milliseconds later (``make bench``).
 
 Several replicas: a change is published on PostgreSQL's ``NOTIFY`` channel ``CHANNEL``
 after its commit, and each replica LISTENs on one connection of its own and feeds its own
@@ -48,7 +49,8 @@ CHANNEL = "ecrin_access_changed"
 #: Changes a subscriber may have waiting before its stream is ended.
 QUEUE_SIZE = 1000
 KEEPALIVE_S = 15.0
-MAX_STREAM_S = 600.0
+#: A stream outlives the token that opened it by at most the longest a token lives.
+MAX_STREAM_S = 60.0
 #: File ids per NOTIFY (37 bytes each in JSON; ``pg_channel.MAX_PAYLOAD``).
 NOTIFY_IDS = 100
 
@@ -61,6 +63,7 @@ class AccessFeed:
 
     def __init__(self) -> None:
         self._subscribers: set[_Queue] = set()
+        self._draining = False
 
     @property
     def listening(self) -> bool:
@@ -74,7 +77,7 @@ class AccessFeed:
     def subscribe(self) -> _Queue:
         """A queue of the changes from now on (lists of file ids), then None when the
         stream must end. A queue left unread is ended when it is ``QUEUE_SIZE`` behind."""
-        if not self.listening:
+        if self._draining or not self.listening:
             raise FeedUnavailable()
         queue: _Queue = asyncio.Queue()
         self._subscribers.add(queue)
@@ -96,8 +99,17 @@ class AccessFeed:
         for queue in list(self._subscribers):
             self._end(queue)
 
+    def drain(self) -> None:
+        """The server is stopping: end every stream, and open no other."""
+        self._draining = True
+        self.end_all()
+
     def _end(self, queue: _Queue) -> None:
+        """Ends the stream at once: what it has not sent yet is dropped (its subscriber
+        forgets everything it cached when the stream ends)."""
         self._subscribers.discard(queue)
+        while not queue.empty():
+            queue.get_nowait()
         queue.put_nowait(None)
 
     async def publish(self, file_ids: Sequence[uuid.UUID]) -> None:
