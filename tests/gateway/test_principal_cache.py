@@ -121,3 +121,76 @@ async def test_a_login_caches_its_new_session_and_clears_nobody_elses(database_u
         assert ended.status_code == 204
         assert cache.get(pair["access_token"]) is None
         assert cache.get("someone else") is None
+
+
+class TestTellingTheOtherReplicas:
+    """``ProxyDispatch`` tells the other replicas of every write to the gateway's own
+    routes before its answer leaves (``tests/e2e/test_gateway_replicas.py`` shows it
+    through two real gateways on one database)."""
+
+    @staticmethod
+    def dispatch(app_status: int | None, told: list[tuple[str, int]],
+                 sent: list[str]) -> object:
+        from gateway.proxy import ProxyDispatch
+
+        async def app(scope, receive, send):
+            if app_status is None:
+                raise RuntimeError("no answer")
+            await send({"type": "http.response.start", "status": app_status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def tell(path: str, status: int) -> None:
+            told.append((path, status))
+            sent.append("told")
+
+        def no_proxy():
+            raise AssertionError("not a proxied path")
+
+        return ProxyDispatch(app, proxy=no_proxy, tell_replicas=tell)
+
+    @staticmethod
+    async def call(dispatch, method: str, path: str, sent: list[str]) -> None:
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message["type"])
+
+        await dispatch({"type": "http", "method": method, "path": path,
+                        "raw_path": path.encode(), "headers": []}, receive, send)
+
+    async def test_once_per_write_before_the_answer_leaves(self):
+        told: list[tuple[str, int]] = []
+        sent: list[str] = []
+        dispatch = self.dispatch(204, told, sent)
+        await self.call(dispatch, "POST", "/v1/auth/logout", sent)
+        assert told == [("/v1/auth/logout", 204)]
+        assert sent == ["told", "http.response.start", "http.response.body"]
+
+    async def test_not_for_reads_logins_challenges_or_other_paths(self):
+        told: list[tuple[str, int]] = []
+        sent: list[str] = []
+        dispatch = self.dispatch(200, told, sent)
+        for method, path in (("GET", "/v1/auth/sessions"), ("POST", "/v1/auth/login"),
+                             ("POST", "/v1/auth/challenge"), ("POST", "/v1/auth/recover"),
+                             ("POST", "/docs")):
+            await self.call(dispatch, method, path, sent)
+        assert told == []
+
+    async def test_a_write_that_ends_without_an_answer_still_tells(self):
+        import pytest
+
+        told: list[tuple[str, int]] = []
+        dispatch = self.dispatch(None, told, [])
+        with pytest.raises(RuntimeError):
+            await self.call(dispatch, "POST", "/v1/auth/passphrase", [])
+        assert told == [("/v1/auth/passphrase", 500)]
+
+    def test_a_refresh_that_succeeded_ends_no_session(self):
+        from gateway.auth.principal import may_end_sessions
+
+        assert not may_end_sessions("/v1/auth/refresh", 200)
+        assert may_end_sessions("/v1/auth/refresh", 401)  # a reused token revokes it
+        for path in ("/v1/auth/logout", "/v1/auth/passphrase", "/v1/auth/sessions/x",
+                     "/v1/auth/2fa/totp/confirm", "/v1/auth/identity"):
+            assert may_end_sessions(path, 204), path

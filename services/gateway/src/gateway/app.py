@@ -16,7 +16,12 @@ from ecrin_platform.tokens import InternalTokenIssuer
 from gateway import MIGRATIONS, SERVICE
 from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
-from gateway.auth.principal import PrincipalCache, resolve_principal
+from gateway.auth.principal import (
+    PrincipalCache,
+    may_end_sessions,
+    replicas_channel,
+    resolve_principal,
+)
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.second_factor import reseal_totp_secrets, totp_keyring
 from gateway.auth.service import AuthContext
@@ -107,8 +112,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     principals = PrincipalCache(settings.session_cache_s)
     web = WebAppFiles(settings.web_dist)
 
+    async def listen_to_replicas(app: FastAPI) -> None:
+        app.state.replicas = replicas_channel(app.state.engine, principals)
+        if app.state.replicas is not None:
+            await app.state.replicas.start()
+
+    async def tell_replicas(path: str, status: int) -> None:
+        channel = app.state.replicas
+        if channel is not None and may_end_sessions(path, status):
+            await channel.publish(["changed"])
+
     async def stop(app: FastAPI) -> None:
         await app.state.upstreams.close()
+        if app.state.replicas is not None:
+            await app.state.replicas.stop()
 
     async def rate_limit_store(app: FastAPI) -> str | None:
         # Fail closed: without its counts the gateway refuses the limited routes (503), so
@@ -130,12 +147,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[docs_router(web), auth_router, proxy_router()],
         upload_paths=UPLOAD_PATHS,
         internal_auth=False,
-        on_startup=[start],
+        on_startup=[start, listen_to_replicas],
         on_shutdown=[stop],
         docs=False,  # the merged document replaces FastAPI's own
         inner_middleware=[Middleware(WebApp, files=web),
                           Middleware(ProxyDispatch, proxy=current_proxy,
-                                    on_own_write=principals.clear)],
+                                    on_own_write=principals.clear,
+                                    tell_replicas=tell_replicas)],
         readiness_checks=[rate_limit_store],
     )
     # Outermost: CSP and the other browser headers on every answer, guards' included.

@@ -260,7 +260,10 @@ class ProxyDispatch:
     """Pure ASGI: requests for a path a service owns go to the proxy; all others (the
     gateway's own routes, docs, unknown paths) to the app. ``on_own_write`` is called
     when a request that may change state on the gateway's own routes is answered (its
-    transaction has committed), and again when it ends."""
+    transaction has committed), and again when it ends; ``tell_replicas`` once, with the
+    path and the status, and awaited before the answer leaves (or when the request ends
+    without one): the other replicas forget their cached checks before the client can
+    reach them with the ended session."""
 
     SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
     #: Writes that add a challenge or a new session and change no existing session or
@@ -269,10 +272,12 @@ class ProxyDispatch:
     SESSION_NEUTRAL = frozenset({"/v1/auth/challenge", "/v1/auth/login", "/v1/auth/recover"})
 
     def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy],
-                 on_own_write: Callable[[], None] = lambda: None) -> None:
+                 on_own_write: Callable[[], None] = lambda: None,
+                 tell_replicas: Callable[[str, int], Awaitable[None]] | None = None) -> None:
         self.app = app
         self.proxy = proxy
         self.on_own_write = on_own_write
+        self.tell_replicas = tell_replicas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -290,15 +295,23 @@ class ProxyDispatch:
             await self.app(scope, receive, send)
             return
 
+        told = self.tell_replicas is None
+
         async def send_after_write(message: Message) -> None:
+            nonlocal told
             if message["type"] == "http.response.start":
                 self.on_own_write()
+                if not told and self.tell_replicas is not None:
+                    told = True
+                    await self.tell_replicas(raw_path, message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_after_write)
         finally:
             self.on_own_write()
+            if not told and self.tell_replicas is not None:
+                await self.tell_replicas(raw_path, 500)
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrin_platform.db import read_only_session
+from ecrin_platform.pg_channel import PgChannel
 from ecrin_platform.problems import Forbidden, ServiceError
 from ecrin_platform.tokens import Principal
 from gateway.auth.errors import CurrentWrapProtected, SecondFactorMissing
@@ -68,6 +69,29 @@ class PrincipalCache:
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
+
+
+#: The gateway's replicas say on it that one of them changed account or session state.
+SESSIONS_CHANNEL = "ecrin_sessions_changed"
+
+
+def replicas_channel(engine: AsyncEngine, cache: PrincipalCache) -> PgChannel | None:
+    """On PostgreSQL (where replicas share the database), the channel on which a write
+    to the gateway's own routes through any replica empties every replica's ``cache``
+    (and a lost listening connection this one's, which may have missed a message);
+    None on SQLite, which has one process."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return PgChannel(engine, SESSIONS_CHANNEL, on_message=lambda _payload: cache.clear(),
+                     on_lost=cache.clear)
+
+
+def may_end_sessions(path: str, status: int) -> bool:
+    """Whether a write to the gateway's own route ``path`` answered ``status`` may have
+    ended a session or changed an account fact a cached check holds. A refresh that
+    succeeded only rotated its refresh token (a reused one revokes the session: 401),
+    and is the one frequent write: it does not empty the other replicas' caches."""
+    return not (path == "/v1/auth/refresh" and 200 <= status < 300)
 
 
 async def resolve_principal(request: Request) -> Principal | None:
