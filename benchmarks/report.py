@@ -898,7 +898,11 @@ time are not comparable with the table above, CPU per operation and request coun
     the revocation through one sharing replica and the kms following the other. Alternating runs of
     `bench_revocation` (5 revocations per run, polling every 10 ms), the kms's denial,
     feed alone against feed and POST: SQLite 10-17 ms against 10-19 ms, PostgreSQL 12-19
-    ms against 11-18 ms: the feed is as fast as the POST was.
+    ms against 11-18 ms: the feed is as fast as the POST was. Then (`tests/e2e/
+    test_sdk_requests.py` asks the kms right after the revocation's answer, as the POST
+    allowed): the revocation's answer waits, at most 0.25 s, until the replica's own
+    streams have written the change, so a kms following it has the change before the
+    member can ask again.
   - *A helper's attacker review* of the feed found no way to a key past the cache's
     lifetime and no caller but the kms able to open it, and five faults, fixed: a kms
     that stops reading held the sharing service's shutdown open (every service now

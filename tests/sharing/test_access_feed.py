@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -59,12 +60,39 @@ class TestStream:
         slow, other = feed.subscribe(), feed.subscribe()
         for i in range(3):
             feed.deliver([FILES[i]])
-            assert other.get_nowait() == [FILES[i]]
+            assert other.get_nowait().file_ids == [FILES[i]]
         feed.deliver([FILES[0]])  # the fourth: slow is 3 behind
         assert feed.subscribers == 1
         # ended at once, its backlog dropped: its reader forgets everything it cached
         assert slow.get_nowait() is None and slow.empty()
-        assert other.get_nowait() == [FILES[0]]
+        assert other.get_nowait().file_ids == [FILES[0]]
+
+    async def test_publishing_returns_once_every_stream_wrote_the_change(self):
+        feed = AccessFeed()
+        written: list[bytes] = []
+
+        async def stream() -> None:  # as StreamingResponse reads it: send, then next
+            async for line in feed_module._lines(feed, feed.subscribe()):
+                written.append(line)
+
+        reading = [asyncio.create_task(stream()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await feed.publish([uuid.UUID(FILES[0])])
+        assert time.monotonic() - started < feed_module.HANDOVER_S
+        assert written.count(b'{"file_ids":["%s"]}\n' % FILES[0].encode()) == 2
+        feed.end_all()
+        await asyncio.gather(*reading)
+
+    async def test_a_stream_that_does_not_write_holds_the_answer_briefly(self, monkeypatch):
+        monkeypatch.setattr(feed_module, "HANDOVER_S", 0.05)
+        feed = AccessFeed()
+        queue = feed.subscribe()  # never read
+        started = time.monotonic()
+        await feed.publish([uuid.UUID(FILES[0])])
+        assert 0.04 <= time.monotonic() - started < 1
+        feed.unsubscribe(queue)
+        assert queue.empty()
 
     async def test_a_draining_replica_ends_its_streams_and_opens_no_other(self):
         feed = AccessFeed()
@@ -137,9 +165,10 @@ async def two_replicas(database_url_for) -> AsyncIterator[tuple[PostgresFeed, Po
             await engine.dispose()
 
 
-async def next_of(queue: asyncio.Queue) -> object:
+async def next_of(queue: asyncio.Queue) -> list[str] | None:
     async with asyncio.timeout(5):
-        return await queue.get()
+        change = await queue.get()
+    return None if change is None else change.file_ids
 
 
 @pytest.mark.postgres
@@ -152,10 +181,13 @@ class TestReplicas:
         here, there = one.subscribe(), other.subscribe()
         many = sorted(str(uuid.uuid4()) for _ in range(250))  # three NOTIFYs
         await one.publish([uuid.UUID(f) for f in many])
-        for queue in (here, there):
-            got = [await next_of(queue) for _ in range(3)]
-            assert [len(g) for g in got] == [100, 100, 50]
-            assert sum(got, []) == many
+        got = [await next_of(there) for _ in range(3)]
+        assert [len(g) for g in got] == [100, 100, 50]
+        assert sum(got, []) == many
+        # this replica's streams have it twice: handed over whole, and by the NOTIFY
+        got = [await next_of(here) for _ in range(4)]
+        assert sorted(len(g) for g in got) == [50, 100, 100, 250]
+        assert many in got
 
     async def test_a_malformed_notice_is_ignored(self, two_replicas, database_url_for):
         one, other = two_replicas

@@ -15,8 +15,10 @@ The stream ends after ``MAX_STREAM_S`` (the token that opened it has expired by 
 the subscriber falls ``QUEUE_SIZE`` changes behind, when the replica stops listening or
 shuts down. The kms then forgets every answer it cached (a 0.5 s cache: little is lost),
 and opens another stream on its next question: between two streams, its cache's lifetime
-bounds a stale answer, as it does when a message is lost. The revocation's answer does not
-wait for the kms: it hears of it a few milliseconds later (``make bench``).
+bounds a stale answer, as it does when a message is lost. The revocation's answer waits
+(at most ``HANDOVER_S``) until this replica's streams have written the change: a kms that
+follows this replica has it before the revoked member can ask again. One that follows
+another replica hears it through the NOTIFY, a few milliseconds later (``make bench``).
 
 Several replicas: a change is published on PostgreSQL's ``NOTIFY`` channel ``CHANNEL``
 after its commit, and each replica LISTENs on one connection of its own and feeds its own
@@ -34,6 +36,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -54,7 +57,22 @@ MAX_STREAM_S = 60.0
 #: File ids per NOTIFY (37 bytes each in JSON; ``pg_channel.MAX_PAYLOAD``).
 NOTIFY_IDS = 100
 
-_Queue = asyncio.Queue[list[str] | None]
+#: How long a revocation's answer waits for this replica's streams to carry its change.
+HANDOVER_S = 0.25
+
+
+class _Change(NamedTuple):
+    file_ids: list[str]
+    #: Done once the stream has written it (None: nobody waits for it).
+    sent: asyncio.Future[None] | None = None
+
+
+_Queue = asyncio.Queue[_Change | None]
+
+
+def _release(change: _Change | None) -> None:
+    if change is not None and change.sent is not None and not change.sent.done():
+        change.sent.set_result(None)
 
 
 class AccessFeed:
@@ -85,14 +103,23 @@ class AccessFeed:
 
     def unsubscribe(self, queue: _Queue) -> None:
         self._subscribers.discard(queue)
+        _drop_pending(queue)
 
-    def deliver(self, file_ids: list[str]) -> None:
+    def deliver(self, file_ids: list[str], *, track: bool = False
+                ) -> list[asyncio.Future[None]]:
+        """Queues the change for every stream; with ``track``, a future per stream, done
+        once it has written the change (or ended)."""
+        sent: list[asyncio.Future[None]] = []
         for queue in list(self._subscribers):
             if queue.qsize() >= QUEUE_SIZE:
                 log.warning("access feed: a subscriber fell behind, its stream ends")
                 self._end(queue)
-            else:
-                queue.put_nowait(file_ids)
+                continue
+            future = asyncio.get_running_loop().create_future() if track else None
+            queue.put_nowait(_Change(file_ids, future))
+            if future is not None:
+                sent.append(future)
+        return sent
 
     def end_all(self) -> None:
         """End every stream: their subscribers forget what they cached, and ask again."""
@@ -108,15 +135,21 @@ class AccessFeed:
         """Ends the stream at once: what it has not sent yet is dropped (its subscriber
         forgets everything it cached when the stream ends)."""
         self._subscribers.discard(queue)
-        while not queue.empty():
-            queue.get_nowait()
+        _drop_pending(queue)
         queue.put_nowait(None)
 
     async def publish(self, file_ids: Sequence[uuid.UUID]) -> None:
-        """After the commit that changed these files' access; never raises."""
+        """After the commit that changed these files' access; never raises. Returns once
+        this replica's streams have written the change (at most ``HANDOVER_S``): the
+        revocation's answer then reaches its client after the notice left for the kms."""
         ids = sorted({str(f) for f in file_ids})
         if ids:
-            self.deliver(ids)
+            await self._hand_over(ids)
+
+    async def _hand_over(self, ids: list[str]) -> None:
+        sent = self.deliver(ids, track=True)
+        if sent:
+            await asyncio.wait(sent, timeout=HANDOVER_S)
 
     async def start(self) -> None:
         """Nothing to listen to in one process."""
@@ -146,11 +179,15 @@ class PostgresFeed(AccessFeed):
         await super().stop()
 
     async def publish(self, file_ids: Sequence[uuid.UUID]) -> None:
+        """To the other replicas by NOTIFY (if that fails, their subscribers fall back on
+        their cache's lifetime), and to this one's streams at once, waited for as in one
+        process: they hear the NOTIFY too, a second notice that costs one more question."""
         ids = sorted({str(f) for f in file_ids})
+        if not ids:
+            return
         payloads = [json.dumps(ids[i:i + NOTIFY_IDS]) for i in range(0, len(ids), NOTIFY_IDS)]
-        if not await self._channel.publish(payloads):
-            # The other replicas' subscribers fall back on their cache's lifetime.
-            self.deliver(ids)
+        await self._channel.publish(payloads)
+        await self._hand_over(ids)
 
     def _heard(self, payload: str) -> None:
         try:
@@ -160,6 +197,12 @@ class PostgresFeed(AccessFeed):
             self.deliver([str(uuid.UUID(str(i))) for i in ids])
         except ValueError:
             log.warning("access feed: malformed notice ignored")
+
+
+def _drop_pending(queue: _Queue) -> None:
+    """Empties the queue: nobody waits for what it will not write."""
+    while not queue.empty():
+        _release(queue.get_nowait())
 
 
 def feed_for(engine: AsyncEngine) -> AccessFeed:
@@ -196,12 +239,13 @@ async def _lines(feed: AccessFeed, queue: _Queue) -> AsyncIterator[bytes]:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 async with asyncio.timeout(min(KEEPALIVE_S, left)):
-                    ids = await queue.get()
+                    change = await queue.get()
             except TimeoutError:
                 yield b"{}\n"
                 continue
-            if ids is None:
+            if change is None:
                 return
-            yield json.dumps({"file_ids": ids}, separators=(",", ":")).encode() + b"\n"
+            yield json.dumps({"file_ids": change.file_ids}, separators=(",", ":")).encode() + b"\n"
+            _release(change)
     finally:
         feed.unsubscribe(queue)
