@@ -61,6 +61,8 @@ class PgChannel:
         transaction of its own; False, logged, when it could not be sent."""
         if not payloads:
             return True
+        if any(len(payload.encode()) > MAX_PAYLOAD for payload in payloads):
+            raise ValueError("a NOTIFY payload over 7999 bytes")
         try:
             async with self._engine.connect() as conn:
                 for payload in payloads:

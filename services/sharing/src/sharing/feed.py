@@ -24,8 +24,10 @@ Several replicas: a change is published on PostgreSQL's ``NOTIFY`` channel ``CHA
 after its commit, and each replica LISTENs on one connection of its own and feeds its own
 subscribers, so a stream carries the changes made through every replica whichever one it
 reached. A replica whose listening connection is lost ends its streams and answers 503 to
-new ones until it listens again. On SQLite (one process) a change goes straight to the
-subscribers.
+new ones until it listens again; it stays ready (``/readyz``): its access answers are right,
+and taking every replica out of the Service when LISTEN fails would stop every decision,
+where the cache's lifetime bounds what a missing feed costs. On SQLite (one process) a
+change goes straight to the subscribers.
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ KEEPALIVE_S = 15.0
 MAX_STREAM_S = 60.0
 #: File ids per NOTIFY (37 bytes each in JSON; ``pg_channel.MAX_PAYLOAD``).
 NOTIFY_IDS = 100
-
 #: How long a revocation's answer waits for this replica's streams to carry its change.
 HANDOVER_S = 0.25
 
@@ -210,7 +211,7 @@ def feed_for(engine: AsyncEngine) -> AccessFeed:
 
 
 class FeedUnavailable(ServiceUnavailable):
-    slug, title = "access-feed-unavailable", "Access-change feed unavailable"
+    """``service-unavailable``: only the kms asks for the feed, and it only retries."""
 
     def __init__(self) -> None:
         super().__init__("This replica does not hear every change now; retry shortly.",
