@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware import Middleware
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
@@ -18,9 +19,9 @@ from gateway.auth.endpoints import router as auth_router
 from gateway.auth.kms import KmsClient
 from gateway.auth.principal import (
     PrincipalCache,
-    may_end_sessions,
     replicas_channel,
     resolve_principal,
+    sessions_were_changed,
 )
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.second_factor import reseal_totp_secrets, totp_keyring
@@ -117,9 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.replicas is not None:
             await app.state.replicas.start()
 
-    async def tell_replicas(path: str, status: int) -> None:
+    async def tell_replicas(scope: Scope) -> None:
         channel = app.state.replicas
-        if channel is not None and may_end_sessions(path, status):
+        if channel is not None and sessions_were_changed(scope):
             await channel.publish(["changed"])
 
     async def stop(app: FastAPI) -> None:

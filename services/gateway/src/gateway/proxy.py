@@ -260,10 +260,10 @@ class ProxyDispatch:
     """Pure ASGI: requests for a path a service owns go to the proxy; all others (the
     gateway's own routes, docs, unknown paths) to the app. ``on_own_write`` is called
     when a request that may change state on the gateway's own routes is answered (its
-    transaction has committed), and again when it ends; ``tell_replicas`` once, with the
-    path and the status, and awaited before the answer leaves (or when the request ends
-    without one): the other replicas forget their cached checks before the client can
-    reach them with the ended session."""
+    transaction has committed), and again when it ends. ``tell_replicas`` is awaited once
+    per write the app answers, with its scope, before the answer leaves (or when the
+    request ends without one): where the request ended a session, the other replicas
+    forget their cached checks before the client can reach them with it."""
 
     SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
     #: Writes that add a challenge or a new session and change no existing session or
@@ -273,7 +273,7 @@ class ProxyDispatch:
 
     def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy],
                  on_own_write: Callable[[], None] = lambda: None,
-                 tell_replicas: Callable[[str, int], Awaitable[None]] | None = None) -> None:
+                 tell_replicas: Callable[[Scope], Awaitable[None]] | None = None) -> None:
         self.app = app
         self.proxy = proxy
         self.on_own_write = on_own_write
@@ -289,29 +289,34 @@ class ProxyDispatch:
             scope["route"] = ProxiedRoute("/v1/" + raw_path.split("/", 3)[2] + "/…")
             await self.proxy().handle(scope, receive, send, service)
             return
-        if (scope["method"] in self.SAFE_METHODS or not raw_path.startswith(OWN_PREFIXES)
-                or raw_path in self.SESSION_NEUTRAL):
-            # (Unknown methods and paths reach the app, which answers 405 or 404.)
+        if scope["method"] in self.SAFE_METHODS:
             await self.app(scope, receive, send)
             return
-
+        # (Unknown methods and paths reach the app, which answers 405 or 404.) Starlette
+        # routes on the decoded path: so is an own write recognised (``/v1/%61uth/...``).
+        path = scope["path"]
+        own = path.startswith(OWN_PREFIXES) and path not in self.SESSION_NEUTRAL
         told = self.tell_replicas is None
 
-        async def send_after_write(message: Message) -> None:
+        async def tell() -> None:
             nonlocal told
+            if not told and self.tell_replicas is not None:
+                told = True
+                await self.tell_replicas(scope)
+
+        async def send_after_write(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.on_own_write()
-                if not told and self.tell_replicas is not None:
-                    told = True
-                    await self.tell_replicas(raw_path, message["status"])
+                if own:
+                    self.on_own_write()
+                await tell()
             await send(message)
 
         try:
             await self.app(scope, receive, send_after_write)
         finally:
-            self.on_own_write()
-            if not told and self.tell_replicas is not None:
-                await self.tell_replicas(raw_path, 500)
+            if own:
+                self.on_own_write()
+            await tell()
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:

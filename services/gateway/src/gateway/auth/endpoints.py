@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from ecrin_platform.deps import SessionDep
 from ecrin_platform.tokens import Principal
-from gateway.auth.principal import passes_gates
+from gateway.auth.principal import passes_gates, sessions_changed_by
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.repository import AuthRepository
 from gateway.auth.schemas import (
@@ -44,7 +44,8 @@ router = APIRouter(prefix="/v1/auth", tags=["gateway"])
 
 async def get_service(request: Request, session: SessionDep) -> AuthService:
     # async: FastAPI runs a plain ``def`` dependency in a worker thread
-    return AuthService(AuthRepository(session), request.app.state.auth)
+    return AuthService(AuthRepository(session), request.app.state.auth,
+                       sessions_changed_by(request))
 
 
 Service = Annotated[AuthService, Depends(get_service)]

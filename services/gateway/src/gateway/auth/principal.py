@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Scope
 
 from ecrin_platform.db import read_only_session
 from ecrin_platform.pg_channel import PgChannel
@@ -73,6 +75,8 @@ class PrincipalCache:
 
 #: The gateway's replicas say on it that one of them changed account or session state.
 SESSIONS_CHANNEL = "ecrin_sessions_changed"
+#: The request state's flag: this request changed account or session state.
+SESSIONS_CHANGED = "sessions_changed"
 
 
 def replicas_channel(engine: AsyncEngine, cache: PrincipalCache) -> PgChannel | None:
@@ -86,12 +90,20 @@ def replicas_channel(engine: AsyncEngine, cache: PrincipalCache) -> PgChannel | 
                      on_lost=cache.clear)
 
 
-def may_end_sessions(path: str, status: int) -> bool:
-    """Whether a write to the gateway's own route ``path`` answered ``status`` may have
-    ended a session or changed an account fact a cached check holds. A refresh that
-    succeeded only rotated its refresh token (a reused one revokes the session: 401),
-    and is the one frequent write: it does not empty the other replicas' caches."""
-    return not (path == "/v1/auth/refresh" and 200 <= status < 300)
+def sessions_changed_by(request: Request) -> Callable[[], None]:
+    """What ``AuthService`` calls where this request ends a session (a logout, a
+    revocation, a reused refresh token, a passphrase or identity change) or changes what a
+    remembered check holds (a second factor verified): only then are the other replicas
+    told, so that no anonymous or failed request empties their caches."""
+
+    def changed() -> None:
+        setattr(request.state, SESSIONS_CHANGED, True)
+
+    return changed
+
+
+def sessions_were_changed(scope: Scope) -> bool:
+    return bool(scope.get("state", {}).get(SESSIONS_CHANGED))
 
 
 async def resolve_principal(request: Request) -> Principal | None:

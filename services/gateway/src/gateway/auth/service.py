@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,9 +139,13 @@ def account_out(account: Account) -> AccountOut:
 
 
 class AuthService:
-    def __init__(self, repo: AuthRepository, ctx: AuthContext) -> None:
+    def __init__(self, repo: AuthRepository, ctx: AuthContext,
+                 sessions_changed: Callable[[], None] = lambda: None) -> None:
         self.repo = repo
         self.ctx = ctx
+        #: Called where a request ends a session or changes what a remembered session check
+        #: holds (``gateway.auth.principal``): the gateway then tells its other replicas.
+        self._sessions_changed = sessions_changed
 
     async def _log(self, account_id: uuid.UUID, action: str, *,
                    target: uuid.UUID | str | None = None, outcome: str = "ok") -> None:
@@ -381,6 +386,7 @@ class AuthService:
             # A stolen token and its legitimate holder both hold the family now: end it.
             session.revoked_at, session.revoked_reason = now, "refresh-reuse"
             await self.repo.session.commit()  # must persist although the request fails
+            self._sessions_changed()
             raise RefreshTokenReused("This refresh token was already used; the session is "
                                      "revoked.")
         row.used_at = now
@@ -429,6 +435,7 @@ class AuthService:
 
     async def logout(self, auth: Authenticated) -> None:
         auth.session.revoked_at, auth.session.revoked_reason = utcnow(), "logout"
+        self._sessions_changed()
         await self.repo.flush()
         await self._log(auth.account.id, "auth.logout", target=auth.session.id)
 
@@ -454,6 +461,7 @@ class AuthService:
             await self._step_up(auth, "sessions", proof)
         if row.revoked_at is None:
             row.revoked_at, row.revoked_reason = utcnow(), "revoked"
+            self._sessions_changed()
         await self.repo.flush()
         await self._log(auth.account.id, "auth.session-revoke", target=row.id)
 
@@ -482,6 +490,7 @@ class AuthService:
         account.recovery_code_hashes = await hash_recovery_codes(codes)
         account.updated_at = utcnow()
         auth.session.second_factor_verified = True
+        self._sessions_changed()
         await self.repo.flush()
         await self._log(account.id, "2fa.enable")
         return codes
@@ -508,6 +517,7 @@ class AuthService:
         account.updated_at = now
         keep = auth.session.id if auth.session.kind == "normal" else None
         await self.repo.revoke_sessions(account.id, now, "passphrase-change", except_id=keep)
+        self._sessions_changed()
         await self.repo.flush()
         await self._log(account.id, "auth.passphrase-change")
 
@@ -541,6 +551,7 @@ class AuthService:
         account.updated_at = now
         await self.repo.revoke_sessions(account.id, now, "identity-change",
                                         except_id=auth.session.id)
+        self._sessions_changed()
         await self.repo.flush()
         await self._log(account.id, "account.identity-change")
         return DirectoryEntryOut.model_validate(entry)
