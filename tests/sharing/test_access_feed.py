@@ -31,15 +31,27 @@ async def lines_of(feed: AccessFeed, queue: asyncio.Queue) -> list[object]:
     return [json.loads(line) async for line in feed_module._lines(feed, queue)]
 
 
+def reading(feed: AccessFeed) -> tuple[asyncio.Task[list[object]], list[object]]:
+    """A stream read as StreamingResponse reads it (each line written, then the next):
+    the task, and the lines so far."""
+    said: list[object] = []
+
+    async def read() -> list[object]:
+        async for line in feed_module._lines(feed, feed.subscribe()):
+            said.append(json.loads(line))
+        return said
+
+    return asyncio.create_task(read()), said
+
+
 class TestStream:
     async def test_ready_first_then_each_change_then_the_end(self):
         feed = AccessFeed()
-        stream = feed_module._lines(feed, feed.subscribe())
-        assert json.loads(await anext(stream)) == {"ready": True}
+        stream, said = reading(feed)
+        await asyncio.sleep(0.01)
         await feed.publish([uuid.UUID(FILES[1]), uuid.UUID(FILES[0]), uuid.UUID(FILES[1])])
-        assert json.loads(await anext(stream)) == {"file_ids": sorted(FILES[:2])}
         feed.end_all()
-        assert [line async for line in stream] == []
+        assert await stream == [{"ready": True}, {"file_ids": sorted(FILES[:2])}]
         assert feed.subscribers == 0
 
     async def test_silence_is_kept_alive_and_a_stream_lives_at_most_its_maximum(
@@ -84,15 +96,21 @@ class TestStream:
         feed.end_all()
         await asyncio.gather(*reading)
 
-    async def test_a_stream_that_does_not_write_holds_the_answer_briefly(self, monkeypatch):
+    async def test_a_stream_that_does_not_write_holds_one_answer_briefly_then_ends(
+            self, monkeypatch):
         monkeypatch.setattr(feed_module, "HANDOVER_S", 0.05)
         feed = AccessFeed()
         queue = feed.subscribe()  # never read
         started = time.monotonic()
         await feed.publish([uuid.UUID(FILES[0])])
         assert 0.04 <= time.monotonic() - started < 1
-        feed.unsubscribe(queue)
-        assert queue.empty()
+        # ended (its reader forgets everything when it reads again); the next change
+        # does not wait for it
+        assert feed.subscribers == 0
+        assert queue.get_nowait() is None and queue.empty()
+        started = time.monotonic()
+        await feed.publish([uuid.UUID(FILES[1])])
+        assert time.monotonic() - started < 0.04
 
     async def test_a_draining_replica_ends_its_streams_and_opens_no_other(self):
         feed = AccessFeed()
@@ -178,16 +196,24 @@ class TestReplicas:
     async def test_a_change_through_one_replica_reaches_the_others_subscribers(
             self, two_replicas):
         one, other = two_replicas
-        here, there = one.subscribe(), other.subscribe()
+        here, said = reading(one)
+        there = other.subscribe()
+        await asyncio.sleep(0.01)
         many = sorted(str(uuid.uuid4()) for _ in range(250))  # three NOTIFYs
         await one.publish([uuid.UUID(f) for f in many])
+        # this replica's stream wrote it, whole, before publish returned
+        assert {"file_ids": many} in said
         got = [await next_of(there) for _ in range(3)]
         assert [len(g) for g in got] == [100, 100, 50]
         assert sum(got, []) == many
-        # this replica's streams have it twice: handed over whole, and by the NOTIFY
-        got = [await next_of(here) for _ in range(4)]
-        assert sorted(len(g) for g in got) == [50, 100, 100, 250]
-        assert many in got
+        # and has it again by the NOTIFY, as every replica's streams do
+        for _ in range(100):
+            if len(said) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(len(s.get("file_ids", [])) for s in said) == [0, 50, 100, 100, 250]
+        one.end_all()
+        await here
 
     async def test_a_malformed_notice_is_ignored(self, two_replicas, database_url_for):
         one, other = two_replicas

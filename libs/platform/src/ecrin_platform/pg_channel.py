@@ -27,6 +27,8 @@ CHECK_EVERY_S = 15.0
 CHECK_TIMEOUT_S = 5.0
 #: PostgreSQL refuses a payload of 8000 bytes or more.
 MAX_PAYLOAD = 7999
+#: The longest a publication may take (a pool with no connection free waits up to 30 s).
+PUBLISH_TIMEOUT_S = 1.0
 #: A connection that listened this long before it was lost is retried at once.
 STABLE_S = 30.0
 
@@ -58,17 +60,19 @@ class PgChannel:
 
     async def publish(self, payloads: Sequence[str]) -> bool:
         """Each payload (at most ``MAX_PAYLOAD`` bytes) to every listener, in one
-        transaction of its own; False, logged, when it could not be sent."""
+        transaction of its own, within ``PUBLISH_TIMEOUT_S`` (a full pool must not hold
+        the answer of a write that committed); False, logged, when it could not be sent.
+        Never raises: its callers have committed."""
         if not payloads:
             return True
-        if any(len(payload.encode()) > MAX_PAYLOAD for payload in payloads):
-            raise ValueError("a NOTIFY payload over 7999 bytes")
         try:
-            async with self._engine.connect() as conn:
+            if any(len(payload.encode()) > MAX_PAYLOAD for payload in payloads):
+                raise ValueError("a NOTIFY payload over 7999 bytes")
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S), self._engine.connect() as conn:
                 for payload in payloads:
                     await conn.execute(select(func.pg_notify(self.channel, payload)))
                 await conn.commit()
-        except Exception as exc:  # whatever the driver raises: the caller has committed
+        except Exception as exc:  # whatever the driver raises, a timeout, a payload too long
             log.warning("notice not published",
                         extra={"channel": self.channel, "error": type(exc).__name__})
             return False

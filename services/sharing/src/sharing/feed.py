@@ -107,10 +107,10 @@ class AccessFeed:
         _drop_pending(queue)
 
     def deliver(self, file_ids: list[str], *, track: bool = False
-                ) -> list[asyncio.Future[None]]:
-        """Queues the change for every stream; with ``track``, a future per stream, done
-        once it has written the change (or ended)."""
-        sent: list[asyncio.Future[None]] = []
+                ) -> dict[asyncio.Future[None], _Queue]:
+        """Queues the change for every stream; with ``track``, a future per stream (and
+        its queue), done once it has written the change (or ended)."""
+        sent: dict[asyncio.Future[None], _Queue] = {}
         for queue in list(self._subscribers):
             if queue.qsize() >= QUEUE_SIZE:
                 log.warning("access feed: a subscriber fell behind, its stream ends")
@@ -119,7 +119,7 @@ class AccessFeed:
             future = asyncio.get_running_loop().create_future() if track else None
             queue.put_nowait(_Change(file_ids, future))
             if future is not None:
-                sent.append(future)
+                sent[future] = queue
         return sent
 
     def end_all(self) -> None:
@@ -148,9 +148,16 @@ class AccessFeed:
             await self._hand_over(ids)
 
     async def _hand_over(self, ids: list[str]) -> None:
+        """A stream that has not written the change within ``HANDOVER_S`` (its reader
+        stopped reading) is ended: its subscriber forgets everything when it notices, and
+        the next change does not wait for it again."""
         sent = self.deliver(ids, track=True)
-        if sent:
-            await asyncio.wait(sent, timeout=HANDOVER_S)
+        if not sent:
+            return
+        _, late = await asyncio.wait(sent, timeout=HANDOVER_S)
+        for future in late:
+            log.warning("access feed: a stream did not take a change in time, it ends")
+            self._end(sent[future])
 
     async def start(self) -> None:
         """Nothing to listen to in one process."""

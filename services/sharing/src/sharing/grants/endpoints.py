@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
@@ -59,12 +60,14 @@ async def tell_changes(request: Request, service: GrantsService, *,
     if not service.changed or (notifier is None and feed is None):
         return
     await service.session.commit()
+    telling = []
     if feed is not None and (only is None or "kms" in only):
-        await feed.publish(service.changed)
+        telling.append(feed.publish(service.changed))
     if notifier is not None:
-        await notifier.files_changed(
+        telling.append(notifier.files_changed(
             service.changed, token=request.headers.get(HEADER, ""),
-            request_id=request.headers.get("x-request-id"), only=only)
+            request_id=request.headers.get("x-request-id"), only=only))
+    await asyncio.gather(*telling)
 
 
 def me(user: CurrentUser) -> uuid.UUID:
