@@ -912,13 +912,22 @@ time are not comparable with the table above, CPU per operation and request coun
     unexpected driver error ended the listening task silently; a stream outlived its
     token by ten minutes (now 60 s); a subscriber that fell behind kept reading its
     backlog; the follower task carried the request id of the request that opened it.
-  - *Gateway replicas hear of a logout.* Every write to the gateway's own routes but a
-    refresh that succeeded now sends a `NOTIFY` before its answer leaves, and each
-    replica forgets its remembered session checks when it hears one. The attacker's
+  - *Gateway replicas hear of a logout.* A request that ended a session (a logout, a
+    revocation, a reused refresh token, a passphrase or identity change) or verified a
+    second factor now sends a `NOTIFY` before its answer leaves, and each replica
+    forgets its remembered session checks when it hears one. The attacker's
     test (`tests/e2e/test_gateway_replicas.py`: two gateways on one PostgreSQL database,
     session cache 4 s; a stolen token used through one replica while its owner logs out,
     or revokes the session, through the other) failed on the code before (still 200 a
-    second later) and passes.
+    second later) and passes. A second attacker review (of this and of the wait above)
+    found that every anonymous write to the gateway's own routes (a 404 under
+    `/v1/auth/`, a refused logout) sent a notice and emptied every replica's cache, at
+    1.85 ms a request: only the service's methods that end a session now mark the
+    request, and a test sends nine such writes and sees no notice. It also found that a
+    stream whose reader stopped reading held every revocation's answer the full wait
+    (now ended at its first late change), that a full pool could hold a committed write
+    up to 30 s (a notice now gets 1 s), and that a logout through `/v1/%61uth/logout`
+    cleared no cache (the decoded path decides now).
   - *`make bench`* at 16:04 (`8a1e773`, one core 1057-1065 MB/s, a slower host than
     round 13's 14:35 run, load 1.0 at the start): the table above. SDK reads at one
     client p50 7.4 ms (SQLite) and 7.5 ms (PostgreSQL), reads at 16 SDK clients above

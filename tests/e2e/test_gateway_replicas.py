@@ -43,16 +43,11 @@ def two_gateways(tmp_path_factory: pytest.TempPathFactory,
     state = tmp_path_factory.mktemp("gateways")
     stack = start_stack(POSTGRES.name, state, f"{worker_id_safe}_gateways",
                         ECRIN_GATEWAY_SESSION_CACHE_S="4")
-    both = SecondGateway(stack, state / "logs")
-    try:
-        both.start()
+    with SecondGateway(stack, state / "logs").running() as both:
         yield both
-    finally:
-        both.stop()
-        stack.stop_all()
 
 
-@pytest.mark.parametrize("ending", ["logout", "revoke"])
+@pytest.mark.parametrize("ending", ["logout", "revoke"], ids=["postgres-logout", "postgres-revoke"])
 def test_a_session_ended_through_one_replica_is_refused_by_the_other(
         two_gateways: SecondGateway, tmp_path: Path, ending: str):
     first, second = two_gateways.stack.url("gateway"), two_gateways.second_gateway

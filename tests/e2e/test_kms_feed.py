@@ -51,14 +51,9 @@ def kms_on_its_own(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     state = tmp_path_factory.mktemp("kms-feed")
     stack = start_stack(request.param, state, f"{worker_id_safe}_kmsfeed",
                         ECRIN_KMS_AUTHZ_CACHE_S="4", ECRIN_SHARING_KMS_URL="")
-    both = SecondSharing(stack, state / "logs")
-    try:
-        if request.param == "postgres":
-            both.start()
+    with SecondSharing(stack, state / "logs").running(
+            start=request.param == "postgres") as both:
         yield both
-    finally:
-        both.stop()
-        stack.stop_all()
 
 
 def test_a_revoked_member_gets_no_key_at_once(kms_on_its_own: SecondSharing, tmp_path: Path):

@@ -14,12 +14,14 @@ the headless Service's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -70,6 +72,18 @@ class Replicated:
         self.processes.append(process)
         return process
 
+    @contextlib.contextmanager
+    def running(self, *, start: bool = True) -> Iterator[Self]:
+        """The second processes started (unless ``start`` is false), then stopped with
+        the whole stack."""
+        try:
+            if start:
+                self.start()
+            yield self
+        finally:
+            self.stop()
+            self.stack.stop_all()
+
     def stop(self) -> None:
         for process in self.processes:
             process.terminate()
@@ -103,13 +117,8 @@ def replicated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     stack = start_stack(request.param, state, f"{worker_id_safe}_replicas",
                         ECRIN_RECORDS_AUTHZ_CACHE_S="4",
                         ECRIN_SHARING_RECORDS_REPLICAS=f"127.0.0.1, {SECOND}")
-    both = Replicated(stack, state / "logs")
-    try:
-        both.start()
+    with Replicated(stack, state / "logs").running() as both:
         yield both
-    finally:
-        both.stop()
-        stack.stop_all()
 
 
 def meta(title: str) -> RecordMetadata:
