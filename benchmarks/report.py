@@ -928,18 +928,21 @@ time are not comparable with the table above, CPU per operation and request coun
     (now ended at its first late change), that a full pool could hold a committed write
     up to 30 s (a notice now gets 1 s), and that a logout through `/v1/%61uth/logout`
     cleared no cache (the decoded path decides now).
-  - *`make bench`* at 16:04 (`8a1e773`, one core 1057-1065 MB/s, a slower host than
-    round 13's 14:35 run, load 1.0 at the start): the table above. SDK reads at one
-    client p50 7.4 ms (SQLite) and 7.5 ms (PostgreSQL), reads at 16 SDK clients above
-    creates on both (165 against 142/s, 238 against 205/s), the PostgreSQL login 9.6 ms of
-    service CPU: met, with no change to their paths since round 13's table, which missed
-    them. SQLite's login 10.3 ms and the gateway's one-client overhead on SQLite (1.32x)
-    missed by a few percent. The 100 MiB round trip went 0.14x / 0.15x up and 0.25x / 0.26x
-    down (SQLite / PostgreSQL).
+  - *Two `make bench` runs.* 16:10 (`8a1e773`, one core 1057-1065 MB/s, a slower host
+    than round 13's 14:35 run, load 1.0 at the start) and the table's, 16:57 (`c55a766`,
+    1068-1054 MB/s, load 1.8). SDK reads at one client p50 7.4 / 7.5 ms then 7.3 / 7.1 ms
+    (SQLite / PostgreSQL), reads at 16 SDK clients above creates on both backends in both
+    runs (185 against 144/s and 237 against 200/s in the table), the PostgreSQL login 9.6
+    then 9.8 ms of service CPU: met, with no change to their paths since round 13's
+    table, which missed them. SQLite's login 10.3 then 10.1 ms missed by a few percent;
+    the gateway's one-client overhead on SQLite missed in the first (1.32x) and passed in
+    the second. The 100 MiB round trip: up 0.14x / 0.15x then 0.15x / 0.14x, down 0.25x /
+    0.26x then 0.27x / 0.23x. Revocation to denied, the kms through the feed: 14 / 14 ms
+    then 17 / 18 ms (worst of three).
 
 **Remains** (issue 21's targets missed, and why; the figures of the first two items
-are round 11's 07:08 run, on a host near round 9's speed; the table above has 235/s and
-205/s, for the reasons round 12 gives). Every miss but the large
+are round 11's 07:08 run, on a host near round 9's speed; the table above has 228/s and
+200/s, for the reasons round 12 gives). Every miss but the large
 document's is CPU per operation on two shared cores whose speed moved by half within the
 hour again today (round 11): the same commit measured SDK creates at
 316/s in round 9 and 179-214/s this morning, and nothing in the profiles is worth more
@@ -958,18 +961,18 @@ than a few percent on its own:
   round 11's A/B shows round 9's commit no faster on this morning's host. CPU per create
   7.7 ms across the processes (the SDK clients' 1.91 of it), so about 260/s at perfect
   overlap.
-- *Login: 10.3 ms of service CPU on SQLite against 10 ms* (the table above; 9.6 ms on
+- *Login: 10.1 ms of service CPU on SQLite against 10 ms* (the table above; 9.8 ms on
   PostgreSQL, met; two requests). Round 13's table had 10.9 and 15.8 ms with the same
   code: the host's swing is larger than the margin. SQLite's statements make one trip
   each to their connection's thread since round 13.
 - *The SDK read at one client (p50 <= 10 ms) and reads at 16 SDK clients above creates*
-  are met in the table above (7.4 / 7.5 ms; 165 against 142/s and 238 against 205/s) and
+  are met in the table above (7.3 / 7.1 ms; 185 against 144/s and 237 against 200/s) and
   missed in round 13's (10.1 / 10.2 ms; 127 against 154/s on PostgreSQL, a stall of the
   host): one SDK read costs less CPU than one create in every process in both tables.
-- *The gateway's overhead at one client, 1.32x on SQLite against 1.3x* in the table above
-  (1.19x in round 13's, 1.32x on PostgreSQL there): a 1.7 ms hop on 5.1 ms, within the
-  run-to-run spread.
-- *100 MiB through the SDK: 0.14-0.15x up and 0.25-0.26x down of raw AEAD* against 0.3x
+- *The gateway's overhead at one client* passes in the table above and missed in round
+  14's first run (1.32x on SQLite against 1.3x: a 1.7 ms hop on 5.1 ms) and in round 13's
+  (1.32x on PostgreSQL): within the run-to-run spread.
+- *100 MiB through the SDK: 0.14-0.15x up and 0.23-0.27x down of raw AEAD* against 0.3x
   (the table above; 0.11-0.13x and 0.18-0.21x in round 13's; with content in the database, as the Kubernetes overlays keep it,
   0.065x up in round 12). The database no longer bounds the sending (round 12: content as
   files), nor the machine's fresh pages the records API's writing and the client's

@@ -194,8 +194,7 @@ class PostgresFeed(AccessFeed):
         if not ids:
             return
         payloads = [json.dumps(ids[i:i + NOTIFY_IDS]) for i in range(0, len(ids), NOTIFY_IDS)]
-        await self._channel.publish(payloads)
-        await self._hand_over(ids)
+        await asyncio.gather(self._channel.publish(payloads), self._hand_over(ids))
 
     def _heard(self, payload: str) -> None:
         try:
