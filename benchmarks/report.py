@@ -882,7 +882,7 @@ time are not comparable with the table above, CPU per operation and request coun
     0.11x / 0.13x then 0.11x / 0.10x, down 0.18x / 0.21x then 0.17x / 0.16x (SQLite /
     PostgreSQL), against 0.09x / 0.08x and 0.17x / 0.14x in round 12's table.
 
-- *Issue 21, round 14* (2026-12-03, 15:40-16:30 UTC): revocation and logout reach every
+- *Issue 21, round 14* (2026-12-03, 15:40-17:10 UTC): revocation and logout reach every
   cache at once, in the deployments too.
   - *The kms follows a feed.* In every overlay the sharing service cannot reach the kms
     (the keys' site), so a revoked member could still be given the file's keys from the
