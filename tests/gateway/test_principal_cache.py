@@ -164,6 +164,19 @@ async def test_no_anonymous_or_refused_write_tells_the_other_replicas(database_u
         assert told.published == []
 
 
+async def test_the_replica_says_whether_it_hears_the_others(database_url_for, internal_keys,
+                                                           backend):
+    from tests.support.apps import build_app, running
+
+    app = build_app("gateway", database_url_for("gateway"), internal_keys)
+    async with running(app, rollback=False):
+        heard = app.state.metrics.registry.get_sample_value(
+            "ecrin_notices_listening", {"service": "gateway",
+                                        "channel": "ecrin_sessions_changed"})
+        # on SQLite one process: nothing to hear, no channel
+        assert heard == (1.0 if backend.name == "postgres" else None)
+
+
 class TestTellingTheOtherReplicas:
     """``ProxyDispatch`` awaits ``tell_replicas`` once per write the app answers, before
     the answer leaves (which writes tell is the app's decision: the tests above, and

@@ -34,3 +34,17 @@ class TestAccessChanged:
                                       headers=Caller(issuer, "sharing").headers(principal))
             assert empty.status_code == 422
         assert forgotten == [file_id]
+
+
+async def test_the_kms_says_whether_it_follows_the_feed(database_url_for, internal_keys):
+    app = build_app("kms", database_url_for("kms"), internal_keys)
+    async with running(app):
+        def following() -> float | None:
+            return app.state.metrics.registry.get_sample_value(
+                "ecrin_access_feed_following", {"service": "kms"})
+
+        feed = app.state.access_client.feed
+        assert feed is not None
+        assert following() == 0.0  # no question asked yet: no stream
+        feed.live = True  # what a stream's "ready" line sets (tests/platform/test_access_feed.py)
+        assert following() == 1.0

@@ -64,7 +64,8 @@ class TestMetrics:
         for family in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                        "process_open_fds", "python_info", "python_gc_objects_collected_total",
                        "ecrin_audit_events_total", "ecrin_records_written_total",
-                       "ecrin_key_releases_total", "ecrin_rotations_pending"):
+                       "ecrin_key_releases_total", "ecrin_rotations_pending",
+                       "ecrin_notices_listening", "ecrin_access_feed_following"):
             assert f"# TYPE {family.removesuffix('_total')}" in text, family
 
     async def test_audit_appends_are_counted_when_they_commit_and_name_no_patient(

@@ -161,6 +161,22 @@ class TestRoute:
             assert app.state.access_feed.subscribers == 0
 
 
+    async def test_the_replica_says_whether_it_listens(self, database_url_for, internal_keys,
+                                                       backend):
+        app = build_app("sharing", database_url_for("sharing"), internal_keys)
+        async with running(app):
+            def listening() -> float | None:
+                return app.state.metrics.registry.get_sample_value(
+                    "ecrin_notices_listening",
+                    {"service": "sharing", "channel": feed_module.CHANNEL})
+
+            # (SQLite: one process, which hears every change)
+            assert listening() == 1.0
+            if backend.name == "postgres":
+                await app.state.access_feed.stop()
+                assert listening() == 0.0
+
+
 @pytest.fixture
 async def two_replicas(database_url_for) -> AsyncIterator[tuple[PostgresFeed, PostgresFeed]]:
     url = database_url_for("sharing")

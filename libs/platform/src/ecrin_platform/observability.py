@@ -133,6 +133,14 @@ class Metrics:
             "ecrin_rotations_pending", "Scope-key rotations waiting for a practitioner's "
             "device (revocations and expiries); set by the sharing service",
             ["service"], registry=self.registry)
+        self.notices_listening = Gauge(
+            "ecrin_notices_listening", "1 while this replica hears the other replicas' "
+            "notices on the channel (PostgreSQL LISTEN), 0 while it does not",
+            ["service", "channel"], registry=self.registry)
+        self.access_feed_following = Gauge(
+            "ecrin_access_feed_following", "1 while the kms follows the sharing service's "
+            "access-change feed, 0 while its cache's lifetime alone bounds a revocation",
+            ["service"], registry=self.registry)
         self.service = service
 
     def audited(self, actions: list[tuple[str, str]]) -> None:

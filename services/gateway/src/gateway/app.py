@@ -114,9 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web = WebAppFiles(settings.web_dist)
 
     async def listen_to_replicas(app: FastAPI) -> None:
-        app.state.replicas = replicas_channel(app.state.engine, principals)
-        if app.state.replicas is not None:
-            await app.state.replicas.start()
+        app.state.replicas = channel = replicas_channel(app.state.engine, principals)
+        if channel is not None:
+            await channel.start()
+            app.state.metrics.notices_listening.labels(SERVICE, channel.channel).set_function(
+                lambda: float(channel.listening))
 
     async def tell_replicas(scope: Scope) -> None:
         channel = app.state.replicas

@@ -24,6 +24,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.access_client = AccessClient(
             app.state.http, settings.sharing_url, caller=SERVICE, ttl_s=settings.authz_cache_s,
             follow_changes=settings.access_feed and settings.authz_cache_s > 0)
+        feed = app.state.access_client.feed
+        app.state.metrics.access_feed_following.labels(SERVICE).set_function(
+            lambda: float(feed is not None and feed.live))
 
     async def stop(app: FastAPI) -> None:
         if app.state.access_client.feed is not None:

@@ -15,7 +15,7 @@ from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
 from sharing import MIGRATIONS, SERVICE
 from sharing.clock import Clock
-from sharing.feed import feed_for
+from sharing.feed import CHANNEL, feed_for
 from sharing.feed import router as access_feed
 from sharing.files.batch_access import internal as batch_access
 from sharing.files.endpoints import internal, router
@@ -49,8 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ("records-api", settings.records_url, settings.records_replicas),
             ("kms", settings.kms_url, settings.kms_replicas)) if url]
         app.state.notifier = AccessNotifier(app.state.http, targets)
-        app.state.access_feed = feed_for(app.state.engine)
-        await app.state.access_feed.start()
+        app.state.access_feed = feed = feed_for(app.state.engine)
+        await feed.start()
+        app.state.metrics.notices_listening.labels(SERVICE, CHANNEL).set_function(
+            lambda: float(feed.listening))
         app.state.draining.append(app.state.access_feed.drain)
         app.state.rotations_gauge = asyncio.create_task(
             count_pending_rotations(app), name="rotations-pending-gauge")
