@@ -921,9 +921,9 @@ time are not comparable with the table above, CPU per operation and request coun
     or revokes the session, through the other) failed on the code before (still 200 a
     second later) and passes. A second attacker review (of this and of the wait above)
     found that every anonymous write to the gateway's own routes (a 404 under
-    `/v1/auth/`, a refused logout) sent a notice and emptied every replica's cache, at
-    1.85 ms a request: only the service's methods that end a session now mark the
-    request, and a test sends nine such writes and sees no notice. It also found that a
+    `/v1/auth/`, a refused logout) sent a notice and emptied every replica's cache (its
+    probe: 1.85 ms a request): only the service's methods that end a session now mark
+    the request, and a test sends nine such writes and sees no notice. It also found that a
     stream whose reader stopped reading held every revocation's answer the full wait
     (now ended at its first late change), that a full pool could hold a committed write
     up to 30 s (a notice now gets 1 s), and that a logout through `/v1/%61uth/logout`

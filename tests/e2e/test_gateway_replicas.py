@@ -21,11 +21,11 @@ import pytest
 
 from tests.e2e.records_support import new_practitioner
 from tests.e2e.test_replicas import Replicated, wait_ready
-from tests.support.databases import POSTGRES, POSTGRES_URL
+from tests.support.databases import POSTGRES, needs_postgres
 from tests.support.stack import start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.postgres,
-              pytest.mark.skipif(not POSTGRES_URL, reason="needs ECRIN_TEST_POSTGRES_URL")]
+              needs_postgres]
 
 
 class SecondGateway(Replicated):

@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -64,6 +65,12 @@ class Sharing:
         return httpx.Response(404) if file_id in self.revoked else answer(file_id)
 
 
+def kms_client(http: httpx.AsyncClient, **options: Any) -> AccessClient:
+    """The kms's access client, following the feed of the sharing service at http://sharing."""
+    return AccessClient(http, "http://sharing", caller="kms", ttl_s=60, follow_changes=True,
+                        **options)
+
+
 async def settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -83,8 +90,7 @@ class TestFollowing:
     async def test_a_change_on_the_feed_drops_the_cached_answer_at_once(self):
         sharing = Sharing()
         async with httpx.AsyncClient(transport=httpx.MockTransport(sharing.handler)) as http:
-            client = AccessClient(http, "http://sharing", caller="kms", ttl_s=60,
-                                  follow_changes=True)
+            client = kms_client(http)
             feed = await following(client, sharing)
             assert await client.access(OTHER, ACCOUNT, token="token-2") is not None
             assert await client.access(FILE, ACCOUNT, token="token-2") is not None
@@ -119,8 +125,7 @@ class TestFollowing:
     async def test_ready_forgets_what_was_cached_before_the_subscription(self):
         sharing = Sharing()
         async with httpx.AsyncClient(transport=httpx.MockTransport(sharing.handler)) as http:
-            client = AccessClient(http, "http://sharing", caller="kms", ttl_s=60,
-                                  follow_changes=True)
+            client = kms_client(http)
             assert await client.access(FILE, ACCOUNT, token="t") is not None
             await settle()
             # revoked between that answer and the subscription: the feed will not say it
@@ -141,8 +146,7 @@ class TestFollowing:
             return sharing.handler(request)
 
         async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as http:
-            client = AccessClient(http, "http://sharing", caller="kms", ttl_s=60,
-                                  follow_changes=True)
+            client = kms_client(http)
             asking = asyncio.create_task(client.access(FILE, ACCOUNT, token="t"))
             await settle()
             sharing.feeds[-1].send({"ready": True})
@@ -160,8 +164,7 @@ class TestLosingTheStream:
         sharing = Sharing()
         now = [0.0]
         async with httpx.AsyncClient(transport=httpx.MockTransport(sharing.handler)) as http:
-            client = AccessClient(http, "http://sharing", caller="kms", ttl_s=60,
-                                  follow_changes=True, clock=lambda: now[0])
+            client = kms_client(http, clock=lambda: now[0])
             feed = await following(client, sharing)
             assert await client.access(FILE, ACCOUNT, token="t") is not None
             sharing.revoked.add(FILE)
@@ -181,8 +184,7 @@ class TestLosingTheStream:
             sharing = Sharing(feed_status=status)
             async with httpx.AsyncClient(
                     transport=httpx.MockTransport(sharing.handler)) as http:
-                client = AccessClient(http, "http://sharing", caller="kms", ttl_s=60,
-                                      follow_changes=True)
+                client = kms_client(http)
                 await client.access(FILE, ACCOUNT, token="t")
                 await settle()
                 assert client.feed is not None and not client.feed.live
@@ -197,8 +199,7 @@ class TestLosingTheStream:
             sharing = Sharing()
             async with httpx.AsyncClient(
                     transport=httpx.MockTransport(sharing.handler)) as http:
-                client = AccessClient(http, "http://sharing", caller="kms", ttl_s=60,
-                                      follow_changes=True)
+                client = kms_client(http)
                 feed = await following(client, sharing)
                 assert await client.access(FILE, ACCOUNT, token="t") is not None
                 sharing.revoked.add(FILE)

@@ -20,7 +20,7 @@ from ecrin_platform.tokens import MAX_LIFETIME_S, Principal
 from sharing import feed as feed_module
 from sharing.feed import AccessFeed, FeedUnavailable, PostgresFeed, feed_for
 from tests.support.apps import Caller, build_app, running
-from tests.support.databases import POSTGRES, POSTGRES_URL
+from tests.support.databases import POSTGRES, needs_postgres
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -206,7 +206,7 @@ async def next_of(queue: asyncio.Queue) -> list[str] | None:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not POSTGRES_URL, reason="needs ECRIN_TEST_POSTGRES_URL")
+@needs_postgres
 @pytest.mark.parametrize("backend", [POSTGRES], indirect=True, ids=["postgres"])
 class TestReplicas:
     async def test_a_change_through_one_replica_reaches_the_others_subscribers(

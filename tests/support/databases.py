@@ -39,6 +39,14 @@ SQLITE = Backend("sqlite")
 POSTGRES = Backend("postgres")
 
 
+#: For a test that only means something on PostgreSQL (LISTEN/NOTIFY, row locks, two
+#: processes on one database): skipped on a developer's machine without a server, never in
+#: CI, where ECRIN_TEST_REQUIRE_POSTGRES=1 runs it (and an unset or unreachable server
+#: fails the run instead).
+needs_postgres = pytest.mark.skipif(not POSTGRES_URL and not REQUIRE_POSTGRES,
+                                    reason="needs ECRIN_TEST_POSTGRES_URL")
+
+
 def available_backends() -> list[Backend]:
     if REQUIRE_POSTGRES and not POSTGRES_URL:
         raise RuntimeError("ECRIN_TEST_REQUIRE_POSTGRES=1 but ECRIN_TEST_POSTGRES_URL is unset")

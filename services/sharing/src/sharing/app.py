@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await feed.start()
         app.state.metrics.notices_listening.labels(SERVICE, CHANNEL).set_function(
             lambda: float(feed.listening))
-        app.state.draining.append(app.state.access_feed.drain)
+        app.state.draining.append(feed.drain)
         app.state.rotations_gauge = asyncio.create_task(
             count_pending_rotations(app), name="rotations-pending-gauge")
 

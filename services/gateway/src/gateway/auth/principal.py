@@ -80,10 +80,10 @@ SESSIONS_CHANGED = "sessions_changed"
 
 
 def replicas_channel(engine: AsyncEngine, cache: PrincipalCache) -> PgChannel | None:
-    """On PostgreSQL (where replicas share the database), the channel on which a write
-    to the gateway's own routes through any replica empties every replica's ``cache``
-    (and a lost listening connection this one's, which may have missed a message);
-    None on SQLite, which has one process."""
+    """On PostgreSQL (where replicas share the database), the channel on which a request
+    that ended a session (``sessions_changed_by``) through any replica empties every
+    replica's ``cache`` (and a lost listening connection this one's, which may have missed
+    a message); None on SQLite, which has one process."""
     if engine.dialect.name != "postgresql":
         return None
     return PgChannel(engine, SESSIONS_CHANNEL, on_message=lambda _payload: cache.clear(),
