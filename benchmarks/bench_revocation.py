@@ -3,8 +3,10 @@ keys (kms, ``GET /v1/keyrings/{file}/entries``) and ciphertext (records-api,
 ``GET /v1/records/{id}``). The grantee keeps reading every few milliseconds before the
 revocation, so both services hold a fresh authorisation answer in their cache when the
 owner's ``DELETE /v1/grants/{id}`` returns; the clock starts then. The sharing service
-tells both services when a grant ends, so the first request after the revocation should be
-refused: the time measured is then that one request's latency.
+tells the records API when a grant ends (a POST its answer waits for), and the kms through
+the feed it follows, as in every deployment: the sharing service is restarted first without
+the kms address the development stack gives it on one machine, so the kms row measures the
+feed alone (it is the last section of a backend's run).
 
 The warming reads stop (and their last answers arrive) just before the revocation is sent,
 so that a read still in flight is not counted as part of the revocation; each run checks
@@ -33,6 +35,7 @@ CACHE_S = min(RecordsSettings.model_fields["authz_cache_s"].default,
 
 
 async def measure(bs: BenchStack, repeats: int = 3) -> dict[str, Any]:
+    bs.restart("sharing", ECRIN_SHARING_KMS_URL="")
     owner = Practitioner.sign_up(bs.gateway)
     runs = []
     async with httpx.AsyncClient(timeout=30) as http:

@@ -112,10 +112,13 @@ class Stack:
                 env[f"{prefix}SHARING_URL"] = self.url("sharing")
             if service == "records-api":  # large documents as files beside the database
                 env.setdefault(f"{prefix}CONTENT_DIR", str(self.state / "records-content"))
-            # When a file's access changes, the sharing service tells the records API
-            # (sharing.notify); the kms follows its feed, as in every deployment.
+            # When a file's access changes, the sharing service tells the records API and,
+            # on this one machine, the kms too (sharing.notify: the answer waits for them).
+            # The kms also follows its feed, as in every deployment, where the feed alone
+            # tells it: ECRIN_SHARING_KMS_URL="" in ``extra_env`` leaves it at that.
             if service == "sharing":
                 env[f"{prefix}RECORDS_URL"] = self.url("records-api")
+                env.setdefault(f"{prefix}KMS_URL", self.url("kms"))
         return env
 
     def migrate(self) -> None:
