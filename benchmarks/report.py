@@ -981,18 +981,18 @@ than a few percent on its own:
   14's first run (1.32x on SQLite against 1.3x: a 1.7 ms hop on 5.1 ms) and in round 13's
   (1.32x on PostgreSQL): within the run-to-run spread.
 - *100 MiB through the SDK: 0.14-0.15x up and 0.23-0.27x down of raw AEAD* against 0.3x
-  (the table above; 0.11-0.13x and 0.18-0.21x in round 13's; with content in the
-  database, as the Kubernetes overlays keep it, 0.065x up in round 12). The database no
-  longer bounds the sending (round 12: content as files), nor the machine's fresh pages
-  the records API's writing and the client's download (round 13). What remains is CPU: about 0.85 s of it across the processes per
-  100 MiB upload (the client's encryption and sending, the gateway's relay, the records
-  API's receiving, hashing and writing) and about 0.7 s per download, on two cores, so
-  0.43 s and 0.35 s at perfect overlap, while 0.3x is 0.3 s here. Overlapping the
-  encryption with the sending, the protocol change round 12 proposed, measured 7-16 %
-  faster (round 13). Reaching 0.3x needs the per-MiB Python work of the client and of
-  the relay cut by a third, or a client that is not on the servers' two cores.
-  Multi-replica deployments need the content directory shared (a ReadWriteMany volume)
-  or an object store, which no overlay has yet.
+  (the table above; 0.11-0.13x and 0.18-0.21x in round 13's; with content in the database,
+  as the Kubernetes overlays keep it, 0.065x up in round 12). The database no longer
+  bounds the sending (round 12: content as files), nor the machine's fresh pages the
+  records API's writing and the client's download (round 13). What remains is CPU: about
+  0.85 s of it across the processes per 100 MiB upload (the client's encryption and
+  sending, the gateway's relay, the records API's receiving, hashing and writing) and
+  about 0.7 s per download, on two cores, so 0.43 s and 0.35 s at perfect overlap, while
+  0.3x is 0.3 s here. Overlapping the encryption with the sending, the protocol change
+  round 12 proposed, measured 7-16 % faster (round 13). Reaching 0.3x needs the per-MiB
+  Python work of the client and of the relay cut by a third, or a client that is not on
+  the servers' two cores. Multi-replica deployments need the content directory shared (a
+  ReadWriteMany volume) or an object store, which no overlay has yet.
 - *SQLite at 64 clients*: one writer at a time by design; reads are audited writes, so
   they queue too.
 - *Not a miss here, what the benchmark does not show*: revocation to denied is measured
