@@ -108,6 +108,8 @@ async def create_patients(home: Path, server: str, count: int) -> None:
 
 
 def run(patients: int) -> dict[str, Any]:
+    from ecrin_client.loop import run as run_loop
+
     from benchmarks.services import running_stack
 
     results: dict[str, Any] = {}
@@ -134,7 +136,7 @@ def run(patients: int) -> dict[str, Any]:
                   env)
             ecrin(["patient", "show", "dupont"], env)  # warm-up
             results["agent_command"] = timed(["patient", "show", "dupont"], env)
-            asyncio.run(create_patients(home, bs.gateway, patients - 1))
+            run_loop(create_patients(home, bs.gateway, patients - 1))
             results["patient_list"] = timed(["patient", "list", "--json"], env, runs=3)
             results["patient_list"]["patients"] = len(json.loads(
                 ecrin(["patient", "list", "--json"], env)))

@@ -12,13 +12,13 @@ content ciphertext inline, committed by that request; a read is what it sends fo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
 
 import aiohttp
 import psutil
+from ecrin_client.loop import run as run_loop
 
 from benchmarks import bench_records
 from benchmarks.actors import Practitioner, b64, create_body, unb64
@@ -144,5 +144,5 @@ def large_document(bs: BenchStack, size: int = 100 << 20) -> dict[str, Any]:
     bench_records.LARGE = size
     profile = bs.work / "profile"
     profile.mkdir(exist_ok=True)
-    result = asyncio.run(bench_records.run_backend(bs.backend, bs.gateway, bs.work, 0))
+    result = run_loop(bench_records.run_backend(bs.backend, bs.gateway, bs.work, 0))
     return {"bytes": size, **result["large_100mib"]}

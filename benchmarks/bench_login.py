@@ -11,7 +11,6 @@ each service process spends per login.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ecrin_client import EcrinClient, Profile
+from ecrin_client.loop import run as run_loop
 
 from benchmarks.bench_load import ProcessCpu
 from benchmarks.bench_sdk import PASSPHRASE, CountingTransport
@@ -84,7 +84,7 @@ def main() -> None:
     with running_stack("postgres" if args.postgres else "sqlite") as bs:
         print({name: p.pid for name, p in bs.stack.processes.items()}, flush=True)
         time.sleep(args.hold)
-        print(asyncio.run(measure(bs, logins=args.n)))
+        print(run_loop(measure(bs, logins=args.n)))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from typing import Any
 
 from ecrin_client import EcrinClient, Profile, Records
 from ecrin_client.kine import PatientIdentity, RecordMetadata
+from ecrin_client.loop import run as run_loop
 from ecrin_client.patients import Patients
 from sqlalchemy.engine import make_url
 
@@ -255,7 +256,7 @@ def main() -> None:
             try:
                 (work / "profile").symlink_to(Path(fast), target_is_directory=True)
                 print(f"{name}: running...", file=sys.stderr, flush=True)
-                results.append(asyncio.run(run_backend(name, stack.url("gateway"), work,
+                results.append(run_loop(run_backend(name, stack.url("gateway"), work,
                                                        args.ops)))
             finally:
                 stack.stop_all()

@@ -133,7 +133,10 @@ It takes about {duration} here.
   its feed to the kms) can then have denied it.
 
 The load generator runs on the same two cores as the four services and PostgreSQL, so
-throughput figures are lower bounds for a deployment with one host per service.
+throughput figures are lower bounds for a deployment with one host per service. Every
+client of the benchmark, the SDK's and the raw load generator, runs on the event loop the
+`ecrin` command runs on (`ecrin_client.loop`: uvloop where installed, as here);
+`ECRIN_CLIENT_LOOP=asyncio make bench` runs them on the standard library's (round 15).
 
 ## Latest figures
 

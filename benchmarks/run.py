@@ -10,7 +10,6 @@ in seconds (the smoke test) and checks no target. ``--strict``: exit 1 if a targ
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -21,6 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ecrin_client.loop import run as run_loop
 
 from benchmarks import (
     bench_crypto,
@@ -64,23 +65,23 @@ def run_backend(backend: str, postgres: str, size: dict[str, Any]) -> dict[str, 
     with running_stack(backend, postgres) as bs, RssSampler(bs.stack) as rss:
         sections: list[tuple[str, str, Callable[[], Any]]] = [
             ("gateway", "gateway overhead",
-             lambda: asyncio.run(bench_gateway.measure(bs, **size["gateway"]))),
+             lambda: run_loop(bench_gateway.measure(bs, **size["gateway"]))),
             ("load", "records under load",
-             lambda: asyncio.run(bench_load.records(bs, **size["load"]))),
+             lambda: run_loop(bench_load.records(bs, **size["load"]))),
             ("sdk", "records through the SDK",
-             lambda: asyncio.run(bench_sdk.measure(bs, **size["sdk"]))),
+             lambda: run_loop(bench_sdk.measure(bs, **size["sdk"]))),
             ("login", "logins through the SDK",
-             lambda: asyncio.run(bench_login.measure(bs, logins=size["logins"]))),
+             lambda: run_loop(bench_login.measure(bs, logins=size["logins"]))),
             ("large", f"{size['large'] // MiB} MiB document",
              lambda: bench_load.large_document(bs, size["large"])),
             ("listing", "listing growth",
-             lambda: asyncio.run(bench_growth.listing(bs, **size["listing"]))),
-            ("search", "patient search", lambda: asyncio.run(
+             lambda: run_loop(bench_growth.listing(bs, **size["listing"]))),
+            ("search", "patient search", lambda: run_loop(
                 bench_growth.search(bs, size["patients"], size["search_reps"]))),
             ("rotation", "rotation",
-             lambda: asyncio.run(bench_growth.rotation(bs, size["rotation"]))),
+             lambda: run_loop(bench_growth.rotation(bs, size["rotation"]))),
             ("revocation", "revocation",
-             lambda: asyncio.run(bench_revocation.measure(bs, size["revocations"]))),
+             lambda: run_loop(bench_revocation.measure(bs, size["revocations"]))),
         ]
         for key, label, measure in sections:
             step(f"{backend}: {label}")

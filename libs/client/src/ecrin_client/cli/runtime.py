@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+from ecrin_client.loop import run as run_loop
 
 if TYPE_CHECKING:  # imported where used: `ecrin --help` should not pay for them
     import httpx
@@ -164,7 +165,7 @@ class Runtime:
             async with self.client() as client:
                 return await flow(client)
 
-        return asyncio.run(go())
+        return run_loop(go())
 
     def run(self, flow: Callable[[EcrinClient], Awaitable[T]]) -> T:
         """Run one SDK flow; typed errors become a one-line message and their exit code."""
