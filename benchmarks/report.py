@@ -951,9 +951,60 @@ time are not comparable with the table above, CPU per operation and request coun
     0.26x then 0.27x / 0.23x. Revocation to denied, the kms through the feed: 14 / 14 ms
     then 17 / 18 ms (worst of three).
 
+- *Issue 21, round 15* (2026-12-03, 18:05-18:40 UTC, another machine: one core encrypts
+  as fast as round 14's, 1048-1052 MB/s in the table's run, but every process's CPU per
+  operation is about 1.6-2x round 14's, on code paths this round did not touch: the
+  login's service CPU at `b450d25`, before any change, 14.9-19.5 ms over five runs of
+  `bench_login` (SQLite, 100-300 logins each), against 10.1 ms in round 14's table).
+  - *The SDK's download was bound by the device's event loop.* Per thread (psutil, three
+    downloads): the event loop 0.20-0.24 s of CPU per 100 MiB, the decrypting thread
+    0.20-0.22 s, besides the digest's and the syncs' threads. py-spy of the event loop
+    (250 Hz): httpx, httpcore, h11 and anyio around each socket read, and a fifth of it the
+    standard library's selector registering and unregistering the socket at each read
+    (anyio pauses the transport between reads). `ecrin_client.loop.run` runs a flow on
+    uvloop where it is installed (the client now depends on it, except on Windows;
+    `ECRIN_CLIENT_LOOP=asyncio` declines it); the `ecrin` command and every client loop of
+    the benchmark use it. Same stack, alternating runs (100 MiB round trips, client CPU
+    per download, user + system): SQLite, six against six, 0.59-0.67 s -> 0.47-0.54 s,
+    the download 0.63-0.81 s -> 0.49-0.66 s; three alternating pairs through
+    `bench_load.large_document`, 0.59-0.63 -> 0.53-0.55 s of CPU, down 0.18-0.22x ->
+    0.19-0.24x of raw AEAD; PostgreSQL, three pairs, 0.51-0.57 -> 0.47-0.57 s, the
+    download's ratio within the noise (0.20-0.24x against 0.19-0.22x). The upload does not
+    move: its sending is bound by the records API (about 0.4 s of its CPU per 100 MiB
+    while the client spends 0.1 s). 16 SDK clients on PostgreSQL, two alternating pairs:
+    creates 110, 98/s (asyncio) against 102, 92/s (uvloop), reads 102, 101/s against 122,
+    117/s; the SDK clients' CPU per operation 3.1-3.7 against 3.1-3.3 ms: within this
+    host's noise.
+  - *Where a login's service CPU goes on this machine* (SQLite; py-spy of the gateway at
+    400 Hz, 300 logins): 37 % of its busy samples are uvloop's own C work (the loop and
+    its system calls), `ProxyDispatch` and the routes the rest. `strace -c` of the gateway
+    over 77 logins: per login about 140 futex calls (the SQLite connection's thread and
+    the loop's wake-ups), 47 epoll waits, 26 reads, 26 writes, 26 page writes of the
+    WAL, and 15 pairs of `mmap`/`munmap` of 16 KiB from the event loop's thread: CPython
+    3.11 allocates the frames' data stack in 16 KiB chunks and frees a chunk as soon as
+    the frame that opened it returns, so a request whose call depth crosses a chunk's end
+    maps and unmaps it each time. A C probe on this machine: 14-15 us per map, first
+    touch of two pages and unmap, about 0.2 ms per login (1-2 % of the gateway's CPU).
+    Not changed.
+  - *The first request after a service starts* builds FastAPI's routing state (the
+    dependants of every route, `_IncludedRouter.effective_candidates`) and imports anyio's
+    asyncio backend: about 0.3 s of the gateway's CPU in the profile above, once per
+    process. Not changed.
+  - *The table's run* (18:25-18:32 UTC, `ad13d39`) fails eleven targets, four of which
+    round 14's table met with the same server code: the SDK read's p50 at one client
+    (12.8 / 12.6 ms, SQLite / PostgreSQL), the rotation (0.507 / 0.541 ms per record),
+    the PostgreSQL login (20.8 ms) and the gateway's one-client overhead on SQLite
+    (1.33x). The large document: up 0.07x / 0.06x, down 0.21x / 0.14x. The ratios that do
+    not depend on the host's speed pass (the stream against raw AEAD, listing growth,
+    reads at or above creates, requests per operation), and so does revocation (27-37
+    ms). Round 14's table (16:57 UTC, `c55a766`) stays the reference for the items below;
+    what this machine adds is that the AEAD probe does not tell how fast a host runs
+    Python: the CPU per operation of paths that did not change does.
+
 **Remains** (issue 21's targets missed, and why; the figures of the first two items
-are round 11's 07:08 run, on a host near round 9's speed; the table above has 228/s and
-200/s, for the reasons round 12 gives). Every miss but the large
+are round 11's 07:08 run, on a host near round 9's speed, and "round 14's table" below is
+the 16:57 run of round 14, on the machine before this one: the table above, round 15's,
+has every CPU figure 1.6-2x higher, for the reasons round 15 gives). Every miss but the large
 document's is CPU per operation on two shared cores whose speed moved by half within the
 hour again today (round 11): the same commit measured SDK creates at
 316/s in round 9 and 179-214/s this morning, and nothing in the profiles is worth more
@@ -972,19 +1023,19 @@ than a few percent on its own:
   round 11's A/B shows round 9's commit no faster on this morning's host. CPU per create
   7.7 ms across the processes (the SDK clients' 1.91 of it), so about 260/s at perfect
   overlap.
-- *Login: 10.1 ms of service CPU on SQLite against 10 ms* (the table above; 9.8 ms on
+- *Login: 10.1 ms of service CPU on SQLite against 10 ms* (round 14's table; 9.8 ms on
   PostgreSQL, met; two requests). Round 13's table had 10.9 and 15.8 ms with the same
   code: the host's swing is larger than the margin. SQLite's statements make one trip
   each to their connection's thread since round 13.
 - *The SDK read at one client (p50 <= 10 ms) and reads at 16 SDK clients above creates*
-  are met in the table above (7.3 / 7.1 ms; 185 against 144/s and 237 against 200/s) and
+  are met in round 14's table (7.3 / 7.1 ms; 185 against 144/s and 237 against 200/s) and
   missed in round 13's (10.1 / 10.2 ms; 127 against 154/s on PostgreSQL, a stall of the
   host): one SDK read costs less CPU than one create in every process in both tables.
-- *The gateway's overhead at one client* passes in the table above and missed in round
-  14's first run (1.32x on SQLite against 1.3x: a 1.7 ms hop on 5.1 ms) and in round 13's
+- *The gateway's overhead at one client* passes in round 14's table and missed in its
+  first run (1.32x on SQLite against 1.3x: a 1.7 ms hop on 5.1 ms) and in round 13's
   (1.32x on PostgreSQL): within the run-to-run spread.
 - *100 MiB through the SDK: 0.14-0.15x up and 0.23-0.27x down of raw AEAD* against 0.3x
-  (the table above; 0.11-0.13x and 0.18-0.21x in round 13's; with content in the database,
+  (round 14's table; 0.11-0.13x and 0.18-0.21x in round 13's; with content in the database,
   as the Kubernetes overlays keep it, 0.065x up in round 12). The database no longer
   bounds the sending (round 12: content as files), nor the machine's fresh pages the
   records API's writing and the client's download (round 13). What remains is CPU: about

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ecrin_client import loop
@@ -44,3 +47,29 @@ def test_a_flow_s_error_comes_out_and_the_loop_is_closed(
     with pytest.raises(LookupError, match="the flow's own error"):
         loop.run(fails())
     assert seen[0].is_closed()
+
+
+def test_ctrl_c_stops_a_flow_and_its_clean_up_runs(tmp_path: Path) -> None:
+    """As under ``asyncio.run``: SIGINT cancels the flow, its ``finally`` runs (a spool
+    file is deleted there), and the process ends by KeyboardInterrupt."""
+    marker = tmp_path / "cleaned"
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from ecrin_client.loop import run\n"
+        "async def flow():\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        await asyncio.sleep(30)\n"
+        "    finally:\n"
+        "        Path(sys.argv[1]).write_text('cleaned up')\n"
+        "run(flow())\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(marker)],  # noqa: S603 (our interpreter)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=20)
+    assert child.returncode != 0
+    assert "KeyboardInterrupt" in err
+    assert marker.read_text() == "cleaned up"
