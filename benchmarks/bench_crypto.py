@@ -4,6 +4,7 @@ key to a member (a grant or a rotation costs one seal per member and scope)."""
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import statistics
 import subprocess
@@ -48,6 +49,60 @@ def speed_probe(seconds: float = 0.2) -> float:
             done += 20 * len(message)
         best = max(best, done / elapsed / 1e6)
     return best
+
+
+class _Visit:
+    __slots__ = ("patient", "acts", "pain")
+
+    def __init__(self, patient: str, acts: list[str], pain: int) -> None:
+        self.patient, self.acts, self.pain = patient, acts, pain
+
+    def summary(self) -> dict[str, Any]:
+        return {"patient": self.patient, "acts": len(self.acts), "pain": self.pain}
+
+
+def _interpreter_work() -> int:
+    total = 0
+    for i in range(500):
+        visit = _Visit(f"patient-{i}", ["AMK 7.5", "AMC 8"][: i % 2 + 1], i % 10)
+        text = json.dumps(visit.summary(), sort_keys=True)
+        total += len(text) + json.loads(text)["acts"]
+    return total
+
+
+def python_probe(spells: int = 20) -> float:
+    """How fast this host runs the interpreter now: microseconds for a fixed piece of
+    plain Python (objects, a dict, a JSON round trip, 500 times), the best of ``spells``.
+    The AEAD probe above runs one C loop out of the CPU's cache and can stay put while the
+    services' Python work costs twice as much (round 15). It is noisier than the services'
+    CPU per operation (a spell lasts milliseconds): compare it between runs, not within one."""
+    best = float("inf")
+    for _ in range(spells):
+        started = time.perf_counter()
+        for _ in range(10):
+            _interpreter_work()
+        best = min(best, (time.perf_counter() - started) / 10)
+    return best * 1e6
+
+
+def fresh_page_probe(size: int = 32 * MiB, spells: int = 3) -> float:
+    """Microseconds to touch one page of memory the process never had (a new anonymous
+    mapping, one byte written per page), the best of ``spells``. On a virtual machine
+    whose host backs guest memory on first touch this is 10-15 us against well under one
+    on bare metal (round 13): every large body a process receives into new memory pays
+    it."""
+    page = mmap.PAGESIZE
+    best = float("inf")
+    for _ in range(spells):
+        area = mmap.mmap(-1, size)
+        try:
+            started = time.perf_counter()
+            for offset in range(0, size, page):
+                area[offset] = 1
+            best = min(best, (time.perf_counter() - started) / (size // page))
+        finally:
+            area.close()
+    return best * 1e6
 
 
 def measure(quick: bool = False) -> dict[str, Any]:

@@ -152,11 +152,18 @@ SQLite {sqlite}, PostgreSQL {postgresql}; load average {load} at the start of th
 
 def write_docs(path: Path, rows: list[Row], info: dict[str, Any], duration_s: float,
                load: str, notes: str, when: datetime | None = None,
-               speed: tuple[float, float] | None = None) -> None:
+               speed: tuple[float, float] | None = None,
+               host: dict[str, list[float]] | None = None) -> None:
     told = "" if speed is None else (
         f"; one core encrypted {speed[0]:.0f} MB/s at the start of the run and "
         f"{speed[1]:.0f} MB/s at its end (raw XChaCha20-Poly1305: how fast the host let "
         "this machine run; CPU times per operation move with it)")
+    if host and "python_us" in host and "fresh_page_us" in host:
+        python, page = host["python_us"], host["fresh_page_us"]
+        told += (f"; the interpreter probe (`bench_crypto.python_probe`, plain Python) took "
+                 f"{python[0]:.0f} us at the start and {python[1]:.0f} us at the end, a page "
+                 f"of new memory {page[0]:.1f} and {page[1]:.1f} us (round 15: the AEAD "
+                 "speed can stay put while the services' Python work costs twice as much)")
     path.write_text(DOC.format(speed=told, 
         duration=f"{duration_s / 60:.0f} minutes", when=(when or datetime.now(UTC)).strftime(
             "%Y-%m-%d %H:%M UTC"), load=load, table=table(rows), notes=notes.strip(), **{
@@ -986,6 +993,25 @@ time are not comparable with the table above, CPU per operation and request coun
     maps and unmaps it each time. A C probe on this machine: 14-15 us per map, first
     touch of two pages and unmap, about 0.2 ms per login (1-2 % of the gateway's CPU).
     Not changed.
+  - *What the upload's receiving costs at least on this machine.* A bare ASGI app under
+    uvicorn (httptools, uvloop) that only reads a 100 MiB body: 0.16-0.18 s of CPU (0.11-0.13
+    of it system time), 0.26-0.29 s with the SHA-256 the records API keeps, against 0.4-0.6
+    s for the records API's whole upload (its rows written and flushed besides). The system
+    time is mostly new memory: with glibc told not to give freed memory back
+    (`MALLOC_TRIM_THRESHOLD_=256 MiB`, `MALLOC_MMAP_THRESHOLD_=16 MiB`) the bare app read the
+    same body for 0.04-0.07 s. In the whole stack the same setting moved the records API's
+    system CPU per upload from 0.18-0.25 s to 0.12-0.19 s (six round trips each, two
+    alternating stacks), the sending within the noise (0.59-0.78 s against 0.52-0.81 s),
+    and the login not at all (16.5-17.0 against 16.5-20.1 ms of service CPU): not adopted.
+    With three processes each receiving the 100 MiB (the gateway, the records API, and the
+    client on download), 0.3x of raw AEAD (about 0.33 s here) is below what their bare
+    receiving and the encryption cost together on two cores.
+  - *A second probe of the host's speed in the table's header*: `make bench` now also
+    times a fixed piece of plain Python and the first touch of new memory at its start and
+    end (`bench_crypto.python_probe`, `fresh_page_probe`). On this machine the first
+    moved between 3.4 and 8.0 ms from one second to the next while the AEAD probe moved by
+    a fifth; six runs of 100 logins ranged 17.7-19.9 ms of service CPU, the two lowest
+    beside the lowest probe readings.
   - *The first request after a service starts* builds FastAPI's routing state (the
     dependants of every route, `_IncludedRouter.effective_candidates`) and imports anyio's
     asyncio backend: about 0.3 s of the gateway's CPU in the profile above, once per

@@ -292,12 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         if "finished_at" in done:
             when = datetime.fromisoformat(done["finished_at"])
         write_docs(args.docs, rows, done["machine"], done["duration_s"],
-                   done["load_average_at_start"], FINDINGS, when, speed_of(done))
+                   done["load_average_at_start"], FINDINGS, when, speed_of(done),
+                   done.get("host_probes"))
         print(table(rows))
         return 0
     started = time.perf_counter()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     speed_at_start = bench_crypto.speed_probe()
+    host_at_start = host_probes()
     size = sizes(args.quick)
     step("client cryptography")
     crypto = bench_crypto.measure(args.quick)
@@ -311,10 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(server_versions(None if args.no_postgres else args.postgres))
     duration = time.perf_counter() - started
     speed = (speed_at_start, bench_crypto.speed_probe())
+    host = {key: [host_at_start[key], value] for key, value in host_probes().items()}
     print(table(rows))
-    print(f"\n_one core: {speed[0]:.0f} MB/s of raw AEAD at the start, {speed[1]:.0f} at the end_")
+    print(f"\n_one core: {speed[0]:.0f} MB/s of raw AEAD at the start, {speed[1]:.0f} at the end; "
+          f"the interpreter probe {host['python_us'][0]:.0f} and {host['python_us'][1]:.0f} "
+          "us_")
     payload = {"machine": info, "load_average_at_start": load, "quick": args.quick,
-               "speed_mb_s": [round(x, 1) for x in speed],
+               "speed_mb_s": [round(x, 1) for x in speed], "host_probes": host,
                "duration_s": round(duration, 1), "finished_at": datetime.now(UTC).isoformat(),
                "targets": TARGETS, "crypto": crypto,
                "backends": backends}
@@ -323,10 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_docs and not args.quick:
         from benchmarks.report import FINDINGS
 
-        write_docs(args.docs, rows, info, duration, load, FINDINGS, speed=speed)
+        write_docs(args.docs, rows, info, duration, load, FINDINGS, speed=speed, host=host)
         print(f"_{args.docs} rewritten_")
     failed = [r for r in rows if r.result == "FAIL"]
     return 1 if failed and args.strict else 0
+
+
+def host_probes() -> dict[str, float]:
+    """How fast the host runs plain Python, and what a page of new memory costs, now
+    (``bench_crypto``'s probes; taken at a run's start and end beside the AEAD probe)."""
+    return {"python_us": round(bench_crypto.python_probe(), 1),
+            "fresh_page_us": round(bench_crypto.fresh_page_probe(), 2)}
 
 
 def speed_of(done: dict[str, Any]) -> tuple[float, float] | None:
