@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from ecrin_platform.tokens import Principal
 from gateway.auth.principal import PrincipalCache
+from tests.support.databases import POSTGRES, needs_postgres
 
 ALICE = Principal(account_id="a", role="patient", session_id="s", second_factor=False)
 
@@ -32,6 +35,53 @@ def test_clear_forgets_everything_and_size_is_bounded():
     for i in range(PrincipalCache.MAX_ENTRIES + 5):
         cache.put(f"t{i}", ALICE, cache.generation)
     assert len(cache._entries) <= PrincipalCache.MAX_ENTRIES
+
+
+BOB = Principal(account_id="b", role="practitioner", session_id="t", second_factor=True)
+
+
+def test_forget_drops_the_checks_of_those_accounts_only():
+    cache = PrincipalCache(10)
+    for token, principal in (("alice-1", ALICE), ("alice-2", ALICE), ("bob", BOB)):
+        cache.put(token, principal, cache.generation)
+    cache.forget(["a", "nobody"])
+    assert cache.get("alice-1") is None and cache.get("alice-2") is None
+    assert cache.get("bob") == BOB
+    # a token cached again after it expired, or for another account, is forgotten as such
+    cache.put("bob", ALICE, cache.generation)
+    cache.forget(["b"])
+    assert cache.get("bob") == ALICE
+    cache.forget(["a"])
+    assert cache.get("bob") is None
+    assert cache._tokens == {}
+
+
+def test_a_check_that_overlapped_a_forget_is_not_kept():
+    """Whatever account was forgotten meanwhile: the check may have read a session that a
+    logout of the same account ended."""
+    cache = PrincipalCache(10)
+    before = cache.generation
+    cache.forget(["someone else"])
+    cache.put("token", ALICE, before)
+    assert cache.get("token") is None
+
+
+def test_what_another_replica_says():
+    """A notice names an account: its checks go, the others stay; anything else (a replica
+    of an older version said ``changed``) empties the cache."""
+    import uuid
+
+    from gateway.auth.principal import _heard
+
+    alice = Principal(account_id=str(uuid.uuid4()), role="patient", session_id="s",
+                      second_factor=False)
+    cache = PrincipalCache(10)
+    cache.put("alice", alice, cache.generation)
+    cache.put("bob", BOB, cache.generation)
+    _heard(cache, alice.account_id.upper())
+    assert cache.get("alice") is None and cache.get("bob") == BOB
+    _heard(cache, "changed")
+    assert cache.get("bob") is None
 
 
 def test_a_check_that_overlapped_a_clear_is_not_kept():
@@ -122,12 +172,13 @@ async def test_a_login_caches_its_new_session_and_clears_nobody_elses(database_u
         assert ended.status_code == 204
         assert cache.get(pair["access_token"]) is None
         assert cache.get("someone else") is None
-        # the challenges, the refused and the good login told nobody; the logout, once
-        assert told.published == [["changed"]]
+        # the challenges, the refused and the good login told nobody; the logout, once,
+        # and of this account only
+        assert told.published == [[str(account_id)]]
         refreshed = await client.post("/v1/auth/refresh",
                                       json={"refresh_token": pair["refresh_token"]})
         assert refreshed.status_code == 401  # the session has ended
-        assert told.published == [["changed"]]
+        assert told.published == [[str(account_id)]]
 
 
 class ToldReplicas:
@@ -235,3 +286,47 @@ class TestTellingTheOtherReplicas:
         with pytest.raises(RuntimeError):
             await self.call(dispatch, "POST", "/v1/auth/passphrase", [])
         assert told == ["/v1/auth/passphrase"]
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.parametrize("backend", [POSTGRES], indirect=True, ids=["postgres"])
+async def test_a_replica_forgets_the_account_another_one_names(database_url_for):
+    """Two replicas' channels on one database: a session of Alice's ended through one makes
+    the other forget Alice's checks, and only hers (Bob's stay cached there)."""
+    import asyncio
+    import uuid
+
+    from ecrin_platform.db import create_engine
+    from gateway.auth.principal import replicas_channel
+
+    url = database_url_for("gateway")
+    engines = [create_engine(url), create_engine(url)]
+    here, there = PrincipalCache(60), PrincipalCache(60)
+    channels = [replicas_channel(engines[0], here), replicas_channel(engines[1], there)]
+    alice = Principal(account_id=str(uuid.uuid4()), role="patient", session_id="s",
+                      second_factor=False)
+    try:
+        for channel in channels:
+            assert channel is not None
+            await channel.start()
+        for _ in range(200):
+            if all(c is not None and c.listening for c in channels):
+                break
+            await asyncio.sleep(0.02)
+        there.put("alice", alice, there.generation)
+        there.put("bob", BOB, there.generation)
+        assert channels[0] is not None
+        assert await channels[0].publish([alice.account_id])
+        for _ in range(250):
+            if there.get("alice") is None:
+                break
+            await asyncio.sleep(0.02)
+        assert there.get("alice") is None
+        assert there.get("bob") == BOB
+    finally:
+        for channel in channels:
+            if channel is not None:
+                await channel.stop()
+        for engine in engines:
+            await engine.dispose()

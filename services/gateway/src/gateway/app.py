@@ -21,7 +21,7 @@ from gateway.auth.principal import (
     PrincipalCache,
     replicas_channel,
     resolve_principal,
-    sessions_were_changed,
+    sessions_changed_in,
 )
 from gateway.auth.ratelimit import AuthRateLimiter
 from gateway.auth.second_factor import reseal_totp_secrets, totp_keyring
@@ -122,8 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def tell_replicas(scope: Scope) -> None:
         channel = app.state.replicas
-        if channel is not None and sessions_were_changed(scope):
-            await channel.publish(["changed"])
+        accounts = sessions_changed_in(scope)
+        if channel is not None and accounts:
+            await channel.publish(accounts)
 
     async def stop(app: FastAPI) -> None:
         await app.state.upstreams.close()

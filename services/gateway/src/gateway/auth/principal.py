@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,14 +39,17 @@ class PrincipalCache:
     row: a database round trip per request, the largest item of the gateway's CPU. Within
     ``ttl_s`` a token seen again reuses the answer; ``clear`` forgets everything, and the
     gateway calls it whenever one of its own routes may have changed account or session
-    state. Failures are never cached."""
+    state; ``forget`` forgets the checks of some accounts only (what another replica says
+    it changed). Failures are never cached."""
 
     MAX_ENTRIES = 50_000
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[str, tuple[float, Principal]] = {}
-        #: Counts ``clear`` calls.
+        #: Account id -> the tokens cached for it (an entry may have expired meanwhile).
+        self._tokens: dict[str, set[str]] = {}
+        #: Counts ``clear`` and ``forget`` calls.
         self.generation = 0
 
     def get(self, token: str) -> Principal | None:
@@ -54,56 +57,92 @@ class PrincipalCache:
         if hit is None:
             return None
         if hit[0] < time.monotonic():
-            self._entries.pop(token, None)
+            self._drop(token)
             return None
         return hit[1]
 
     def put(self, token: str, principal: Principal, generation: int) -> None:
         """Remember a check made since ``generation`` (read before the check): a check
-        that overlapped a ``clear`` may have read a session that has ended since, and is
-        not kept."""
+        that overlapped a ``clear`` or a ``forget`` (of any account) may have read a
+        session that has ended since, and is not kept."""
         if self.ttl_s <= 0 or generation != self.generation:
             return
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
+            self._tokens.clear()
+        self._drop(token)
         self._entries[token] = (time.monotonic() + self.ttl_s, principal)
+        self._tokens.setdefault(principal.account_id, set()).add(token)
 
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
+        self._tokens.clear()
+
+    def forget(self, account_ids: Iterable[str]) -> None:
+        """Forget every check of these accounts' sessions; the others stay."""
+        self.generation += 1
+        for account_id in account_ids:
+            for token in self._tokens.pop(account_id, ()):
+                self._entries.pop(token, None)
+
+    def _drop(self, token: str) -> None:
+        hit = self._entries.pop(token, None)
+        if hit is not None:
+            tokens = self._tokens.get(hit[1].account_id)
+            if tokens is not None:
+                tokens.discard(token)
+                if not tokens:
+                    del self._tokens[hit[1].account_id]
 
 
-#: The gateway's replicas say on it that one of them changed account or session state.
+#: The gateway's replicas say on it that one of them changed account or session state:
+#: each notice is the id of an account whose sessions changed.
 SESSIONS_CHANNEL = "ecrin_sessions_changed"
-#: The request state's flag: this request changed account or session state.
+#: The request state's entry: the accounts whose sessions this request changed.
 SESSIONS_CHANGED = "sessions_changed"
 
 
 def replicas_channel(engine: AsyncEngine, cache: PrincipalCache) -> PgChannel | None:
     """On PostgreSQL (where replicas share the database), the channel on which a request
-    that ended a session (``sessions_changed_by``) through any replica empties every
-    replica's ``cache`` (and a lost listening connection this one's, which may have missed
-    a message); None on SQLite, which has one process."""
+    that ended a session (``sessions_changed_by``) through any replica makes every
+    replica's ``cache`` forget that account's checks; a notice that is not an account id
+    (a replica of an older version says ``changed``) empties it, and so does a lost
+    listening connection, which may have missed a notice. None on SQLite, which has one
+    process."""
     if engine.dialect.name != "postgresql":
         return None
-    return PgChannel(engine, SESSIONS_CHANNEL, on_message=lambda _payload: cache.clear(),
+    return PgChannel(engine, SESSIONS_CHANNEL, on_message=lambda payload: _heard(cache, payload),
                      on_lost=cache.clear)
 
 
-def sessions_changed_by(request: Request) -> Callable[[], None]:
-    """What ``AuthService`` calls where this request ends a session (a logout, a
-    revocation, a reused refresh token, a passphrase or identity change) or changes what a
-    remembered check holds (a second factor verified): only then are the other replicas
-    told, so that no anonymous or failed request empties their caches."""
+def _heard(cache: PrincipalCache, payload: str) -> None:
+    try:
+        account_id = str(uuid.UUID(payload))
+    except ValueError:
+        cache.clear()
+        return
+    cache.forget([account_id])
 
-    def changed() -> None:
-        setattr(request.state, SESSIONS_CHANGED, True)
+
+def sessions_changed_by(request: Request) -> Callable[[uuid.UUID], None]:
+    """What ``AuthService`` calls, with the account, where this request ends a session of
+    it (a logout, a revocation, a reused refresh token, a passphrase or identity change) or
+    changes what a remembered check holds (a second factor verified): only then are the
+    other replicas told, and only of that account, so that no anonymous or failed request
+    empties their caches, and one user's logout leaves the others' checks."""
+
+    def changed(account_id: uuid.UUID) -> None:
+        accounts: set[str] = getattr(request.state, SESSIONS_CHANGED, set())
+        accounts.add(str(account_id))
+        setattr(request.state, SESSIONS_CHANGED, accounts)
 
     return changed
 
 
-def sessions_were_changed(scope: Scope) -> bool:
-    return bool(scope.get("state", {}).get(SESSIONS_CHANGED))
+def sessions_changed_in(scope: Scope) -> list[str]:
+    """The accounts whose sessions the request of ``scope`` changed (none: tell nobody)."""
+    return sorted(scope.get("state", {}).get(SESSIONS_CHANGED, ()))
 
 
 async def resolve_principal(request: Request) -> Principal | None:

@@ -140,11 +140,13 @@ def account_out(account: Account) -> AccountOut:
 
 class AuthService:
     def __init__(self, repo: AuthRepository, ctx: AuthContext,
-                 sessions_changed: Callable[[], None] = lambda: None) -> None:
+                 sessions_changed: Callable[[uuid.UUID], None] = lambda _account: None
+                 ) -> None:
         self.repo = repo
         self.ctx = ctx
-        #: Called where a request ends a session or changes what a remembered session check
-        #: holds (``gateway.auth.principal``): the gateway then tells its other replicas.
+        #: Called, with the account, where a request ends a session of it or changes what a
+        #: remembered session check holds (``gateway.auth.principal``): the gateway then
+        #: tells its other replicas to forget that account's checks.
         self._sessions_changed = sessions_changed
 
     async def _log(self, account_id: uuid.UUID, action: str, *,
@@ -386,7 +388,7 @@ class AuthService:
             # A stolen token and its legitimate holder both hold the family now: end it.
             session.revoked_at, session.revoked_reason = now, "refresh-reuse"
             await self.repo.session.commit()  # must persist although the request fails
-            self._sessions_changed()
+            self._sessions_changed(session.account_id)
             raise RefreshTokenReused("This refresh token was already used; the session is "
                                      "revoked.")
         row.used_at = now
@@ -435,7 +437,7 @@ class AuthService:
 
     async def logout(self, auth: Authenticated) -> None:
         auth.session.revoked_at, auth.session.revoked_reason = utcnow(), "logout"
-        self._sessions_changed()
+        self._sessions_changed(auth.account.id)
         await self.repo.flush()
         await self._log(auth.account.id, "auth.logout", target=auth.session.id)
 
@@ -461,7 +463,7 @@ class AuthService:
             await self._step_up(auth, "sessions", proof)
         if row.revoked_at is None:
             row.revoked_at, row.revoked_reason = utcnow(), "revoked"
-            self._sessions_changed()
+            self._sessions_changed(auth.account.id)
         await self.repo.flush()
         await self._log(auth.account.id, "auth.session-revoke", target=row.id)
 
@@ -490,7 +492,7 @@ class AuthService:
         account.recovery_code_hashes = await hash_recovery_codes(codes)
         account.updated_at = utcnow()
         auth.session.second_factor_verified = True
-        self._sessions_changed()
+        self._sessions_changed(account.id)
         await self.repo.flush()
         await self._log(account.id, "2fa.enable")
         return codes
@@ -517,7 +519,7 @@ class AuthService:
         account.updated_at = now
         keep = auth.session.id if auth.session.kind == "normal" else None
         await self.repo.revoke_sessions(account.id, now, "passphrase-change", except_id=keep)
-        self._sessions_changed()
+        self._sessions_changed(account.id)
         await self.repo.flush()
         await self._log(account.id, "auth.passphrase-change")
 
@@ -551,7 +553,7 @@ class AuthService:
         account.updated_at = now
         await self.repo.revoke_sessions(account.id, now, "identity-change",
                                         except_id=auth.session.id)
-        self._sessions_changed()
+        self._sessions_changed(account.id)
         await self.repo.flush()
         await self._log(account.id, "account.identity-change")
         return DirectoryEntryOut.model_validate(entry)
