@@ -1009,13 +1009,23 @@ time are not comparable with the table above, CPU per operation and request coun
   - *A second probe of the host's speed in the table's header*: `make bench` now also
     times a fixed piece of plain Python and the first touch of new memory at its start and
     end (`bench_crypto.python_probe`, `fresh_page_probe`). On this machine the first
-    moved between 3.4 and 8.0 ms from one second to the next while the AEAD probe moved by
+    moved between 3.4 and 8.2 ms from one second to the next while the AEAD probe moved by
     a fifth; six runs of 100 logins ranged 17.7-19.9 ms of service CPU, the two lowest
     beside the lowest probe readings.
   - *The first request after a service starts* builds FastAPI's routing state (the
     dependants of every route, `_IncludedRouter.effective_candidates`) and imports anyio's
-    asyncio backend: about 0.3 s of the gateway's CPU in the profile above, once per
-    process. Not changed.
+    asyncio backend, once per process: in process, the gateway's first `GET /v1/auth/me`
+    took 56 ms of CPU, the next ones 2.5-2.7 ms (py-spy, slowing what it samples, had it
+    at 0.3 s). Not changed.
+  - *A logout no longer empties the other gateway replicas' whole session cache.* Round
+    14's notice said only "changed", and every replica forgot every remembered check: on
+    a busy deployment each user's logout or passphrase change cost every other user's
+    next request a session read, on every replica. The notice now names the account; a
+    replica forgets that account's checks only (`PrincipalCache.forget`, an index from
+    account to tokens), and everything on a notice that is not an account id (an older
+    replica's) or a lost listening connection (`tests/gateway/test_principal_cache.py`:
+    two channels on PostgreSQL, Bob's check stays when Alice's goes;
+    `tests/e2e/test_gateway_replicas.py` unchanged and passing).
   - *The table's run* (18:25-18:32 UTC, `ad13d39`) fails eleven targets, four of which
     round 14's table met with the same server code: the SDK read's p50 at one client
     (12.8 / 12.6 ms, SQLite / PostgreSQL), the rotation (0.507 / 0.541 ms per record),
@@ -1082,5 +1092,6 @@ than a few percent on its own:
   Service (round 10), and each kms replica follows the feed of one sharing replica, which
   hears the others' changes through PostgreSQL NOTIFY (`tests/e2e/test_kms_feed.py`).
   A session ended through one gateway replica reaches the others' session caches the
-  same way, by NOTIFY (round 14, `tests/e2e/test_gateway_replicas.py`).
+  same way, by NOTIFY (round 14, `tests/e2e/test_gateway_replicas.py`), and since round
+  15 makes them forget that account's checks only.
 """
