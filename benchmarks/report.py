@@ -995,7 +995,7 @@ time are not comparable with the table above, CPU per operation and request coun
     Not changed.
   - *What the upload's receiving costs at least on this machine.* A bare ASGI app under
     uvicorn (httptools, uvloop) that only reads a 100 MiB body: 0.16-0.18 s of CPU (0.11-0.13
-    of it system time), 0.26-0.29 s with the SHA-256 the records API keeps, against 0.4-0.6
+    of it system time), 0.25-0.28 s with the SHA-256 the records API keeps, against 0.4-0.6
     s for the records API's whole upload (its rows written and flushed besides). The system
     time is mostly new memory: with glibc told not to give freed memory back
     (`MALLOC_TRIM_THRESHOLD_=256 MiB`, `MALLOC_MMAP_THRESHOLD_=16 MiB`) the bare app read the
@@ -1025,7 +1025,12 @@ time are not comparable with the table above, CPU per operation and request coun
     account to tokens), and everything on a notice that is not an account id (an older
     replica's) or a lost listening connection (`tests/gateway/test_principal_cache.py`:
     two channels on PostgreSQL, Bob's check stays when Alice's goes;
-    `tests/e2e/test_gateway_replicas.py` unchanged and passing).
+    `tests/e2e/test_gateway_replicas.py` unchanged and passing). The replica that served
+    the request follows the same rule: it used to empty its own cache on every write to
+    its own routes, anonymous and refused ones included (a helper's review noted that a
+    stranger could keep one replica's cache empty that way); now it forgets the accounts
+    the request says it changed, and nothing else (a test sends eight anonymous or refused
+    writes and finds the cache and its generation unchanged; it failed before).
   - *The table's run* (18:25-18:32 UTC, `ad13d39`) fails eleven targets, four of which
     round 14's table met with the same server code: the SDK read's p50 at one client
     (12.8 / 12.6 ms, SQLite / PostgreSQL), the rotation (0.507 / 0.541 ms per record),

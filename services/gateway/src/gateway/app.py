@@ -156,7 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs=False,  # the merged document replaces FastAPI's own
         inner_middleware=[Middleware(WebApp, files=web),
                           Middleware(ProxyDispatch, proxy=current_proxy,
-                                    on_own_write=principals.clear,
+                                    on_own_write=lambda scope: principals.forget(
+                                        sessions_changed_in(scope)),
                                     tell_replicas=tell_replicas)],
         readiness_checks=[rate_limit_store],
     )

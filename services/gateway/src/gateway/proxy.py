@@ -258,9 +258,10 @@ class _Streamed(StreamingResponse):
 
 class ProxyDispatch:
     """Pure ASGI: requests for a path a service owns go to the proxy; all others (the
-    gateway's own routes, docs, unknown paths) to the app. ``on_own_write`` is called
-    when a request that may change state on the gateway's own routes is answered (its
-    transaction has committed), and again when it ends. ``tell_replicas`` is awaited once
+    gateway's own routes, docs, unknown paths) to the app. ``on_own_write`` is called with
+    the scope when a request that may change state on the gateway's own routes is
+    answered (its transaction has committed), and again when it ends: it forgets what the
+    request says it changed. ``tell_replicas`` is awaited once
     per write the app answers, with its scope, before the answer leaves (or when the
     request ends without one): where the request ended a session, the other replicas
     forget their cached checks before the client can reach them with it."""
@@ -272,7 +273,7 @@ class ProxyDispatch:
     SESSION_NEUTRAL = frozenset({"/v1/auth/challenge", "/v1/auth/login", "/v1/auth/recover"})
 
     def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy],
-                 on_own_write: Callable[[], None] = lambda: None,
+                 on_own_write: Callable[[Scope], None] = lambda _scope: None,
                  tell_replicas: Callable[[Scope], Awaitable[None]] | None = None) -> None:
         self.app = app
         self.proxy = proxy
@@ -307,7 +308,7 @@ class ProxyDispatch:
         async def send_after_write(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if own:
-                    self.on_own_write()
+                    self.on_own_write(scope)
                 await tell()
             await send(message)
 
@@ -315,7 +316,7 @@ class ProxyDispatch:
             await self.app(scope, receive, send_after_write)
         finally:
             if own:
-                self.on_own_write()
+                self.on_own_write(scope)
             await tell()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,10 +37,11 @@ class PrincipalCache:
 
     Every forwarded request used to verify the token's signature and read the session
     row: a database round trip per request, the largest item of the gateway's CPU. Within
-    ``ttl_s`` a token seen again reuses the answer; ``clear`` forgets everything, and the
-    gateway calls it whenever one of its own routes may have changed account or session
-    state; ``forget`` forgets the checks of some accounts only (what another replica says
-    it changed). Failures are never cached."""
+    ``ttl_s`` a token seen again reuses the answer. A request that ends a session of an
+    account, or changes what a check of it holds, says so (``sessions_changed_by``), and
+    every replica, this one included, forgets that account's checks (``forget``); ``clear``
+    forgets everything (a replica that may have missed a notice). Failures are never
+    cached."""
 
     MAX_ENTRIES = 50_000
 
@@ -79,8 +80,12 @@ class PrincipalCache:
         self._entries.clear()
         self._tokens.clear()
 
-    def forget(self, account_ids: Iterable[str]) -> None:
-        """Forget every check of these accounts' sessions; the others stay."""
+    def forget(self, account_ids: Collection[str]) -> None:
+        """Forget every check of these accounts' sessions; the others stay. No account:
+        nothing happens (an anonymous write must not keep new checks out by moving the
+        generation)."""
+        if not account_ids:
+            return
         self.generation += 1
         for account_id in account_ids:
             for token in self._tokens.pop(account_id, ()):
