@@ -51,10 +51,13 @@ def test_a_flow_s_error_comes_out_and_the_loop_is_closed(
 
 def test_ctrl_c_stops_a_flow_and_its_clean_up_runs(tmp_path: Path) -> None:
     """As under ``asyncio.run``: SIGINT cancels the flow, its ``finally`` runs (a spool
-    file is deleted there), and the process ends by KeyboardInterrupt."""
+    file is deleted there), and the process ends by KeyboardInterrupt. (The child takes
+    Ctrl-C as a terminal's program does: a test worker may have started it with SIGINT
+    ignored, which a child inherits.)"""
     marker = tmp_path / "cleaned"
     script = (
-        "import asyncio, sys\n"
+        "import asyncio, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from pathlib import Path\n"
         "from ecrin_client.loop import run\n"
         "async def flow():\n"
