@@ -66,6 +66,12 @@ class Practitioner:
         return records, Patients(records)
 
 
+async def pin_as_listed(client: EcrinClient, account_id: str) -> None:
+    """Pin ``account_id`` at the fingerprint its directory entry shows now, as a user who
+    compared it out of band would (the trust rule: only pinned keys are sealed to)."""
+    client.pin(account_id, (await client.get_directory(account_id)).fingerprint_hex())
+
+
 async def new_account(server: str, home: Path, role: str) -> Practitioner:
     """An account of any role on its own device, signed in with a verified TOTP."""
     email = f"{role}-{uuid.uuid4().hex[:10]}@example.fr"

@@ -23,7 +23,7 @@ import pytest
 from ecrin_client.kine import PatientIdentity
 from ecrin_client.sharing import Sharing
 
-from tests.e2e.records_support import new_practitioner
+from tests.e2e.records_support import new_practitioner, pin_as_listed
 from tests.e2e.test_replicas import SECOND, Replicated, wait_ready
 from tests.support.databases import available_backends
 from tests.support.stack import start_stack
@@ -69,8 +69,7 @@ def test_a_revoked_member_gets_no_key_at_once(kms_on_its_own: SecondSharing, tmp
             patient = await patients.create(PatientIdentity(name="Clé Révoquée",
                                                             birth_date=date(1968, 3, 3)))
             fid = patient.file_id
-            kc.pin(colleague.account_id,
-                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+            await pin_as_listed(kc, colleague.account_id)
             grant = await Sharing(records).grant(fid, colleague.account_id, "care_team")
             keys = f"/v1/keyrings/{fid}/entries"
             token = cc.transport.tokens.access_token

@@ -29,7 +29,7 @@ from ecrin_client.kine import PatientIdentity, RecordMetadata
 from ecrin_client.sharing import Sharing
 
 from ecrin_platform.devstack import Stack, free_port
-from tests.e2e.records_support import new_practitioner
+from tests.e2e.records_support import new_practitioner, pin_as_listed
 from tests.support.databases import available_backends
 from tests.support.stack import start_stack
 
@@ -138,8 +138,7 @@ def test_a_revoked_member_is_refused_at_once_by_every_replica(replicated, tmp_pa
                                                             birth_date=date(1975, 5, 5)))
             fid = patient.file_id
             note = await records.create(fid, "clinical", meta("bilan"), b"%PDF-1")
-            kc.pin(colleague.account_id,
-                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+            await pin_as_listed(kc, colleague.account_id)
             grant = await Sharing(records).grant(fid, colleague.account_id, "care_team")
             path = f"/v1/records/{note.record_id}"
             token = cc.transport.tokens.access_token

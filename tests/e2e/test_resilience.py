@@ -25,7 +25,12 @@ from ecrin_client.sharing import Sharing
 
 from ecrin_e2ee import Scope, ScopeKey
 from tests.adversarial.malicious import Exchange, MaliciousServer
-from tests.e2e.records_support import PASSPHRASE, new_account, new_practitioner
+from tests.e2e.records_support import (
+    PASSPHRASE,
+    new_account,
+    new_practitioner,
+    pin_as_listed,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -63,8 +68,7 @@ def test_one_record_that_does_not_open_blocks_nothing(stack, tmp_path):
             mine = [await records.create(fid, "shared", meta(f"programme {i}", note(str(i))),
                                          note(str(i))) for i in range(3)]
             invited = await Sharing(records).invite(fid, "patient")
-            kc.pin(secretary.account_id,
-                   (await kc.get_directory(secretary.account_id)).fingerprint_hex())
+            await pin_as_listed(kc, secretary.account_id)
             await Sharing(records).grant(fid, secretary.account_id, "secretary")
         async with patient.client() as pc:
             p_records, _ = await patient.unlocked(pc)
@@ -115,8 +119,7 @@ async def _three_notes_shared(stack: Any, tmp_path: Any, name: str) -> tuple[Any
             name=name, birth_date=date(1980, 8, 8)))).file_id
         for i in range(3):
             await records.create(fid, "clinical", meta(f"note {i}", note(str(i))), note(str(i)))
-        kc.pin(colleague.account_id,
-               (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+        await pin_as_listed(kc, colleague.account_id)
         granted = await Sharing(records).grant(fid, colleague.account_id, "care_team")
     return kine, fid, granted.grant_id
 
@@ -217,8 +220,7 @@ def test_every_loss_of_access_queues_a_rotation(stack, tmp_path):
             assert await _scopes_pending(sharing, fid) == set()
 
             # A pending grant revoked (keys never stored): rotates all the same.
-            kc.pin(stranger.account_id,
-                   (await kc.get_directory(stranger.account_id)).fingerprint_hex())
+            await pin_as_listed(kc, stranger.account_id)
             raw = await kc.transport.request("POST", "/v1/grants", ok=(201,), json={
                 "grant_id": str(uuid.uuid4()), "file_id": fid,
                 "grantee_id": stranger.account_id, "relationship": "guardian",

@@ -15,7 +15,12 @@ from ecrin_client.sharing import Sharing
 from ecrin_client.trust import Untrusted
 
 from ecrin_e2ee import DecryptionError, KeyringEntry, RecordDecryptor, RecordHeader, open_entry
-from tests.e2e.records_support import PASSPHRASE, ServiceDatabase, new_practitioner
+from tests.e2e.records_support import (
+    PASSPHRASE,
+    ServiceDatabase,
+    new_practitioner,
+    pin_as_listed,
+)
 from tests.support.users import sign_up, unb64
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -52,8 +57,7 @@ def test_rotation_keeps_records_readable_and_content_untouched(stack, tmp_path):
                                              b"%PDF-" + str(i).encode()) for i in range(3)]
             clinical = await k_records.create(fid, "clinical", meta("bilan", 5), b"%PDF-")
             sharing = Sharing(k_records)
-            kc.pin(colleague.account_id, (await kc.get_directory(colleague.account_id))
-                   .fingerprint_hex())
+            await pin_as_listed(kc, colleague.account_id)
             kc.pin(str(parent_api.account_id), parent_api.identity.public_identity()
                    .fingerprint_hex())
             await sharing.grant(fid, colleague.account_id, "care_team")
@@ -76,7 +80,7 @@ def test_rotation_keeps_records_readable_and_content_untouched(stack, tmp_path):
             with pytest.raises(Untrusted) as untrusted:
                 await c_records.read(shared[0].record_id)
             assert kine.account_id in str(untrusted.value) and untrusted.value.exit_code == 7
-            cc.pin(kine.account_id, (await cc.get_directory(kine.account_id)).fingerprint_hex())
+            await pin_as_listed(cc, kine.account_id)
             c_records = Records(cc, c_records.identity)
             for record in shared:
                 info, data = await c_records.read(record.record_id)

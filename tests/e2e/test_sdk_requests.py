@@ -19,7 +19,7 @@ from ecrin_client.kine import PatientIdentity, RecordMetadata
 from ecrin_client.sharing import Sharing
 
 from ecrin_e2ee import RecordEncryptor, Scope
-from tests.e2e.records_support import new_practitioner
+from tests.e2e.records_support import new_practitioner, pin_as_listed
 from tests.support.users import HTTP, b64, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -157,8 +157,7 @@ def test_a_revoked_member_is_refused_at_once(stack, tmp_path):
                                                             birth_date=date(1970, 7, 7)))
             fid = patient.file_id
             note = await records.create(fid, "clinical", meta("bilan", 6), b"%PDF-1")
-            kc.pin(colleague.account_id,
-                   (await kc.get_directory(colleague.account_id)).fingerprint_hex())
+            await pin_as_listed(kc, colleague.account_id)
             grant = await Sharing(records).grant(fid, colleague.account_id, "care_team")
             for _ in range(3):  # warm both caches
                 read = await cc.transport._authorised("GET", f"/v1/records/{note.record_id}",

@@ -36,7 +36,7 @@ from ecrin_platform.problems import ServiceError, problem_response
 from ecrin_platform.tokens import HEADER as INTERNAL_HEADER
 from ecrin_platform.tokens import InternalTokenIssuer, Principal
 from ecrin_platform.tracing import inject as inject_trace
-from gateway.routing import GATEWAY_AREAS, owner_of
+from gateway.routing import owner_of
 
 log = logging.getLogger("ecrin.gateway.proxy")
 
@@ -61,8 +61,6 @@ _BAD_PATH = re.compile(r"(%2f|%5c|%2e|%00|\\|/\.{1,2}(/|$)|//)", re.IGNORECASE)
 #: Methods forwarded to a service; any other gets the app's 405, never a signed token.
 PROXIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
                              "TRACE"})
-#: The gateway's own routes whose writes may change account or session state.
-OWN_PREFIXES = tuple(f"/v1/{area}/" for area in sorted(GATEWAY_AREAS))
 #: Request bodies announced at most this size are read whole and sent in one piece;
 #: responses announced at most this size are relayed without a disconnect watcher.
 SMALL_BODY = 1 << 20
@@ -259,18 +257,14 @@ class _Streamed(StreamingResponse):
 class ProxyDispatch:
     """Pure ASGI: requests for a path a service owns go to the proxy; all others (the
     gateway's own routes, docs, unknown paths) to the app. ``on_own_write`` is called with
-    the scope when a request that may change state on the gateway's own routes is
-    answered (its transaction has committed), and again when it ends: it forgets what the
-    request says it changed. ``tell_replicas`` is awaited once
+    the scope when a write the app serves is answered (its transaction has committed), and
+    again when it ends: it forgets what the request says it changed. ``tell_replicas`` is
+    awaited once
     per write the app answers, with its scope, before the answer leaves (or when the
     request ends without one): where the request ended a session, the other replicas
     forget their cached checks before the client can reach them with it."""
 
     SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-    #: Writes that add a challenge or a new session and change no existing session or
-    #: account fact a cached principal holds: they leave other users' checks cached, and
-    #: a login may put its new session there (``gateway.auth.endpoints.login``).
-    SESSION_NEUTRAL = frozenset({"/v1/auth/challenge", "/v1/auth/login", "/v1/auth/recover"})
 
     def __init__(self, app: ASGIApp, *, proxy: Callable[[], Proxy],
                  on_own_write: Callable[[Scope], None] = lambda _scope: None,
@@ -293,31 +287,27 @@ class ProxyDispatch:
         if scope["method"] in self.SAFE_METHODS:
             await self.app(scope, receive, send)
             return
-        # (Unknown methods and paths reach the app, which answers 405 or 404.) Starlette
-        # routes on the decoded path: so is an own write recognised (``/v1/%61uth/...``).
-        path = scope["path"]
-        own = path.startswith(OWN_PREFIXES) and path not in self.SESSION_NEUTRAL
+        # (Unknown methods and paths reach the app, which answers 405 or 404.) What a write
+        # changed is what the app marked in its scope (``sessions_changed_by``): a challenge,
+        # a login or an anonymous write marks nothing, so it forgets and tells nothing.
         told = self.tell_replicas is None
 
-        async def tell() -> None:
+        async def changed() -> None:
             nonlocal told
+            self.on_own_write(scope)
             if not told and self.tell_replicas is not None:
                 told = True
                 await self.tell_replicas(scope)
 
         async def send_after_write(message: Message) -> None:
             if message["type"] == "http.response.start":
-                if own:
-                    self.on_own_write(scope)
-                await tell()
+                await changed()
             await send(message)
 
         try:
             await self.app(scope, receive, send_after_write)
         finally:
-            if own:
-                self.on_own_write(scope)
-            await tell()
+            await changed()
 
 
 async def _error_response(request: Request, exc: Exception) -> Response:
