@@ -35,6 +35,7 @@ from ecrin_platform.settings import ServiceSettings
 from ecrin_platform.tls import client_context
 from ecrin_platform.tokens import InternalTokenVerifier
 from ecrin_platform.tracing import TracingTransport, configure_tracing, instrument_engine
+from ecrin_platform.warmup import warm_routes
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -92,6 +93,8 @@ def build_service_app(
         metrics_var.set(metrics)
         for hook in on_startup:
             await hook(app)
+        # Routing state built now, not by the first request (``ecrin_platform.warmup``).
+        await warm_routes(app.router, service)
         log.info("started")
         try:
             yield
