@@ -11,6 +11,7 @@ each service process spends per login.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -72,6 +73,49 @@ async def measure(bs: BenchStack, *, logins: int = 40) -> dict[str, Any]:
                 "cpu_ms_per_login": per_op, "services_cpu_ms": round(servers, 2)}
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+SERVICES = ("gateway", "kms", "records-api", "sharing")
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far, in ns (Linux's per-thread schedstat:
+    one request is a few milliseconds, below psutil's 10 ms ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
+async def first_requests(bs: BenchStack) -> dict[str, Any]:
+    """On a stack that has served nothing but its health checks: each service's CPU for
+    the first sign-up, the first login and the next login (one Argon2id each, on the
+    device, not counted). What the first person to sign up or log in after a start
+    waits for beyond the usual (round 16)."""
+    pids = {name: bs.stack.processes[name].pid for name in SERVICES}
+    home = Path(tempfile.mkdtemp(prefix="ecrin-first-"))
+    email = f"first-{uuid.uuid4().hex[:10]}@example.fr"
+    out: dict[str, Any] = {}
+
+    async def spent(label: str, action: Any) -> None:
+        before = {name: _cpu_ns(pid) for name, pid in pids.items()}
+        await action()
+        out[label] = {name: round((_cpu_ns(pid) - before[name]) / 1e6, 1)
+                      for name, pid in pids.items()}
+
+    try:
+        async with EcrinClient(bs.gateway, Profile(home / "signup")) as client:
+            await spent("signup_ms", lambda: client.signup(email, PASSPHRASE, "practitioner"))
+        for label in ("first_login_ms", "next_login_ms"):
+            async with EcrinClient(bs.gateway, Profile(home / label)) as client:
+                await spent(label, lambda c=client: c.login(email, PASSPHRASE))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return out
 
 
 def main() -> None:

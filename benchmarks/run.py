@@ -64,6 +64,9 @@ def run_backend(backend: str, postgres: str, size: dict[str, Any]) -> dict[str, 
     out: dict[str, Any] = {}
     with running_stack(backend, postgres) as bs, RssSampler(bs.stack) as rss:
         sections: list[tuple[str, str, Callable[[], Any]]] = [
+            # first: on a stack that has served nothing yet
+            ("first", "first requests after start",
+             lambda: run_loop(bench_login.first_requests(bs))),
             ("gateway", "gateway overhead",
              lambda: run_loop(bench_gateway.measure(bs, **size["gateway"]))),
             ("load", "records under load",
@@ -160,6 +163,8 @@ def rows_of(crypto: dict[str, Any], backends: dict[str, dict[str, Any]],
         rows += sdk_rows(b, r.get("sdk", {}).get("results", {}), check)
         if "login" in r:
             rows.append(login_row(b, r["login"], check))
+        if "first" in r:
+            rows.append(first_row(b, r["first"]))
         if "large" in r:
             large = r["large"]
             raw = crypto["raw_aead_mb_s"]
@@ -241,6 +246,17 @@ def login_row(b: str, m: dict[str, Any], check: bool) -> Row:
                f"of service CPU** per login; p50 {m['p50_ms']:.1f} ms; CPU ms/login {cpu}",
                f"<= {TARGETS['login_requests']:.0f} requests, <= "
                f"{TARGETS['login_server_cpu_ms']:.0f} ms", verdict(ok, check))
+
+
+def first_row(b: str, m: dict[str, Any]) -> Row:
+    """Each service's CPU for the first sign-up and login after a start, and the next
+    login (``bench_login.first_requests``)."""
+    def spent(label: str) -> str:
+        return ", ".join(f"{k} {v:.1f}" for k, v in m[label].items() if v >= 0.05)
+
+    return Row(f"login ({b})", "first sign-up and login after start (CPU ms per service)",
+               f"sign-up: {spent('signup_ms')}; first login: {spent('first_login_ms')}; "
+               f"next login: {spent('next_login_ms')}")
 
 
 def sdk_rows(b: str, results: dict[str, Any], check: bool) -> list[Row]:
