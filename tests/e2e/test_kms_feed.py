@@ -1,13 +1,17 @@
-"""A revocation reaches the kms at once, though the sharing service never calls it.
+"""A revocation reaches the kms and the records API at once, without a call from the
+sharing service.
 
 The kms is on the keys' site: in every deployment the sharing service (on the data site)
 does not reach it, and it follows the sharing service's access-change feed instead
-(``sharing.feed``, ``ecrin_platform.access_feed``). The attacker is a colleague whose
-grant the owner just ended and who asks for the file's keys again at once: the kms must
-not answer from its cached "yes". Here the kms caches answers for 4 s (the longest the
-settings allow) and the sharing service has no kms address, so only the feed can deny in
-time. On PostgreSQL, the sharing service runs as two replicas: the revocation goes through
-one, the kms follows the other, and the change crosses by ``NOTIFY``.
+(``sharing.feed``, ``ecrin_platform.access_feed``). The records API follows the feed too,
+besides the sharing service's POSTs, and keeps an answer granting access 4 s while it
+follows (``authz_cache_live_s``). The attacker is a colleague whose grant the owner just
+ended and who asks for the file's keys and reads a record again at once: neither service
+may answer from its cached "yes". Here the kms caches answers for 4 s (the longest the
+settings allow) and the sharing service has neither the kms's nor the records API's
+address, so only the feed can deny in time (a POST lost, in the records API's case). On
+PostgreSQL, the sharing service runs as two replicas: the revocation goes through one, the
+services follow the other, and the change crosses by ``NOTIFY``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ import pytest
 from ecrin_client.kine import PatientIdentity
 from ecrin_client.sharing import Sharing
 
-from tests.e2e.records_support import new_practitioner, pin_as_listed
+from tests.e2e.records_support import (
+    new_practitioner,
+    pin_as_listed,
+    session_note,
+    session_note_meta,
+)
 from tests.e2e.test_replicas import SECOND, Replicated, wait_ready
 from tests.support.databases import available_backends
 from tests.support.stack import start_stack
@@ -50,13 +59,16 @@ def kms_on_its_own(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     """The stack and, on PostgreSQL, a second sharing replica and its gateway."""
     state = tmp_path_factory.mktemp("kms-feed")
     stack = start_stack(request.param, state, f"{worker_id_safe}_kmsfeed",
-                        ECRIN_KMS_AUTHZ_CACHE_S="4", ECRIN_SHARING_KMS_URL="")
+                        ECRIN_KMS_AUTHZ_CACHE_S="4", ECRIN_SHARING_KMS_URL="",
+                        ECRIN_RECORDS_AUTHZ_CACHE_S="4", ECRIN_SHARING_RECORDS_URL="")
     with SecondSharing(stack, state / "logs").running(
             start=request.param == "postgres") as both:
         yield both
 
 
-def test_a_revoked_member_gets_no_key_at_once(kms_on_its_own: SecondSharing, tmp_path: Path):
+@pytest.mark.parametrize("asked", ["keys", "record"])
+def test_a_revoked_member_gets_nothing_more_at_once(kms_on_its_own: SecondSharing,
+                                                    tmp_path: Path, asked: str):
     first = kms_on_its_own.stack.url("gateway")
     # The owner's device reaches the other sharing replica where there is one.
     revoking = kms_on_its_own.second_gateway if kms_on_its_own.processes else first
@@ -69,26 +81,29 @@ def test_a_revoked_member_gets_no_key_at_once(kms_on_its_own: SecondSharing, tmp
             patient = await patients.create(PatientIdentity(name="Clé Révoquée",
                                                             birth_date=date(1968, 3, 3)))
             fid = patient.file_id
+            note = session_note("Bilan du genou")
+            made = await records.create(fid, "clinical", session_note_meta("Bilan", note), note)
             await pin_as_listed(kc, colleague.account_id)
             grant = await Sharing(records).grant(fid, colleague.account_id, "care_team")
-            keys = f"/v1/keyrings/{fid}/entries"
+            path = (f"/v1/keyrings/{fid}/entries" if asked == "keys"
+                    else f"/v1/records/{made.record_id}?include=content")
             token = cc.transport.tokens.access_token
             async with httpx.AsyncClient(headers={"authorization": f"Bearer {token}"},
                                          timeout=10) as attacker:
-                for _ in range(3):  # the kms caches "yes" (and follows the feed by now)
-                    assert (await attacker.get(first + keys)).status_code == 200
+                for _ in range(3):  # the service caches "yes" (and follows the feed by now)
+                    assert (await attacker.get(first + path)).status_code == 200
                     await asyncio.sleep(0.1)
                 owner = {"authorization": f"Bearer {kc.transport.tokens.access_token}"}
                 async with httpx.AsyncClient(headers=owner, timeout=10) as device:
                     revoked = await device.delete(f"{revoking}/v1/grants/{grant.grant_id}")
                 assert revoked.status_code == 200
                 revoked_at = time.monotonic()
-                # The revocation's answer waits for its own replica's streams only: a kms
-                # following another replica hears of it within milliseconds, far inside
-                # its 4 s cache.
-                while (await attacker.get(first + keys)).status_code == 200:
-                    assert time.monotonic() - revoked_at < 1.0, "the kms was not told"
+                # The revocation's answer waits for its own replica's streams only: a
+                # service following another replica hears of it within milliseconds, far
+                # inside its 4 s cache.
+                while (await attacker.get(first + path)).status_code == 200:
+                    assert time.monotonic() - revoked_at < 1.0, f"{asked}: not told"
                     await asyncio.sleep(0.01)
-                return [(await attacker.get(first + keys)).status_code for _ in range(2)]
+                return [(await attacker.get(first + path)).status_code for _ in range(2)]
 
     assert asyncio.run(scenario()) == [404, 404]

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from ecrin_platform import access_feed
-from ecrin_platform.access import AccessClient
+from ecrin_platform.access import AccessClient, SharingUnavailable
 
 FILE, OTHER, ACCOUNT = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -215,3 +216,96 @@ class TestLosingTheStream:
             await client.access(FILE, ACCOUNT, token="t")
             await settle()
             assert client.feed is None and sharing.streams == []
+
+
+class TestLongerWhileFollowing:
+    """``live_ttl_s``: an answer granting access, asked while the feed is live, is kept
+    that long; a refusal, an answer asked without a live feed and an answer about a grant
+    that ends sooner are not."""
+
+    @staticmethod
+    def client(http: httpx.AsyncClient, now: list[float]) -> AccessClient:
+        return AccessClient(http, "http://sharing", caller="records-api", ttl_s=0.5,
+                            follow_changes=True, live_ttl_s=4.0, clock=lambda: now[0])
+
+    async def test_a_grant_is_kept_for_the_live_lifetime_and_a_refusal_is_not(self):
+        sharing, now = Sharing(), [0.0]
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sharing.handler)) as http:
+            client = self.client(http, now)
+            await following(client, sharing)
+            sharing.revoked.add(OTHER)
+            assert await client.access(FILE, ACCOUNT, token="t") is not None
+            assert await client.access(OTHER, ACCOUNT, token="t") is None
+            asked = sharing.asked
+            now[0] += 3.9
+            assert await client.access(FILE, ACCOUNT, token="t") is not None
+            assert sharing.asked == asked  # still the answer kept at 0
+            assert await client.access(OTHER, ACCOUNT, token="t") is None
+            assert sharing.asked == asked + 1  # the refusal lived 0.5 s
+            now[0] += 0.2
+            await client.access(FILE, ACCOUNT, token="t")
+            assert sharing.asked == asked + 2
+            assert client.feed is not None
+            await client.feed.aclose()
+
+    async def test_without_a_live_feed_the_short_lifetime_holds(self):
+        sharing, now = Sharing(feed_status=503), [0.0]
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sharing.handler)) as http:
+            client = self.client(http, now)
+            assert await client.access(FILE, ACCOUNT, token="t") is not None
+            await settle()
+            assert client.feed is not None and not client.feed.live
+            asked = sharing.asked
+            now[0] += 0.6
+            sharing.revoked.add(FILE)
+            assert await client.access(FILE, ACCOUNT, token="t") is None
+            assert sharing.asked == asked + 1
+
+    async def test_never_past_the_end_of_the_grant(self):
+        sharing, now = Sharing(), [0.0]
+
+        def ending(request: httpx.Request) -> httpx.Response:
+            response = sharing.handler(request)
+            if request.url.path == access_feed.PATH or response.status_code != 200:
+                return response
+            return httpx.Response(200, json={**json.loads(response.content),
+                                             "valid_for_s": 1.5})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(ending)) as http:
+            client = self.client(http, now)
+            await following(client, sharing)
+            assert await client.access(FILE, ACCOUNT, token="t") is not None
+            asked = sharing.asked
+            now[0] += 1.4
+            await client.access(FILE, ACCOUNT, token="t")
+            assert sharing.asked == asked
+            now[0] += 0.2
+            sharing.revoked.add(FILE)  # the grant ended: sharing says so when asked
+            assert await client.access(FILE, ACCOUNT, token="t") is None
+            assert client.feed is not None
+            await client.feed.aclose()
+
+    async def test_losing_the_stream_drops_the_long_lived_answers(self):
+        sharing, now = Sharing(), [0.0]
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sharing.handler)) as http:
+            client = self.client(http, now)
+            feed = await following(client, sharing)
+            assert await client.access(FILE, ACCOUNT, token="t") is not None
+            sharing.revoked.add(FILE)  # and its notice lost with the stream
+            feed.end()
+            await settle()
+            now[0] += 0.1
+            assert await client.access(FILE, ACCOUNT, token="t") is None
+            assert client.feed is not None
+            await client.feed.aclose()
+
+    @pytest.mark.parametrize("valid_for", ["3", True, [], float("nan"), 10 ** 400])
+    async def test_a_malformed_valid_for_is_a_malformed_answer(self, valid_for):
+        def handler(request: httpx.Request) -> httpx.Response:
+            body = {**json.loads(answer(FILE).content), "valid_for_s": valid_for}
+            return httpx.Response(200, content=json.dumps(body).encode())
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            client = AccessClient(http, "http://sharing", caller="kms", ttl_s=0.5)
+            with pytest.raises(SharingUnavailable):
+                await client.access(FILE, ACCOUNT, token="t")

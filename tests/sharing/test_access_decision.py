@@ -20,6 +20,10 @@ from tests.support.apps import Caller
 ALL = {"clinical": "append", "shared": "append", "administrative": "append"}
 
 
+def _timeless(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if k != "valid_for_s"}
+
+
 class World:
     """Rows written straight into the sharing database (committed: the access routes read
     through a session of their own), and the two routes asked as the records API or kms."""
@@ -86,7 +90,15 @@ class World:
         """The single route's answer, checked to be the batch route's for that file."""
         one = await self.single(file_id, account, caller)
         many = await self.batch([file_id], account, caller)
-        assert many == ([one] if one is not None else [])
+        # ``valid_for_s`` counts down between the two questions
+        assert [_timeless(a) for a in many] == ([_timeless(one)] if one is not None else [])
+        if one is not None and one["valid_for_s"] is not None:
+            assert 0 <= many[0]["valid_for_s"] <= one["valid_for_s"]
+        elif one is not None:
+            assert many[0]["valid_for_s"] is None
+        if one is not None and one["valid_until"] is not None:
+            assert one["valid_for_s"] <= (datetime.fromisoformat(one["valid_until"])
+                                          - datetime.now(UTC)).total_seconds() + 5
         return one
 
 
@@ -118,6 +130,21 @@ class TestNewestLiveGrantWins:
         assert answer is not None
         assert answer["relationship"] == "secretary"
         assert datetime.fromisoformat(answer["valid_until"]) == until
+
+    async def test_the_answer_lasts_until_the_grant_ends_or_another_starts(self, world):
+        """``valid_for_s``: how long the records API and the kms may keep the answer."""
+        file_id, member, other = await world.file(), uuid.uuid4(), uuid.uuid4()
+        await world.grant(file_id, member, "secretary", {"administrative": "read"}, age_s=60,
+                          valid_until=world.now + timedelta(days=1))
+        # newer, narrower, and not started yet: when it starts, the answer changes unannounced
+        await world.grant(file_id, member, "replacement", {"shared": "read"}, age_s=1,
+                          valid_from=world.now + timedelta(hours=1))
+        await world.grant(file_id, other, "care_team", {"clinical": "append"})
+        answer = await world.both(file_id, member)
+        assert answer is not None and answer["relationship"] == "secretary"
+        assert answer["valid_for_s"] == pytest.approx(3600, abs=5)
+        unending = await world.both(file_id, other)
+        assert unending is not None and unending["valid_for_s"] is None
 
     @pytest.mark.parametrize("terms", [{"valid_until": -5}, {"valid_from": 3600},
                                        {"status": "revoked"}], ids=["expired", "not-yet",

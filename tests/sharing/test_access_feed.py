@@ -11,14 +11,16 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from ecrin_platform.db import create_engine
 from ecrin_platform.tokens import MAX_LIFETIME_S, Principal
 from sharing import feed as feed_module
 from sharing.feed import AccessFeed, FeedUnavailable, PostgresFeed, feed_for
+from sharing.models import Grant, PatientFile
 from tests.support.apps import Caller, build_app, running
 from tests.support.databases import POSTGRES, needs_postgres
 
@@ -138,20 +140,22 @@ class TestStream:
 
 
 class TestRoute:
-    async def test_only_a_token_for_the_kms_opens_it(self, database_url_for, internal_keys,
-                                                     issuer, monkeypatch):
+    async def test_only_a_token_for_the_kms_or_the_records_api_opens_it(
+            self, database_url_for, internal_keys, issuer, monkeypatch):
         monkeypatch.setattr(feed_module, "MAX_STREAM_S", 0.05)
         app = build_app("sharing", database_url_for("sharing"), internal_keys)
         principal = Principal(str(uuid.uuid4()), "practitioner")
         async with running(app) as client:
-            opened = await client.get("/internal/access-changes",
-                                      headers=Caller(issuer, "kms").headers(principal))
-            assert opened.status_code == 200
-            assert opened.headers["content-type"] == "application/x-ndjson"
-            assert opened.text.splitlines()[0] == '{"ready":true}'
-            # the records API is told by POST; the gateway's own token is not the kms's
+            for follower in ("kms", "records-api"):
+                opened = await client.get("/internal/access-changes",
+                                          headers=Caller(issuer, follower).headers(principal))
+                assert opened.status_code == 200
+                assert opened.headers["content-type"] == "application/x-ndjson"
+                assert opened.text.splitlines()[0] == '{"ready":true}'
+            # a token for another service is not forwarded here; the sharing service's own
+            # (the gateway's, for its routes) is not a follower's
             refused = await client.get("/internal/access-changes",
-                                       headers=Caller(issuer, "records-api").headers(principal))
+                                       headers=Caller(issuer, "gateway").headers(principal))
             assert refused.status_code == 401
             gateway = await client.get("/internal/access-changes",
                                        headers=Caller(issuer, "sharing").headers(principal))
@@ -160,6 +164,50 @@ class TestRoute:
             assert (await client.get("/internal/access-changes")).status_code == 401
             assert app.state.access_feed.subscribers == 0
 
+
+    async def test_a_grant_activated_and_a_rotation_stored_are_on_the_feed(
+            self, database_url_for, internal_keys, issuer):
+        """The records API keeps answers longer while it follows the feed: every change
+        its answers hold goes there, a grant's activation (the newest live grant wins, and
+        may give less) and a stored rotation's key version included."""
+        app = build_app("sharing", database_url_for("sharing"), internal_keys)
+        owner, member = uuid.uuid4(), uuid.uuid4()
+        file_id, grant_id = uuid.uuid4(), uuid.uuid4()
+        kms = Caller(issuer, "kms").headers(Principal(str(owner), "practitioner"))
+        async with running(app, rollback=False) as client:
+            now = datetime.now(UTC)
+            async with app.state.engine.begin() as conn:
+                await conn.execute(insert(PatientFile).values(
+                    id=file_id, owner_id=owner, state="active", created_at=now,
+                    updated_at=now))
+                for grant, grantee, relationship, status in (
+                        (uuid.uuid4(), owner, "owner", "active"),
+                        (grant_id, member, "care_team", "pending")):
+                    await conn.execute(insert(Grant).values(
+                        id=grant, file_id=file_id, grantee_id=grantee, granter_id=owner,
+                        relationship=relationship, scopes={"clinical": "append"},
+                        status=status, created_at=now))
+            heard: list[list[str]] = []
+            queue = app.state.access_feed.subscribe()
+
+            async def stream() -> None:  # what a stream does with each change
+                while (change := await queue.get()) is not None:
+                    heard.append(change.file_ids)
+                    feed_module._release(change)
+
+            reading = asyncio.create_task(stream())
+            activated = await client.post(f"/internal/grants/{grant_id}/activate",
+                                          headers=kms)
+            assert activated.status_code == 204, activated.text
+            # written before the answer (on PostgreSQL the NOTIFY's echo may follow)
+            assert heard and set(map(tuple, heard)) == {(str(file_id),)}
+            await asyncio.sleep(0.3)  # and its echo
+            heard.clear()
+            rotated = await client.post(f"/internal/rotations/{file_id}/clinical/rotated",
+                                        headers=kms, json={"version": 2})
+            assert rotated.status_code == 204, rotated.text
+            assert heard and set(map(tuple, heard)) == {(str(file_id),)}
+            reading.cancel()
 
     async def test_the_replica_says_whether_it_listens(self, database_url_for, internal_keys,
                                                        backend):

@@ -4,9 +4,20 @@ The sharing service is the decision point. The records API and the kms forward t
 token they received (the sharing service only answers about the user in it, and accepts the
 token on ``/internal/access`` only) and cache each answer for ``authz_cache_s`` (0.5 s by
 default; the design allows 5 s). The sharing service says when a file's access changes
-(``POST /internal/access-changed``, :data:`access_changed_router`): the cached answers
-about it are dropped at once, and the time to live only bounds how long a lost message
-leaves a revoked grant working.
+(``POST /internal/access-changed``, :data:`access_changed_router`, and its feed,
+``ecrin_platform.access_feed``): the cached answers about it are dropped at once, and the
+time to live only bounds how long a lost message leaves a revoked grant working.
+
+While a service follows the feed (``live``: every change committed since the stream's
+"ready" reaches it, and its end forgets every answer), an answer that grants access is kept
+``authz_cache_live_s`` instead, if longer (the records API: 4 s by default, within the
+design's 5 s, since it also gets every change by POST; the kms, whose only channel the
+feed is: its short lifetime by default). What is then lost is only a change whose NOTIFY
+failed between two sharing replicas, or that came while a stream was dead but not yet
+closed, and that is the bound it gets. It is never kept past the end of the grant behind
+it, nor past the start of another grant of the account on the file (``valid_for_s``, by
+the sharing service's clock). A refusal keeps the short lifetime: a grant that starts
+later is not refused for long.
 """
 
 from __future__ import annotations
@@ -50,6 +61,9 @@ class FileAccess:
     state: str = "active"
     key_versions: Mapping[str, int] = field(default_factory=dict)
     pending_rotations: frozenset[str] = frozenset()
+    #: Seconds until the grant behind this answer ends, by the sharing service's clock
+    #: when it answered (None: no end, or not said): the answer is not kept longer.
+    valid_for_s: float | None = None
 
     def can_read(self, scope: str) -> bool:
         return self.scopes.get(scope) in (READ, APPEND)
@@ -79,7 +93,21 @@ def parse_access(body: Any) -> FileAccess:
                       scopes={s: p for s, p in scopes.items()
                               if s in SCOPES and p in (READ, APPEND)},
                       key_versions=parse_key_versions(body.get("key_versions")),
-                      pending_rotations=parse_pending(body.get("pending_rotations")))
+                      pending_rotations=parse_pending(body.get("pending_rotations")),
+                      valid_for_s=parse_valid_for(body.get("valid_for_s")))
+
+
+def parse_valid_for(value: object) -> float | None:
+    """``valid_for_s`` of a sharing answer: absent or null is None (no end); a number is
+    at least 0; anything else makes the answer malformed (ValueError)."""
+    if value is None:
+        return None
+    if type(value) not in (int, float) or value != value:  # bool, str, NaN
+        raise ValueError("a malformed valid_for_s")
+    try:
+        return max(0.0, float(value))
+    except OverflowError:  # an integer past any float
+        raise ValueError("a malformed valid_for_s") from None
 
 
 def parse_key_versions(value: object) -> dict[str, int]:
@@ -137,12 +165,15 @@ class AccessClient:
     MAX_ENTRIES = 10_000
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, *, caller: str, ttl_s: float,
-                 follow_changes: bool = False,
+                 follow_changes: bool = False, live_ttl_s: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
         self._caller = caller
         self._ttl = ttl_s
+        #: An answer granting access, asked while the feed is live, lives this long (if
+        #: longer than ``ttl_s``; module docstring).
+        self._live_ttl = live_ttl_s
         self._clock = clock
         self._log = logging.getLogger(f"ecrin.{caller}.authz")
         self._cache: OrderedDict[tuple[uuid.UUID, uuid.UUID],
@@ -175,7 +206,7 @@ class AccessClient:
         if decision is not None and (decision.file_id, decision.account_id) != key:
             self._log.warning("access answer about something not asked")
             raise SharingUnavailable()
-        self._remember(key, decision, now + self._ttl, seen)
+        self._remember(key, decision, now, seen)
         return decision
 
     async def access_many(self, file_ids: list[uuid.UUID], account_id: uuid.UUID, *,
@@ -212,7 +243,7 @@ class AccessClient:
             decision = answered.get(file_id)
             if decision is not None:
                 out[file_id] = decision
-            self._remember((file_id, account_id), decision, now + self._ttl, seen[file_id])
+            self._remember((file_id, account_id), decision, now, seen[file_id])
         return out
 
     def forget_file(self, file_id: uuid.UUID) -> None:
@@ -294,12 +325,29 @@ class AccessClient:
             self._changes.clear()
             self._epoch += 1  # the counts are gone: no answer asked before this is cached
 
+    def lifetime(self, decision: FileAccess | None) -> float:
+        """How long an answer asked now may be kept: ``ttl_s``; for one that grants access
+        while the feed is live, ``live_ttl_s`` if longer; never past its grant's end."""
+        ttl = self._ttl
+        if decision is None or ttl <= 0:
+            return ttl
+        if self.feed is not None and self.feed.live:
+            ttl = max(ttl, self._live_ttl)
+        if decision.valid_for_s is not None:
+            ttl = min(ttl, decision.valid_for_s)
+        return ttl
+
     def _remember(self, key: tuple[uuid.UUID, uuid.UUID], decision: FileAccess | None,
-                  expires: float, seen: tuple[int, int]) -> None:
+                  asked: float, seen: tuple[int, int]) -> None:
+        """Keeps an answer asked at ``asked`` if nothing about its file changed since
+        (``seen``). The feed's "ready" and its end both forget everything (a new epoch):
+        an answer kept here was asked and answered within one state of the feed, the one
+        :meth:`lifetime` reads."""
         file_id, account_id = key
-        if self._ttl <= 0 or self._seen(file_id) != seen:
+        ttl = self.lifetime(decision)
+        if ttl <= 0 or self._seen(file_id) != seen:
             return
-        self._cache[key] = (expires, decision)
+        self._cache[key] = (asked + ttl, decision)
         self._cache.move_to_end(key)
         self._accounts.setdefault(file_id, set()).add(account_id)
         while len(self._cache) > self.MAX_ENTRIES:
@@ -312,6 +360,28 @@ class AccessClient:
             accounts.discard(account_id)
             if not accounts:
                 del self._accounts[file_id]
+
+
+def start_access_client(app: Any, caller: str, settings: Any) -> AccessClient:
+    """The service's access client (``app.state.access_client``), from its settings
+    (``sharing_url``, ``authz_cache_s``, ``authz_cache_live_s``, ``access_feed``): it
+    follows the feed when caching is on and the feed is, and the feed's state is the
+    ``ecrin_access_feed_following`` gauge. :func:`stop_access_client` ends it."""
+    client = AccessClient(
+        app.state.http, settings.sharing_url, caller=caller, ttl_s=settings.authz_cache_s,
+        follow_changes=settings.access_feed and settings.authz_cache_s > 0,
+        live_ttl_s=settings.authz_cache_live_s)
+    feed = client.feed
+    app.state.metrics.access_feed_following.labels(caller).set_function(
+        lambda: float(feed is not None and feed.live))
+    app.state.access_client = client
+    return client
+
+
+async def stop_access_client(app: Any) -> None:
+    feed = app.state.access_client.feed
+    if feed is not None:
+        await feed.aclose()
 
 
 class AccessChanged(BaseModel):

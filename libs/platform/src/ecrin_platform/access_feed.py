@@ -1,4 +1,5 @@
-"""Following the sharing service's access-change feed (``sharing.feed``), for the kms.
+"""Following the sharing service's access-change feed (``sharing.feed``), for the kms and
+the records API.
 
 The kms is on another site than the sharing service, which therefore does not call it: the
 kms keeps ``GET {sharing}/internal/access-changes`` open instead, and drops its cached

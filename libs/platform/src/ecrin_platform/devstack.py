@@ -114,10 +114,11 @@ class Stack:
                 env.setdefault(f"{prefix}CONTENT_DIR", str(self.state / "records-content"))
             # When a file's access changes, the sharing service tells the records API and,
             # on this one machine, the kms too (sharing.notify: the answer waits for them).
-            # The kms also follows its feed, as in every deployment, where the feed alone
-            # tells it: ECRIN_SHARING_KMS_URL="" in ``extra_env`` leaves it at that.
+            # Both also follow its feed, as in every deployment, where the feed alone tells
+            # the kms: ECRIN_SHARING_KMS_URL="" (or ECRIN_SHARING_RECORDS_URL="") in
+            # ``extra_env`` leaves it at that.
             if service == "sharing":
-                env[f"{prefix}RECORDS_URL"] = self.url("records-api")
+                env.setdefault(f"{prefix}RECORDS_URL", self.url("records-api"))
                 env.setdefault(f"{prefix}KMS_URL", self.url("kms"))
         return env
 

@@ -138,8 +138,9 @@ class Metrics:
             "notices on the channel (PostgreSQL LISTEN), 0 while it does not",
             ["service", "channel"], registry=self.registry)
         self.access_feed_following = Gauge(
-            "ecrin_access_feed_following", "1 while the kms follows the sharing service's "
-            "access-change feed, 0 while its cache's lifetime alone bounds a revocation",
+            "ecrin_access_feed_following", "1 while the service (kms, records API) follows the "
+            "sharing service's access-change feed, 0 while its cache's lifetime alone "
+            "bounds a revocation",
             ["service"], registry=self.registry)
         self.service = service
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from ecrin_platform.access import AccessClient, access_changed_router
+from ecrin_platform.access import (
+    access_changed_router,
+    start_access_client,
+    stop_access_client,
+)
 from ecrin_platform.app import build_service_app
 from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
@@ -21,16 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start(app: FastAPI) -> None:
         app.state.audit = AuditLog(AuditEvent, SERVICE)
-        app.state.access_client = AccessClient(
-            app.state.http, settings.sharing_url, caller=SERVICE, ttl_s=settings.authz_cache_s,
-            follow_changes=settings.access_feed and settings.authz_cache_s > 0)
-        feed = app.state.access_client.feed
-        app.state.metrics.access_feed_following.labels(SERVICE).set_function(
-            lambda: float(feed is not None and feed.live))
+        start_access_client(app, SERVICE, settings)
 
     async def stop(app: FastAPI) -> None:
-        if app.state.access_client.feed is not None:
-            await app.state.access_client.feed.aclose()
+        await stop_access_client(app)
 
     return build_service_app(
         service=SERVICE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ecrin_platform.settings import ServiceSettings
@@ -19,3 +20,9 @@ class Settings(ServiceSettings):
     #: a revocation drops the cached answers about its file at once, though the sharing
     #: service does not reach the kms (another site). Off: the cache's lifetime bounds it.
     access_feed: bool = True
+    #: How long an answer granting access is reused while the feed is followed (``live``;
+    #: ``ecrin_platform.access``); never past the grant's end. The feed is the kms's only
+    #: channel (the records API also gets POSTs), and a NOTIFY lost between two sharing
+    #: replicas, or a feed that died without closing (noticed within 40 s), would leave
+    #: it this long: by default no longer than ``authz_cache_s``.
+    authz_cache_live_s: float = Field(default=0.5, ge=0, le=4)

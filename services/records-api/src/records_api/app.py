@@ -7,7 +7,11 @@ import contextlib
 
 from fastapi import FastAPI
 
-from ecrin_platform.access import AccessClient, access_changed_router
+from ecrin_platform.access import (
+    access_changed_router,
+    start_access_client,
+    stop_access_client,
+)
 from ecrin_platform.app import build_service_app
 from ecrin_platform.service_info import service_info_router
 from records_api import MIGRATIONS, SERVICE
@@ -24,8 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     async def start(app: FastAPI) -> None:
-        app.state.access_client = AccessClient(app.state.http, settings.sharing_url,
-                                               caller=SERVICE, ttl_s=settings.authz_cache_s)
+        start_access_client(app, SERVICE, settings)
         app.state.content_store = ContentStore(app.state.sessionmaker, app.state.engine,
                                                content_files(settings))
         app.state.purge_task = None
@@ -38,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await store.directory_problem()
 
     async def stop(app: FastAPI) -> None:
+        await stop_access_client(app)
         task = app.state.purge_task
         if task is not None:
             task.cancel()

@@ -19,6 +19,17 @@ class Settings(ServiceSettings):
     #: How long an access decision is reused. A revoked grant stops ciphertext reads
     #: within this plus one request (issue 9's target: 1 s; the design's bound: 5 s).
     authz_cache_s: float = Field(default=0.5, ge=0, le=4)
+    #: How long an answer granting access is reused while this service follows the
+    #: sharing service's access-change feed (``ecrin_platform.access``): every change then
+    #: reaches it twice (the POST and the feed), and this bounds only a change both lose
+    #: (a POST lost and a NOTIFY lost between two sharing replicas, or a feed that died
+    #: without closing, noticed within 40 s). Never past the grant's end, nor past the
+    #: start of another grant of the account on the file. Set it to ``authz_cache_s`` to
+    #: keep one lifetime.
+    authz_cache_live_s: float = Field(default=4.0, ge=0, le=4)
+    #: Follow that feed (``GET /internal/access-changes``), beside the sharing service's
+    #: POSTs. Off: the cache's ``authz_cache_s`` bounds a lost POST.
+    access_feed: bool = True
     #: Tombstoned records keep their ciphertext this long, then the purge deletes it.
     purge_after_s: int = Field(default=7 * 24 * 3600, ge=0)
     #: An upload neither committed nor cleaned up after this long is an orphan; purged.

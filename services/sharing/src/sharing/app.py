@@ -15,7 +15,7 @@ from ecrin_platform.audit import AuditLog
 from ecrin_platform.service_info import service_info_router
 from sharing import MIGRATIONS, SERVICE
 from sharing.clock import Clock
-from sharing.feed import CHANNEL, feed_for
+from sharing.feed import CHANNEL, FOLLOWERS, feed_for
 from sharing.feed import router as access_feed
 from sharing.files.batch_access import internal as batch_access
 from sharing.files.endpoints import internal, router
@@ -75,12 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  grants.grants, grants.invitations, grants.rotations, internal, batch_access,
                  grants.internal, access_feed],
         # Which service may forward its user's token where: records-api only asks for
-        # access decisions; the kms also activates files and grants and closes rotations.
+        # access decisions and follows their changes; the kms also activates files and
+        # grants and closes rotations.
         forwarded_audiences={"/internal/access/": frozenset({"records-api", "kms"}),
                              "/internal/files/": frozenset({"kms"}),
                              "/internal/grants/": frozenset({"kms"}),
                              "/internal/rotations/": frozenset({"kms"}),
-                             "/internal/access-changes": frozenset({"kms"})},
+                             "/internal/access-changes": FOLLOWERS},
         upload_paths=[],
         on_startup=[start],
         on_shutdown=[stop],

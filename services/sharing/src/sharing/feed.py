@@ -1,9 +1,12 @@
-"""The access-change feed: how the kms learns at once that a file's access changed.
+"""The access-change feed: how the kms (and the records API) learn at once that a file's
+access changed.
 
-The records API is told by a POST (``sharing.notify``). The kms is on the keys' site, which
-the data site does not reach (docs/deploy.md, network): it asks instead. With the token of
-the first request that makes it ask this service about access, it opens
-``GET /internal/access-changes`` and keeps it open (``ecrin_platform.access_feed``):
+The records API is told by a POST (``sharing.notify``), and follows this feed as well: a
+lost POST is then not silent, and while it follows it keeps answers granting access longer
+(``ecrin_platform.access``). The kms is on the keys' site, which the data site does not
+reach (docs/deploy.md, network): it asks instead. With the token of the first request that
+makes it ask this service about access, it opens ``GET /internal/access-changes`` and keeps
+it open (``ecrin_platform.access_feed``):
 
 - one JSON line ``{"ready": true}`` once it is subscribed: every change committed after it
   will be on the stream;
@@ -217,22 +220,27 @@ def feed_for(engine: AsyncEngine) -> AccessFeed:
 
 
 class FeedUnavailable(ServiceUnavailable):
-    """``service-unavailable``: only the kms asks for the feed, and it only retries."""
+    """``service-unavailable``: only the kms and the records API ask for the feed, and they
+    only retry."""
 
     def __init__(self) -> None:
         super().__init__("This replica does not hear every change now; retry shortly.",
                          headers={"Retry-After": "1"})
 
 
-async def _kms(claims: InternalClaimsDep) -> None:
-    if claims.audience != "kms":
-        raise Forbidden("This feed is for the kms.")
+#: The services that cache access answers and follow this feed.
+FOLLOWERS = frozenset({"kms", "records-api"})
+
+
+async def _follower(claims: InternalClaimsDep) -> None:
+    if claims.audience not in FOLLOWERS:
+        raise Forbidden("This feed is for the kms and the records API.")
 
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
 
-@router.get("/access-changes", dependencies=[Depends(_kms)])
+@router.get("/access-changes", dependencies=[Depends(_follower)])
 async def access_changes(request: Request) -> StreamingResponse:
     feed: AccessFeed = request.app.state.access_feed
     queue = feed.subscribe()  # before the answer starts: no change after "ready" is missed

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, and_, bindparam, case, delete, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from sharing.models import Grant, PatientFile, Rotation, SearchToken
@@ -30,9 +31,18 @@ def _access_statement(one: bool, include_pending: bool, rotators: frozenset[str]
                .where(Rotation.file_id == PatientFile.id, Rotation.done_at.is_(None),
                       Rotation.rotated_version.is_(None))
                .scalar_subquery())
+    # When another of the account's grants on the file starts: the answer may change then
+    # without any notice (the newest live grant wins), so it is not kept past it.
+    later = aliased(Grant)
+    next_start = (select(func.min(later.valid_from))
+                  .where(later.file_id == PatientFile.id,
+                         later.grantee_id == bindparam("account_id"),
+                         later.status == "active", later.valid_from > bindparam("now"))
+                  .scalar_subquery())
     stmt = (select(PatientFile.id, PatientFile.state, PatientFile.key_versions,
                    Grant.relationship, Grant.scopes, Grant.valid_until,
-                   case((or_(*(Grant.relationship == r for r in sorted(rotators))), pending)))
+                   case((or_(*(Grant.relationship == r for r in sorted(rotators))), pending)),
+                   next_start)
             .join(Grant, Grant.file_id == PatientFile.id)
             .where(PatientFile.id == bindparam("file_id") if one
                    else PatientFile.id.in_(bindparam("file_ids", expanding=True)),
@@ -74,8 +84,9 @@ class FilesRepository:
         ix_rotations_file_pending), as one comma-joined string (a scope name holds no
         comma; repeats possible), else NULL. One whose new version is stored but whose
         records are not all re-keyed yet is not pending: new content under that version
-        is safe. A row is (id, state, key_versions, relationship, scopes, valid_until,
-        pending)."""
+        is safe; and when the account's next grant on the file starts, if one is to. A row
+        is (id, state, key_versions, relationship, scopes, valid_until, pending,
+        next_start)."""
         one = len(file_ids) == 1
         params = {"account_id": account_id, "now": now,
                   **({"file_id": file_ids[0]} if one else {"file_ids": list(file_ids)})}

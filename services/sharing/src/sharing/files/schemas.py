@@ -33,6 +33,11 @@ class AccessOut(BaseModel):
     scopes: dict[str, Access]
     state: str
     valid_until: datetime | None = None
+    #: Seconds from this answer until ``valid_until``, or until another of the account's
+    #: grants on the file starts if sooner (the answer may change then), by this service's
+    #: clock (None: neither): how long the records API and the kms may keep the answer at
+    #: most, whatever their own clocks say.
+    valid_for_s: float | None = None
     #: scope -> current scope-key version (absent: 1); the records API re-keys only to it
     key_versions: dict[str, int] = {}
     #: scopes a member left whose new key version is not stored yet; only for members who

@@ -96,10 +96,19 @@ class FilesService:
         return [AccessOut(file_id=file_id, account_id=account_id, relationship=relationship,
                           scopes=scopes, state=state,
                           valid_until=_aware(valid_until) if valid_until else None,
+                          valid_for_s=self._valid_for(valid_until, next_start),
                           key_versions=dict(key_versions or {}),
                           pending_rotations=sorted(set(pending.split(","))) if pending else [])
-                for file_id, state, key_versions, relationship, scopes, valid_until, pending
-                in (newest[f] for f in file_ids if f in newest)]
+                for (file_id, state, key_versions, relationship, scopes, valid_until, pending,
+                     next_start) in (newest[f] for f in file_ids if f in newest)]
+
+    def _valid_for(self, *ends: datetime | None) -> float | None:
+        """Seconds from now (this service's clock) until the first of ``ends`` (the
+        grant's end, the next grant's start): how long the answer may be kept at most."""
+        known = [_aware(end) for end in ends if end is not None]
+        if not known:
+            return None
+        return max(0.0, (min(known) - _aware(self.now)).total_seconds())
 
     async def activate(self, file_id: uuid.UUID, owner: uuid.UUID) -> None:
         file = await self.repo.file(file_id)

@@ -52,16 +52,18 @@ internal = APIRouter(prefix="/internal", include_in_schema=False)
 async def tell_changes(request: Request, service: GrantsService, *,
                        only: frozenset[str] | None = None) -> None:
     """Commit now, then tell the records API and the kms which files' access changed:
-    by a POST (``sharing.notify``) and on the feed the kms follows (``sharing.feed``; not
-    for a change ``only`` keeps from the kms). Told before the commit, they could ask again
-    and cache the old answer. The request's own commit afterwards has nothing left to do."""
+    by a POST (``sharing.notify``; to the services ``only`` names, if given) and on the
+    feed both follow (``sharing.feed``): every change, since the records API keeps its
+    answers longer while it follows (a rotation's key versions included; the kms drops an
+    answer it did not need to). Told before the commit, they could ask again and cache the
+    old answer. The request's own commit afterwards has nothing left to do."""
     notifier = getattr(request.app.state, "notifier", None)
     feed = getattr(request.app.state, "access_feed", None)
     if not service.changed or (notifier is None and feed is None):
         return
     await service.session.commit()
     telling = []
-    if feed is not None and (only is None or "kms" in only):
+    if feed is not None:
         telling.append(feed.publish(service.changed))
     if notifier is not None:
         telling.append(notifier.files_changed(
@@ -214,8 +216,12 @@ async def grant_for_keys(grant_id: uuid.UUID, account: KmsCaller, service: Servi
 
 
 @internal.post("/grants/{grant_id}/activate", status_code=204)
-async def activate_grant(grant_id: uuid.UUID, account: KmsCaller, service: Service) -> Response:
+async def activate_grant(grant_id: uuid.UUID, account: KmsCaller, service: Service,
+                         request: Request) -> Response:
+    """The grant's keys are stored: it is live. The grantee's answer changes (the newest
+    live grant wins, and it may give less than an older one): told like any change."""
     await service.activate(grant_id, account)
+    await tell_changes(request, service)
     return Response(status_code=204)
 
 

@@ -243,6 +243,7 @@ class GrantsService:
         assert grant is not None
         if grant.status == "pending":
             grant.status = "active"
+            self.changed.add(grant.file_id)
             await self.session.flush()
             await self._log(grant.file_id, account, "grant.activate", grant.id)
 
