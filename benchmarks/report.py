@@ -1016,7 +1016,7 @@ time are not comparable with the table above, CPU per operation and request coun
     dependants of every route, `_IncludedRouter.effective_candidates`) and imports anyio's
     asyncio backend, once per process: in process, the gateway's first `GET /v1/auth/me`
     took 56 ms of CPU, the next ones 2.5-2.7 ms (py-spy, slowing what it samples, had it
-    at 0.3 s). Not changed.
+    at 0.3 s). Changed in round 16.
   - *A logout no longer empties the other gateway replicas' whole session cache.* Round
     14's notice said only "changed", and every replica forgot every remembered check: on
     a busy deployment each user's logout or passphrase change cost every other user's
@@ -1042,10 +1042,87 @@ time are not comparable with the table above, CPU per operation and request coun
     what this machine adds is that the AEAD probe does not tell how fast a host runs
     Python: the CPU per operation of paths that did not change does.
 
+- *Issue 21, round 16* (2026-12-03, 20:05-22:00 UTC, a third machine, as fast as round
+  14's: 1086-1113 MB/s of raw AEAD and 3310-3348 us for the interpreter probe in a first
+  `make bench` on `dd98be4` at 20:06, which met the SQLite login (9.7 ms), the SDK read's
+  p50 (6.9 / 8.2 ms), the rotation (0.322 / 0.409 ms) and the gateway's overhead (1.19x /
+  1.23x) that round 15's host missed with the same code). The host still swings: within
+  the hour `bench_login` on PostgreSQL gave 10.5-10.6 ms of service CPU per login (300
+  logins) and then 13.4-17.6 ms (three runs of 100), while the AEAD probe read 653-1061
+  MB/s from one second to the next.
+  - *What an access check costs, and keeping a granted answer while the feed is
+    followed.* The records API asks the sharing service whenever its cached answer (0.5 s)
+    has run out. With the cache off (`ECRIN_RECORDS_AUTHZ_CACHE_S=0`) against 4 s, 16
+    raw clients on PostgreSQL: the sharing service 2.7-2.9 ms of CPU per operation
+    against 0.05-0.09, the records API 6.6-6.8 against 4.4-4.9: about 5 ms of CPU per
+    check across the two, as much as the create itself. At 0.5 s, one operation in five
+    paid it. py-spy of the sharing service answering (250 Hz): SQLAlchemy 24 % and asyncpg
+    21 % of its samples for its one statement, FastAPI 10 %, the internal token's check 6
+    %. The records API now follows the sharing service's access-change feed, as the kms
+    does (it had only the POSTs, and could not tell a lost one), and while the feed is
+    live it keeps an answer granting access `ECRIN_RECORDS_AUTHZ_CACHE_LIVE_S` (4 s, within
+    the design's 5 s) instead of 0.5 s: a change then reaches it twice, and the 4 s bound
+    only a change both lose. A refusal keeps 0.5 s; no answer outlives its grant's end or
+    the start of another grant of the account on the file (the sharing service's new
+    `valid_for_s`, by its own clock); rotations and a grant's activation now go on the
+    feed too (a helper's review found that the key versions a writer is checked against
+    and a newer, narrower grant would otherwise have been kept 4 s without notice). The
+    kms keeps 0.5 s by default: the feed is its only channel. A/B, 16 clients on
+    PostgreSQL, `ECRIN_RECORDS_ACCESS_FEED` off and on, two alternating pairs: creates
+    131, 125/s -> 179, 155/s (the sharing service 0.70-0.97 -> 0.10-0.11 ms per create),
+    reads 131, 139/s -> 240, 162/s. What this does not change: a practitioner's requests
+    are seconds apart, beyond any cache of a few seconds, so most real requests still pay
+    the check; its cost is in the item below.
+  - *What a statement costs the services' Python* (an in-process probe on PostgreSQL,
+    client CPU per call, 2000 calls): a raw asyncpg `fetch` 80-89 us; the same query
+    through SQLAlchemy Core on a connection held open 218 us; a pooled connection taken
+    and given back alone 151 us; taken, `BEGIN`, the query, `ROLLBACK`, given back 545-811
+    us; outside a transaction block (`AUTOCOMMIT`, as the services' reads run) 440-484 us;
+    through an `AsyncSession` 90-180 us more. The kms's unlock selecting columns instead
+    of ORM entities: within the noise (70-100 us of 650-950). A request that reads once
+    and writes once spends about 1 ms of CPU in the database layer before its own work:
+    what would cut the creates' and the login's CPU by a third is a thinner layer than
+    SQLAlchemy's on the hot paths, not any single item of the profiles.
+  - *The first request after a start* (round 15) is now paid at start-up:
+    `ecrin_platform.warmup` loads anyio's asyncio backend and sends one unroutable request
+    (the asterisk form, which no route's path matches) through the application's router,
+    past every middleware, so FastAPI builds every router's state then. Each service's CPU
+    for the first sign-up after a start (`/proc/<pid>/task/*/schedstat`, three fresh
+    stacks each, alternating): gateway 49-79 -> 24-29 ms, kms 51-69 -> 16-37 ms; the first
+    login after it 16-30 ms in the gateway either way (the statements' first compilation,
+    the rate limiter's first use), the next 11-16 ms. `make bench` now reports it
+    (`bench_login.first_requests`, the first section on each fresh stack).
+  - *The large document on this machine* (three round trips, SQLite, per-process CPU by
+    phase): encrypting to the spool 0.18-0.27 s (the client's 0.24-0.32 s of CPU), sending
+    0.65-0.71 s (the records API 0.43-0.45 s of CPU, the gateway 0.09-0.12, the client
+    0.09-0.10), downloading 0.52-0.62 s (the client 0.45-0.56 s, the records API
+    0.13-0.17, the gateway 0.09-0.12). py-spy of the records API: each 1 MiB row's
+    temporary file (`mkstemp`, 6.5 % of its samples), its write and fsync, the running
+    SHA-256 (6 %); of the client's download: the decrypting thread waits for the event
+    loop's next batch a fifth of its time, the loop's side (h11, httpcore, anyio, the
+    re-chunking) about a third of the client's samples. At 0.9 s of CPU per upload and
+    0.75 s per download across the processes, two cores allow 0.45 s and 0.38 s at perfect
+    overlap: 0.22x and 0.26x of this run's raw AEAD, below the 0.3x target before any
+    stall.
+
+  - *The table's run* (21:31-21:38 UTC, `50d6dc8`) came in a slow spell of this host: the
+    interpreter probe read 3774 us at its start against 3310 at 20:06, and the SQLite
+    login, whose code did not change since, took 17.2 ms against 9.7 ms then; so it
+    misses the SDK read's p50 (12.1 / 13.3 ms), the logins (17.2 / 16.7 ms), the
+    PostgreSQL rotation (0.547 ms) and the gateway at 32 clients on PostgreSQL (1.31x)
+    that the 20:06 run met or nearly met. What the access change shows through the noise
+    is the sharing service's CPU per operation at 16 clients on PostgreSQL: 0.14 ms per
+    raw create and 0.10 per SDK create, against 0.30 and 0.40 at 20:06 (0.63-0.97 in the
+    A/B above with the feed off). Revocation to denied: 39 / 47 ms on PostgreSQL, 21 / 23
+    ms on SQLite, within the 50 ms target (20-23 ms at 20:06).
+
 **Remains** (issue 21's targets missed, and why; the figures of the first two items
 are round 11's 07:08 run, on a host near round 9's speed, and "round 14's table" below is
-the 16:57 run of round 14, on the machine before this one: the table above, round 15's,
-has every CPU figure 1.6-2x higher, for the reasons round 15 gives). Every miss but the large
+the 16:57 run of round 14, on the machine before round 15's. Round 16's host runs as fast
+as round 14's in its quiet spells: its 20:06 run at `dd98be4` missed only PostgreSQL's
+raw creates (239/s), SDK creates (182/s), login (12.2 ms) and the large document (up
+0.12x / 0.09x, down 0.22x / 0.18x); the table above is a slower spell's, round 16 gives
+both). Every miss but the large
 document's is CPU per operation on two shared cores whose speed moved by half within the
 hour again today (round 11): the same commit measured SDK creates at
 316/s in round 9 and 179-214/s this morning, and nothing in the profiles is worth more
