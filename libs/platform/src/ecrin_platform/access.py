@@ -102,8 +102,8 @@ def parse_valid_for(value: object) -> float | None:
     at least 0; anything else makes the answer malformed (ValueError)."""
     if value is None:
         return None
-    if type(value) not in (int, float) or value != value:  # bool, str, NaN
-        raise ValueError("a malformed valid_for_s")
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        raise ValueError("a malformed valid_for_s")  # a string, a bool, NaN
     try:
         return max(0.0, float(value))
     except OverflowError:  # an integer past any float

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 import anyio
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Scope
 
 #: The asterisk form of a request target (RFC 9112, 3.2.4). Every route's path starts
 #: with "/", so none matches it; neither does a mount.
@@ -40,7 +40,7 @@ async def warm_routes(router: ASGIApp, service: str) -> int:
     async def send(message: Message) -> None:
         answered.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+    scope: Scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
              "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": UNROUTABLE, "raw_path": UNROUTABLE.encode(), "root_path": "",
              "query_string": b"", "headers": [], "client": None, "server": None,
