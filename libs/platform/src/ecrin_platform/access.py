@@ -61,8 +61,9 @@ class FileAccess:
     state: str = "active"
     key_versions: Mapping[str, int] = field(default_factory=dict)
     pending_rotations: frozenset[str] = frozenset()
-    #: Seconds until the grant behind this answer ends, by the sharing service's clock
-    #: when it answered (None: no end, or not said): the answer is not kept longer.
+    #: Seconds until the grant behind this answer ends, or another grant of the account
+    #: on the file starts if sooner, by the sharing service's clock when it answered
+    #: (None: neither, or not said): the answer is not kept longer.
     valid_for_s: float | None = None
 
     def can_read(self, scope: str) -> bool:
